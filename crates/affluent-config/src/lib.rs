@@ -1,0 +1,305 @@
+//! The `affluent.toml` project file: its schema ([`schema`]), `${VAR}` interpolation ([`env`]),
+//! and validation that reports every error at once with file, line and column.
+//!
+//! Loading is the only entry point: [`load`] returns a [`Project`] that has passed every check,
+//! or [`LoadError::Invalid`] with all the problems found. Nothing downstream re-validates.
+//! This crate reads the project file and `.env`, and nothing else.
+
+mod diagnostics;
+pub mod env;
+pub mod schema;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use affluent_core::Redactor;
+use jiff::tz::TimeZone;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use diagnostics::Reporter;
+pub use diagnostics::{ConfigErrors, Diagnostic};
+pub use env::Environment;
+use schema::{CsvSourceConfig, ProjectSettings, RateLimitConfig, RestSourceConfig, SourceConfig};
+
+/// The project file's name inside a project directory.
+pub const PROJECT_FILE: &str = "affluent.toml";
+
+/// A validated project.
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// The project directory.
+    pub dir: PathBuf,
+    /// The project file.
+    pub file: PathBuf,
+    /// Display name (the `name` key, else the directory name).
+    pub name: String,
+    /// The project's time zone.
+    pub timezone: TimeZone,
+    /// Where landing, state and tables live.
+    pub data_dir: PathBuf,
+    /// Rate limits per host.
+    pub hosts: BTreeMap<String, RateLimitConfig>,
+    /// Sources by name.
+    pub sources: BTreeMap<String, SourceConfig>,
+    /// Knows every secret of the project; share it with whatever writes text out.
+    pub redactor: Arc<Redactor>,
+    /// Problems that do not stop the project (a secret written in clear, ...).
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl Project {
+    /// The time zone of a source: its own, else the project's.
+    pub fn source_timezone(&self, source: &str) -> TimeZone {
+        let own = match self.sources.get(source) {
+            Some(SourceConfig::Rest(rest)) => rest.timezone.as_deref(),
+            _ => None,
+        };
+        own.and_then(|name| TimeZone::get(name).ok())
+            .unwrap_or_else(|| self.timezone.clone())
+    }
+}
+
+/// Why a project could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The project file could not be read.
+    #[error("cannot read {}: {source} (create it, or pass --project DIR)", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The `.env` file is malformed.
+    #[error("{0}")]
+    Env(String),
+    /// The project file has errors.
+    #[error("{0}")]
+    Invalid(ConfigErrors),
+}
+
+/// Loads and validates `DIR/affluent.toml` with the process environment and `DIR/.env`.
+pub fn load(project_dir: &Path) -> Result<Project, LoadError> {
+    let env = Environment::load(project_dir).map_err(LoadError::Env)?;
+    load_with_env(project_dir, &env)
+}
+
+/// Loads and validates `DIR/affluent.toml` with the given environment.
+pub fn load_with_env(project_dir: &Path, env: &Environment) -> Result<Project, LoadError> {
+    let file = project_dir.join(PROJECT_FILE);
+    let text = std::fs::read_to_string(&file).map_err(|source| LoadError::Read {
+        path: file.clone(),
+        source,
+    })?;
+    load_str(project_dir, &file, &text, env)
+}
+
+/// Loads a project from the text of its file (`file` is used in messages only).
+pub fn load_str(
+    project_dir: &Path,
+    file: &Path,
+    text: &str,
+    env: &Environment,
+) -> Result<Project, LoadError> {
+    let mut reporter = Reporter::new(file, text);
+    let redactor = Arc::new(Redactor::new());
+
+    let (mut root, syntax_errors) = DeTable::parse_recoverable(text);
+    if !syntax_errors.is_empty() {
+        for e in syntax_errors {
+            reporter.error(e.span(), format!("invalid TOML: {}", e.message().trim()));
+        }
+        return Err(LoadError::Invalid(ConfigErrors(reporter.diagnostics)));
+    }
+    interpolate_table(
+        root.get_mut(),
+        &mut Vec::new(),
+        env,
+        &redactor,
+        &mut reporter,
+    );
+    let root_for_spans = root.clone();
+
+    // Sources are read one by one, so that each reports its own errors.
+    let sources_entry = root.get_mut().remove("sources");
+    let settings: ProjectSettings = reporter.deserialize_all(root, "").unwrap_or_default();
+
+    let mut sources = BTreeMap::new();
+    let mut source_tables: BTreeMap<String, Spanned<DeTable<'_>>> = BTreeMap::new();
+    if let Some(entry) = sources_entry {
+        let span = entry.span();
+        match entry.into_inner() {
+            DeValue::Table(table) => {
+                for (name, value) in table.into_iter() {
+                    let name_span = name.span();
+                    let name = name.into_inner().to_string();
+                    let value_span = value.span();
+                    let DeValue::Table(source_table) = value.into_inner() else {
+                        reporter.error(
+                            Some(value_span),
+                            format!("[sources.{name}] must be a table with a `type` key"),
+                        );
+                        continue;
+                    };
+                    if !validate::is_identifier(&name) {
+                        reporter.error(
+                            Some(name_span.clone()),
+                            format!(
+                                "invalid source name `{name}`: use letters, digits, `_` and `-`, starting with a letter"
+                            ),
+                        );
+                    }
+                    let spanned = Spanned::new(value_span.clone(), source_table);
+                    source_tables.insert(name.clone(), spanned.clone());
+                    if let Some(config) = read_source(&mut reporter, &name, name_span, spanned) {
+                        sources.insert(name, config);
+                    }
+                }
+            }
+            _ => reporter.error(
+                Some(span),
+                "`sources` must be a table of [sources.NAME] tables",
+            ),
+        }
+    }
+
+    let timezone = match settings.timezone.as_deref() {
+        None => TimeZone::UTC,
+        Some(name) => TimeZone::get(name).unwrap_or_else(|_| {
+            reporter.error(
+                validate::span_in(&root_for_spans, &["timezone"]),
+                format!("unknown time zone \"{name}\": use an IANA name such as \"Europe/Paris\" or \"UTC\""),
+            );
+            TimeZone::UTC
+        }),
+    };
+
+    validate::sources(&mut reporter, &sources, &source_tables, &redactor);
+    validate::hosts(&mut reporter, &settings.hosts, &root_for_spans);
+
+    if !reporter.diagnostics.is_empty() {
+        return Err(LoadError::Invalid(ConfigErrors(reporter.diagnostics)));
+    }
+
+    let data_dir = project_dir.join(settings.data_dir.as_deref().unwrap_or(".affluent"));
+    let name = settings.name.clone().unwrap_or_else(|| {
+        std::fs::canonicalize(project_dir)
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "affluent".to_string())
+    });
+    Ok(Project {
+        dir: project_dir.to_path_buf(),
+        file: file.to_path_buf(),
+        name,
+        timezone,
+        data_dir,
+        hosts: settings.hosts,
+        sources,
+        redactor,
+        warnings: reporter.warnings,
+    })
+}
+
+fn read_source(
+    reporter: &mut Reporter<'_>,
+    name: &str,
+    name_span: std::ops::Range<usize>,
+    table: Spanned<DeTable<'_>>,
+) -> Option<SourceConfig> {
+    let context = format!("sources.{name}");
+    let kind = table
+        .get_ref()
+        .get("type")
+        .map(|v| (v.span(), v.get_ref().clone()));
+    match kind {
+        Some((_, DeValue::String(s))) if s == "rest" => reporter
+            .deserialize_all::<RestSourceConfig>(table, &context)
+            .map(|c| SourceConfig::Rest(Box::new(c))),
+        Some((_, DeValue::String(s))) if s == "csv" => reporter
+            .deserialize_all::<CsvSourceConfig>(table, &context)
+            .map(SourceConfig::Csv),
+        Some((span, DeValue::String(s))) => {
+            let known: Vec<String> = schema::SOURCE_TYPES.iter().map(|s| s.to_string()).collect();
+            let hint = diagnostics::closest(&s, &known)
+                .map(|k| format!("; did you mean \"{k}\"?"))
+                .unwrap_or_default();
+            reporter.error(
+                Some(span),
+                format!(
+                    "unknown source type \"{s}\" in [{context}]{hint} (expected one of: {})",
+                    known.join(", ")
+                ),
+            );
+            None
+        }
+        Some((span, _)) => {
+            reporter.error(
+                Some(span),
+                format!("`type` in [{context}] must be a string"),
+            );
+            None
+        }
+        None => {
+            reporter.error(
+                Some(name_span),
+                format!(
+                    "missing required key `type` in [{context}] (expected one of: {})",
+                    schema::SOURCE_TYPES.join(", ")
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// Interpolates `${VAR}` in every string value, registering secrets with the redactor.
+fn interpolate_table(
+    table: &mut DeTable<'_>,
+    path: &mut Vec<String>,
+    env: &Environment,
+    redactor: &Redactor,
+    reporter: &mut Reporter<'_>,
+) {
+    for (key, value) in table.iter_mut() {
+        path.push(key.get_ref().to_string());
+        interpolate_value(value, path, env, redactor, reporter);
+        path.pop();
+    }
+}
+
+fn interpolate_value(
+    value: &mut Spanned<DeValue<'_>>,
+    path: &mut Vec<String>,
+    env: &Environment,
+    redactor: &Redactor,
+    reporter: &mut Reporter<'_>,
+) {
+    let span = value.span();
+    match value.get_mut() {
+        DeValue::String(s) if s.contains('$') => match env::interpolate(s, env) {
+            Ok(done) => {
+                let secret_place = path
+                    .iter()
+                    .any(|p| matches!(p.as_str(), "auth" | "headers" | "params" | "json"));
+                for (var, val) in &done.used {
+                    if secret_place || env::is_secret_var(var) {
+                        redactor.add(val);
+                    }
+                }
+                *s = std::borrow::Cow::Owned(done.value);
+            }
+            Err(message) => reporter.error(Some(span), message),
+        },
+        DeValue::Table(t) => interpolate_table(t, path, env, redactor, reporter),
+        DeValue::Array(items) => {
+            for item in items.iter_mut() {
+                interpolate_value(item, path, env, redactor, reporter);
+            }
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,361 @@
+//! The user's schema of `affluent.toml`. Every struct denies unknown keys; its `///` docs are the
+//! reference documentation of the key. Names follow dlt's `rest_api` where dlt has a word for it.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// Project-level settings: everything in `affluent.toml` except `[sources.*]`, which are read one
+/// by one so that an error in one source does not hide the errors of the others.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectSettings {
+    /// A name for the project, shown in logs and the dashboard.
+    pub name: Option<String>,
+    /// IANA time zone of schedules, data intervals and templates (default `UTC`).
+    pub timezone: Option<String>,
+    /// Where landing, state and tables live, relative to the project directory (default `.affluent`).
+    pub data_dir: Option<String>,
+    /// Rate limits per host, shared by every source calling that host: `[hosts."api.example.com"]`.
+    #[serde(default)]
+    pub hosts: BTreeMap<String, RateLimitConfig>,
+}
+
+/// The kinds of source, by their `type` key.
+pub const SOURCE_TYPES: &[&str] = &["rest", "csv"];
+
+/// One `[sources.NAME]` table.
+#[derive(Debug, Clone)]
+pub enum SourceConfig {
+    /// `type = "rest"`.
+    Rest(Box<RestSourceConfig>),
+    /// `type = "csv"`.
+    Csv(CsvSourceConfig),
+}
+
+/// A declarative REST source (`type = "rest"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestSourceConfig {
+    /// Always `"rest"`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Time zone of this source's intervals and templates, if not the project's.
+    pub timezone: Option<String>,
+    /// Length of the default data interval when `ingest` is given no `--from/--to`: the last
+    /// complete period (default `"1d"`).
+    pub interval: Option<String>,
+    /// How many requests of this source may be in flight at once (default 4).
+    pub concurrency: Option<usize>,
+    /// Guard on the number of pages fetched per request chain (default 1000).
+    pub max_pages: Option<u32>,
+    /// Skip landing a response identical to the previous one for the same request, using ETag,
+    /// Last-Modified and a content hash (default true).
+    pub change_detection: Option<bool>,
+    /// Connection settings shared by every request.
+    pub client: ClientConfig,
+    /// What to request.
+    pub endpoint: EndpointConfig,
+    /// Fan-out over static values and a time grid (the `resolve` fan-out is declared in `params`).
+    pub fan_out: Option<FanOutConfig>,
+    /// Rate limits of this source.
+    pub rate_limit: Option<RateLimitConfig>,
+    /// Retry policy.
+    pub retry: Option<RetryConfig>,
+}
+
+/// `[sources.NAME.client]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// Base URL every endpoint path is joined to.
+    pub base_url: String,
+    /// Headers sent with every request; values may use `${VAR}`.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Authentication.
+    pub auth: Option<AuthConfig>,
+    /// Default paginator of the endpoints.
+    pub paginator: Option<PaginatorConfig>,
+    /// Timeout of one request, in seconds (default 30).
+    pub timeout_secs: Option<u64>,
+}
+
+/// `auth = { type = ... }`, as dlt names them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AuthConfig {
+    /// A key in a header or a query parameter.
+    ApiKey {
+        /// Header or parameter name (default `Authorization`).
+        name: Option<String>,
+        /// The key, normally `${VAR}`.
+        api_key: String,
+        /// `header` (default) or `query`.
+        location: Option<ApiKeyLocation>,
+    },
+    /// `Authorization: Bearer TOKEN`.
+    Bearer {
+        /// The token, normally `${VAR}`.
+        token: String,
+    },
+    /// HTTP basic authentication.
+    HttpBasic {
+        /// User name.
+        username: String,
+        /// Password, normally `${VAR}`.
+        password: String,
+    },
+    /// OAuth 2 client credentials (Spotify): the token is fetched, cached and refreshed.
+    #[serde(rename = "oauth2_client_credentials")]
+    OAuth2ClientCredentials {
+        /// Token endpoint.
+        access_token_url: String,
+        /// Client id.
+        client_id: String,
+        /// Client secret, normally `${VAR}`.
+        client_secret: String,
+        /// Extra form fields sent to the token endpoint.
+        #[serde(default)]
+        access_token_request_data: BTreeMap<String, String>,
+        /// Lifetime assumed when the token response has no `expires_in` (default 3600).
+        default_token_expiration_secs: Option<u64>,
+        /// How the client authenticates: `basic` header (default) or `body` form fields.
+        client_auth: Option<ClientAuthStyle>,
+    },
+}
+
+/// Where an API key goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiKeyLocation {
+    /// In a request header.
+    Header,
+    /// In a query parameter.
+    Query,
+}
+
+/// How OAuth client credentials are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthStyle {
+    /// `Authorization: Basic base64(id:secret)`.
+    Basic,
+    /// `client_id` and `client_secret` form fields.
+    Body,
+}
+
+/// How to walk the pages of a response.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PaginatorConfig {
+    /// One request, no pages.
+    SinglePage,
+    /// `?page=N` (Ticketmaster `page.totalPages`, World Bank `[0].pages`).
+    PageNumber {
+        /// Query parameter (default `page`).
+        page_param: Option<String>,
+        /// Number of the first page (default 0).
+        base_page: Option<i64>,
+        /// Path to the total number of pages in the body.
+        total_path: Option<String>,
+        /// Last page to fetch, included.
+        maximum_page: Option<i64>,
+        /// Stop at the first page with no records (default true).
+        stop_after_empty_page: Option<bool>,
+    },
+    /// `?offset=N&limit=L` (Opendatasoft `total_count`).
+    Offset {
+        /// Page size.
+        limit: u64,
+        /// First offset (default 0).
+        offset: Option<u64>,
+        /// Offset parameter (default `offset`).
+        offset_param: Option<String>,
+        /// Limit parameter (default `limit`).
+        limit_param: Option<String>,
+        /// Path to the total number of records in the body.
+        total_path: Option<String>,
+        /// Offset not to reach.
+        maximum_offset: Option<u64>,
+        /// Stop at the first page with no records (default true).
+        stop_after_empty_page: Option<bool>,
+    },
+    /// A cursor from the body sent back as a parameter.
+    Cursor {
+        /// Path to the next cursor in the body (default `cursors.next`).
+        cursor_path: Option<String>,
+        /// Query parameter carrying it (default `cursor`).
+        cursor_param: Option<String>,
+    },
+    /// The next page's URL in the body (Spotify `next`).
+    JsonLink {
+        /// Path to the next URL (default `next`).
+        next_url_path: Option<String>,
+    },
+    /// The next page's URL in an RFC 8288 `Link` header.
+    HeaderLink {
+        /// Relation of the next link (default `next`).
+        links_next_key: Option<String>,
+    },
+}
+
+/// `[sources.NAME.endpoint]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// Path joined to `client.base_url`; may hold templates (`teams/{team_id}/matches`).
+    #[serde(default)]
+    pub path: String,
+    /// `GET` (default) or `POST`.
+    pub method: Option<HttpMethod>,
+    /// Query parameters (templates allowed), or `{ type = "resolve", resource, field }` to fan
+    /// out over another source's records.
+    #[serde(default)]
+    pub params: BTreeMap<String, ParamValue>,
+    /// JSON body for POST; string leaves are templates.
+    pub json: Option<serde_json::Value>,
+    /// Path to the records in the body (`_embedded.events`, `[1]`); the root by default.
+    pub data_selector: Option<String>,
+    /// Paginator of this endpoint, overriding the client's.
+    pub paginator: Option<PaginatorConfig>,
+}
+
+/// HTTP method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    /// GET.
+    Get,
+    /// POST.
+    Post,
+}
+
+/// A query parameter's value.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ParamValue {
+    /// One request per record of another source.
+    Resolve(ResolveParam),
+    /// A template string.
+    Text(String),
+    /// An integer.
+    Integer(i64),
+    /// A float.
+    Float(f64),
+    /// A boolean.
+    Bool(bool),
+}
+
+/// `{ type = "resolve", resource = "other_source", field = "id" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveParam {
+    /// Always `"resolve"`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The source whose records are iterated.
+    pub resource: String,
+    /// Path of the value in each record.
+    pub field: String,
+}
+
+/// `[sources.NAME.fan_out]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FanOutConfig {
+    /// One request per value: `values = { country = ["fra", "deu"] }`; lists multiply.
+    #[serde(default)]
+    pub values: BTreeMap<String, Vec<ScalarValue>>,
+    /// One request per step of a grid over the interval.
+    pub time: Option<TimeGridConfig>,
+}
+
+/// A static fan-out value.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ScalarValue {
+    /// Text.
+    Text(String),
+    /// Integer.
+    Integer(i64),
+}
+
+impl std::fmt::Display for ScalarValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScalarValue::Text(s) => f.write_str(s),
+            ScalarValue::Integer(i) => write!(f, "{i}"),
+        }
+    }
+}
+
+/// `time = { every = "1h", name = "hour" }`: variables `{hour}` (step start) and `{hour.end}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeGridConfig {
+    /// Step length (`"1h"`, `"15m"`, `"1d"`).
+    pub every: String,
+    /// Variable name (default `step`).
+    pub name: Option<String>,
+}
+
+/// Rate limits; requests are spaced evenly so no window of the period exceeds the limit.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Requests per second.
+    pub per_second: Option<u32>,
+    /// Requests per minute.
+    pub per_minute: Option<u32>,
+    /// Requests per calendar day in the project's time zone; survives restarts.
+    pub per_day: Option<u32>,
+}
+
+/// Retry policy for 408, 429, 5xx and network errors.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Attempts in all, the first included (default 5).
+    pub max_attempts: Option<u32>,
+    /// First backoff in milliseconds (default 500), doubled each attempt, with jitter.
+    pub initial_backoff_ms: Option<u64>,
+    /// Backoff ceiling in seconds (default 60); a longer `Retry-After` is still honoured.
+    pub max_backoff_secs: Option<u64>,
+}
+
+/// A CSV source (`type = "csv"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsvSourceConfig {
+    /// Always `"csv"`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Glob of files, relative to the project directory (`data/raw/*.csv`).
+    pub path: String,
+    /// Field delimiter (default `,`).
+    pub delimiter: Option<String>,
+    /// Quote character (default `"`).
+    pub quote: Option<String>,
+    /// Text encoding: any WHATWG label (`utf-8` default, `latin1`, `windows-1252`, ...).
+    pub encoding: Option<String>,
+    /// Whether the first row names the columns (default true).
+    pub has_header: Option<bool>,
+    /// Declared column types: `string`, `int`, `float`, `bool`; other columns are inferred.
+    #[serde(default)]
+    pub columns: BTreeMap<String, ColumnType>,
+}
+
+/// A CSV column's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnType {
+    /// Text, kept as is.
+    String,
+    /// 64-bit integer.
+    Int,
+    /// 64-bit float.
+    Float,
+    /// `true`/`false` (also `1`/`0`, `yes`/`no`).
+    Bool,
+}

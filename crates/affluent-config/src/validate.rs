@@ -1,0 +1,387 @@
+//! Checks that need more than types: time zones, URLs, templates and their variables, JSON
+//! paths, references between sources, durations, globs and encodings. Each error points at the
+//! key it is about.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+
+use affluent_core::template::Template;
+use affluent_core::{JsonPath, Redactor, parse_duration};
+use jiff::tz::TimeZone;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::diagnostics::Reporter;
+use crate::schema::{
+    AuthConfig, CsvSourceConfig, PaginatorConfig, ParamValue, RateLimitConfig, RestSourceConfig,
+    SourceConfig,
+};
+
+/// The variables every REST template may use.
+pub const INTERVAL_VARS: &[&str] = &["interval.start", "interval.end"];
+
+pub(crate) fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// The span of the value at `path` (keys from the table's root), or of the deepest key found.
+pub(crate) fn span_in(table: &Spanned<DeTable<'_>>, path: &[&str]) -> Option<Range<usize>> {
+    let mut current = table.get_ref();
+    let mut span = Some(table.span());
+    for (i, key) in path.iter().enumerate() {
+        let (k, v) = current.get_key_value(*key)?;
+        span = Some(if i + 1 == path.len() {
+            v.span()
+        } else {
+            k.span()
+        });
+        match v.get_ref() {
+            DeValue::Table(t) => current = t,
+            _ => return Some(v.span()),
+        }
+    }
+    span
+}
+
+pub(crate) fn hosts(
+    reporter: &mut Reporter<'_>,
+    hosts: &BTreeMap<String, RateLimitConfig>,
+    root: &Spanned<DeTable<'_>>,
+) {
+    for (host, limits) in hosts {
+        rate_limit(reporter, limits, || span_in(root, &["hosts", host]));
+        if host.contains('/') || host.contains(':') {
+            reporter.error(
+                span_in(root, &["hosts", host]),
+                format!(
+                    "[hosts.\"{host}\"] must be a host name such as \"api.example.com\", not a URL"
+                ),
+            );
+        }
+    }
+}
+
+fn rate_limit(
+    reporter: &mut Reporter<'_>,
+    limits: &RateLimitConfig,
+    span: impl Fn() -> Option<Range<usize>>,
+) {
+    for (name, value) in [
+        ("per_second", limits.per_second),
+        ("per_minute", limits.per_minute),
+        ("per_day", limits.per_day),
+    ] {
+        if value == Some(0) {
+            reporter.error(
+                span(),
+                format!("`{name}` must be at least 1 (remove it for no limit)"),
+            );
+        }
+    }
+}
+
+pub(crate) fn sources(
+    reporter: &mut Reporter<'_>,
+    sources: &BTreeMap<String, SourceConfig>,
+    tables: &BTreeMap<String, Spanned<DeTable<'_>>>,
+    redactor: &Redactor,
+) {
+    for (name, source) in sources {
+        let Some(table) = tables.get(name) else {
+            continue;
+        };
+        let at = |path: &[&str]| span_in(table, path);
+        match source {
+            SourceConfig::Rest(rest) => rest_source(reporter, name, rest, sources, &at, redactor),
+            SourceConfig::Csv(csv) => csv_source(reporter, name, csv, &at),
+        }
+    }
+    // A resolve chain must not loop.
+    for name in sources.keys() {
+        let mut seen = BTreeSet::new();
+        let mut current = name.clone();
+        while let Some(SourceConfig::Rest(rest)) = sources.get(&current) {
+            let Some(parent) = resolve_parent(rest) else {
+                break;
+            };
+            if !seen.insert(current.clone()) {
+                let span = tables.get(name).map(|t| t.span());
+                reporter.error(
+                    span,
+                    format!(
+                        "source `{name}` resolves its parameters through a cycle of sources ({})",
+                        seen.into_iter().collect::<Vec<_>>().join(" -> ")
+                    ),
+                );
+                break;
+            }
+            current = parent;
+        }
+    }
+}
+
+/// The source a REST source fans out over, if any.
+pub fn resolve_parent(rest: &RestSourceConfig) -> Option<String> {
+    rest.endpoint.params.values().find_map(|p| match p {
+        ParamValue::Resolve(r) => Some(r.resource.clone()),
+        _ => None,
+    })
+}
+
+fn rest_source(
+    reporter: &mut Reporter<'_>,
+    name: &str,
+    rest: &RestSourceConfig,
+    sources: &BTreeMap<String, SourceConfig>,
+    at: &dyn Fn(&[&str]) -> Option<Range<usize>>,
+    redactor: &Redactor,
+) {
+    if let Some(tz) = &rest.timezone {
+        if TimeZone::get(tz).is_err() {
+            reporter.error(
+                at(&["timezone"]),
+                format!("unknown time zone \"{tz}\": use an IANA name such as \"Europe/Paris\""),
+            );
+        }
+    }
+    if let Some(interval) = &rest.interval {
+        if let Err(e) = parse_duration(interval) {
+            reporter.error(at(&["interval"]), e);
+        }
+    }
+    if rest.concurrency == Some(0) {
+        reporter.error(at(&["concurrency"]), "`concurrency` must be at least 1");
+    }
+    if rest.max_pages == Some(0) {
+        reporter.error(at(&["max_pages"]), "`max_pages` must be at least 1");
+    }
+    match url::Url::parse(&rest.client.base_url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+        Ok(u) => reporter.error(
+            at(&["client", "base_url"]),
+            format!("base_url must be http or https, not {}", u.scheme()),
+        ),
+        Err(e) => reporter.error(
+            at(&["client", "base_url"]),
+            format!(
+                "invalid base_url {:?}: {e} (expected e.g. \"https://api.example.com/v2/\")",
+                redactor.redact(&rest.client.base_url)
+            ),
+        ),
+    }
+    if let Some(limits) = &rest.rate_limit {
+        rate_limit(reporter, limits, || at(&["rate_limit"]));
+    }
+    if let Some(retry) = &rest.retry {
+        if retry.max_attempts == Some(0) {
+            reporter.error(
+                at(&["retry", "max_attempts"]),
+                "`max_attempts` must be at least 1",
+            );
+        }
+    }
+
+    // Secrets: registered whatever their origin, and a warning when written in clear.
+    if let Some(auth) = &rest.client.auth {
+        let secrets: Vec<(&str, &str)> = match auth {
+            AuthConfig::ApiKey { api_key, .. } => vec![("api_key", api_key)],
+            AuthConfig::Bearer { token } => vec![("token", token)],
+            AuthConfig::HttpBasic { username, password } => {
+                redactor.add_basic(username, password);
+                vec![("password", password)]
+            }
+            AuthConfig::OAuth2ClientCredentials {
+                client_id,
+                client_secret,
+                ..
+            } => {
+                redactor.add_basic(client_id, client_secret);
+                vec![("client_secret", client_secret)]
+            }
+        };
+        for (key, value) in secrets {
+            redactor.add(value);
+            if !raw_uses_env(at(&["client", "auth"]), reporter.text) {
+                reporter.warn(
+                    at(&["client", "auth"]),
+                    format!(
+                        "the `{key}` of source `{name}` is written in the project file: read it from the environment instead (`{key} = \"${{MY_SECRET}}\"` with MY_SECRET in .env)"
+                    ),
+                );
+            }
+        }
+    }
+
+    // Fan-out variables, for template checks.
+    let mut text_vars: Vec<String> = Vec::new();
+    let mut time_vars: Vec<String> = INTERVAL_VARS.iter().map(|s| s.to_string()).collect();
+    if let Some(fan_out) = &rest.fan_out {
+        for (var, values) in &fan_out.values {
+            if values.is_empty() {
+                reporter.error(
+                    at(&["fan_out", "values", var]),
+                    format!("fan-out list `{var}` is empty: give at least one value"),
+                );
+            }
+            text_vars.push(var.clone());
+        }
+        if let Some(grid) = &fan_out.time {
+            match parse_duration(&grid.every) {
+                Ok(d) if d.is_zero() => reporter.error(
+                    at(&["fan_out", "time", "every"]),
+                    "`every` must be positive",
+                ),
+                Ok(_) => {}
+                Err(e) => reporter.error(at(&["fan_out", "time", "every"]), e),
+            }
+            let var = grid.name.clone().unwrap_or_else(|| "step".to_string());
+            time_vars.push(format!("{var}.end"));
+            time_vars.push(var);
+        }
+    }
+    let mut resolve_count = 0;
+    for (param, value) in &rest.endpoint.params {
+        if let ParamValue::Resolve(r) = value {
+            resolve_count += 1;
+            let span = at(&["endpoint", "params", param]);
+            if r.kind != "resolve" {
+                reporter.error(
+                    span.clone(),
+                    format!("parameter `{param}`: a table parameter must have type = \"resolve\""),
+                );
+            }
+            if r.resource == name {
+                reporter.error(
+                    span.clone(),
+                    format!("parameter `{param}` resolves over its own source"),
+                );
+            } else if !sources.contains_key(&r.resource) {
+                let known: Vec<String> = sources.keys().cloned().collect();
+                let hint = crate::diagnostics::closest(&r.resource, &known)
+                    .map(|k| format!("; did you mean `{k}`?"))
+                    .unwrap_or_default();
+                reporter.error(
+                    span.clone(),
+                    format!(
+                        "parameter `{param}` resolves over unknown source `{}`{hint}",
+                        r.resource
+                    ),
+                );
+            }
+            if let Err(e) = JsonPath::parse(&r.field) {
+                reporter.error(span, e.to_string());
+            }
+            text_vars.push(param.clone());
+        }
+    }
+    if resolve_count > 1 {
+        reporter.error(
+            at(&["endpoint", "params"]),
+            "only one parameter may resolve over another source",
+        );
+    }
+    let time_refs: Vec<&str> = time_vars.iter().map(String::as_str).collect();
+    let text_refs: Vec<&str> = text_vars.iter().map(String::as_str).collect();
+    let mut check = |template: &str, span: Option<Range<usize>>| match Template::parse(template) {
+        Ok(t) => {
+            if let Err(e) = t.check(&time_refs, &text_refs) {
+                reporter.error(span, e.0);
+            }
+        }
+        Err(e) => reporter.error(span, e.0),
+    };
+    check(&rest.endpoint.path, at(&["endpoint", "path"]));
+    for (param, value) in &rest.endpoint.params {
+        if let ParamValue::Text(t) = value {
+            check(t, at(&["endpoint", "params", param]));
+        }
+    }
+    if let Some(body) = &rest.endpoint.json {
+        let mut leaves = Vec::new();
+        string_leaves(body, &mut leaves);
+        for leaf in leaves {
+            check(leaf, at(&["endpoint", "json"]));
+        }
+    }
+
+    if let Some(selector) = &rest.endpoint.data_selector {
+        if let Err(e) = JsonPath::parse(selector) {
+            reporter.error(at(&["endpoint", "data_selector"]), e.to_string());
+        }
+    }
+    for (paginator, path) in [
+        (&rest.client.paginator, ["client", "paginator"]),
+        (&rest.endpoint.paginator, ["endpoint", "paginator"]),
+    ] {
+        if let Some(p) = paginator {
+            paginator_paths(reporter, p, at(&path));
+        }
+    }
+}
+
+fn raw_uses_env(span: Option<Range<usize>>, text: &str) -> bool {
+    span.and_then(|s| text.get(s))
+        .is_some_and(|raw| raw.contains("${"))
+}
+
+fn string_leaves<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+    match value {
+        serde_json::Value::String(s) => out.push(s),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| string_leaves(v, out)),
+        serde_json::Value::Object(map) => map.values().for_each(|v| string_leaves(v, out)),
+        _ => {}
+    }
+}
+
+fn paginator_paths(reporter: &mut Reporter<'_>, p: &PaginatorConfig, span: Option<Range<usize>>) {
+    let paths: Vec<&String> = match p {
+        PaginatorConfig::PageNumber { total_path, .. } => total_path.iter().collect(),
+        PaginatorConfig::Offset {
+            total_path, limit, ..
+        } => {
+            if *limit == 0 {
+                reporter.error(span.clone(), "offset paginator `limit` must be at least 1");
+            }
+            total_path.iter().collect()
+        }
+        PaginatorConfig::Cursor { cursor_path, .. } => cursor_path.iter().collect(),
+        PaginatorConfig::JsonLink { next_url_path } => next_url_path.iter().collect(),
+        PaginatorConfig::HeaderLink { .. } | PaginatorConfig::SinglePage => Vec::new(),
+    };
+    for path in paths {
+        if let Err(e) = JsonPath::parse(path) {
+            reporter.error(span.clone(), e.to_string());
+        }
+    }
+}
+
+fn csv_source(
+    reporter: &mut Reporter<'_>,
+    _name: &str,
+    csv: &CsvSourceConfig,
+    at: &dyn Fn(&[&str]) -> Option<Range<usize>>,
+) {
+    if let Err(e) = glob::Pattern::new(&csv.path) {
+        reporter.error(at(&["path"]), format!("invalid glob {:?}: {e}", csv.path));
+    }
+    for (key, value) in [("delimiter", &csv.delimiter), ("quote", &csv.quote)] {
+        if let Some(v) = value {
+            if v.len() != 1 {
+                reporter.error(
+                    at(&[key]),
+                    format!("`{key}` must be a single ASCII character, got {v:?}"),
+                );
+            }
+        }
+    }
+    if let Some(label) = &csv.encoding {
+        if encoding_rs::Encoding::for_label(label.as_bytes()).is_none() {
+            reporter.error(
+                at(&["encoding"]),
+                format!("unknown encoding {label:?}: use a label such as \"utf-8\", \"latin1\" or \"windows-1252\""),
+            );
+        }
+    }
+}
