@@ -1,1 +1,366 @@
-fn main() {}
+//! The `affluent` binary: thin wiring of the library crates behind clap subcommands. Parsing
+//! arguments, printing and exit codes live here; everything else lives in the crates.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use affluent_config::LoadError;
+use affluent_core::Interval;
+use affluent_sources::{Connectors, IngestOptions};
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+
+/// affluent: poll REST APIs and files, keep every raw response, and load them into tables,
+/// from one binary and one project file (affluent.toml).
+#[derive(Debug, Parser)]
+#[command(name = "affluent", version, propagate_version = true)]
+struct Cli {
+    /// Project directory holding affluent.toml.
+    #[arg(long, global = true, default_value = ".", env = "AFFLUENT_PROJECT")]
+    project: PathBuf,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    /// More logs (-v: debug, -vv: trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check affluent.toml and .env: every error at once, with line and column.
+    Validate,
+    /// Fetch a source for one data interval and land every response.
+    ///
+    /// Without --from/--to the interval is the last complete period of the source's `interval`
+    /// (default: yesterday in the project's time zone). Times are RFC 3339, or a date / date-time
+    /// read in the project's time zone: 2024-03-01, 2024-03-01T09:00.
+    Ingest {
+        /// The source, as named in [sources.NAME].
+        source: String,
+        /// Interval start (included).
+        #[arg(long, requires = "to")]
+        from: Option<String>,
+        /// Interval end (excluded).
+        #[arg(long, requires = "from")]
+        to: Option<String>,
+        /// Print the run summary as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect the landing zone.
+    Landing {
+        #[command(subcommand)]
+        command: LandingCommand,
+    },
+    /// Inspect the quarantine: records that did not fit, with their reason.
+    Quarantine {
+        #[command(subcommand)]
+        command: QuarantineCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LandingCommand {
+    /// List a source's landed entries, oldest first.
+    List {
+        /// The source.
+        source: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Print the raw body of one landed entry (decompressed) on stdout.
+    Show {
+        /// The source.
+        source: String,
+        /// The entry id, as listed by `landing list`.
+        entry: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum QuarantineCommand {
+    /// Count quarantined records per source and reason, with examples.
+    List {
+        /// Only this source.
+        source: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    /// Aligned columns.
+    Table,
+    /// One JSON object per line.
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(cli.log_format, cli.verbose);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logs(format: LogFormat, verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn load(project: &std::path::Path) -> Result<affluent_config::Project> {
+    match affluent_config::load(project) {
+        Ok(p) => {
+            for w in &p.warnings {
+                eprintln!("{w}\n");
+            }
+            Ok(p)
+        }
+        Err(LoadError::Invalid(errors)) => bail!("invalid project file\n\n{errors}"),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Validate => {
+            let project = load(&cli.project)?;
+            println!(
+                "{}: ok ({} sources, time zone {}, data in {})",
+                project.file.display(),
+                project.sources.len(),
+                project.timezone.iana_name().unwrap_or("UTC"),
+                project.data_dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ingest {
+            source,
+            from,
+            to,
+            json,
+        } => {
+            let project = load(&cli.project)?;
+            let tz = project.source_timezone(&source);
+            let interval = match (from, to) {
+                (Some(f), Some(t)) => {
+                    let start = parse_time(&f, &tz).with_context(|| format!("--from {f:?}"))?;
+                    let end = parse_time(&t, &tz).with_context(|| format!("--to {t:?}"))?;
+                    Some(Interval::new(start, end).map_err(anyhow::Error::msg)?)
+                }
+                _ => None,
+            };
+            let connectors = Connectors::new(project)?;
+            let summary = connectors
+                .ingest(
+                    &source,
+                    &IngestOptions {
+                        interval,
+                        progress: std::io::stderr().is_terminal(),
+                    },
+                )
+                .await?;
+            for w in &summary.warnings {
+                tracing::warn!(source = %source, "{w}");
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                if let Some(i) = summary.interval {
+                    eprintln!("interval {i}");
+                }
+                println!("{summary}");
+            }
+            if summary.errors.is_empty() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                for e in &summary.errors {
+                    eprintln!("error: {e}");
+                }
+                eprintln!(
+                    "{} request(s) failed; everything else was landed. Run the same command again to retry.",
+                    summary.errors.len()
+                );
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        Command::Landing { command } => {
+            let project = load(&cli.project)?;
+            let connectors = Connectors::new(project)?;
+            match command {
+                LandingCommand::List { source, format } => {
+                    if !connectors.project().sources.contains_key(&source) {
+                        bail!(
+                            "no source named `{source}` in the project (declared: {})",
+                            connectors
+                                .project()
+                                .sources
+                                .keys()
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        );
+                    }
+                    let entries = connectors.landing().list(&source)?;
+                    print_entries(&entries, format)?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                LandingCommand::Show { source, entry } => {
+                    let entry = connectors.landing().get(&source, &entry)?;
+                    let body = connectors.landing().read_body(&entry.meta)?;
+                    use std::io::Write;
+                    std::io::stdout().write_all(&body)?;
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
+        }
+        Command::Quarantine { command } => {
+            let project = load(&cli.project)?;
+            let connectors = Connectors::new(project)?;
+            match command {
+                QuarantineCommand::List { source } => {
+                    let names: Vec<String> = match source {
+                        Some(s) => vec![s],
+                        None => connectors.project().sources.keys().cloned().collect(),
+                    };
+                    let mut any = false;
+                    for name in names {
+                        let rejects = connectors.quarantine().list(&name)?;
+                        if rejects.is_empty() {
+                            continue;
+                        }
+                        any = true;
+                        let mut by_reason: std::collections::BTreeMap<
+                            String,
+                            Vec<&affluent_landing::Reject>,
+                        > = Default::default();
+                        for r in &rejects {
+                            let key = format!(
+                                "{}{}",
+                                r.field
+                                    .as_deref()
+                                    .map(|f| format!("{f}: "))
+                                    .unwrap_or_default(),
+                                generalize(&r.reason)
+                            );
+                            by_reason.entry(key).or_default().push(r);
+                        }
+                        println!("{name}: {} quarantined records", rejects.len());
+                        for (reason, rs) in by_reason {
+                            let ex = rs[0];
+                            println!(
+                                "  {:>7}  {reason}\n           e.g. entry {} {}: {}",
+                                rs.len(),
+                                ex.entry_id,
+                                ex.location,
+                                ex.raw
+                            );
+                        }
+                    }
+                    if !any {
+                        println!("quarantine is empty");
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
+        }
+    }
+}
+
+/// Groups reasons that differ only by the offending value: `expected an integer, found "x"`.
+fn generalize(reason: &str) -> String {
+    match reason.find(", found ") {
+        Some(i) => format!("{}, found …", &reason[..i]),
+        None => reason.to_string(),
+    }
+}
+
+fn print_entries(entries: &[affluent_landing::Entry], format: Format) -> Result<()> {
+    match format {
+        Format::Json => {
+            for e in entries {
+                let mut v = serde_json::to_value(&e.meta)?;
+                v["rejected"] = serde_json::json!(e.rejected);
+                println!("{}", serde_json::to_string(&v)?);
+            }
+        }
+        Format::Table => {
+            println!(
+                "{:<40} {:<20} {:>6} {:>10} {:>10}  {:<9} URL",
+                "ENTRY", "FETCHED (UTC)", "STATUS", "BYTES", "STORED", "STATE"
+            );
+            for e in entries {
+                let m = &e.meta;
+                let fetched = jiff::fmt::strtime::format("%Y-%m-%d %H:%M:%S", m.fetched_at)
+                    .unwrap_or_else(|_| m.fetched_at.to_string());
+                let state = if e.rejected.is_some() {
+                    "rejected"
+                } else {
+                    "ok"
+                };
+                println!(
+                    "{:<40} {:<20} {:>6} {:>10} {:>10}  {:<9} {}",
+                    m.entry_id, fetched, m.status, m.bytes, m.compressed_bytes, state, m.url
+                );
+                if let Some(reason) = &e.rejected {
+                    println!("{:<40} rejected: {reason}", "");
+                }
+            }
+            let bytes: u64 = entries.iter().map(|e| e.meta.bytes).sum();
+            let stored: u64 = entries.iter().map(|e| e.meta.compressed_bytes).sum();
+            println!("{} entries, {bytes} bytes ({stored} stored)", entries.len());
+        }
+    }
+    Ok(())
+}
+
+/// RFC 3339, or a civil date / date-time read in `tz`.
+fn parse_time(text: &str, tz: &TimeZone) -> Result<Timestamp> {
+    if let Ok(ts) = text.parse::<Timestamp>() {
+        return Ok(ts);
+    }
+    if let Ok(dt) = text.parse::<jiff::civil::DateTime>() {
+        return Ok(dt.to_zoned(tz.clone())?.timestamp());
+    }
+    if let Ok(d) = text.parse::<jiff::civil::Date>() {
+        return Ok(d.to_zoned(tz.clone())?.timestamp());
+    }
+    bail!("expected a time such as 2024-03-01, 2024-03-01T09:00 or 2024-03-01T09:00:00Z")
+}

@@ -296,6 +296,39 @@ impl Landing {
         let compressed = fs::read(&path).map_err(io(&path))?;
         zstd::bulk::decompress(&compressed, meta.bytes as usize + 1).map_err(io(&path))
     }
+
+    /// The body of an entry known by id only (its day is part of the id); `None` when the entry
+    /// is gone (removed by retention).
+    pub fn read_body_by_id(
+        &self,
+        source: &str,
+        entry_id: &str,
+    ) -> Result<Option<Vec<u8>>, LandingError> {
+        let Some(day) = day_of_id(entry_id) else {
+            return Ok(None);
+        };
+        let path = self
+            .source_dir(source)
+            .join(day)
+            .join(format!("{entry_id}.body.zst"));
+        match fs::read(&path) {
+            Ok(compressed) => {
+                let mut out = Vec::new();
+                zstd::stream::copy_decode(compressed.as_slice(), &mut out).map_err(io(&path))?;
+                Ok(Some(out))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+}
+
+/// `20240101T...` -> `2024-01-01`.
+fn day_of_id(entry_id: &str) -> Option<String> {
+    let d = entry_id.get(..8)?;
+    d.chars()
+        .all(|c| c.is_ascii_digit())
+        .then(|| format!("{}-{}-{}", &d[..4], &d[4..6], &d[6..8]))
 }
 
 /// Writes a file so that it is either absent or complete: temp file, fsync, rename.
@@ -349,6 +382,14 @@ mod tests {
         assert_eq!(entries[0].rejected, None);
         assert_eq!(entries[1].rejected.as_deref(), Some("malformed JSON"));
         assert_eq!(landing.read_body(&a).unwrap(), b"[1,2,3]");
+        let by_id = landing.read_body_by_id("s", &a.entry_id).unwrap();
+        assert_eq!(by_id.as_deref(), Some(&b"[1,2,3]"[..]));
+        assert_eq!(
+            landing
+                .read_body_by_id("s", "20000101T000000.000000Z-x-1")
+                .unwrap(),
+            None
+        );
         assert_eq!(a.content_hash, content_hash(b"[1,2,3]"));
         assert!(landing.list("other").unwrap().is_empty());
     }

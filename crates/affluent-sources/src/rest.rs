@@ -1,0 +1,512 @@
+//! The REST connector: plans the requests of a run (fan-out over static values, another
+//! source's records and a time grid, multiplied), walks each request's pages, lands every new
+//! body before parsing it, and skips responses that did not change.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use affluent_config::schema::{HttpMethod, PaginatorConfig, ParamValue, RestSourceConfig};
+use affluent_core::template::{Template, Value as TValue, Vars};
+use affluent_core::{Interval, JsonPath, parse_duration};
+use affluent_landing::{Landing, NewEntry, content_hash};
+use futures::StreamExt;
+use jiff::tz::TimeZone;
+use jiff::{Span, Zoned};
+use reqwest::header::{HeaderMap, HeaderValue};
+use serde_json::Value;
+
+use crate::error::SourceError;
+use crate::http::{HttpClient, Request};
+use crate::paginate::{PageRequest, Paginator};
+use crate::records::select_records;
+use crate::state::{CacheEntry, ChangeCache};
+
+/// Headers worth keeping with a landed body.
+const KEPT_HEADERS: &[&str] = &[
+    "content-type",
+    "etag",
+    "last-modified",
+    "date",
+    "link",
+    "cache-control",
+    "x-total-count",
+];
+
+/// One request chain of a run: its variables, before pagination.
+#[derive(Debug, Clone)]
+pub struct Call {
+    vars: Vars,
+    shown: BTreeMap<String, String>,
+}
+
+/// Counters of one REST run.
+#[derive(Debug, Default)]
+pub struct RestCounters {
+    /// Bodies written to landing.
+    pub landed: AtomicU64,
+    /// Responses identical to the last one (304 or same content hash).
+    pub unchanged: AtomicU64,
+    /// Records in landed bodies.
+    pub records: AtomicU64,
+    /// Warnings (repeated page, page guard, selector not found).
+    pub warnings: std::sync::Mutex<Vec<String>>,
+}
+
+/// A REST source ready to run.
+pub struct RestRun<'a> {
+    /// Source name.
+    pub name: &'a str,
+    /// Its config.
+    pub config: &'a RestSourceConfig,
+    /// HTTP client.
+    pub client: HttpClient,
+    /// Landing zone.
+    pub landing: Landing,
+    /// Change detection, when enabled.
+    pub cache: Option<ChangeCache>,
+    /// Run id.
+    pub run_id: String,
+    /// The data interval.
+    pub interval: Interval,
+    /// The source's time zone.
+    pub tz: TimeZone,
+    /// Counters.
+    pub counters: Arc<RestCounters>,
+}
+
+impl RestRun<'_> {
+    /// The request chains of this run: the product of static values, resolved values (from
+    /// `parent_values`) and time-grid steps.
+    pub fn plan(&self, parent_values: &[String]) -> Result<Vec<Call>, SourceError> {
+        let mut base = Vars::new();
+        base.insert(
+            "interval.start".into(),
+            TValue::Time(self.interval.start_in(&self.tz)),
+        );
+        base.insert(
+            "interval.end".into(),
+            TValue::Time(self.interval.end_in(&self.tz)),
+        );
+        let mut calls = vec![Call {
+            vars: base,
+            shown: BTreeMap::new(),
+        }];
+        let fan_out = self.config.fan_out.clone().unwrap_or_default();
+        for (name, values) in &fan_out.values {
+            let texts: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+            calls = multiply(calls, name, &texts);
+        }
+        if let Some((param, _)) = self.resolve_param() {
+            calls = multiply(calls, &param, parent_values);
+        }
+        if let Some(grid) = &fan_out.time {
+            let every = parse_duration(&grid.every).map_err(SourceError::Plan)?;
+            let name = grid.name.clone().unwrap_or_else(|| "step".to_string());
+            let steps = time_grid(&self.interval, &self.tz, every)?;
+            let mut out = Vec::with_capacity(calls.len() * steps.len());
+            for call in &calls {
+                for (start, end) in &steps {
+                    let mut c = call.clone();
+                    c.shown.insert(name.clone(), start.to_string());
+                    c.vars.insert(name.clone(), TValue::Time(start.clone()));
+                    c.vars
+                        .insert(format!("{name}.end"), TValue::Time(end.clone()));
+                    out.push(c);
+                }
+            }
+            calls = out;
+        }
+        Ok(calls)
+    }
+
+    /// The `resolve` parameter: its name and field path.
+    pub fn resolve_param(&self) -> Option<(String, String)> {
+        self.config
+            .endpoint
+            .params
+            .iter()
+            .find_map(|(k, v)| match v {
+                ParamValue::Resolve(r) => Some((k.clone(), r.field.clone())),
+                _ => None,
+            })
+    }
+
+    /// Runs every chain with bounded concurrency. Returns the records of all pages when
+    /// `collect` (for a child source that resolves over this one), and the errors of failed
+    /// chains (the others are landed regardless).
+    pub async fn run(
+        &self,
+        calls: Vec<Call>,
+        collect: bool,
+        progress: Option<&indicatif::ProgressBar>,
+    ) -> (Vec<Value>, Vec<SourceError>) {
+        let concurrency = self.config.concurrency.unwrap_or(4).max(1);
+        let mut stream = futures::stream::iter(calls)
+            .map(|call| self.run_chain(call, collect))
+            .buffer_unordered(concurrency);
+        let mut records = Vec::new();
+        let mut errors = Vec::new();
+        while let Some(result) = stream.next().await {
+            match result {
+                Ok(mut r) => records.append(&mut r),
+                Err(e) => {
+                    tracing::error!(source = self.name, "{e}");
+                    errors.push(e);
+                }
+            }
+            if let Some(pb) = progress {
+                pb.inc(1);
+                pb.set_message(format!(
+                    "{} records, {} landed, {} unchanged",
+                    self.counters.records.load(Ordering::Relaxed),
+                    self.counters.landed.load(Ordering::Relaxed),
+                    self.counters.unchanged.load(Ordering::Relaxed),
+                ));
+            }
+        }
+        if let Some(cache) = &self.cache {
+            if let Err(e) = cache.flush() {
+                errors.push(e);
+            }
+        }
+        (records, errors)
+    }
+
+    fn warn(&self, message: String) {
+        tracing::warn!(source = self.name, "{message}");
+        self.counters
+            .warnings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(message);
+    }
+
+    fn render(&self, text: &str, vars: &Vars) -> Result<String, SourceError> {
+        Template::parse(text)
+            .and_then(|t| t.render(vars))
+            .map_err(|e| SourceError::Plan(format!("source `{}`: {e}", self.name)))
+    }
+
+    fn render_json(&self, value: &Value, vars: &Vars) -> Result<Value, SourceError> {
+        Ok(match value {
+            Value::String(s) => Value::String(self.render(s, vars)?),
+            Value::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|v| self.render_json(v, vars))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| Ok((k.clone(), self.render_json(v, vars)?)))
+                    .collect::<Result<_, SourceError>>()?,
+            ),
+            other => other.clone(),
+        })
+    }
+
+    /// Builds the first request of a chain.
+    fn first_request(&self, call: &Call) -> Result<(PageRequest, Option<Value>), SourceError> {
+        let endpoint = &self.config.endpoint;
+        let path = self.render(&endpoint.path, &call.vars)?;
+        let base = &self.config.client.base_url;
+        let joined = if path.is_empty() {
+            base.clone()
+        } else if path.starts_with("http://") || path.starts_with("https://") {
+            path.clone()
+        } else {
+            format!(
+                "{}/{}",
+                base.trim_end_matches('/'),
+                path.trim_start_matches('/')
+            )
+        };
+        let mut url = url::Url::parse(&joined).map_err(|e| {
+            SourceError::Plan(format!(
+                "source `{}`: invalid URL {:?}: {e}",
+                self.name,
+                self.client.redactor().redact_url(&joined)
+            ))
+        })?;
+        // Parameters already in the base URL or path stay first.
+        let mut params: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        url.set_query(None);
+        let path_vars: Vec<String> = Template::parse(&endpoint.path)
+            .map(|t| t.variables().map(str::to_string).collect())
+            .unwrap_or_default();
+        for (name, value) in &endpoint.params {
+            let v = match value {
+                ParamValue::Text(t) => self.render(t, &call.vars)?,
+                ParamValue::Integer(i) => i.to_string(),
+                ParamValue::Float(f) => f.to_string(),
+                ParamValue::Bool(b) => b.to_string(),
+                ParamValue::Resolve(_) => {
+                    if path_vars.iter().any(|v| v == name) {
+                        continue;
+                    }
+                    match call.vars.get(name) {
+                        Some(TValue::Text(t)) => t.clone(),
+                        _ => continue,
+                    }
+                }
+            };
+            params.retain(|(k, _)| k != name);
+            params.push((name.clone(), v));
+        }
+        let body = endpoint
+            .json
+            .as_ref()
+            .map(|b| self.render_json(b, &call.vars))
+            .transpose()?;
+        Ok((PageRequest { url, params }, body))
+    }
+
+    async fn run_chain(&self, call: Call, collect: bool) -> Result<Vec<Value>, SourceError> {
+        let (mut page_request, body) = self.first_request(&call)?;
+        let paginator_config = self
+            .config
+            .endpoint
+            .paginator
+            .clone()
+            .or_else(|| self.config.client.paginator.clone())
+            .unwrap_or(PaginatorConfig::SinglePage);
+        let mut paginator = Paginator::start(paginator_config, &mut page_request);
+        let selector = self
+            .config
+            .endpoint
+            .data_selector
+            .as_deref()
+            .map(JsonPath::parse)
+            .transpose()
+            .map_err(|e| SourceError::Plan(e.to_string()))?;
+        let method = match self.config.endpoint.method.unwrap_or(HttpMethod::Get) {
+            HttpMethod::Get => reqwest::Method::GET,
+            HttpMethod::Post => reqwest::Method::POST,
+        };
+        let max_pages = self.config.max_pages.unwrap_or(1000);
+        let redactor = self.client.redactor();
+        let shown_body = body.as_ref().map(|b| {
+            serde_json::from_str::<Value>(&redactor.redact(&b.to_string())).unwrap_or(Value::Null)
+        });
+        let mut collected = Vec::new();
+        let mut previous_hash: Option<String> = None;
+        let mut page: u32 = 0;
+        loop {
+            let url = page_request.full_url();
+            let shown_url = redactor.redact_url(url.as_str());
+            let cache_key = content_hash(
+                format!(
+                    "{method} {shown_url} {}",
+                    shown_body
+                        .as_ref()
+                        .map(|b| b.to_string())
+                        .unwrap_or_default()
+                )
+                .as_bytes(),
+            );
+            let cached = self.cache.as_ref().and_then(|c| c.get(&cache_key));
+            let cached_body = match &cached {
+                Some(c) => self.landing.read_body_by_id(self.name, &c.entry_id)?,
+                None => None,
+            };
+            let mut headers = HeaderMap::new();
+            if let (Some(c), Some(_)) = (&cached, &cached_body) {
+                if let Some(etag) = c
+                    .etag
+                    .as_deref()
+                    .and_then(|v| HeaderValue::from_str(v).ok())
+                {
+                    headers.insert(reqwest::header::IF_NONE_MATCH, etag);
+                }
+                if let Some(lm) = c
+                    .last_modified
+                    .as_deref()
+                    .and_then(|v| HeaderValue::from_str(v).ok())
+                {
+                    headers.insert(reqwest::header::IF_MODIFIED_SINCE, lm);
+                }
+            }
+            let response = self
+                .client
+                .send(&Request {
+                    method: method.clone(),
+                    url: url.clone(),
+                    body: body.clone(),
+                    headers,
+                })
+                .await?;
+
+            let body_bytes: Vec<u8>;
+            let hash;
+            let mut landed_entry = None;
+            if response.status == 304 {
+                // Conditional request: the body is the one landed last time.
+                body_bytes = cached_body.clone().unwrap_or_default();
+                hash = content_hash(&body_bytes);
+                self.counters.unchanged.fetch_add(1, Ordering::Relaxed);
+            } else {
+                body_bytes = response.body.to_vec();
+                hash = content_hash(&body_bytes);
+                if previous_hash.as_deref() == Some(hash.as_str()) {
+                    self.warn(format!(
+                        "page {page} of {shown_url} repeats the previous page: stopping this request chain (check the paginator settings)"
+                    ));
+                    break;
+                }
+                let unchanged = cached.as_ref().is_some_and(|c| c.content_hash == hash)
+                    && cached_body.is_some();
+                if unchanged {
+                    self.counters.unchanged.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    let kept: BTreeMap<String, String> = KEPT_HEADERS
+                        .iter()
+                        .filter_map(|h| {
+                            response
+                                .headers
+                                .get(*h)
+                                .and_then(|v| v.to_str().ok())
+                                .map(|v| (h.to_string(), redactor.redact(v)))
+                        })
+                        .collect();
+                    let meta = self.landing.write(
+                        NewEntry {
+                            source: self.name.to_string(),
+                            run_id: self.run_id.clone(),
+                            kind: "http".into(),
+                            url: shown_url.clone(),
+                            method: Some(method.to_string()),
+                            request_body: shown_body.clone(),
+                            vars: call.shown.clone(),
+                            page,
+                            status: response.status,
+                            headers: kept,
+                            fetched_at: response.received_at,
+                            interval: Some(self.interval),
+                        },
+                        &body_bytes,
+                    )?;
+                    self.counters.landed.fetch_add(1, Ordering::Relaxed);
+                    landed_entry = Some(meta);
+                }
+            }
+
+            let (doc, selected) = match select_records(&body_bytes, selector.as_ref()) {
+                Ok(ok) => ok,
+                Err(message) => {
+                    let message = redactor.redact(&message);
+                    let entry_id = match &landed_entry {
+                        Some(meta) => {
+                            self.landing.reject(meta, &message)?;
+                            meta.entry_id.clone()
+                        }
+                        None => cached.map(|c| c.entry_id).unwrap_or_default(),
+                    };
+                    return Err(SourceError::BadPayload {
+                        url: shown_url,
+                        message,
+                        entry_id,
+                    });
+                }
+            };
+            if let (Some(meta), Some(cache)) = (&landed_entry, &self.cache) {
+                let header = |name| {
+                    response
+                        .headers
+                        .get(name)
+                        .and_then(|v: &HeaderValue| v.to_str().ok())
+                        .map(str::to_string)
+                };
+                cache.put(
+                    &cache_key,
+                    CacheEntry {
+                        etag: header(reqwest::header::ETAG),
+                        last_modified: header(reqwest::header::LAST_MODIFIED),
+                        content_hash: hash.clone(),
+                        entry_id: meta.entry_id.clone(),
+                    },
+                );
+            }
+            if selected.selector_missing && page == 0 {
+                self.warn(format!(
+                    "data_selector `{}` found nothing in the response of {shown_url}: 0 records",
+                    selector.as_ref().map(|s| s.as_str()).unwrap_or("$")
+                ));
+            }
+            let n = selected.records.len();
+            if landed_entry.is_some() {
+                self.counters.records.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            if collect {
+                collected.extend(selected.records);
+            }
+            tracing::debug!(source = self.name, page, records = n, url = %shown_url, "page");
+            previous_hash = Some(hash);
+            page += 1;
+            if !paginator.advance(&mut page_request, &doc, &response.headers, n) {
+                break;
+            }
+            if page >= max_pages {
+                self.warn(format!(
+                    "stopped {shown_url} after max_pages = {max_pages} pages although more were announced; raise max_pages to fetch them"
+                ));
+                break;
+            }
+        }
+        Ok(collected)
+    }
+}
+
+fn multiply(calls: Vec<Call>, name: &str, values: &[String]) -> Vec<Call> {
+    let mut out = Vec::with_capacity(calls.len() * values.len());
+    for call in &calls {
+        for v in values {
+            let mut c = call.clone();
+            c.vars.insert(name.to_string(), TValue::Text(v.clone()));
+            c.shown.insert(name.to_string(), v.clone());
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Steps `[t, t + every)` covering the interval, the last one cut at its end. Steps of whole days
+/// are calendar days in `tz`, so a day across a daylight-saving change is one step.
+pub fn time_grid(
+    interval: &Interval,
+    tz: &TimeZone,
+    every: std::time::Duration,
+) -> Result<Vec<(Zoned, Zoned)>, SourceError> {
+    let secs = every.as_secs() as i64;
+    if secs == 0 {
+        return Err(SourceError::Plan(
+            "time grid step must be at least 1s".into(),
+        ));
+    }
+    let span = if secs % 86_400 == 0 {
+        Span::new().days(secs / 86_400)
+    } else {
+        Span::new().seconds(secs)
+    };
+    let end = interval.end_in(tz);
+    let mut t = interval.start_in(tz);
+    let mut steps = Vec::new();
+    while t < end {
+        let next = t
+            .checked_add(span)
+            .map_err(|e| SourceError::Plan(format!("time grid out of range: {e}")))?;
+        let cut = if next > end {
+            end.clone()
+        } else {
+            next.clone()
+        };
+        steps.push((t, cut));
+        t = next;
+        if steps.len() > 1_000_000 {
+            return Err(SourceError::Plan(
+                "time grid would make more than 1,000,000 requests: shorten the interval or lengthen `every`".into(),
+            ));
+        }
+    }
+    Ok(steps)
+}
