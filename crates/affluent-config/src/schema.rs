@@ -54,7 +54,8 @@ pub struct RestSourceConfig {
     pub change_detection: Option<bool>,
     /// Connection settings shared by every request.
     pub client: ClientConfig,
-    /// What to request.
+    /// What to request (default: `GET` on `client.base_url`).
+    #[serde(default)]
     pub endpoint: EndpointConfig,
     /// Fan-out over static values and a time grid (the `resolve` fan-out is declared in `params`).
     pub fan_out: Option<FanOutConfig>,
@@ -201,7 +202,7 @@ pub enum PaginatorConfig {
 }
 
 /// `[sources.NAME.endpoint]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointConfig {
     /// Path joined to `client.base_url`; may hold templates (`teams/{team_id}/matches`).

@@ -98,6 +98,20 @@ impl Redactor {
         out
     }
 
+    /// Replaces known secrets in a body before it is stored; bodies that are not UTF-8 or hold
+    /// no secret are returned as they are.
+    pub fn redact_bytes<'a>(&self, body: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        let Ok(text) = std::str::from_utf8(body) else {
+            return std::borrow::Cow::Borrowed(body);
+        };
+        let secrets = self.secrets.read().unwrap_or_else(|e| e.into_inner());
+        if !secrets.iter().any(|s| text.contains(s.as_str())) {
+            return std::borrow::Cow::Borrowed(body);
+        }
+        drop(secrets);
+        std::borrow::Cow::Owned(self.redact(text).into_bytes())
+    }
+
     /// Redacts a URL: known secrets anywhere, and the value of any query parameter whose name
     /// looks secret.
     pub fn redact_url(&self, url: &str) -> String {

@@ -47,15 +47,10 @@ impl Limits {
     /// Builds limiters from config. Requests are spaced evenly (burst of one), so no window of a
     /// second or a minute ever holds more than the limit.
     pub fn new(scope: String, config: &RateLimitConfig) -> Self {
-        let one = NonZeroU32::MIN;
-        let per_second = config
-            .per_second
-            .and_then(NonZeroU32::new)
-            .map(|n| RateLimiter::direct(Quota::per_second(n).allow_burst(one)));
+        let per_second = config.per_second.map(|n| spaced(Duration::from_secs(1), n));
         let per_minute = config
             .per_minute
-            .and_then(NonZeroU32::new)
-            .map(|n| RateLimiter::direct(Quota::per_minute(n).allow_burst(one)));
+            .map(|n| spaced(Duration::from_secs(60), n));
         Self {
             scope,
             per_second,
@@ -76,6 +71,17 @@ impl Limits {
         }
         Ok(())
     }
+}
+
+/// A limiter letting one request through every `window / n`, plus a 2% (at least 5 ms) margin
+/// so that network jitter cannot squeeze `n + 1` arrivals into one window at the server.
+fn spaced(window: Duration, n: u32) -> DefaultDirectRateLimiter {
+    let period = window / n.max(1);
+    let margin = (period / 50).max(Duration::from_millis(5));
+    let quota = Quota::with_period(period + margin)
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(NonZeroU32::MIN);
+    RateLimiter::direct(quota)
 }
 
 impl std::fmt::Debug for Limits {

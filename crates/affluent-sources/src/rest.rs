@@ -346,7 +346,8 @@ impl RestRun<'_> {
                 hash = content_hash(&body_bytes);
                 self.counters.unchanged.fetch_add(1, Ordering::Relaxed);
             } else {
-                body_bytes = response.body.to_vec();
+                // Secrets echoed by the server are scrubbed before anything is stored.
+                body_bytes = redactor.redact_bytes(&response.body).into_owned();
                 hash = content_hash(&body_bytes);
                 if previous_hash.as_deref() == Some(hash.as_str()) {
                     self.warn(format!(

@@ -1,0 +1,6 @@
+//! Integration tests of the connectors against real HTTP servers on 127.0.0.1 serving the real
+//! captures in `shared/fixtures`, plus faults. One binary for the crate (link time).
+
+mod faults;
+mod fixtures;
+mod support;
