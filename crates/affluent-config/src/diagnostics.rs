@@ -126,18 +126,18 @@ impl<'a> Reporter<'a> {
 
     /// Deserializes `T` from a table, reporting every error: after each error the key at fault
     /// is removed and deserialization tried again, so one typo does not hide the next. Returns
-    /// the value only when there was no error. `context` names the table (`sources.tm`).
+    /// the value read once the faulty keys are removed, so later checks can still run on it
+    /// (the load fails anyway when anything was reported). `context` names the table.
     pub fn deserialize_all<T: DeserializeOwned>(
         &mut self,
         mut table: Spanned<DeTable<'_>>,
         context: &str,
     ) -> Option<T> {
-        let mut failed = false;
         let mut removed_keys: Vec<String> = Vec::new();
         for _ in 0..64 {
             let deserializer = toml::de::Deserializer::from(table.clone());
             match T::deserialize(deserializer) {
-                Ok(value) => return (!failed).then_some(value),
+                Ok(value) => return Some(value),
                 Err(err) => {
                     let span = err.span();
                     let message = err.message().trim().to_string();
@@ -151,7 +151,14 @@ impl<'a> Reporter<'a> {
                             .map(|p| join_path(context, &p))
                             .unwrap_or_else(|| context.to_string());
                         self.error(span.clone(), humanize(&message, &at));
-                        failed = true;
+                        // A typo'd key stands for the key it resembles: that one is not
+                        // "missing" on top.
+                        if let Some(rest) = message.strip_prefix("unknown field `") {
+                            let (key, expected) = split_expected(rest);
+                            if let Some(meant) = closest(key, &expected) {
+                                removed_keys.push(meant.to_string());
+                            }
+                        }
                     }
                     let Some(span) = span else { break };
                     match remove_at(table.get_mut(), &span) {
@@ -178,25 +185,27 @@ fn missing_field(message: &str) -> Option<&str> {
     rest.split('`').next()
 }
 
-/// The dotted key path of the innermost table entry containing `span` (the table key itself
-/// when the span is the table's).
+/// The dotted key path of the table holding the entry at `span` (the table's own path when the
+/// span is the table's). Searches the whole tree: implicit tables of dotted keys have no useful
+/// span of their own.
 fn path_at(table: &Spanned<DeTable<'_>>, span: &Range<usize>) -> Option<String> {
     fn walk(table: &DeTable<'_>, span: &Range<usize>, prefix: &str) -> Option<String> {
         for (k, v) in table.iter() {
             let key = join_path(prefix, k.get_ref());
-            let vs = v.span();
-            let ks = k.span();
-            if contains(&ks, span) {
+            if contains(&k.span(), span) {
                 return Some(prefix.to_string());
             }
-            if contains(&vs, span) {
-                if let DeValue::Table(inner) = v.get_ref() {
-                    if vs != *span {
-                        return walk(inner, span, &key).or(Some(key));
+            match v.get_ref() {
+                DeValue::Table(inner) => {
+                    if let Some(found) = walk(inner, span, &key) {
+                        return Some(found);
                     }
-                    return Some(key);
+                    if v.span() == *span {
+                        return Some(key);
+                    }
                 }
-                return Some(prefix.to_string());
+                _ if contains(&v.span(), span) => return Some(prefix.to_string()),
+                _ => {}
             }
         }
         None
@@ -209,46 +218,35 @@ fn contains(outer: &Range<usize>, inner: &Range<usize>) -> bool {
 }
 
 /// Removes the entry the error at `span` is about; returns its key, or `None` when nothing
-/// could be removed (the error is about the table as a whole).
+/// could be removed.
 fn remove_at(table: &mut DeTable<'_>, span: &Range<usize>) -> Option<String> {
-    let mut target: Option<Range<usize>> = None;
-    let mut recurse: Option<Range<usize>> = None;
-    for (k, v) in table.iter() {
-        let ks = k.span();
-        let vs = v.span();
-        if contains(&ks, span) || (contains(&vs, span) && !matches!(v.get_ref(), DeValue::Table(_)))
-        {
-            target = Some(ks);
-            break;
-        }
-        if contains(&vs, span) {
-            if vs == *span {
-                target = Some(ks);
-            } else {
-                recurse = Some(ks);
-            }
-            break;
-        }
-    }
-    if let Some(ks) = recurse {
-        for (k, v) in table.iter_mut() {
-            if k.span() == ks {
-                if let DeValue::Table(inner) = v.get_mut() {
-                    if let Some(key) = remove_at(inner, span) {
-                        return Some(key);
-                    }
-                }
-            }
-        }
-        target = Some(ks);
-    }
-    let ks = target?;
-    let key = table
+    // A key, or a non-table value, at the span: remove that entry.
+    let direct = table
         .iter()
-        .find(|(k, _)| k.span() == ks)
+        .find(|(k, v)| {
+            contains(&k.span(), span)
+                || (!matches!(v.get_ref(), DeValue::Table(_)) && contains(&v.span(), span))
+        })
+        .map(|(k, _)| k.get_ref().to_string());
+    if let Some(key) = direct {
+        table.remove(key.as_str());
+        return Some(key);
+    }
+    // Else look inside sub-tables.
+    for (_, v) in table.iter_mut() {
+        if let DeValue::Table(inner) = v.get_mut()
+            && let Some(key) = remove_at(inner, span)
+        {
+            return Some(key);
+        }
+    }
+    // Else the error is about a table as a whole (a missing key): remove that table.
+    let whole = table
+        .iter()
+        .find(|(_, v)| matches!(v.get_ref(), DeValue::Table(_)) && contains(&v.span(), span))
         .map(|(k, _)| k.get_ref().to_string())?;
-    table.remove(key.as_str());
-    Some(key)
+    table.remove(whole.as_str());
+    Some(whole)
 }
 
 /// Rewrites serde's messages into ones that say where and what to do.
@@ -281,7 +279,10 @@ fn humanize(message: &str, at: &str) -> String {
     if let Some(key) = missing_field(message) {
         return format!("missing required key `{key}` {place}");
     }
-    if let Some(rest) = message.strip_prefix("invalid type: ") {
+    if let Some(rest) = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "))
+    {
         let (found, expected) = rest.split_once(", expected ").unwrap_or((rest, "?"));
         return format!(
             "wrong type {place}: found {found}, expected {}",

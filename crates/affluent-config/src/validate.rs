@@ -138,18 +138,18 @@ fn rest_source(
     at: &dyn Fn(&[&str]) -> Option<Range<usize>>,
     redactor: &Redactor,
 ) {
-    if let Some(tz) = &rest.timezone {
-        if TimeZone::get(tz).is_err() {
-            reporter.error(
-                at(&["timezone"]),
-                format!("unknown time zone \"{tz}\": use an IANA name such as \"Europe/Paris\""),
-            );
-        }
+    if let Some(tz) = &rest.timezone
+        && TimeZone::get(tz).is_err()
+    {
+        reporter.error(
+            at(&["timezone"]),
+            format!("unknown time zone \"{tz}\": use an IANA name such as \"Europe/Paris\""),
+        );
     }
-    if let Some(interval) = &rest.interval {
-        if let Err(e) = parse_duration(interval) {
-            reporter.error(at(&["interval"]), e);
-        }
+    if let Some(interval) = &rest.interval
+        && let Err(e) = parse_duration(interval)
+    {
+        reporter.error(at(&["interval"]), e);
     }
     if rest.concurrency == Some(0) {
         reporter.error(at(&["concurrency"]), "`concurrency` must be at least 1");
@@ -174,13 +174,13 @@ fn rest_source(
     if let Some(limits) = &rest.rate_limit {
         rate_limit(reporter, limits, || at(&["rate_limit"]));
     }
-    if let Some(retry) = &rest.retry {
-        if retry.max_attempts == Some(0) {
-            reporter.error(
-                at(&["retry", "max_attempts"]),
-                "`max_attempts` must be at least 1",
-            );
-        }
+    if let Some(retry) = &rest.retry
+        && retry.max_attempts == Some(0)
+    {
+        reporter.error(
+            at(&["retry", "max_attempts"]),
+            "`max_attempts` must be at least 1",
+        );
     }
 
     // Secrets: registered whatever their origin, and a warning when written in clear.
@@ -306,10 +306,10 @@ fn rest_source(
         }
     }
 
-    if let Some(selector) = &rest.endpoint.data_selector {
-        if let Err(e) = JsonPath::parse(selector) {
-            reporter.error(at(&["endpoint", "data_selector"]), e.to_string());
-        }
+    if let Some(selector) = &rest.endpoint.data_selector
+        && let Err(e) = JsonPath::parse(selector)
+    {
+        reporter.error(at(&["endpoint", "data_selector"]), e.to_string());
     }
     for (paginator, path) in [
         (&rest.client.paginator, ["client", "paginator"]),
@@ -367,21 +367,21 @@ fn csv_source(
         reporter.error(at(&["path"]), format!("invalid glob {:?}: {e}", csv.path));
     }
     for (key, value) in [("delimiter", &csv.delimiter), ("quote", &csv.quote)] {
-        if let Some(v) = value {
-            if v.len() != 1 {
-                reporter.error(
-                    at(&[key]),
-                    format!("`{key}` must be a single ASCII character, got {v:?}"),
-                );
-            }
+        if let Some(v) = value
+            && v.len() != 1
+        {
+            reporter.error(
+                at(&[key]),
+                format!("`{key}` must be a single ASCII character, got {v:?}"),
+            );
         }
     }
-    if let Some(label) = &csv.encoding {
-        if encoding_rs::Encoding::for_label(label.as_bytes()).is_none() {
-            reporter.error(
+    if let Some(label) = &csv.encoding
+        && encoding_rs::Encoding::for_label(label.as_bytes()).is_none()
+    {
+        reporter.error(
                 at(&["encoding"]),
                 format!("unknown encoding {label:?}: use a label such as \"utf-8\", \"latin1\" or \"windows-1252\""),
             );
-        }
     }
 }

@@ -218,10 +218,10 @@ fn cast(cell: &str, ty: ColumnType) -> Result<Value, String> {
 /// File metadata kept with a landed file.
 pub fn file_headers(path: &std::path::Path) -> BTreeMap<String, String> {
     let mut headers = BTreeMap::new();
-    if let Ok(modified) = std::fs::metadata(path).and_then(|m| m.modified()) {
-        if let Ok(ts) = jiff::Timestamp::try_from(modified) {
-            headers.insert("last-modified".to_string(), ts.to_string());
-        }
+    if let Ok(modified) = std::fs::metadata(path).and_then(|m| m.modified())
+        && let Ok(ts) = jiff::Timestamp::try_from(modified)
+    {
+        headers.insert("last-modified".to_string(), ts.to_string());
     }
     headers
 }

@@ -414,10 +414,10 @@ impl HttpClient {
             return Err(SourceError::Plan("not an OAuth source".into()));
         };
         let mut cached = self.token.lock().await;
-        if let Some(t) = cached.as_ref() {
-            if t.expires > Instant::now() + Duration::from_secs(60) {
-                return Ok(t.token.clone());
-            }
+        if let Some(t) = cached.as_ref()
+            && t.expires > Instant::now() + Duration::from_secs(60)
+        {
+            return Ok(t.token.clone());
         }
         let shown = self.redactor.redact_url(access_token_url);
         let auth_err = |message: String| SourceError::Auth {
@@ -495,10 +495,10 @@ pub fn retry_after(headers: &HeaderMap, received_at: Timestamp) -> Option<Durati
 
 /// The server's message from an error body, else the start of the body.
 pub fn describe_error_body(body: &[u8]) -> String {
-    if let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) {
-        if let Some(message) = error_message(&json) {
-            return message;
-        }
+    if let Ok(json) = serde_json::from_slice::<serde_json::Value>(body)
+        && let Some(message) = error_message(&json)
+    {
+        return message;
     }
     let text = String::from_utf8_lossy(body);
     let text = text.trim();

@@ -317,6 +317,8 @@ impl Connectors {
                     distinct_values(&records, collect.as_ref())
                 }
                 SourceConfig::Csv(csv_config) => {
+                    // Files have no data interval: each run reads what the glob matches.
+                    summary.interval = None;
                     let records = self.ingest_csv(
                         source,
                         csv_config,

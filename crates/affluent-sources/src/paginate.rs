@@ -116,10 +116,9 @@ impl Paginator {
                 if let Some(total) = total_path
                     .as_ref()
                     .and_then(|_| as_u64(path(total_path, "")?.get(doc)))
+                    && self.page - base + 1 >= total as i64
                 {
-                    if self.page - base + 1 >= total as i64 {
-                        return false;
-                    }
+                    return false;
                 }
                 if maximum_page.is_some_and(|max| self.page >= max) {
                     return false;

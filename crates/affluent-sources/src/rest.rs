@@ -165,10 +165,10 @@ impl RestRun<'_> {
                 ));
             }
         }
-        if let Some(cache) = &self.cache {
-            if let Err(e) = cache.flush() {
-                errors.push(e);
-            }
+        if let Some(cache) = &self.cache
+            && let Err(e) = cache.flush()
+        {
+            errors.push(e);
         }
         (records, errors)
     }

@@ -1,0 +1,205 @@
+//! The project file's validation: every error at once, each with line and column, and a hint.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use affluent_config::{Environment, LoadError, load_str};
+
+fn errors(text: &str, env: &[(&str, &str)]) -> Vec<(usize, usize, String)> {
+    let env = Environment::from_map(
+        env.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>(),
+    );
+    match load_str(Path::new("."), Path::new("affluent.toml"), text, &env) {
+        Ok(_) => Vec::new(),
+        Err(LoadError::Invalid(e)) => {
+            e.0.into_iter()
+                .map(|d| (d.line, d.column, d.message))
+                .collect()
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn unknown_keys_are_reported_with_position_and_suggestion() {
+    let text = r#"timezone = "Europe/Paris"
+[sources.wb]
+type = "rest"
+client.bse_url = "https://api.worldbank.org/v2/"
+endpoint.data_selectr = "[1]"
+"#;
+    let errs = errors(text, &[]);
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert_eq!((errs[0].0, errs[0].1), (4, 8));
+    assert!(
+        errs[0]
+            .2
+            .contains("unknown key `bse_url` in [sources.wb.client]; did you mean `base_url`?"),
+        "{}",
+        errs[0].2
+    );
+    assert_eq!((errs[1].0, errs[1].1), (5, 10));
+    assert!(
+        errs[1].2.contains("did you mean `data_selector`?"),
+        "{}",
+        errs[1].2
+    );
+}
+
+#[test]
+fn every_error_of_every_source_at_once() {
+    let text = r#"timezone = "Europe/Pariss"
+[sources.a]
+type = "rest"
+concurrency = "four"
+client.base_url = "not a url"
+
+[sources.b]
+type = "csvv"
+
+[sources.c]
+type = "csv"
+path = "x/*.csv"
+delimiter = ";;"
+"#;
+    let errs = errors(text, &[]);
+    let messages: Vec<&str> = errs.iter().map(|e| e.2.as_str()).collect();
+    assert_eq!(errs.len(), 5, "{messages:#?}");
+    let find = |needle: &str| {
+        errs.iter()
+            .find(|e| e.2.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in {messages:#?}"))
+    };
+    assert_eq!(find("unknown time zone").0, 1);
+    let wrong_type = find("wrong type");
+    assert_eq!((wrong_type.0, wrong_type.1), (4, 15));
+    assert!(
+        wrong_type.2.contains("found string \"four\", expected"),
+        "{}",
+        wrong_type.2
+    );
+    assert_eq!(find("invalid base_url").0, 5);
+    assert!(
+        find("unknown source type \"csvv\"")
+            .2
+            .contains("did you mean \"csv\"?")
+    );
+    assert_eq!(find("single ASCII character").0, 13);
+}
+
+#[test]
+fn missing_variable_is_named_at_its_use() {
+    let text = "[sources.tm]\ntype = \"rest\"\nclient.base_url = \"https://app.ticketmaster.com/discovery/v2/\"\nclient.auth = { type = \"api_key\", name = \"apikey\", location = \"query\", api_key = \"${TM_API_KEY}\" }\n";
+    let errs = errors(text, &[]);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert_eq!(errs[0].0, 4);
+    assert!(
+        errs[0].2.contains("`TM_API_KEY` is not set"),
+        "{}",
+        errs[0].2
+    );
+    assert!(errors(text, &[("TM_API_KEY", "k-123456")]).is_empty());
+}
+
+#[test]
+fn wrong_value_types_say_what_was_expected() {
+    let text = "[sources.x]\ntype = \"rest\"\nmax_pages = -3\nchange_detection = \"yes\"\nclient.base_url = \"https://x.org\"\nclient.paginator = { type = \"page_numbr\" }\n";
+    let errs = errors(text, &[]);
+    let all: Vec<&str> = errs.iter().map(|e| e.2.as_str()).collect();
+    assert_eq!(errs.len(), 3, "{all:#?}");
+    assert!(
+        all.iter()
+            .any(|m| m.contains("expected a non-negative integer")),
+        "{all:#?}"
+    );
+    assert!(
+        all.iter()
+            .any(|m| m.contains("found string \"yes\", expected true or false")),
+        "{all:#?}"
+    );
+    assert!(
+        all.iter()
+            .any(|m| m.contains("did you mean \"page_number\"?")),
+        "{all:#?}"
+    );
+}
+
+#[test]
+fn templates_and_references_are_checked() {
+    let text = r#"
+[sources.parent]
+type = "rest"
+client.base_url = "https://x.org"
+
+[sources.child]
+type = "rest"
+client.base_url = "https://x.org"
+endpoint.path = "a/{artist}/{cuntry}"
+endpoint.params = { artist = { type = "resolve", resource = "parnt", field = "id" }, since = "{interval.start - 3x}" }
+"#;
+    let errs = errors(text, &[]);
+    let all: Vec<&str> = errs.iter().map(|e| e.2.as_str()).collect();
+    assert!(
+        all.iter()
+            .any(|m| m.contains("unknown source `parnt`; did you mean `parent`?")),
+        "{all:#?}"
+    );
+    assert!(
+        all.iter()
+            .any(|m| m.contains("unknown template variable {cuntry}")),
+        "{all:#?}"
+    );
+    assert!(
+        all.iter().any(|m| m.contains("unknown offset unit \"x\"")),
+        "{all:#?}"
+    );
+}
+
+#[test]
+fn syntax_errors_have_positions() {
+    let errs = errors("[sources.x\ntype = 1\n", &[]);
+    assert!(!errs.is_empty());
+    assert_eq!(errs[0].0, 1);
+    assert!(errs[0].2.starts_with("invalid TOML"), "{}", errs[0].2);
+}
+
+#[test]
+fn secrets_are_registered_and_clear_text_secrets_warned() {
+    let env = Environment::from_map(BTreeMap::from([(
+        "FD_TOKEN".to_string(),
+        "fd-secret-999".to_string(),
+    )]));
+    let text = "[sources.fd]\ntype = \"rest\"\nclient.base_url = \"https://api.football-data.org/v4/\"\nclient.headers = { \"X-Auth-Token\" = \"${FD_TOKEN}\" }\n\n[sources.sp]\ntype = \"rest\"\nclient.base_url = \"https://api.spotify.com/v1/\"\nclient.auth = { type = \"bearer\", token = \"literal-token-abc\" }\n";
+    let project = load_str(Path::new("."), Path::new("affluent.toml"), text, &env).unwrap();
+    assert_eq!(
+        project.redactor.redact("x fd-secret-999 literal-token-abc"),
+        "x *** ***"
+    );
+    assert_eq!(project.warnings.len(), 1);
+    assert!(
+        project.warnings[0]
+            .message
+            .contains("written in the project file")
+    );
+    assert_eq!(project.warnings[0].line, 9);
+}
+
+#[test]
+fn example_projects_validate() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let dir = entry.unwrap().path();
+        if dir.join("affluent.toml").exists() {
+            let env = Environment::from_map(BTreeMap::new());
+            affluent_config::load_with_env(&dir, &env)
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 2, "expected example projects under {}", root.display());
+}
