@@ -320,12 +320,7 @@ fn expected_in_words(expected: &str) -> String {
     }
 }
 
-/// The closest candidate by Jaro-Winkler similarity, if close enough to be a plausible typo.
+/// The closest candidate, if plausibly a typo.
 pub(crate) fn closest<'a>(word: &str, candidates: &'a [String]) -> Option<&'a str> {
-    candidates
-        .iter()
-        .map(|c| (strsim::jaro_winkler(word, c), c))
-        .filter(|(score, _)| *score >= 0.75)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c.as_str())
+    affluent_core::closest(word, candidates)
 }

@@ -12,9 +12,11 @@ mod duration;
 mod interval;
 mod jsonpath;
 mod redact;
+mod suggest;
 pub mod template;
 
 pub use duration::{format_duration, parse_duration};
 pub use interval::Interval;
 pub use jsonpath::{JsonPath, JsonPathError, Segment};
 pub use redact::Redactor;
+pub use suggest::closest;

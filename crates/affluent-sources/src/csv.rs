@@ -174,6 +174,13 @@ pub fn parse(
         }
         parsed.records.push(Value::Object(object));
     }
+    // Rejects in file order, whichever check caught them.
+    parsed.rejects.sort_by_key(|r| {
+        r.location
+            .trim_start_matches("line ")
+            .parse::<u64>()
+            .unwrap_or(0)
+    });
     Ok(parsed)
 }
 

@@ -140,12 +140,8 @@ impl Connectors {
     fn source(&self, name: &str) -> Result<&SourceConfig, SourceError> {
         self.project.sources.get(name).ok_or_else(|| {
             let known: Vec<&str> = self.project.sources.keys().map(String::as_str).collect();
-            let hint = known
-                .iter()
-                .map(|k| (strsim::jaro_winkler(name, k), *k))
-                .filter(|(s, _)| *s >= 0.75)
-                .max_by(|a, b| a.0.total_cmp(&b.0))
-                .map(|(_, k)| format!("; did you mean `{k}`?"))
+            let hint = affluent_core::closest(name, &known)
+                .map(|k| format!("; did you mean `{k}`?"))
                 .unwrap_or_default();
             SourceError::UnknownSource {
                 name: name.to_string(),
