@@ -65,6 +65,20 @@ pub struct RestSourceConfig {
     pub retry: Option<RetryConfig>,
 }
 
+impl RestSourceConfig {
+    /// The parameter that fans out over another source's records, if any (at most one: the
+    /// validator refuses more).
+    pub fn resolve(&self) -> Option<(&str, &ResolveParam)> {
+        self.endpoint
+            .params
+            .iter()
+            .find_map(|(name, value)| match value {
+                ParamValue::Resolve(r) => Some((name.as_str(), r)),
+                _ => None,
+            })
+    }
+}
+
 /// `[sources.NAME.client]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

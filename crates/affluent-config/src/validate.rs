@@ -103,7 +103,7 @@ pub(crate) fn sources(
         let mut seen = BTreeSet::new();
         let mut current = name.clone();
         while let Some(SourceConfig::Rest(rest)) = sources.get(&current) {
-            let Some(parent) = resolve_parent(rest) else {
+            let Some(parent) = rest.resolve().map(|(_, r)| r.resource.clone()) else {
                 break;
             };
             if !seen.insert(current.clone()) {
@@ -120,14 +120,6 @@ pub(crate) fn sources(
             current = parent;
         }
     }
-}
-
-/// The source a REST source fans out over, if any.
-pub fn resolve_parent(rest: &RestSourceConfig) -> Option<String> {
-    rest.endpoint.params.values().find_map(|p| match p {
-        ParamValue::Resolve(r) => Some(r.resource.clone()),
-        _ => None,
-    })
 }
 
 fn rest_source(

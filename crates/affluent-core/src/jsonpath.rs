@@ -119,6 +119,27 @@ impl JsonPath {
     }
 }
 
+impl JsonPath {
+    /// Follows the path mutably; `None` when a step is missing or `null`.
+    pub fn get_mut<'a>(&self, mut value: &'a mut Value) -> Option<&'a mut Value> {
+        for segment in &self.segments {
+            value = match (segment, value) {
+                (Segment::Key(k), Value::Object(map)) => map.get_mut(k)?,
+                (Segment::Index(i), Value::Array(items)) => {
+                    let len = items.len() as i64;
+                    let i = if *i < 0 { len + i } else { *i };
+                    if i < 0 {
+                        return None;
+                    }
+                    items.get_mut(i as usize)?
+                }
+                _ => return None,
+            };
+        }
+        if value.is_null() { None } else { Some(value) }
+    }
+}
+
 impl std::fmt::Display for JsonPath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.text)
@@ -147,6 +168,12 @@ mod tests {
         );
         assert_eq!(JsonPath::parse("[5]").unwrap().get(&doc), None);
         assert!(JsonPath::parse("").unwrap().is_root());
+        let mut doc = doc;
+        *JsonPath::parse("[0].pages")
+            .unwrap()
+            .get_mut(&mut doc)
+            .unwrap() = json!(4);
+        assert_eq!(doc[0]["pages"], 4);
     }
 
     #[test]

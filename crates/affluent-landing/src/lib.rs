@@ -297,6 +297,21 @@ impl Landing {
         zstd::bulk::decompress(&compressed, meta.bytes as usize + 1).map_err(io(&path))
     }
 
+    /// Whether the body of an entry known by id is still in landing.
+    pub fn has_body_by_id(&self, source: &str, entry_id: &str) -> bool {
+        self.body_path_by_id(source, entry_id)
+            .is_some_and(|p| p.is_file())
+    }
+
+    fn body_path_by_id(&self, source: &str, entry_id: &str) -> Option<PathBuf> {
+        let day = day_of_id(entry_id)?;
+        Some(
+            self.source_dir(source)
+                .join(day)
+                .join(format!("{entry_id}.body.zst")),
+        )
+    }
+
     /// The body of an entry known by id only (its day is part of the id); `None` when the entry
     /// is gone (removed by retention).
     pub fn read_body_by_id(
@@ -304,13 +319,9 @@ impl Landing {
         source: &str,
         entry_id: &str,
     ) -> Result<Option<Vec<u8>>, LandingError> {
-        let Some(day) = day_of_id(entry_id) else {
+        let Some(path) = self.body_path_by_id(source, entry_id) else {
             return Ok(None);
         };
-        let path = self
-            .source_dir(source)
-            .join(day)
-            .join(format!("{entry_id}.body.zst"));
         match fs::read(&path) {
             Ok(compressed) => {
                 let mut out = Vec::new();

@@ -239,9 +239,10 @@ impl Connectors {
             };
             let values = match config {
                 SourceConfig::Rest(rest) => {
-                    let parent_values = match self.resolve_parent(rest) {
-                        Some((parent, field)) => {
-                            let path = JsonPath::parse(&field)
+                    let parent_values = match rest.resolve() {
+                        Some((_, resolve)) => {
+                            let parent = resolve.resource.clone();
+                            let path = JsonPath::parse(&resolve.field)
                                 .map_err(|e| SourceError::Plan(e.to_string()))?;
                             let (parent_summary, values) = self
                                 .ingest_inner(&parent, interval, run_id, Some(path), progress)
@@ -327,18 +328,6 @@ impl Connectors {
             };
             summary.duration_ms = started.elapsed().as_millis() as u64;
             Ok((summary, values))
-        })
-    }
-
-    fn resolve_parent(
-        &self,
-        rest: &affluent_config::schema::RestSourceConfig,
-    ) -> Option<(String, String)> {
-        rest.endpoint.params.values().find_map(|p| match p {
-            affluent_config::schema::ParamValue::Resolve(r) => {
-                Some((r.resource.clone(), r.field.clone()))
-            }
-            _ => None,
         })
     }
 
@@ -442,13 +431,7 @@ impl Connectors {
         let body = self.landing().read_body(&entry.meta)?;
         match self.source(&entry.meta.source)? {
             SourceConfig::Rest(rest) => {
-                let selector = rest
-                    .endpoint
-                    .data_selector
-                    .as_deref()
-                    .map(JsonPath::parse)
-                    .transpose()
-                    .map_err(|e| SourceError::Plan(e.to_string()))?;
+                let selector = records::data_selector(rest)?;
                 let (_, selected) =
                     records::select_records(&body, selector.as_ref()).map_err(SourceError::Plan)?;
                 Ok((selected.records, Vec::new()))

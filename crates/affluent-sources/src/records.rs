@@ -4,6 +4,18 @@
 use affluent_core::JsonPath;
 use serde_json::Value;
 
+/// The parsed `data_selector` of a REST source (`None`: the root).
+pub fn data_selector(
+    rest: &affluent_config::schema::RestSourceConfig,
+) -> Result<Option<JsonPath>, crate::SourceError> {
+    rest.endpoint
+        .data_selector
+        .as_deref()
+        .map(JsonPath::parse)
+        .transpose()
+        .map_err(|e| crate::SourceError::Plan(e.to_string()))
+}
+
 /// Records of one body.
 #[derive(Debug, Default)]
 pub struct Selected {
@@ -20,26 +32,23 @@ pub fn select_records(
     body: &[u8],
     selector: Option<&JsonPath>,
 ) -> Result<(Value, Selected), String> {
-    let doc: Value = serde_json::from_slice(body).map_err(|e| {
+    let mut doc: Value = serde_json::from_slice(body).map_err(|e| {
         let start: String = String::from_utf8_lossy(&body[..body.len().min(80)]).into_owned();
         format!("malformed JSON ({e}); body starts with {start:?}")
     })?;
-    let selected = match selector {
-        None => Some(&doc),
-        Some(path) => path.get(&doc),
+    let found = match selector {
+        None => Some(&mut doc),
+        Some(path) => path.get_mut(&mut doc),
     };
-    let selected = match selected {
-        Some(Value::Array(items)) => Selected {
-            records: items.clone(),
-            selector_missing: false,
-        },
-        Some(v @ Value::Object(_)) => Selected {
-            records: vec![v.clone()],
-            selector_missing: false,
-        },
+    let records = match found {
+        // Arrays of records are moved out, not copied: the rest of the document (page counts,
+        // next links) stays for the paginator.
+        Some(Value::Array(items)) => std::mem::take(items),
+        // A single object stays in place too (it may hold its own next link).
+        Some(v @ Value::Object(_)) => vec![v.clone()],
         Some(other) => {
             return Err(format!(
-                "data_selector `{}` points at a {} , not at records",
+                "data_selector `{}` points at a {}, not at records",
                 selector.map(|s| s.as_str()).unwrap_or("$"),
                 type_name(other)
             ));
@@ -48,13 +57,22 @@ pub fn select_records(
             if let Some(message) = error_message(&doc) {
                 return Err(format!("error payload: {message}"));
             }
-            Selected {
-                records: Vec::new(),
-                selector_missing: true,
-            }
+            return Ok((
+                doc,
+                Selected {
+                    records: Vec::new(),
+                    selector_missing: true,
+                },
+            ));
         }
     };
-    Ok((doc, selected))
+    Ok((
+        doc,
+        Selected {
+            records,
+            selector_missing: false,
+        },
+    ))
 }
 
 fn type_name(v: &Value) -> &'static str {

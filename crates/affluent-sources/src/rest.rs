@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use affluent_config::schema::{HttpMethod, PaginatorConfig, ParamValue, RestSourceConfig};
 use affluent_core::template::{Template, Value as TValue, Vars};
-use affluent_core::{Interval, JsonPath, parse_duration};
+use affluent_core::{Interval, parse_duration};
 use affluent_landing::{Landing, NewEntry, content_hash};
 use futures::StreamExt;
 use jiff::tz::TimeZone;
@@ -19,7 +19,7 @@ use serde_json::Value;
 use crate::error::SourceError;
 use crate::http::{HttpClient, Request};
 use crate::paginate::{PageRequest, Paginator};
-use crate::records::select_records;
+use crate::records::{data_selector, select_records};
 use crate::state::{CacheEntry, ChangeCache};
 
 /// Headers worth keeping with a landed body.
@@ -97,8 +97,8 @@ impl RestRun<'_> {
             let texts: Vec<String> = values.iter().map(|v| v.to_string()).collect();
             calls = multiply(calls, name, &texts);
         }
-        if let Some((param, _)) = self.resolve_param() {
-            calls = multiply(calls, &param, parent_values);
+        if let Some((param, _)) = self.config.resolve() {
+            calls = multiply(calls, param, parent_values);
         }
         if let Some(grid) = &fan_out.time {
             let every = parse_duration(&grid.every).map_err(SourceError::Plan)?;
@@ -118,18 +118,6 @@ impl RestRun<'_> {
             calls = out;
         }
         Ok(calls)
-    }
-
-    /// The `resolve` parameter: its name and field path.
-    pub fn resolve_param(&self) -> Option<(String, String)> {
-        self.config
-            .endpoint
-            .params
-            .iter()
-            .find_map(|(k, v)| match v {
-                ParamValue::Resolve(r) => Some((k.clone(), r.field.clone())),
-                _ => None,
-            })
     }
 
     /// Runs every chain with bounded concurrency. Returns the records of all pages when
@@ -272,14 +260,7 @@ impl RestRun<'_> {
             .or_else(|| self.config.client.paginator.clone())
             .unwrap_or(PaginatorConfig::SinglePage);
         let mut paginator = Paginator::start(paginator_config, &mut page_request);
-        let selector = self
-            .config
-            .endpoint
-            .data_selector
-            .as_deref()
-            .map(JsonPath::parse)
-            .transpose()
-            .map_err(|e| SourceError::Plan(e.to_string()))?;
+        let selector = data_selector(self.config)?;
         let method = match self.config.endpoint.method.unwrap_or(HttpMethod::Get) {
             HttpMethod::Get => reqwest::Method::GET,
             HttpMethod::Post => reqwest::Method::POST,
@@ -305,13 +286,14 @@ impl RestRun<'_> {
                 )
                 .as_bytes(),
             );
-            let cached = self.cache.as_ref().and_then(|c| c.get(&cache_key));
-            let cached_body = match &cached {
-                Some(c) => self.landing.read_body_by_id(self.name, &c.entry_id)?,
-                None => None,
-            };
+            // A cache entry counts only while the body it points to is still in landing.
+            let cached = self
+                .cache
+                .as_ref()
+                .and_then(|c| c.get(&cache_key))
+                .filter(|c| self.landing.has_body_by_id(self.name, &c.entry_id));
             let mut headers = HeaderMap::new();
-            if let (Some(c), Some(_)) = (&cached, &cached_body) {
+            if let Some(c) = &cached {
                 if let Some(etag) = c
                     .etag
                     .as_deref()
@@ -342,7 +324,15 @@ impl RestRun<'_> {
             let mut landed_entry = None;
             if response.status == 304 {
                 // Conditional request: the body is the one landed last time.
-                body_bytes = cached_body.clone().unwrap_or_default();
+                let entry_id = cached.as_ref().map(|c| c.entry_id.as_str()).unwrap_or("");
+                body_bytes = self
+                    .landing
+                    .read_body_by_id(self.name, entry_id)?
+                    .ok_or_else(|| {
+                        SourceError::Plan(format!(
+                            "{shown_url} answered 304 Not Modified but no landed body matches; run again to fetch it whole"
+                        ))
+                    })?;
                 hash = content_hash(&body_bytes);
                 self.counters.unchanged.fetch_add(1, Ordering::Relaxed);
             } else {
@@ -355,8 +345,7 @@ impl RestRun<'_> {
                     ));
                     break;
                 }
-                let unchanged = cached.as_ref().is_some_and(|c| c.content_hash == hash)
-                    && cached_body.is_some();
+                let unchanged = cached.as_ref().is_some_and(|c| c.content_hash == hash);
                 if unchanged {
                     self.counters.unchanged.fetch_add(1, Ordering::Relaxed);
                 } else {
