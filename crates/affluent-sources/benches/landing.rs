@@ -12,7 +12,6 @@ use std::time::Instant;
 
 use affluent_sources::{Connectors, IngestOptions};
 use axum::extract::{Query, State};
-use serde_json::json;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -21,11 +20,16 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn peak_rss_mib() -> f64 {
+/// Resets the peak resident set size of this process (Linux `clear_refs`).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn rss_mib(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<f64>().ok())
         .map(|kb| kb / 1024.0)
@@ -36,24 +40,31 @@ fn main() {
     let total = env_usize("RECORDS", 1_000_000);
     let per_page = env_usize("PER_PAGE", 50_000);
     let pages = total.div_ceil(per_page);
-    // Pages are made once, up front: the server only copies bytes.
+    // Pages are made once, up front, as text: the server only copies bytes.
     let bodies: Vec<Vec<u8>> = (0..pages)
         .map(|p| {
             let n = per_page.min(total - p * per_page);
-            let records: Vec<_> = (0..n)
-                .map(|i| {
-                    let k = p * per_page + i;
-                    json!({"indicator": {"id": "NY.GDP.MKTP.CD", "value": "GDP (current US$)"},
-                           "country": {"id": format!("C{}", k % 250), "value": format!("Country {}", k % 250)},
-                           "countryiso3code": format!("C{:02}", k % 250), "date": (1960 + k / 250 % 65).to_string(),
-                           "value": (k as f64) * 1234.5, "unit": "", "obs_status": "", "decimal": 0})
-                })
-                .collect();
-            serde_json::to_vec(&json!([{"page": p + 1, "pages": pages, "per_page": per_page, "total": total}, records])).unwrap()
+            let mut body = format!(
+                r#"[{{"page":{},"pages":{pages},"per_page":{per_page},"total":{total}}},["#,
+                p + 1
+            );
+            for i in 0..n {
+                let k = p * per_page + i;
+                if i > 0 {
+                    body.push(',');
+                }
+                body.push_str(&format!(
+                    r#"{{"indicator":{{"id":"NY.GDP.MKTP.CD","value":"GDP (current US$)"}},"country":{{"id":"C{c}","value":"Country {c}"}},"countryiso3code":"C{c:02}","date":"{d}","value":{v},"unit":"","obs_status":"","decimal":0}}"#,
+                    c = k % 250,
+                    d = 1960 + k / 250 % 65,
+                    v = k as f64 * 1234.5,
+                ));
+            }
+            body.push_str("]]");
+            body.into_bytes()
         })
         .collect();
     let bytes: usize = bodies.iter().map(Vec::len).sum();
-    let rss_before = peak_rss_mib();
     let bodies = Arc::new(bodies);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -86,9 +97,12 @@ fn main() {
         .unwrap();
         let project = affluent_config::load(dir.path()).unwrap();
         let connectors = Connectors::new(project).unwrap();
+        let rss_before = rss_mib("VmRSS:");
+        reset_peak_rss();
         let started = Instant::now();
         let summary = connectors.ingest("wb", &IngestOptions::default()).await.unwrap();
         let affluent_secs = started.elapsed().as_secs_f64();
+        let peak_during = rss_mib("VmHWM:");
         assert_eq!(summary.records as usize, total, "{:?}", summary.errors);
         let stored: u64 = connectors.landing().list("wb").unwrap().iter().map(|e| e.meta.compressed_bytes).sum();
 
@@ -106,13 +120,14 @@ fn main() {
 
         println!("landing benchmark: {total} records in {pages} pages, {:.1} MiB of JSON", bytes as f64 / 1048576.0);
         println!(
-            "affluent: {affluent_secs:.3} s, {:.0} records/s, {:.1} MiB/s; landed {:.1} MiB zstd ({:.1}x smaller); peak RSS {:.0} MiB (of which {:.0} MiB are the server's pre-built pages)",
+            "affluent: {affluent_secs:.3} s, {:.0} records/s, {:.1} MiB/s; landed {:.1} MiB zstd ({:.1}x smaller); peak RSS during the ingest {:.0} MiB, of which {:.0} MiB were there before it (the server's pre-built pages): {:.0} MiB for the ingest",
             total as f64 / affluent_secs,
             bytes as f64 / 1048576.0 / affluent_secs,
             stored as f64 / 1048576.0,
             bytes as f64 / stored as f64,
-            peak_rss_mib(),
+            peak_during,
             rss_before,
+            peak_during - rss_before,
         );
         match py {
             Ok(o) if o.status.success() => {

@@ -432,9 +432,9 @@ impl Connectors {
         match self.source(&entry.meta.source)? {
             SourceConfig::Rest(rest) => {
                 let selector = records::data_selector(rest)?;
-                let (_, selected) =
-                    records::select_records(&body, selector.as_ref()).map_err(SourceError::Plan)?;
-                Ok((selected.records, Vec::new()))
+                let page =
+                    records::select_page(&body, selector.as_ref()).map_err(SourceError::Plan)?;
+                Ok((page.values().map_err(SourceError::Plan)?, Vec::new()))
             }
             SourceConfig::Csv(config) => {
                 let parsed = csv::parse(&body, config, &entry.meta.source, &entry.meta.entry_id)

@@ -6,6 +6,8 @@ use affluent_core::JsonPath;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
+use crate::records::Page;
+
 /// The query of the request being paged: URL without query, and ordered parameters.
 #[derive(Debug, Clone)]
 pub struct PageRequest {
@@ -96,7 +98,7 @@ impl Paginator {
     pub fn advance(
         &mut self,
         request: &mut PageRequest,
-        doc: &Value,
+        doc: &Page<'_>,
         headers: &HeaderMap,
         records: usize,
     ) -> bool {
@@ -115,7 +117,7 @@ impl Paginator {
                 let base = base_page.unwrap_or(0);
                 if let Some(total) = total_path
                     .as_ref()
-                    .and_then(|_| as_u64(path(total_path, "")?.get(doc)))
+                    .and_then(|_| as_u64(doc.get(&path(total_path, "")?).as_ref()))
                     && self.page - base + 1 >= total as i64
                 {
                     return false;
@@ -144,7 +146,7 @@ impl Paginator {
                 let next = self.offset + limit;
                 match total_path
                     .as_ref()
-                    .and_then(|_| as_u64(path(total_path, "")?.get(doc)))
+                    .and_then(|_| as_u64(doc.get(&path(total_path, "")?).as_ref()))
                 {
                     Some(total) if next >= total => return false,
                     None if (records as u64) < *limit => return false,
@@ -163,7 +165,7 @@ impl Paginator {
             PaginatorConfig::Cursor {
                 cursor_path,
                 cursor_param,
-            } => match path(cursor_path, "cursors.next").and_then(|p| p.get(doc).cloned()) {
+            } => match path(cursor_path, "cursors.next").and_then(|p| doc.get(&p)) {
                 Some(Value::String(s)) if !s.is_empty() => {
                     request.set(cursor_param.as_deref().unwrap_or("cursor"), s);
                     true
@@ -176,7 +178,8 @@ impl Paginator {
             },
             PaginatorConfig::JsonLink { next_url_path } => {
                 match path(next_url_path, "next")
-                    .and_then(|p| p.get(doc).and_then(Value::as_str).map(str::to_string))
+                    .and_then(|p| doc.get(&p))
+                    .and_then(|v| v.as_str().map(str::to_string))
                 {
                     Some(next) if !next.is_empty() => follow(request, &next),
                     _ => false,

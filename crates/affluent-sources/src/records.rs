@@ -1,8 +1,12 @@
 //! From a landed JSON body to records: the `data_selector`, and the recognition of error payloads
 //! that arrive with a 2xx status (World Bank answers `[{"message": [...]}]` with 200).
 
-use affluent_core::JsonPath;
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use affluent_core::{JsonPath, Segment};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// The parsed `data_selector` of a REST source (`None`: the root).
 pub fn data_selector(
@@ -16,63 +20,103 @@ pub fn data_selector(
         .map_err(|e| crate::SourceError::Plan(e.to_string()))
 }
 
-/// Records of one body.
-#[derive(Debug, Default)]
-pub struct Selected {
+/// The records of one body, borrowed from it: the document is checked to be valid JSON and the
+/// records are located without building a tree of values, which is what makes landing large
+/// pages cheap. Values are built only where needed ([`Page::values`], [`Page::get`]).
+#[derive(Debug)]
+pub struct Page<'a> {
+    /// The whole document.
+    pub root: &'a RawValue,
     /// The records.
-    pub records: Vec<Value>,
+    pub records: Vec<&'a RawValue>,
     /// Set when the selector found nothing and the body did not look like an error: worth a
     /// warning, since a mistyped selector also looks like this.
     pub selector_missing: bool,
 }
 
+impl Page<'_> {
+    /// The records as values.
+    pub fn values(&self) -> Result<Vec<Value>, String> {
+        self.records
+            .iter()
+            .map(|r| serde_json::from_str(r.get()).map_err(|e| e.to_string()))
+            .collect()
+    }
+
+    /// The value at a path of the document, `None` when missing or `null`.
+    pub fn get(&self, path: &JsonPath) -> Option<Value> {
+        raw_get(self.root, path).and_then(|r| serde_json::from_str(r.get()).ok())
+    }
+}
+
+/// Follows a path through raw JSON, parsing only the containers on the way.
+pub fn raw_get<'a>(mut raw: &'a RawValue, path: &JsonPath) -> Option<&'a RawValue> {
+    for segment in path.segments() {
+        raw = match segment {
+            Segment::Key(k) => {
+                let map: HashMap<Cow<'a, str>, &'a RawValue> =
+                    serde_json::from_str(raw.get()).ok()?;
+                map.get(k.as_str()).copied()?
+            }
+            Segment::Index(i) => {
+                let items: Vec<&'a RawValue> = serde_json::from_str(raw.get()).ok()?;
+                let len = items.len() as i64;
+                let i = if *i < 0 { len + i } else { *i };
+                if i < 0 {
+                    return None;
+                }
+                items.get(i as usize).copied()?
+            }
+        };
+    }
+    (raw.get().trim() != "null").then_some(raw)
+}
+
 /// Parses a body and selects its records: an array gives its elements, an object is one record,
 /// nothing at the selector is zero records unless the body is an error payload.
-pub fn select_records(
-    body: &[u8],
-    selector: Option<&JsonPath>,
-) -> Result<(Value, Selected), String> {
-    let mut doc: Value = serde_json::from_slice(body).map_err(|e| {
+pub fn select_page<'a>(body: &'a [u8], selector: Option<&JsonPath>) -> Result<Page<'a>, String> {
+    let malformed = |e: &dyn std::fmt::Display| {
         let start: String = String::from_utf8_lossy(&body[..body.len().min(80)]).into_owned();
         format!("malformed JSON ({e}); body starts with {start:?}")
-    })?;
+    };
+    let text = std::str::from_utf8(body).map_err(|e| malformed(&e))?;
+    let root: &RawValue = serde_json::from_str(text).map_err(|e| malformed(&e))?;
     let found = match selector {
-        None => Some(&mut doc),
-        Some(path) => path.get_mut(&mut doc),
+        None => Some(root),
+        Some(path) => raw_get(root, path),
     };
-    let records = match found {
-        // Arrays of records are moved out, not copied: the rest of the document (page counts,
-        // next links) stays for the paginator.
-        Some(Value::Array(items)) => std::mem::take(items),
-        // A single object stays in place too (it may hold its own next link).
-        Some(v @ Value::Object(_)) => vec![v.clone()],
-        Some(other) => {
+    let Some(found) = found else {
+        let doc: Value = serde_json::from_str(root.get()).map_err(|e| malformed(&e))?;
+        if let Some(message) = error_message(&doc) {
+            return Err(format!("error payload: {message}"));
+        }
+        return Ok(Page {
+            root,
+            records: Vec::new(),
+            selector_missing: true,
+        });
+    };
+    let records = match found.get().trim_start().as_bytes().first() {
+        Some(b'[') => {
+            serde_json::from_str::<Vec<&RawValue>>(found.get()).map_err(|e| malformed(&e))?
+        }
+        Some(b'{') => vec![found],
+        _ => {
+            let kind = match serde_json::from_str::<Value>(found.get()) {
+                Ok(v) => type_name(&v),
+                Err(_) => "value",
+            };
             return Err(format!(
-                "data_selector `{}` points at a {}, not at records",
+                "data_selector `{}` points at a {kind}, not at records",
                 selector.map(|s| s.as_str()).unwrap_or("$"),
-                type_name(other)
-            ));
-        }
-        None => {
-            if let Some(message) = error_message(&doc) {
-                return Err(format!("error payload: {message}"));
-            }
-            return Ok((
-                doc,
-                Selected {
-                    records: Vec::new(),
-                    selector_missing: true,
-                },
             ));
         }
     };
-    Ok((
-        doc,
-        Selected {
-            records,
-            selector_missing: false,
-        },
-    ))
+    Ok(Page {
+        root,
+        records,
+        selector_missing: false,
+    })
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -202,20 +246,30 @@ mod tests {
     #[test]
     fn selects_arrays_objects_and_reports_error_payloads() {
         let sel = JsonPath::parse("[1]").unwrap();
-        let (_, s) = select_records(br#"[{"pages":1},[{"a":1},{"a":2}]]"#, Some(&sel)).unwrap();
-        assert_eq!(s.records.len(), 2);
-        let (_, s) = select_records(br#"{"id":"x"}"#, None).unwrap();
-        assert_eq!(s.records.len(), 1);
-        let err = select_records(
+        let p = select_page(br#"[{"pages":2},[{"a":1},{"a":2}]]"#, Some(&sel)).unwrap();
+        assert_eq!(p.records.len(), 2);
+        assert_eq!(p.values().unwrap()[1], serde_json::json!({"a": 2}));
+        assert_eq!(
+            p.get(&JsonPath::parse("[0].pages").unwrap()),
+            Some(serde_json::json!(2))
+        );
+        let p = select_page(br#"{"id":"x"}"#, None).unwrap();
+        assert_eq!(p.records.len(), 1);
+        let err = select_page(
             br#"[{"message":[{"key":"Invalid value","value":"bad"}]}]"#,
             Some(&sel),
         )
         .unwrap_err();
         assert!(err.contains("error payload: Invalid value: bad"), "{err}");
-        let err = select_records(b"{\"a\":", None).unwrap_err();
+        let err = select_page(b"{\"a\":", None).unwrap_err();
         assert!(err.starts_with("malformed JSON"), "{err}");
+        let err = select_page(br#"{"a": 1} trailing"#, None).unwrap_err();
+        assert!(err.starts_with("malformed JSON"), "{err}");
+        let err =
+            select_page(br#"{"total": 3}"#, Some(&JsonPath::parse("total").unwrap())).unwrap_err();
+        assert!(err.contains("points at a number"), "{err}");
         let tm = JsonPath::parse("_embedded.events").unwrap();
-        let (_, s) = select_records(br#"{"page":{"totalElements":0}}"#, Some(&tm)).unwrap();
-        assert!(s.records.is_empty() && s.selector_missing);
+        let p = select_page(br#"{"page":{"totalElements":0}}"#, Some(&tm)).unwrap();
+        assert!(p.records.is_empty() && p.selector_missing);
     }
 }

@@ -19,7 +19,7 @@ use serde_json::Value;
 use crate::error::SourceError;
 use crate::http::{HttpClient, Request};
 use crate::paginate::{PageRequest, Paginator};
-use crate::records::{data_selector, select_records};
+use crate::records::{data_selector, select_page};
 use crate::state::{CacheEntry, ChangeCache};
 
 /// Headers worth keeping with a landed body.
@@ -381,7 +381,7 @@ impl RestRun<'_> {
                 }
             }
 
-            let (doc, selected) = match select_records(&body_bytes, selector.as_ref()) {
+            let selected = match select_page(&body_bytes, selector.as_ref()) {
                 Ok(ok) => ok,
                 Err(message) => {
                     let message = redactor.redact(&message);
@@ -428,12 +428,12 @@ impl RestRun<'_> {
                 self.counters.records.fetch_add(n as u64, Ordering::Relaxed);
             }
             if collect {
-                collected.extend(selected.records);
+                collected.extend(selected.values().map_err(SourceError::Plan)?);
             }
             tracing::debug!(source = self.name, page, records = n, url = %shown_url, "page");
             previous_hash = Some(hash);
             page += 1;
-            if !paginator.advance(&mut page_request, &doc, &response.headers, n) {
+            if !paginator.advance(&mut page_request, &selected, &response.headers, n) {
                 break;
             }
             if page >= max_pages {

@@ -410,3 +410,36 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[tokio::test]
+async fn per_host_limit_is_shared_by_sources_running_together() {
+    let (addr, log) = serve(Arc::new(|_hit: &Hit| json(200, &json!([{"x": 1}])))).await;
+    let source = |name: &str| {
+        format!(
+            "[sources.{name}]\ntype = \"rest\"\nconcurrency = 4\nclient.base_url = \"http://{addr}/{name}\"\nendpoint.params = {{ v = \"{{v}}\" }}\nfan_out.values = {{ v = [\"a\", \"b\", \"c\", \"d\", \"e\", \"f\"] }}\n"
+        )
+    };
+    let toml = format!(
+        "[hosts.\"127.0.0.1\"]\nper_second = 4\n\n{}\n{}",
+        source("one"),
+        source("two")
+    );
+    let (_dir, project) = project(&toml, &[]);
+    let c = Connectors::new(project).unwrap();
+    let o = opts();
+    let (a, b) = tokio::join!(c.ingest("one", &o), c.ingest("two", &o));
+    assert!(a.unwrap().errors.is_empty() && b.unwrap().errors.is_empty());
+    let times: Vec<Instant> = log.hits().iter().map(|h| h.at).collect();
+    assert_eq!(times.len(), 12);
+    assert_eq!(log.count("/one"), 6);
+    for (i, t) in times.iter().enumerate() {
+        let in_window = times[i..]
+            .iter()
+            .filter(|u| **u - *t < Duration::from_secs(1))
+            .count();
+        assert!(
+            in_window <= 4,
+            "{in_window} requests within 1 s of request {i}"
+        );
+    }
+}
