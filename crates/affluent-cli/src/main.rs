@@ -83,6 +83,18 @@ enum LandingCommand {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Apply the retention policy: remove landed responses older than the retention whose records
+    /// are safely loaded (and rejected ones); never an entry no load has taken yet.
+    Prune {
+        /// Only this source (default: every source).
+        source: Option<String>,
+        /// Retention to apply, overriding `[landing] retention` (e.g. 30d).
+        #[arg(long)]
+        older_than: Option<String>,
+        /// Count what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print the raw body of one landed entry (decompressed) on stdout.
     Show {
         /// The source.
@@ -242,7 +254,50 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     print_entries(&entries, format)?;
                     Ok(ExitCode::SUCCESS)
                 }
+                LandingCommand::Prune {
+                    source,
+                    older_than,
+                    dry_run,
+                } => {
+                    let retention = match older_than {
+                        Some(text) => affluent_core::parse_duration(&text)
+                            .map_err(|e| anyhow::anyhow!("--older-than: {e}"))?,
+                        None => connectors.project().landing_retention.ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "no retention set: add `[landing] retention = \"90d\"` to affluent.toml or pass --older-than"
+                            )
+                        })?,
+                    };
+                    let cutoff = Timestamp::now()
+                        - jiff::SignedDuration::try_from(retention).map_err(anyhow::Error::msg)?;
+                    let names: Vec<String> = match source {
+                        Some(s) => {
+                            check_source(connectors.project(), &s)?;
+                            vec![s]
+                        }
+                        None => connectors.project().sources.keys().cloned().collect(),
+                    };
+                    // Tables do not exist yet: no entry is known to be loaded, so only rejected
+                    // entries and leftovers of interrupted writes can go.
+                    let is_loaded = |_: &affluent_landing::EntryMeta| false;
+                    for name in names {
+                        let r = connectors
+                            .landing()
+                            .prune(&name, cutoff, &is_loaded, dry_run)?;
+                        println!(
+                            "{name}: {} {} entries and {} leftovers ({} bytes); kept {} not yet loaded and {} recent",
+                            if dry_run { "would remove" } else { "removed" },
+                            r.removed_entries,
+                            r.removed_orphans,
+                            r.bytes_freed,
+                            r.kept_not_loaded,
+                            r.kept_recent
+                        );
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
                 LandingCommand::Show { source, entry } => {
+                    check_source(connectors.project(), &source)?;
                     let entry = connectors.landing().get(&source, &entry)?;
                     let body = connectors.landing().read_body(&entry.meta)?;
                     use std::io::Write;
@@ -257,7 +312,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             match command {
                 QuarantineCommand::List { source } => {
                     let names: Vec<String> = match source {
-                        Some(s) => vec![s],
+                        Some(s) => {
+                            check_source(connectors.project(), &s)?;
+                            vec![s]
+                        }
                         None => connectors.project().sources.keys().cloned().collect(),
                     };
                     let mut any = false;
@@ -302,6 +360,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
     }
+}
+
+/// Fails with a hint when `source` is not declared.
+fn check_source(project: &affluent_config::Project, source: &str) -> Result<()> {
+    if project.sources.contains_key(source) {
+        return Ok(());
+    }
+    let known: Vec<&str> = project.sources.keys().map(String::as_str).collect();
+    let hint = affluent_core::closest(source, &known)
+        .map(|k| format!("; did you mean `{k}`?"))
+        .unwrap_or_default();
+    bail!(
+        "no source named `{source}` in the project{hint} (declared: {})",
+        known.join(", ")
+    )
 }
 
 /// Groups reasons that differ only by the offending value: `expected an integer, found "x"`.

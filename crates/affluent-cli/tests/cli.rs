@@ -109,3 +109,59 @@ fn csv_ingest_lands_once_and_quarantines_bad_rows() {
         text(&o)
     );
 }
+
+#[test]
+fn prune_removes_rejected_entries_and_keeps_unloaded_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("raw")).unwrap();
+    std::fs::write(dir.path().join("raw/good.csv"), "id,n\n1,2\n").unwrap();
+    // A file whose header lacks a declared column is landed, then rejected whole.
+    std::fs::write(dir.path().join("raw/bad.csv"), "id,other\n1,2\n").unwrap();
+    std::fs::write(
+        dir.path().join("affluent.toml"),
+        "[landing]\nretention = \"30d\"\n\n[sources.raw]\ntype = \"csv\"\npath = \"raw/*.csv\"\ncolumns = { n = \"int\" }\n",
+    )
+    .unwrap();
+    let o = affluent(dir.path(), &["ingest", "raw"]);
+    assert!(
+        !o.status.success(),
+        "a rejected file fails the run: {}",
+        text(&o)
+    );
+    assert!(
+        text(&o).contains("declared column `n` is not in the file's header"),
+        "{}",
+        text(&o)
+    );
+
+    // A rejected file is not remembered as seen: the next run reads it again and says why.
+    let o = affluent(dir.path(), &["ingest", "raw"]);
+    assert!(text(&o).contains("1 landed, 1 unchanged"), "{}", text(&o));
+    assert!(!o.status.success());
+
+    // Within the 30-day retention: nothing goes.
+    let o = affluent(dir.path(), &["landing", "prune"]);
+    assert!(text(&o).contains("raw: removed 0 entries"), "{}", text(&o));
+    let o = affluent(
+        dir.path(),
+        &["landing", "prune", "raw", "--older-than", "0s", "--dry-run"],
+    );
+    assert!(text(&o).contains("would remove 2 entries"), "{}", text(&o));
+    let o = affluent(
+        dir.path(),
+        &["landing", "prune", "raw", "--older-than", "0s"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("removed 2 entries and 0 leftovers")
+            && text(&o).contains("kept 1 not yet loaded"),
+        "{}",
+        text(&o)
+    );
+    let o = affluent(dir.path(), &["landing", "list", "raw"]);
+    assert!(
+        text(&o).contains("1 entries") && text(&o).contains("raw/good.csv"),
+        "{}",
+        text(&o)
+    );
+}

@@ -42,6 +42,8 @@ pub struct Project {
     pub data_dir: PathBuf,
     /// Rate limits per host.
     pub hosts: BTreeMap<String, RateLimitConfig>,
+    /// How long landed responses are kept once loaded (`[landing] retention`).
+    pub landing_retention: Option<std::time::Duration>,
     /// Sources by name.
     pub sources: BTreeMap<String, SourceConfig>,
     /// Knows every secret of the project; share it with whatever writes text out.
@@ -179,6 +181,20 @@ pub fn load_str(
 
     validate::sources(&mut reporter, &sources, &source_tables, &redactor);
     validate::hosts(&mut reporter, &settings.hosts, &root_for_spans);
+    let landing_retention = settings
+        .landing
+        .as_ref()
+        .and_then(|l| l.retention.as_deref())
+        .and_then(|r| match affluent_core::parse_duration(r) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                reporter.error(
+                    validate::span_in(&root_for_spans, &["landing", "retention"]),
+                    e,
+                );
+                None
+            }
+        });
 
     if !reporter.diagnostics.is_empty() {
         return Err(LoadError::Invalid(ConfigErrors(reporter.diagnostics)));
@@ -198,6 +214,7 @@ pub fn load_str(
         timezone,
         data_dir,
         hosts: settings.hosts,
+        landing_retention,
         sources,
         redactor,
         warnings: reporter.warnings,

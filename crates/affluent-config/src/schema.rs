@@ -19,6 +19,17 @@ pub struct ProjectSettings {
     /// Rate limits per host, shared by every source calling that host: `[hosts."api.example.com"]`.
     #[serde(default)]
     pub hosts: BTreeMap<String, RateLimitConfig>,
+    /// The landing zone.
+    pub landing: Option<LandingConfig>,
+}
+
+/// `[landing]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LandingConfig {
+    /// How long landed responses are kept once their records are safely loaded (`"90d"`);
+    /// `affluent landing prune` applies it. Unset: kept forever.
+    pub retention: Option<String>,
 }
 
 /// The kinds of source, by their `type` key.

@@ -334,6 +334,94 @@ impl Landing {
     }
 }
 
+/// What a prune did (or, dry, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Entries removed: past retention and either rejected or safely loaded.
+    pub removed_entries: u64,
+    /// Leftovers of interrupted writes removed (a body without metadata, a temp file).
+    pub removed_orphans: u64,
+    /// Bytes freed on disk.
+    pub bytes_freed: u64,
+    /// Entries past retention kept because no load has taken their records yet.
+    pub kept_not_loaded: u64,
+    /// Entries within retention.
+    pub kept_recent: u64,
+}
+
+impl Landing {
+    /// Applies a retention policy to a source: removes entries fetched before `cutoff` that are
+    /// rejected or for which `is_loaded` says their records are safely in every table that needs
+    /// them, and leftovers of interrupted writes older than `cutoff`. Entries nobody loaded are
+    /// never removed, whatever their age. With `dry_run`, only counts.
+    pub fn prune(
+        &self,
+        source: &str,
+        cutoff: Timestamp,
+        is_loaded: &dyn Fn(&EntryMeta) -> bool,
+        dry_run: bool,
+    ) -> Result<PruneReport, LandingError> {
+        let mut report = PruneReport::default();
+        let remove = |path: &Path, report: &mut PruneReport| -> Result<(), LandingError> {
+            let size = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            if !dry_run {
+                match fs::remove_file(path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(path)(e)),
+                    _ => {}
+                }
+            }
+            report.bytes_freed += size;
+            Ok(())
+        };
+        let mut known: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for entry in self.list(source)? {
+            known.insert(entry.meta.entry_id.clone());
+            if entry.meta.fetched_at >= cutoff {
+                report.kept_recent += 1;
+                continue;
+            }
+            if entry.rejected.is_none() && !is_loaded(&entry.meta) {
+                report.kept_not_loaded += 1;
+                continue;
+            }
+            // Metadata last: an entry without it is invisible, never half-listed.
+            for suffix in ["body.zst", "rejected.json", "meta.json"] {
+                remove(&self.entry_path(&entry.meta, suffix), &mut report)?;
+            }
+            report.removed_entries += 1;
+        }
+        let dir = self.source_dir(source);
+        let Ok(days) = fs::read_dir(&dir) else {
+            return Ok(report);
+        };
+        for day in days.flatten().map(|d| d.path()).filter(|p| p.is_dir()) {
+            for file in fs::read_dir(&day).map_err(io(&day))?.flatten() {
+                let path = file.path();
+                let name = file.file_name().to_string_lossy().into_owned();
+                let orphan_body = name
+                    .strip_suffix(".body.zst")
+                    .is_some_and(|id| !known.contains(id));
+                let temp = name.starts_with('.') && name.contains(".tmp-");
+                let old = file
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| Timestamp::try_from(t).ok())
+                    .is_some_and(|t| t < cutoff);
+                if (orphan_body || temp) && old {
+                    remove(&path, &mut report)?;
+                    report.removed_orphans += 1;
+                }
+            }
+            if !dry_run {
+                // Removes the day folder only when empty.
+                let _ = fs::remove_dir(&day);
+            }
+        }
+        Ok(report)
+    }
+}
+
 /// `20240101T...` -> `2024-01-01`.
 fn day_of_id(entry_id: &str) -> Option<String> {
     let d = entry_id.get(..8)?;
@@ -403,6 +491,56 @@ mod tests {
         );
         assert_eq!(a.content_hash, content_hash(b"[1,2,3]"));
         assert!(landing.list("other").unwrap().is_empty());
+    }
+
+    #[test]
+    fn prune_removes_only_old_rejected_or_loaded_entries_and_orphans() {
+        let dir = tempfile::tempdir().unwrap();
+        let landing = Landing::open(dir.path());
+        let old = |_: ()| {
+            let mut e = new_entry("s");
+            e.fetched_at = "2020-01-01T00:00:00Z".parse().unwrap();
+            e
+        };
+        let loaded = landing.write(old(()), b"[1]").unwrap();
+        let not_loaded = landing.write(old(()), b"[2]").unwrap();
+        let rejected = landing.write(old(()), b"{").unwrap();
+        landing.reject(&rejected, "malformed").unwrap();
+        let recent = landing.write(new_entry("s"), b"[3]").unwrap();
+        // An interrupted write: a body whose metadata never made it.
+        let orphan = landing
+            .entry_path(&loaded, "x")
+            .with_file_name("20200101T000000.000000Z-dead-000001.body.zst");
+        fs::write(&orphan, b"x").unwrap();
+        let cutoff: Timestamp = "2025-01-01T00:00:00Z".parse().unwrap();
+        let is_loaded = |m: &EntryMeta| m.entry_id == loaded.entry_id;
+        // The orphan is new on disk: kept until it is older than the cutoff.
+        let dry = landing.prune("s", cutoff, &is_loaded, true).unwrap();
+        assert_eq!(
+            (dry.removed_entries, dry.kept_not_loaded, dry.kept_recent),
+            (2, 1, 1)
+        );
+        assert_eq!(
+            landing.list("s").unwrap().len(),
+            4,
+            "a dry run removes nothing"
+        );
+        let later = Timestamp::now() + jiff::SignedDuration::from_secs(60);
+        let report = landing.prune("s", later, &is_loaded, false).unwrap();
+        assert_eq!(report.removed_entries, 2);
+        assert_eq!(report.removed_orphans, 1);
+        let left: Vec<String> = landing
+            .list("s")
+            .unwrap()
+            .into_iter()
+            .map(|e| e.meta.entry_id)
+            .collect();
+        assert_eq!(
+            left,
+            [not_loaded.entry_id, recent.entry_id],
+            "unloaded entries stay, whatever their age"
+        );
+        assert!(!orphan.exists());
     }
 
     #[test]

@@ -361,7 +361,9 @@ impl Connectors {
             summary.bytes += bytes.len() as u64;
             let hash = affluent_landing::content_hash(&bytes);
             let key = format!("file:{shown}");
-            if cache.get(&key).is_some_and(|c| c.content_hash == hash) {
+            if cache.get(&key).is_some_and(|c| {
+                c.content_hash == hash && landing.has_body_by_id(source, &c.entry_id)
+            }) {
                 summary.unchanged += 1;
                 continue;
             }
@@ -403,6 +405,9 @@ impl Connectors {
                 Err(reason) => {
                     landing.reject(&meta, &reason)?;
                     summary.errors.push(format!("{shown}: {reason}"));
+                    // Not remembered as seen: after a fix to the project file, the same bytes
+                    // are read again.
+                    continue;
                 }
             }
             cache.put(
