@@ -96,7 +96,7 @@ fn missing_variable_is_named_at_its_use() {
     let text = "[sources.tm]\ntype = \"rest\"\nclient.base_url = \"https://app.ticketmaster.com/discovery/v2/\"\nclient.auth = { type = \"api_key\", name = \"apikey\", location = \"query\", api_key = \"${TM_API_KEY}\" }\n";
     let errs = errors(text, &[]);
     assert_eq!(errs.len(), 1, "{errs:#?}");
-    assert_eq!(errs[0].0, 4);
+    assert_eq!((errs[0].0, errs[0].1), (4, 82), "line and column of the value using it");
     assert!(
         errs[0].2.contains("`TM_API_KEY` is not set"),
         "{}",
