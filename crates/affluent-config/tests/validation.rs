@@ -96,7 +96,11 @@ fn missing_variable_is_named_at_its_use() {
     let text = "[sources.tm]\ntype = \"rest\"\nclient.base_url = \"https://app.ticketmaster.com/discovery/v2/\"\nclient.auth = { type = \"api_key\", name = \"apikey\", location = \"query\", api_key = \"${TM_API_KEY}\" }\n";
     let errs = errors(text, &[]);
     assert_eq!(errs.len(), 1, "{errs:#?}");
-    assert_eq!((errs[0].0, errs[0].1), (4, 82), "line and column of the value using it");
+    assert_eq!(
+        (errs[0].0, errs[0].1),
+        (4, 82),
+        "line and column of the value using it"
+    );
     assert!(
         errs[0].2.contains("`TM_API_KEY` is not set"),
         "{}",
@@ -202,4 +206,30 @@ fn example_projects_validate() {
         }
     }
     assert!(n >= 2, "expected example projects under {}", root.display());
+}
+
+#[test]
+fn dotenv_next_to_the_project_supplies_variables_and_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".env"),
+        "# local secrets, not committed\nAFFLUENT_TEST_DOTENV_TOKEN=\"dotenv-secret-123\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("affluent.toml"),
+        "[sources.s]\ntype = \"rest\"\nclient.base_url = \"https://x.org\"\nclient.auth = { type = \"bearer\", token = \"${AFFLUENT_TEST_DOTENV_TOKEN}\" }\n",
+    )
+    .unwrap();
+    let project = affluent_config::load(dir.path()).unwrap();
+    assert!(project.warnings.is_empty(), "{:?}", project.warnings);
+    assert_eq!(
+        project.redactor.redact("Bearer dotenv-secret-123"),
+        "Bearer ***"
+    );
+    assert_eq!(project.data_dir, dir.path().join(".affluent"));
+
+    std::fs::write(dir.path().join(".env"), "not a variable line\n").unwrap();
+    let err = affluent_config::load(dir.path()).unwrap_err().to_string();
+    assert!(err.contains(".env: line 1: expected KEY=VALUE"), "{err}");
 }
