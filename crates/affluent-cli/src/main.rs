@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use affluent_config::LoadError;
 use affluent_core::Interval;
 use affluent_sources::{Connectors, IngestOptions};
+use affluent_tables::{ExportFormat, LoadReport, LoadScope, OutputFormat, Warehouse};
+use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use jiff::Timestamp;
@@ -60,6 +62,50 @@ enum Command {
         /// Print the run summary as JSON on stdout.
         #[arg(long)]
         json: bool,
+        /// Only land: do not load the source's tables afterwards.
+        #[arg(long)]
+        no_load: bool,
+    },
+    /// Load landed entries that no load has taken yet into the tables (no network).
+    Load {
+        /// Only the tables of this source (default: every source).
+        source: Option<String>,
+    },
+    /// Run SQL models (all by default) in dependency order and write their tables.
+    Transform {
+        /// Models to run, in dependency order (default: all).
+        models: Vec<String>,
+        /// Data interval start, for models using $interval_start.
+        #[arg(long, requires = "to")]
+        from: Option<String>,
+        /// Data interval end (excluded), for models using $interval_end.
+        #[arg(long, requires = "from")]
+        to: Option<String>,
+    },
+    /// List tables and models: rows, columns, version, last commit.
+    Tables {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Run a read-only SQL query (DataFusion dialect) over the tables and models.
+    Query {
+        /// The query, e.g. "SELECT count(*) FROM events".
+        sql: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
+        format: QueryFormat,
+    },
+    /// Write a table or model to a CSV or Parquet file.
+    Export {
+        /// The table or model.
+        table: String,
+        /// File format.
+        #[arg(long, value_enum)]
+        format: ExportKind,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Inspect the landing zone.
     Landing {
@@ -95,6 +141,18 @@ enum LandingCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Rebuild a source's tables from landing alone (no network). Without --from/--to the tables
+    /// are rebuilt whole; with them, the rows of entries fetched in [from, to) are replaced.
+    Replay {
+        /// The source.
+        source: String,
+        /// Fetched at or after.
+        #[arg(long)]
+        from: Option<String>,
+        /// Fetched before.
+        #[arg(long)]
+        to: Option<String>,
+    },
     /// Print the raw body of one landed entry (decompressed) on stdout.
     Show {
         /// The source.
@@ -111,6 +169,24 @@ enum QuarantineCommand {
         /// Only this source.
         source: Option<String>,
     },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum QueryFormat {
+    /// Aligned text table.
+    Table,
+    /// CSV with a header row.
+    Csv,
+    /// A JSON array of objects.
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ExportKind {
+    /// CSV with a header row.
+    Csv,
+    /// Apache Parquet.
+    Parquet,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -188,6 +264,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             from,
             to,
             json,
+            no_load,
         } => {
             let project = load(&cli.project)?;
             let tz = project.source_timezone(&source);
@@ -199,7 +276,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 _ => None,
             };
-            let connectors = Connectors::new(project)?;
+            let connectors = Arc::new(Connectors::new(project)?);
             let summary = connectors
                 .ingest(
                     &source,
@@ -220,8 +297,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 println!("{summary}");
             }
-            if summary.errors.is_empty() {
+            let mut load_failed = false;
+            if !no_load {
+                let warehouse = Warehouse::new(connectors.clone());
+                let reports = warehouse
+                    .load_source(&source, &LoadScope::Pending)
+                    .await?;
+                load_failed = print_loads(&reports);
+            }
+            if summary.errors.is_empty() && !load_failed {
                 Ok(ExitCode::SUCCESS)
+            } else if summary.errors.is_empty() {
+                Ok(ExitCode::FAILURE)
             } else {
                 for e in &summary.errors {
                     eprintln!("error: {e}");
@@ -233,9 +320,110 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         }
+        Command::Load { source } => {
+            let warehouse = warehouse(&cli.project)?;
+            let names: Vec<String> = match source {
+                Some(s) => {
+                    check_source(warehouse.project(), &s)?;
+                    vec![s]
+                }
+                None => warehouse.project().sources.keys().cloned().collect(),
+            };
+            let mut reports = Vec::new();
+            for name in names {
+                reports.extend(warehouse.load_source(&name, &LoadScope::Pending).await?);
+            }
+            if reports.is_empty() {
+                println!("no table reads these sources: declare [tables.NAME] with `source = ...`");
+            }
+            Ok(if print_loads(&reports) {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Transform { models, from, to } => {
+            let warehouse = warehouse(&cli.project)?;
+            let tz = warehouse.project().timezone.clone();
+            let interval = match (from, to) {
+                (Some(f), Some(t)) => Some(
+                    Interval::new(
+                        parse_time(&f, &tz).with_context(|| format!("--from {f:?}"))?,
+                        parse_time(&t, &tz).with_context(|| format!("--to {t:?}"))?,
+                    )
+                    .map_err(anyhow::Error::msg)?,
+                ),
+                _ => None,
+            };
+            let reports = warehouse.transform(&models, interval).await?;
+            if reports.is_empty() {
+                println!("no model in the project: declare [models.NAME] with `sql` or `file`");
+            }
+            for r in reports {
+                println!("{r}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tables { format } => {
+            let warehouse = warehouse(&cli.project)?;
+            let tables = warehouse.tables().await?;
+            match format {
+                Format::Json => {
+                    for t in &tables {
+                        println!("{}", serde_json::to_string(t)?);
+                    }
+                }
+                Format::Table => {
+                    println!(
+                        "{:<28} {:<6} {:>10} {:>8} {:>8}  LAST COMMIT",
+                        "NAME", "KIND", "ROWS", "COLUMNS", "VERSION"
+                    );
+                    let dash = || "-".to_string();
+                    for t in &tables {
+                        println!(
+                            "{:<28} {:<6} {:>10} {:>8} {:>8}  {}",
+                            t.name,
+                            t.kind,
+                            t.rows.map(|r| r.to_string()).unwrap_or_else(dash),
+                            t.columns.map(|r| r.to_string()).unwrap_or_else(dash),
+                            t.version.map(|r| r.to_string()).unwrap_or_else(dash),
+                            t.last_commit.clone().unwrap_or_else(|| "never written".into())
+                        );
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Query { sql, format } => {
+            let warehouse = warehouse(&cli.project)?;
+            let batches = warehouse.query(&sql).await?;
+            let format = match format {
+                QueryFormat::Table => OutputFormat::Table,
+                QueryFormat::Csv => OutputFormat::Csv,
+                QueryFormat::Json => OutputFormat::Json,
+            };
+            let text = affluent_tables::query::render(&batches, format)?;
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())?;
+            if format == OutputFormat::Table {
+                writeln!(out)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export { table, format, out } => {
+            let warehouse = warehouse(&cli.project)?;
+            let format = match format {
+                ExportKind::Csv => ExportFormat::Csv,
+                ExportKind::Parquet => ExportFormat::Parquet,
+            };
+            let rows = warehouse.export(&table, format, &out).await?;
+            println!("{table}: {rows} rows written to {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Landing { command } => {
             let project = load(&cli.project)?;
-            let connectors = Connectors::new(project)?;
+            let connectors = Arc::new(Connectors::new(project)?);
             match command {
                 LandingCommand::List { source, format } => {
                     if !connectors.project().sources.contains_key(&source) {
@@ -277,10 +465,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         }
                         None => connectors.project().sources.keys().cloned().collect(),
                     };
-                    // Tables do not exist yet: no entry is known to be loaded, so only rejected
-                    // entries and leftovers of interrupted writes can go.
-                    let is_loaded = |_: &affluent_landing::EntryMeta| false;
+                    let warehouse = Warehouse::new(connectors.clone());
                     for name in names {
+                        // Loaded means: taken by a committed load of every table of the source.
+                        // A source no table reads has nothing loaded; only rejected entries and
+                        // leftovers of interrupted writes can go.
+                        let loaded = warehouse
+                            .loaded_by_every_table(&name)
+                            .await?
+                            .unwrap_or_default();
+                        let is_loaded =
+                            |m: &affluent_landing::EntryMeta| loaded.contains(&m.entry_id);
                         let r = connectors
                             .landing()
                             .prune(&name, cutoff, &is_loaded, dry_run)?;
@@ -295,6 +490,28 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         );
                     }
                     Ok(ExitCode::SUCCESS)
+                }
+                LandingCommand::Replay { source, from, to } => {
+                    let warehouse = Warehouse::new(connectors.clone());
+                    check_source(warehouse.project(), &source)?;
+                    let tz = warehouse.project().source_timezone(&source);
+                    let from = from
+                        .map(|f| parse_time(&f, &tz).with_context(|| format!("--from {f:?}")))
+                        .transpose()?;
+                    let to = to
+                        .map(|t| parse_time(&t, &tz).with_context(|| format!("--to {t:?}")))
+                        .transpose()?;
+                    let reports = warehouse
+                        .load_source(&source, &LoadScope::Replay { from, to })
+                        .await?;
+                    if reports.is_empty() {
+                        bail!("no table reads source `{source}`: nothing to replay");
+                    }
+                    Ok(if print_loads(&reports) {
+                        ExitCode::FAILURE
+                    } else {
+                        ExitCode::SUCCESS
+                    })
                 }
                 LandingCommand::Show { source, entry } => {
                     check_source(connectors.project(), &source)?;
@@ -360,6 +577,24 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
     }
+}
+
+fn warehouse(project: &std::path::Path) -> Result<Warehouse> {
+    let project = load(project)?;
+    Ok(Warehouse::new(Arc::new(Connectors::new(project)?)))
+}
+
+/// Prints load reports; true when some entry could not be loaded.
+fn print_loads(reports: &[LoadReport]) -> bool {
+    let mut failed = false;
+    for r in reports {
+        println!("{r}");
+        for e in &r.errors {
+            failed = true;
+            eprintln!("error: table {}: {e}", r.table);
+        }
+    }
+    failed
 }
 
 /// Fails with a hint when `source` is not declared.

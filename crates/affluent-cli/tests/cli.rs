@@ -165,3 +165,219 @@ fn prune_removes_rejected_entries_and_keeps_unloaded_ones() {
         text(&o)
     );
 }
+
+/// A project loading the footfall exports into an append table and a merge table.
+fn footfall_project(dir: &Path) {
+    let raw = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/footfall-csv/raw");
+    std::fs::create_dir_all(dir.join("raw")).unwrap();
+    for name in [
+        "events_all_agencies_counters_2024-01-01-2024-01-31.csv",
+        "events_all_agencies_counters_2024-02-01-2024-02-29.csv",
+        "events_all_agencies_counters_2024-03-01-2024-03-31.csv",
+    ] {
+        std::fs::copy(raw.join(name), dir.join("raw").join(name)).unwrap();
+    }
+    std::fs::write(
+        dir.join("affluent.toml"),
+        r#"
+timezone = "Europe/Paris"
+[sources.footfall]
+type = "csv"
+path = "raw/*.csv"
+columns = { date_time = "string", agency_name = "string", counter_id = "int", visitor_count = "int", unit = "string" }
+
+[tables.raw_events]
+source = "footfall"
+
+[tables.latest]
+source = "footfall"
+write = "merge"
+primary_key = ["date_time", "agency_name", "counter_id"]
+"#,
+    )
+    .unwrap();
+}
+
+fn query(project: &Path, sql: &str) -> String {
+    let o = affluent(project, &["query", "--format", "csv", sql]);
+    assert!(o.status.success(), "{sql}: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Rows per landing entry, as `entry,count` lines; empty when the table does not exist yet.
+fn rows_per_entry(project: &Path, table: &str) -> std::collections::BTreeMap<String, u64> {
+    let o = affluent(
+        project,
+        &[
+            "query",
+            "--format",
+            "csv",
+            &format!("SELECT _affluent_entry, count(*) AS n FROM {table} GROUP BY 1"),
+        ],
+    );
+    if !o.status.success() {
+        assert!(text(&o).contains("not found"), "{}", text(&o));
+        return Default::default();
+    }
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let (e, n) = l.split_once(',').unwrap();
+            (e.to_string(), n.parse().unwrap())
+        })
+        .collect()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// A load is SIGKILLed at named points (after its ledger, after its commit) and at random
+/// moments; after each kill every table holds each landing entry's rows completely or not at all,
+/// and a final load leaves every row exactly once.
+#[test]
+fn a_load_killed_at_any_point_never_loses_or_duplicates_a_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("p");
+    footfall_project(&project);
+    let o = affluent(&project, &["ingest", "footfall", "--no-load"]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    // The truth: the same landing loaded without interruption, in a copy.
+    let reference = dir.path().join("reference");
+    copy_dir(&project, &reference);
+    let o = affluent(&reference, &["load"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let truth_raw = rows_per_entry(&reference, "raw_events");
+    let truth_latest = rows_per_entry(&reference, "latest");
+    assert_eq!(truth_raw.len(), 3, "{truth_raw:?}");
+    let total: u64 = truth_raw.values().sum();
+    assert!(total > 40_000, "{total}");
+
+    let check = |when: &str| {
+        for (table, truth) in [("raw_events", &truth_raw), ("latest", &truth_latest)] {
+            for (entry, n) in rows_per_entry(&project, table) {
+                assert_eq!(
+                    Some(&n),
+                    truth.get(&entry),
+                    "{when}: table {table} holds {n} rows of entry {entry}"
+                );
+            }
+        }
+    };
+
+    let spawn = |failpoint: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_affluent"));
+        cmd.arg("--project")
+            .arg(&project)
+            .arg("load")
+            .env_remove("RUST_LOG")
+            // One commit per file, so kills land between commits too.
+            .env("AFFLUENT_LOAD_COMMIT_RECORDS", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        if let Some(f) = failpoint {
+            cmd.env("AFFLUENT_FAILPOINT", f);
+        }
+        cmd.spawn().unwrap()
+    };
+
+    let mut kills = 0;
+    for point in ["load:after_ledger", "load:after_commit"] {
+        let mut child = spawn(Some(point));
+        let stderr = child.stderr.take().unwrap();
+        let mut reader = std::io::BufReader::new(stderr);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+            assert!(n > 0, "the load ended before reaching {point}");
+            if line.contains(&format!("failpoint {point} reached")) {
+                break;
+            }
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+        check(&format!("killed at {point}"));
+    }
+
+    // Random moments: a simple LCG seeded by the clock, the seed printed for reproduction.
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("kill delays seed {seed}");
+    for _ in 0..8 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let delay = 50 + (seed >> 33) % 1500;
+        let mut child = spawn(None);
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        let _ = child.kill();
+        child.wait().unwrap();
+        kills += 1;
+        check(&format!("killed after {delay} ms"));
+    }
+    assert_eq!(kills, 10);
+
+    let o = affluent(&project, &["load"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(rows_per_entry(&project, "raw_events"), truth_raw);
+    assert_eq!(rows_per_entry(&project, "latest"), truth_latest);
+    let o = affluent(&project, &["load"]);
+    assert!(text(&o).contains("0 entries"), "{}", text(&o));
+    assert_eq!(
+        query(&project, "SELECT count(*) AS n FROM raw_events"),
+        format!("n\n{total}\n")
+    );
+}
+
+#[test]
+fn tables_query_transform_and_export_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    footfall_project(dir.path());
+    let toml = std::fs::read_to_string(dir.path().join("affluent.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("affluent.toml"),
+        format!(
+            "{toml}\n[models.per_agency]\nsql = \"SELECT agency_name, sum(visitor_count) AS visits FROM raw_events WHERE visitor_count > 0 GROUP BY agency_name\"\n"
+        ),
+    )
+    .unwrap();
+    let o = affluent(dir.path(), &["tables"]);
+    assert!(text(&o).contains("never written"), "{}", text(&o));
+    let o = affluent(dir.path(), &["ingest", "footfall"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("raw_events: 3 entries"), "{}", text(&o));
+    let o = affluent(dir.path(), &["transform"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("per_agency:"), "{}", text(&o));
+    let o = affluent(dir.path(), &["tables", "--format", "json"]);
+    let t = text(&o);
+    assert!(t.contains("\"name\":\"per_agency\",\"kind\":\"model\""), "{t}");
+    let o = affluent(dir.path(), &["query", "--format", "json", "SELECT count(*) AS n FROM per_agency"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("[{\"n\":"), "{}", text(&o));
+    let out = dir.path().join("per_agency.csv");
+    let o = affluent(
+        dir.path(),
+        &["export", "per_agency", "--format", "csv", "--out", out.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(std::fs::read_to_string(&out).unwrap().starts_with("agency_name,visits\n"));
+    let o = affluent(dir.path(), &["query", "DROP TABLE raw_events"]);
+    assert!(!o.status.success());
+    let o = affluent(dir.path(), &["landing", "replay", "footfall"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("raw_events: 3 entries"), "{}", text(&o));
+}

@@ -46,6 +46,10 @@ pub struct Project {
     pub landing_retention: Option<std::time::Duration>,
     /// Sources by name.
     pub sources: BTreeMap<String, SourceConfig>,
+    /// Tables by name.
+    pub tables: BTreeMap<String, schema::TableConfig>,
+    /// SQL models by name.
+    pub models: BTreeMap<String, schema::ModelConfig>,
     /// Knows every secret of the project; share it with whatever writes text out.
     pub redactor: Arc<Redactor>,
     /// Problems that do not stop the project (a secret written in clear, ...).
@@ -181,6 +185,14 @@ pub fn load_str(
 
     validate::sources(&mut reporter, &sources, &source_tables, &redactor);
     validate::hosts(&mut reporter, &settings.hosts, &root_for_spans);
+    validate::tables_and_models(
+        &mut reporter,
+        project_dir,
+        &settings.tables,
+        &settings.models,
+        &sources,
+        &root_for_spans,
+    );
     let landing_retention = settings
         .landing
         .as_ref()
@@ -216,6 +228,8 @@ pub fn load_str(
         hosts: settings.hosts,
         landing_retention,
         sources,
+        tables: settings.tables,
+        models: settings.models,
         redactor,
         warnings: reporter.warnings,
     })

@@ -21,6 +21,154 @@ pub struct ProjectSettings {
     pub hosts: BTreeMap<String, RateLimitConfig>,
     /// The landing zone.
     pub landing: Option<LandingConfig>,
+    /// Delta tables loaded from the sources' landed records: `[tables.NAME]`.
+    #[serde(default)]
+    pub tables: BTreeMap<String, TableConfig>,
+    /// SQL models materialized as Delta tables: `[models.NAME]`.
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelConfig>,
+}
+
+/// `[tables.NAME]`: a Delta table fed by one source's records.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableConfig {
+    /// The source whose landed records feed the table.
+    pub source: String,
+    /// `append` (default), `merge` (upsert on `primary_key`) or `replace`.
+    pub write: Option<WriteMode>,
+    /// Columns identifying a row: required by `merge`, where the latest record of a key wins.
+    #[serde(default)]
+    pub primary_key: Vec<String>,
+    /// With `merge`: the column deciding which record is the latest (a record older than the one
+    /// in the table does not overwrite it). Default: the latest to arrive wins.
+    pub order_by: Option<String>,
+    /// With `replace`: the column whose values the new records replace (rows of the table with
+    /// those values are removed, e.g. a day). Default: the whole table is replaced by the records
+    /// of the newest run.
+    pub replace_by: Option<String>,
+    /// Path, inside each record, to an array of objects (one row each) or an object of parallel
+    /// arrays (Open-Meteo's `hourly`: one row per index). Column paths are then relative to the
+    /// element; `$.path` reaches the whole record.
+    pub explode: Option<String>,
+    /// Columns, in this order: `name = "path"` (type inferred) or `name = { path, type, format }`.
+    /// Empty: every top-level field, nested objects flattened as `parent__child`, arrays as JSON
+    /// text; new fields become new nullable columns.
+    #[serde(default)]
+    pub columns: indexmap::IndexMap<String, ColumnSpec>,
+}
+
+/// How a load writes a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteMode {
+    /// Add the records.
+    Append,
+    /// Upsert on `primary_key`.
+    Merge,
+    /// Replace the whole table, or the rows sharing `replace_by` values.
+    Replace,
+}
+
+/// One declared column.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ColumnSpec {
+    /// A path only: the type is inferred.
+    Path(String),
+    /// A path with a type.
+    Typed(TypedColumn),
+}
+
+impl ColumnSpec {
+    /// The path to the value in the record.
+    pub fn path(&self) -> &str {
+        match self {
+            ColumnSpec::Path(p) => p,
+            ColumnSpec::Typed(t) => &t.path,
+        }
+    }
+}
+
+/// `{ path = "...", type = "...", format = "..." }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TypedColumn {
+    /// Path to the value (`_embedded.venues[0].city.name`).
+    pub path: String,
+    /// `string`, `int`, `float`, `bool`, `date`, `timestamp` or `json` (default: inferred).
+    #[serde(rename = "type")]
+    pub kind: Option<TableType>,
+    /// strftime formats tried in order for `date` and `timestamp` text (default: ISO 8601).
+    pub format: Option<OneOrMany>,
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// One.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// As a list.
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// A table column's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableType {
+    /// UTF-8 text.
+    String,
+    /// 64-bit integer.
+    Int,
+    /// 64-bit float.
+    Float,
+    /// Boolean.
+    Bool,
+    /// Calendar date.
+    Date,
+    /// Instant, microseconds, UTC; text without an offset is read in the source's time zone.
+    Timestamp,
+    /// Any JSON value, kept as its text.
+    Json,
+}
+
+/// `[models.NAME]`: a SQL query (DataFusion dialect) over tables and other models, materialized
+/// as a Delta table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The query, inline.
+    pub sql: Option<String>,
+    /// Or a file holding it, relative to the project directory.
+    pub file: Option<String>,
+    /// `replace` (default: the table is the query's result) or `merge` (rows upserted on
+    /// `primary_key`, for queries that compute a recent window with `$interval_start` /
+    /// `$interval_end`).
+    pub materialized: Option<Materialized>,
+    /// Key of `merge` models.
+    #[serde(default)]
+    pub primary_key: Vec<String>,
+}
+
+/// How a model is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Materialized {
+    /// The table becomes the query's result.
+    Replace,
+    /// The query's rows are upserted on the key.
+    Merge,
 }
 
 /// `[landing]`.

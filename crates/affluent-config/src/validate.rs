@@ -13,8 +13,8 @@ use toml::de::{DeTable, DeValue};
 
 use crate::diagnostics::Reporter;
 use crate::schema::{
-    AuthConfig, CsvSourceConfig, PaginatorConfig, ParamValue, RateLimitConfig, RestSourceConfig,
-    SourceConfig,
+    AuthConfig, ColumnSpec, CsvSourceConfig, Materialized, ModelConfig, PaginatorConfig,
+    ParamValue, RateLimitConfig, RestSourceConfig, SourceConfig, TableConfig, TableType, WriteMode,
 };
 
 /// The variables every REST template may use.
@@ -375,5 +375,159 @@ fn csv_source(
                 at(&["encoding"]),
                 format!("unknown encoding {label:?}: use a label such as \"utf-8\", \"latin1\" or \"windows-1252\""),
             );
+    }
+}
+
+/// Tables: their source exists, keys and columns agree, paths parse, the write mode has what it
+/// needs. Models: one query each, keys for `merge`, no name shared with a table or a source.
+pub(crate) fn tables_and_models(
+    reporter: &mut Reporter<'_>,
+    project_dir: &std::path::Path,
+    tables: &BTreeMap<String, TableConfig>,
+    models: &BTreeMap<String, ModelConfig>,
+    sources: &BTreeMap<String, SourceConfig>,
+    root: &Spanned<DeTable<'_>>,
+) {
+    let source_names: Vec<&String> = sources.keys().collect();
+    for (name, table) in tables {
+        let at = |path: &[&str]| {
+            let mut full = vec!["tables", name.as_str()];
+            full.extend_from_slice(path);
+            span_in(root, &full)
+        };
+        check_name(reporter, "table", name, at(&[]));
+        if !sources.contains_key(&table.source) {
+            let hint = affluent_core::closest(&table.source, &source_names)
+                .map(|k| format!("; did you mean \"{k}\"?"))
+                .unwrap_or_default();
+            reporter.error(
+                at(&["source"]),
+                format!(
+                    "table `{name}` reads unknown source `{}`{hint} (declare it under [sources.{}])",
+                    table.source, table.source
+                ),
+            );
+        }
+        let write = table.write.unwrap_or(WriteMode::Append);
+        if write == WriteMode::Merge && table.primary_key.is_empty() {
+            reporter.error(
+                at(&["write"]),
+                format!("table `{name}` merges on a key: set `primary_key = [\"column\", ...]`"),
+            );
+        }
+        if table.order_by.is_some() && write != WriteMode::Merge {
+            reporter.error(
+                at(&["order_by"]),
+                "`order_by` only applies to `write = \"merge\"`",
+            );
+        }
+        if table.replace_by.is_some() && write != WriteMode::Replace {
+            reporter.error(
+                at(&["replace_by"]),
+                "`replace_by` only applies to `write = \"replace\"`",
+            );
+        }
+        let declared: Vec<&String> = table.columns.keys().collect();
+        let mut used: Vec<(&str, &str)> = table
+            .primary_key
+            .iter()
+            .map(|k| ("primary_key", k.as_str()))
+            .collect();
+        used.extend(table.order_by.as_deref().map(|c| ("order_by", c)));
+        used.extend(table.replace_by.as_deref().map(|c| ("replace_by", c)));
+        if !declared.is_empty() {
+            for (key, column) in used {
+                if !table.columns.contains_key(column) {
+                    let hint = affluent_core::closest(column, &declared)
+                        .map(|k| format!("; did you mean \"{k}\"?"))
+                        .unwrap_or_default();
+                    reporter.error(
+                        at(&[key]),
+                        format!("`{key}` names `{column}`, which is not a column of table `{name}`{hint}"),
+                    );
+                }
+            }
+        }
+        if let Some(explode) = &table.explode
+            && let Err(e) = JsonPath::parse(explode)
+        {
+            reporter.error(at(&["explode"]), format!("invalid path {explode:?}: {e}"));
+        }
+        for (column, spec) in &table.columns {
+            if column.starts_with("_affluent") {
+                reporter.error(
+                    at(&["columns", column]),
+                    format!("column names starting with `_affluent` are reserved (`{column}`)"),
+                );
+            }
+            let path = spec.path().strip_prefix("$.").unwrap_or(spec.path());
+            if let Err(e) = JsonPath::parse(path) {
+                reporter.error(
+                    at(&["columns", column]),
+                    format!("invalid path {:?} for column `{column}`: {e}", spec.path()),
+                );
+            }
+            if let ColumnSpec::Typed(t) = spec
+                && t.format.is_some()
+                && !matches!(t.kind, Some(TableType::Date | TableType::Timestamp))
+            {
+                reporter.error(
+                    at(&["columns", column]),
+                    format!("`format` of column `{column}` needs `type = \"date\"` or `\"timestamp\"`"),
+                );
+            }
+        }
+    }
+    for (name, model) in models {
+        let at = |path: &[&str]| {
+            let mut full = vec!["models", name.as_str()];
+            full.extend_from_slice(path);
+            span_in(root, &full)
+        };
+        check_name(reporter, "model", name, at(&[]));
+        if tables.contains_key(name) {
+            reporter.error(
+                at(&[]),
+                format!("`{name}` is both a table and a model: rename one"),
+            );
+        }
+        match (&model.sql, &model.file) {
+            (Some(_), Some(_)) => reporter.error(
+                at(&["file"]),
+                format!("model `{name}` has both `sql` and `file`: keep one"),
+            ),
+            (None, None) => reporter.error(
+                at(&[]),
+                format!("model `{name}` needs its query: `sql = \"SELECT ...\"` or `file = \"models/{name}.sql\"`"),
+            ),
+            (None, Some(file)) => {
+                if !project_dir.join(file).is_file() {
+                    reporter.error(
+                        at(&["file"]),
+                        format!("model `{name}`: no file {file:?} in the project directory"),
+                    );
+                }
+            }
+            (Some(_), None) => {}
+        }
+        if model.materialized == Some(Materialized::Merge) && model.primary_key.is_empty() {
+            reporter.error(
+                at(&["materialized"]),
+                format!("model `{name}` merges on a key: set `primary_key = [\"column\", ...]`"),
+            );
+        }
+    }
+}
+
+fn check_name(reporter: &mut Reporter<'_>, what: &str, name: &str, span: Option<Range<usize>>) {
+    let ok = name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !ok {
+        reporter.error(
+            span,
+            format!("invalid {what} name `{name}`: use lowercase letters, digits and `_` (it is a SQL name)"),
+        );
     }
 }

@@ -233,3 +233,47 @@ fn dotenv_next_to_the_project_supplies_variables_and_secrets() {
     let err = affluent_config::load(dir.path()).unwrap_err().to_string();
     assert!(err.contains(".env: line 1: expected KEY=VALUE"), "{err}");
 }
+
+#[test]
+fn tables_and_models_are_checked_with_positions() {
+    let text = r#"[sources.events]
+type = "rest"
+client.base_url = "https://app.ticketmaster.com/discovery/v2/"
+
+[tables.events]
+source = "evnts"
+write = "merge"
+[tables.events.columns]
+name = "name"
+date = { path = "dates.start.localDate", type = "dat" }
+
+[tables.venues]
+source = "events"
+write = "merge"
+primary_key = ["venue_id"]
+order_by = "updated"
+[tables.venues.columns]
+id = "id"
+
+[models.daily]
+"#;
+    let errs = errors(text, &[]);
+    let find = |needle: &str| {
+        errs.iter()
+            .find(|e| e.2.contains(needle))
+            .unwrap_or_else(|| panic!("no error containing {needle:?} in {errs:#?}"))
+            .clone()
+    };
+    let (line, col, _) = find("reads unknown source `evnts`; did you mean \"events\"?");
+    assert_eq!((line, col), (6, 10));
+    let (line, _, _) = find("merges on a key: set `primary_key");
+    assert_eq!(line, 7);
+    let (line, _, msg) = find("`primary_key` names `venue_id`, which is not a column");
+    assert_eq!(line, 15, "{msg}");
+    let (line, _, _) = find("`order_by` names `updated`");
+    assert_eq!(line, 16);
+    let (line, _, _) = find("model `daily` needs its query");
+    assert_eq!(line, 20);
+    // The untyped column's bad `type` is reported where it is.
+    assert!(errs.iter().any(|e| e.0 == 10), "{errs:#?}");
+}

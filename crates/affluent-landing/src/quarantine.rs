@@ -66,6 +66,18 @@ impl Quarantine {
         write_atomic(&path, text.as_bytes())
     }
 
+    /// Replaces the rejects that one consumer (a table) made of one landing entry:
+    /// `SOURCE/ENTRY.SCOPE.jsonl`, so reloading the entry rewrites them instead of adding more.
+    pub fn put_scoped(
+        &self,
+        source: &str,
+        entry_id: &str,
+        scope: &str,
+        rejects: &[Reject],
+    ) -> Result<(), LandingError> {
+        self.put(source, &format!("{entry_id}.{scope}"), rejects)
+    }
+
     /// Every reject of a source, in landing order.
     pub fn list(&self, source: &str) -> Result<Vec<Reject>, LandingError> {
         let dir = self.root.join(source);

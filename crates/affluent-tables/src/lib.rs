@@ -1,0 +1,193 @@
+//! Tables people can query and trust: Delta Lake tables loaded **exactly once** from the landing
+//! zone ([`load`]), SQL models on DataFusion run in dependency order ([`models`]), read-only
+//! queries and exports ([`query`]).
+//!
+//! Tables are plain Delta tables under `DATA_DIR/tables/NAME`: DuckDB, Polars, pandas and Spark
+//! read them. Records reach a table from landing only ([`affluent_sources::Connectors::records_of`]),
+//! never from the network, so any table can be rebuilt with [`Warehouse::replay`].
+//!
+//! This crate is the only one that knows DataFusion and deltalake; it knows nothing of HTTP or
+//! the dashboard.
+
+pub mod load;
+pub mod mapping;
+pub mod models;
+pub mod query;
+pub mod udf;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use affluent_config::Project;
+use affluent_landing::{Landing, LandingError, Quarantine};
+use affluent_sources::{Connectors, SourceError};
+use deltalake::DeltaTable;
+
+pub use load::{LoadReport, LoadScope};
+pub use models::ModelReport;
+pub use query::{ExportFormat, OutputFormat, TableInfo};
+
+/// Errors of tables, models and queries.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    /// The user asked for something the project does not have, or a query is not allowed.
+    #[error("{0}")]
+    Invalid(String),
+    /// A SQL model or query failed.
+    #[error("{context}: {source}")]
+    Sql {
+        /// Which model or query.
+        context: String,
+        /// DataFusion's error.
+        source: Box<datafusion::error::DataFusionError>,
+    },
+    /// A Delta operation failed.
+    #[error("delta table `{table}`: {source}")]
+    Delta {
+        /// The table.
+        table: String,
+        /// deltalake's error.
+        source: Box<deltalake::DeltaTableError>,
+    },
+    /// Arrow could not build or convert data.
+    #[error("arrow: {0}")]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
+    /// DataFusion failed outside a named query.
+    #[error("datafusion: {0}")]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+    /// Parquet writing failed.
+    #[error("parquet: {0}")]
+    Parquet(#[from] datafusion::parquet::errors::ParquetError),
+    /// Landing or quarantine I/O.
+    #[error(transparent)]
+    Landing(#[from] LandingError),
+    /// A landed entry could not be parsed again.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// Other file I/O.
+    #[error("I/O on {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+impl TableError {
+    pub(crate) fn delta(table: &str) -> impl FnOnce(deltalake::DeltaTableError) -> TableError + '_ {
+        move |source| TableError::Delta {
+            table: table.to_string(),
+            source: Box::new(source),
+        }
+    }
+
+    pub(crate) fn sql(
+        context: impl Into<String>,
+    ) -> impl FnOnce(datafusion::error::DataFusionError) -> TableError {
+        let context = context.into();
+        move |source| TableError::Sql {
+            context,
+            source: Box::new(source),
+        }
+    }
+
+    pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TableError + '_ {
+        move |source| TableError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// The tables and models of a project: loads, replays, transforms, queries.
+#[derive(Clone)]
+pub struct Warehouse {
+    connectors: Arc<Connectors>,
+}
+
+impl std::fmt::Debug for Warehouse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Warehouse")
+            .field("project", &self.project().name)
+            .finish()
+    }
+}
+
+impl Warehouse {
+    /// The warehouse of a project, sharing the connectors' runtime (to parse landed entries).
+    pub fn new(connectors: Arc<Connectors>) -> Self {
+        Self { connectors }
+    }
+
+    /// The project.
+    pub fn project(&self) -> &Project {
+        self.connectors.project()
+    }
+
+    /// The landing zone.
+    pub fn landing(&self) -> Landing {
+        self.connectors.landing()
+    }
+
+    /// The quarantine.
+    pub fn quarantine(&self) -> Quarantine {
+        self.connectors.quarantine()
+    }
+
+    /// The connectors (to parse landed entries).
+    pub fn connectors(&self) -> &Connectors {
+        &self.connectors
+    }
+
+    /// Where tables and models live: `DATA_DIR/tables`.
+    pub fn tables_dir(&self) -> PathBuf {
+        self.project().data_dir.join("tables")
+    }
+
+    /// The folder of one table or model.
+    pub fn table_dir(&self, name: &str) -> PathBuf {
+        self.tables_dir().join(name)
+    }
+
+    /// Every table and model name, tables first.
+    pub fn names(&self) -> Vec<String> {
+        let p = self.project();
+        p.tables.keys().chain(p.models.keys()).cloned().collect()
+    }
+
+    /// Opens a table or model by name; `Ok(None)` when it was never written.
+    pub async fn open(&self, name: &str) -> Result<Option<DeltaTable>, TableError> {
+        let dir = self.table_dir(name);
+        if !dir.join("_delta_log").is_dir() {
+            return Ok(None);
+        }
+        let table = DeltaTable::try_from_url(table_url(&dir)?)
+            .await
+            .map_err(TableError::delta(name))?;
+        Ok(table.version().is_some().then_some(table))
+    }
+
+    /// An unknown-name error with a suggestion.
+    pub(crate) fn unknown(&self, what: &str, name: &str, known: &[String]) -> TableError {
+        let hint = affluent_core::closest(name, known)
+            .map(|k| format!("; did you mean `{k}`?"))
+            .unwrap_or_default();
+        TableError::Invalid(format!(
+            "no {what} named `{name}`{hint} (known: {})",
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        ))
+    }
+}
+
+/// The `file://` URL of a table folder (created if missing).
+pub(crate) fn table_url(dir: &Path) -> Result<url::Url, TableError> {
+    std::fs::create_dir_all(dir).map_err(TableError::io(dir))?;
+    let abs = std::fs::canonicalize(dir).map_err(TableError::io(dir))?;
+    url::Url::from_directory_path(&abs)
+        .map_err(|()| TableError::Invalid(format!("not a usable table path: {}", abs.display())))
+}

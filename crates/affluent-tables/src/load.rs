@@ -1,0 +1,642 @@
+//! Exactly-once loads from landing into Delta tables.
+//!
+//! Each load has a number `N` per table. Before writing, the load's **ledger**
+//! (`DATA_DIR/state/loads/TABLE/N.json`: which landing entries it takes) is written atomically;
+//! then the Delta commit carries an application transaction `(affluent-load, N)` in the same
+//! commit as the data. A load counts only if the table's committed transaction version is at
+//! least `N`: a crash before the commit leaves the table at its previous version and the ledger
+//! of `N` is ignored (and overwritten by the next load), a crash after it leaves a committed
+//! load whose entries are never taken again. Loading twice, or replaying, cannot duplicate rows.
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::PathBuf;
+
+use affluent_config::schema::{TableConfig, WriteMode};
+use affluent_landing::{Entry, Reject, write_atomic};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::prelude::SessionContext;
+use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::operations::write::SchemaMode;
+use deltalake::protocol::SaveMode;
+use deltalake::DeltaTable;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::mapping::{ENTRY_COLUMN, Mapper};
+use crate::{TableError, Warehouse, table_url};
+
+/// The application id of load transactions in the Delta log.
+pub const LOAD_APP_ID: &str = "affluent-load";
+
+/// Records per commit at most (a load of many entries is split into several commits).
+const MAX_RECORDS_PER_COMMIT: usize = 500_000;
+
+/// Which landing entries a load takes.
+#[derive(Debug, Clone, Default)]
+pub enum LoadScope {
+    /// Entries no committed load has taken yet.
+    #[default]
+    Pending,
+    /// Every entry fetched in `[from, to)` (all when unbounded), loaded again: the rows they
+    /// gave before are replaced. Without bounds the table is rebuilt from landing alone.
+    Replay {
+        /// Lower bound on fetch time.
+        from: Option<Timestamp>,
+        /// Upper bound on fetch time.
+        to: Option<Timestamp>,
+    },
+}
+
+/// What a load did to one table.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LoadReport {
+    /// The table.
+    pub table: String,
+    /// Landing entries taken.
+    pub entries: usize,
+    /// Rows written (appended, inserted or replaced).
+    pub loaded: u64,
+    /// Rows that updated an existing row (merge).
+    pub merged: u64,
+    /// Rows of the batch dropped because a later row had the same key.
+    pub superseded: u64,
+    /// Records sent to the quarantine.
+    pub quarantined: u64,
+    /// Delta commits made.
+    pub commits: u64,
+    /// The table's version afterwards.
+    pub version: Option<u64>,
+    /// Entries that could not be parsed again (left pending), with the reason.
+    pub errors: Vec<String>,
+}
+
+impl std::fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} entries, {} rows loaded, {} merged, {} quarantined",
+            self.table, self.entries, self.loaded, self.merged, self.quarantined
+        )?;
+        if self.superseded > 0 {
+            write!(f, ", {} superseded in batch", self.superseded)?;
+        }
+        match self.version {
+            Some(v) => write!(f, " (version {v})"),
+            None => write!(f, " (table not created: no rows yet)"),
+        }
+    }
+}
+
+/// One load's ledger: the entries it takes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Ledger {
+    load: i64,
+    source: String,
+    /// The table's content is exactly these entries' rows (earlier loads no longer count).
+    reset: bool,
+    entries: Vec<String>,
+    at: Timestamp,
+}
+
+/// A test hook: with `AFFLUENT_FAILPOINT=NAME`, the process says so on stderr and freezes when
+/// it reaches that point of a load, for the crash tests to SIGKILL it there. Inert otherwise.
+fn failpoint(name: &str) {
+    if std::env::var("AFFLUENT_FAILPOINT").is_ok_and(|v| v == name) {
+        eprintln!("failpoint {name} reached");
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
+}
+
+/// Records per commit: `AFFLUENT_LOAD_COMMIT_RECORDS` or [`MAX_RECORDS_PER_COMMIT`].
+fn records_per_commit() -> usize {
+    std::env::var("AFFLUENT_LOAD_COMMIT_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(MAX_RECORDS_PER_COMMIT)
+}
+
+impl Warehouse {
+    fn ledger_dir(&self, table: &str) -> PathBuf {
+        self.project()
+            .data_dir
+            .join("state")
+            .join("loads")
+            .join(table)
+    }
+
+    /// The entries the committed loads of a table took.
+    pub async fn loaded_entries(&self, table: &str) -> Result<HashSet<String>, TableError> {
+        let committed = match self.open(table).await? {
+            Some(t) => committed_load(&t, table).await?,
+            None => 0,
+        };
+        self.ledger_entries(table, committed)
+    }
+
+    fn ledger_entries(&self, table: &str, committed: i64) -> Result<HashSet<String>, TableError> {
+        let dir = self.ledger_dir(table);
+        let mut ledgers: Vec<Ledger> = Vec::new();
+        match std::fs::read_dir(&dir) {
+            Ok(rd) => {
+                for file in rd.flatten() {
+                    let path = file.path();
+                    if path.extension().is_none_or(|e| e != "json") {
+                        continue;
+                    }
+                    let text = std::fs::read(&path).map_err(TableError::io(&path))?;
+                    let ledger: Ledger = serde_json::from_slice(&text).map_err(|e| {
+                        TableError::Invalid(format!("corrupt load ledger {}: {e}", path.display()))
+                    })?;
+                    if ledger.load <= committed {
+                        ledgers.push(ledger);
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(TableError::io(&dir)(e)),
+        }
+        ledgers.sort_by_key(|l| l.load);
+        let start = ledgers.iter().rposition(|l| l.reset).unwrap_or(0);
+        Ok(ledgers[start..]
+            .iter()
+            .flat_map(|l| l.entries.iter().cloned())
+            .collect())
+    }
+
+    /// Whether every table fed by the entry's source has loaded it (for landing retention).
+    pub async fn loaded_by_every_table(
+        &self,
+        source: &str,
+    ) -> Result<Option<HashSet<String>>, TableError> {
+        let tables: Vec<&String> = self
+            .project()
+            .tables
+            .iter()
+            .filter(|(_, t)| t.source == source)
+            .map(|(n, _)| n)
+            .collect();
+        if tables.is_empty() {
+            return Ok(None);
+        }
+        let mut all: Option<HashSet<String>> = None;
+        for t in tables {
+            let set = self.loaded_entries(t).await?;
+            all = Some(match all {
+                None => set,
+                Some(prev) => prev.intersection(&set).cloned().collect(),
+            });
+        }
+        Ok(all)
+    }
+
+    /// Loads every table fed by `source`.
+    pub async fn load_source(
+        &self,
+        source: &str,
+        scope: &LoadScope,
+    ) -> Result<Vec<LoadReport>, TableError> {
+        if !self.project().sources.contains_key(source) {
+            let known: Vec<String> = self.project().sources.keys().cloned().collect();
+            return Err(self.unknown("source", source, &known));
+        }
+        let names: Vec<String> = self
+            .project()
+            .tables
+            .iter()
+            .filter(|(_, t)| t.source == source)
+            .map(|(n, _)| n.clone())
+            .collect();
+        let mut reports = Vec::new();
+        for name in names {
+            reports.push(self.load_table(&name, scope).await?);
+        }
+        Ok(reports)
+    }
+
+    /// Loads one table from landing.
+    pub async fn load_table(&self, name: &str, scope: &LoadScope) -> Result<LoadReport, TableError> {
+        let Some(config) = self.project().tables.get(name).cloned() else {
+            let known: Vec<String> = self.project().tables.keys().cloned().collect();
+            return Err(self.unknown("table", name, &known));
+        };
+        let mapper = Mapper::new(&config, self.project().source_timezone(&config.source))
+            .map_err(TableError::Invalid)?;
+        let table = self.open(name).await?;
+        let committed = match &table {
+            Some(t) => committed_load(t, name).await?,
+            None => 0,
+        };
+        let loaded = self.ledger_entries(name, committed)?;
+        let all: Vec<Entry> = self
+            .landing()
+            .list(&config.source)?
+            .into_iter()
+            .filter(|e| e.rejected.is_none())
+            .collect();
+        let (mut chosen, mut reset): (Vec<Entry>, bool) = match scope {
+            LoadScope::Pending => (
+                all.into_iter()
+                    .filter(|e| !loaded.contains(&e.meta.entry_id))
+                    .collect(),
+                false,
+            ),
+            LoadScope::Replay { from, to } => {
+                let unbounded = from.is_none() && to.is_none();
+                let chosen = all
+                    .into_iter()
+                    .filter(|e| from.is_none_or(|f| e.meta.fetched_at >= f))
+                    .filter(|e| to.is_none_or(|t| e.meta.fetched_at < t))
+                    .collect();
+                (chosen, unbounded)
+            }
+        };
+        let mut report = LoadReport {
+            table: name.to_string(),
+            version: table.as_ref().and_then(|t| t.version()),
+            ..LoadReport::default()
+        };
+        let write = config.write.unwrap_or(WriteMode::Append);
+        if write == WriteMode::Replace && config.replace_by.is_none() && !chosen.is_empty() {
+            // The whole table becomes the newest run's records; older pending runs are
+            // superseded (taken, their rows not written).
+            reset = true;
+        }
+        if chosen.is_empty() {
+            return Ok(report);
+        }
+        report.entries = chosen.len();
+
+        // Chunks of entries, each one commit; records are parsed chunk by chunk, so memory
+        // stays bounded by the chunk, not the backlog.
+        let whole_table = write == WriteMode::Replace && config.replace_by.is_none();
+        let mut state = ChunkState {
+            table,
+            committed,
+            first: true,
+        };
+        let mut chunk = Vec::new();
+        let mut chunk_records = Vec::new();
+        let mut count = 0usize;
+        let total = chosen.len();
+        let per_commit = records_per_commit();
+        for (i, entry) in chosen.drain(..).enumerate() {
+            let last = i + 1 == total;
+            match self.connectors().records_of(&entry) {
+                Ok((records, _)) => {
+                    count += records.len();
+                    chunk_records.push((entry.meta.entry_id.clone(), records));
+                    chunk.push(entry);
+                }
+                // The entry stays pending: fixing the project file and loading again takes it.
+                Err(e) => report.errors.push(format!("{}: {e}", entry.meta.entry_id)),
+            }
+            if !chunk.is_empty() && (last || (count >= per_commit && !whole_table)) {
+                self.commit_chunk(
+                    name,
+                    &config,
+                    &mapper,
+                    scope,
+                    reset,
+                    &mut state,
+                    std::mem::take(&mut chunk),
+                    std::mem::take(&mut chunk_records),
+                    &mut report,
+                )
+                .await?;
+                count = 0;
+            }
+        }
+        let table = state.table;
+        report.version = table.as_ref().and_then(|t| t.version());
+        Ok(report)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn commit_chunk(
+        &self,
+        name: &str,
+        config: &TableConfig,
+        mapper: &Mapper,
+        scope: &LoadScope,
+        reset: bool,
+        state: &mut ChunkState,
+        entries: Vec<Entry>,
+        records: Vec<(String, Vec<serde_json::Value>)>,
+        report: &mut LoadReport,
+    ) -> Result<(), TableError> {
+        let write = config.write.unwrap_or(WriteMode::Append);
+        let first = std::mem::replace(&mut state.first, false);
+        let existing = match &state.table {
+            // A reset rebuilds the table: the schema starts again from the records.
+            Some(t) if !(reset && first) => Some(arrow_schema(t, name).await?),
+            _ => None,
+        };
+        let (mut rows, rejects) = mapper.map(&config.source, name, &records, existing.as_deref());
+        drop(records);
+        if write == WriteMode::Replace && config.replace_by.is_none()
+            && let Some(last_run) = entries.last().map(|e| e.meta.run_id.clone())
+        {
+            let newest: HashSet<&str> = entries
+                .iter()
+                .filter(|e| e.meta.run_id == last_run)
+                .map(|e| e.meta.entry_id.as_str())
+                .collect();
+            rows.retain_entries(|e| newest.contains(e));
+        }
+        self.quarantine_rejects(config, name, &entries, &rejects)?;
+        report.quarantined += rejects.len() as u64;
+        if write == WriteMode::Merge {
+            report.superseded += rows.dedupe(&config.primary_key, config.order_by.as_deref()) as u64;
+        }
+        if rows.columns.is_empty() && state.table.as_ref().is_none_or(|t| t.version().is_none()) {
+            // Nothing to build a schema from yet: the entries stay pending.
+            return Ok(());
+        }
+        let batch = rows.to_batch()?;
+        drop(rows);
+        let n = state.committed + 1;
+        let ledger = Ledger {
+            load: n,
+            source: config.source.clone(),
+            reset: reset && first,
+            entries: entries.iter().map(|e| e.meta.entry_id.clone()).collect(),
+            at: Timestamp::now(),
+        };
+        let path = self.ledger_dir(name).join(format!("{n:010}.json"));
+        let json = serde_json::to_vec_pretty(&ledger)
+            .map_err(|e| TableError::Invalid(format!("cannot encode load ledger: {e}")))?;
+        write_atomic(&path, &json)?;
+        failpoint("load:after_ledger");
+
+        let commit = CommitProperties::default()
+            .with_application_transaction(Transaction::new(LOAD_APP_ID, n))
+            .with_metadata([
+                ("affluent.load".to_string(), serde_json::json!(n)),
+                ("affluent.source".to_string(), serde_json::json!(config.source)),
+                (
+                    "affluent.entries".to_string(),
+                    serde_json::json!(ledger.entries.len()),
+                ),
+            ]);
+        let entry_ids: BTreeSet<String> = ledger.entries.iter().cloned().collect();
+        let rows_in = batch.num_rows() as u64;
+        let replay_range = matches!(scope, LoadScope::Replay { .. }) && !reset;
+        let (new_table, inserted, updated) = self
+            .write_batch(
+                name,
+                config,
+                state.table.take(),
+                batch,
+                commit,
+                WriteKind::pick(write, reset && first, replay_range, config),
+                &entry_ids,
+            )
+            .await?;
+        failpoint("load:after_commit");
+        state.table = Some(new_table);
+        state.committed = n;
+        report.commits += 1;
+        report.loaded += inserted.unwrap_or(rows_in);
+        report.merged += updated;
+        Ok(())
+    }
+
+    fn quarantine_rejects(
+        &self,
+        config: &TableConfig,
+        table: &str,
+        entries: &[Entry],
+        rejects: &[Reject],
+    ) -> Result<(), TableError> {
+        let quarantine = self.quarantine();
+        for entry in entries {
+            let mine: Vec<Reject> = rejects
+                .iter()
+                .filter(|r| r.entry_id == entry.meta.entry_id)
+                .cloned()
+                .collect();
+            quarantine.put_scoped(&config.source, &entry.meta.entry_id, table, &mine)?;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn write_batch(
+        &self,
+        name: &str,
+        config: &TableConfig,
+        table: Option<DeltaTable>,
+        batch: RecordBatch,
+        commit: CommitProperties,
+        kind: WriteKind,
+        entries: &BTreeSet<String>,
+    ) -> Result<(DeltaTable, Option<u64>, u64), TableError> {
+        let table = match table {
+            Some(t) => t,
+            None => DeltaTable::try_from_url(table_url(&self.table_dir(name))?)
+                .await
+                .map_err(TableError::delta(name))?,
+        };
+        let exists = table.version().is_some();
+        let err = TableError::delta(name);
+        match kind {
+            WriteKind::Merge if exists => {
+                let ctx = SessionContext::new();
+                let columns: Vec<String> = batch
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect();
+                let source = ctx.read_batch(batch)?;
+                let on = config
+                    .primary_key
+                    .iter()
+                    .map(|k| format!("t.{q} = s.{q}", q = quote(k)))
+                    .collect::<Vec<_>>()
+                    .join(" AND ");
+                let newer = config
+                    .order_by
+                    .as_ref()
+                    .map(|o| format!("s.{q} >= t.{q} OR t.{q} IS NULL", q = quote(o)));
+                let (table, metrics) = table
+                    .merge(source, on)
+                    .with_source_alias("s")
+                    .with_target_alias("t")
+                    .with_merge_schema(true)
+                    .with_commit_properties(commit)
+                    .when_matched_update(|mut update| {
+                        if let Some(p) = newer {
+                            update = update.predicate(p);
+                        }
+                        for c in &columns {
+                            update = update.update(c.as_str(), format!("s.{}", quote(c)));
+                        }
+                        update
+                    })
+                    .map_err(TableError::delta(name))?
+                    .when_not_matched_insert(|mut insert| {
+                        for c in &columns {
+                            insert = insert.set(c.as_str(), format!("s.{}", quote(c)));
+                        }
+                        insert
+                    })
+                    .map_err(TableError::delta(name))?
+                    .await
+                    .map_err(err)?;
+                Ok((
+                    table,
+                    Some(metrics.num_target_rows_inserted as u64),
+                    metrics.num_target_rows_updated as u64,
+                ))
+            }
+            WriteKind::ReplaceWhole => {
+                let t = table
+                    .write(vec![batch])
+                    .with_save_mode(SaveMode::Overwrite)
+                    .with_schema_mode(SchemaMode::Overwrite)
+                    .with_commit_properties(commit)
+                    .await
+                    .map_err(err)?;
+                Ok((t, None, 0))
+            }
+            WriteKind::ReplaceValues(column) if exists => {
+                let values = distinct_literals(&batch, &column)?;
+                let builder = table.write(vec![batch]).with_commit_properties(commit);
+                let t = if values.is_empty() {
+                    builder.with_save_mode(SaveMode::Append)
+                } else {
+                    builder
+                        .with_save_mode(SaveMode::Overwrite)
+                        .with_replace_where(format!("{} IN ({})", quote(&column), values.join(", ")))
+                }
+                .await
+                .map_err(err)?;
+                Ok((t, None, 0))
+            }
+            WriteKind::ReplaceEntries if exists => {
+                let list = entries
+                    .iter()
+                    .map(|e| format!("'{}'", e.replace('\'', "''")))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let t = table
+                    .write(vec![batch])
+                    .with_save_mode(SaveMode::Overwrite)
+                    .with_replace_where(format!("{} IN ({list})", quote(ENTRY_COLUMN)))
+                    .with_commit_properties(commit)
+                    .await
+                    .map_err(err)?;
+                Ok((t, None, 0))
+            }
+            _ => {
+                let t = table
+                    .write(vec![batch])
+                    .with_save_mode(SaveMode::Append)
+                    .with_schema_mode(SchemaMode::Merge)
+                    .with_commit_properties(commit)
+                    .await
+                    .map_err(err)?;
+                Ok((t, None, 0))
+            }
+        }
+    }
+}
+
+/// What successive chunks of one load share.
+struct ChunkState {
+    table: Option<DeltaTable>,
+    committed: i64,
+    first: bool,
+}
+
+/// How one commit writes.
+enum WriteKind {
+    Append,
+    Merge,
+    ReplaceWhole,
+    ReplaceValues(String),
+    /// Rows of these entries replaced (a replay of part of an append table).
+    ReplaceEntries,
+}
+
+impl WriteKind {
+    fn pick(write: WriteMode, reset: bool, replay_range: bool, config: &TableConfig) -> Self {
+        if reset {
+            return WriteKind::ReplaceWhole;
+        }
+        match write {
+            WriteMode::Merge => WriteKind::Merge,
+            WriteMode::Replace => match &config.replace_by {
+                Some(c) => WriteKind::ReplaceValues(c.clone()),
+                None => WriteKind::ReplaceWhole,
+            },
+            WriteMode::Append if replay_range => WriteKind::ReplaceEntries,
+            WriteMode::Append => WriteKind::Append,
+        }
+    }
+}
+
+/// The last load committed to a table (0: none).
+pub(crate) async fn committed_load(table: &DeltaTable, name: &str) -> Result<i64, TableError> {
+    let Ok(state) = table.snapshot() else {
+        return Ok(0);
+    };
+    Ok(state
+        .transaction_version(table.log_store().as_ref(), LOAD_APP_ID)
+        .await
+        .map_err(TableError::delta(name))?
+        .unwrap_or(0))
+}
+
+/// The Arrow schema of a table as DataFusion reads it.
+pub(crate) async fn arrow_schema(
+    table: &DeltaTable,
+    name: &str,
+) -> Result<std::sync::Arc<datafusion::arrow::datatypes::Schema>, TableError> {
+    let provider = table
+        .table_provider()
+        .await
+        .map_err(|e| TableError::Invalid(format!("cannot read table `{name}`: {e}")))?;
+    Ok(provider.schema())
+}
+
+/// `"name"`, quoted for SQL.
+pub(crate) fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The distinct values of a column as SQL literals.
+fn distinct_literals(batch: &RecordBatch, column: &str) -> Result<Vec<String>, TableError> {
+    use datafusion::arrow::util::display::array_value_to_string;
+    let Some(array) = batch.column_by_name(column) else {
+        return Err(TableError::Invalid(format!(
+            "`replace_by` column `{column}` is not in the loaded rows"
+        )));
+    };
+    let numeric = array.data_type().is_numeric();
+    let mut out = BTreeSet::new();
+    for i in 0..array.len() {
+        if array.is_null(i) {
+            continue;
+        }
+        let text = array_value_to_string(array, i)?;
+        out.insert(if numeric {
+            text
+        } else {
+            let lit = format!("'{}'", text.replace('\'', "''"));
+            match array.data_type() {
+                datafusion::arrow::datatypes::DataType::Date32 => format!("DATE {lit}"),
+                datafusion::arrow::datatypes::DataType::Timestamp(_, _) => {
+                    format!("TIMESTAMP {lit}")
+                }
+                _ => lit,
+            }
+        });
+    }
+    Ok(out.into_iter().collect())
+}

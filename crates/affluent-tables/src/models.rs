@@ -1,0 +1,302 @@
+//! SQL models: queries (DataFusion dialect) over tables and other models, run in dependency
+//! order found from the SQL itself, each materialized as a Delta table (`replace`, or `merge` on a
+//! key). A model sees `$interval_start` and `$interval_end` (UTC timestamps) when its query uses
+//! them; without an interval they span all time.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use affluent_config::schema::Materialized;
+use affluent_core::Interval;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::common::ScalarValue;
+use datafusion::common::config::Dialect;
+use datafusion::common::ParamValues;
+use datafusion::prelude::SessionContext;
+use deltalake::DeltaTable;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::operations::write::SchemaMode;
+use deltalake::protocol::SaveMode;
+use serde::Serialize;
+
+use crate::load::quote;
+use crate::query::{normalize_for_delta, read_only, register};
+use crate::{TableError, Warehouse, table_url};
+
+/// What running a model did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelReport {
+    /// The model.
+    pub model: String,
+    /// Rows the query produced.
+    pub rows: u64,
+    /// Rows inserted and updated (merge models).
+    pub merged: Option<(u64, u64)>,
+    /// The Delta version written.
+    pub version: Option<u64>,
+    /// Wall time, milliseconds.
+    pub duration_ms: u64,
+}
+
+impl std::fmt::Display for ModelReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} rows", self.model, self.rows)?;
+        if let Some((inserted, updated)) = self.merged {
+            write!(f, " ({inserted} inserted, {updated} updated)")?;
+        }
+        if let Some(v) = self.version {
+            write!(f, ", version {v}")?;
+        }
+        write!(f, " in {} ms", self.duration_ms)
+    }
+}
+
+impl Warehouse {
+    /// The SQL of a model (inline or from its file).
+    pub fn model_sql(&self, name: &str) -> Result<String, TableError> {
+        let Some(model) = self.project().models.get(name) else {
+            let known: Vec<String> = self.project().models.keys().cloned().collect();
+            return Err(self.unknown("model", name, &known));
+        };
+        match (&model.sql, &model.file) {
+            (Some(sql), _) => Ok(sql.clone()),
+            (None, Some(file)) => {
+                let path = self.project().dir.join(file);
+                std::fs::read_to_string(&path).map_err(TableError::io(&path))
+            }
+            (None, None) => Err(TableError::Invalid(format!("model `{name}` has no query"))),
+        }
+    }
+
+    /// What each model reads (tables and models), from its SQL.
+    pub fn model_dependencies(&self) -> Result<BTreeMap<String, BTreeSet<String>>, TableError> {
+        let ctx = SessionContext::new();
+        let state = ctx.state();
+        let known: Vec<String> = self.names();
+        let mut deps = BTreeMap::new();
+        for name in self.project().models.keys() {
+            let sql = self.model_sql(name)?;
+            let statement = state
+                .sql_to_statement(&sql, &Dialect::Generic)
+                .map_err(TableError::sql(format!("model `{name}`")))?;
+            let refs = state
+                .resolve_table_references(&statement)
+                .map_err(TableError::sql(format!("model `{name}`")))?;
+            let mut reads = BTreeSet::new();
+            for r in refs {
+                let table = r.table().to_string();
+                if table == *name {
+                    return Err(TableError::Invalid(format!("model `{name}` reads itself")));
+                }
+                if !known.contains(&table) {
+                    // A CTE name is a reference too: only complain when the SQL fails.
+                    continue;
+                }
+                reads.insert(table);
+            }
+            deps.insert(name.clone(), reads);
+        }
+        Ok(deps)
+    }
+
+    /// Models in an order where each comes after what it reads.
+    pub fn model_order(&self) -> Result<Vec<String>, TableError> {
+        let deps = self.model_dependencies()?;
+        let mut order = Vec::new();
+        let mut done: BTreeSet<String> = BTreeSet::new();
+        let mut visiting: Vec<String> = Vec::new();
+        fn visit(
+            name: &str,
+            deps: &BTreeMap<String, BTreeSet<String>>,
+            done: &mut BTreeSet<String>,
+            visiting: &mut Vec<String>,
+            order: &mut Vec<String>,
+        ) -> Result<(), TableError> {
+            if done.contains(name) {
+                return Ok(());
+            }
+            if let Some(i) = visiting.iter().position(|v| v == name) {
+                let mut cycle = visiting[i..].to_vec();
+                cycle.push(name.to_string());
+                return Err(TableError::Invalid(format!(
+                    "models depend on each other in a cycle: {}",
+                    cycle.join(" -> ")
+                )));
+            }
+            visiting.push(name.to_string());
+            for d in deps.get(name).into_iter().flatten() {
+                if deps.contains_key(d) {
+                    visit(d, deps, done, visiting, order)?;
+                }
+            }
+            visiting.pop();
+            done.insert(name.to_string());
+            order.push(name.to_string());
+            Ok(())
+        }
+        for name in deps.keys() {
+            visit(name, &deps, &mut done, &mut visiting, &mut order)?;
+        }
+        Ok(order)
+    }
+
+    /// Runs models (all when `selected` is empty) in dependency order.
+    pub async fn transform(
+        &self,
+        selected: &[String],
+        interval: Option<Interval>,
+    ) -> Result<Vec<ModelReport>, TableError> {
+        let order = self.model_order()?;
+        for s in selected {
+            if !order.contains(s) {
+                return Err(self.unknown("model", s, &order));
+            }
+        }
+        let ctx = self.session().await?;
+        let mut reports = Vec::new();
+        for name in order {
+            if !selected.is_empty() && !selected.contains(&name) {
+                continue;
+            }
+            reports.push(self.run_model(&ctx, &name, interval).await?);
+        }
+        Ok(reports)
+    }
+
+    async fn run_model(
+        &self,
+        ctx: &SessionContext,
+        name: &str,
+        interval: Option<Interval>,
+    ) -> Result<ModelReport, TableError> {
+        let started = Instant::now();
+        let Some(model) = self.project().models.get(name).cloned() else {
+            let known: Vec<String> = self.project().models.keys().cloned().collect();
+            return Err(self.unknown("model", name, &known));
+        };
+        let sql = self.model_sql(name)?;
+        let context = format!("model `{name}`");
+        let mut df = ctx
+            .sql_with_options(&sql, read_only())
+            .await
+            .map_err(TableError::sql(context.clone()))?;
+        if sql.contains("$interval_start") || sql.contains("$interval_end") {
+            let (start, end) = match interval {
+                Some(i) => (i.start.as_microsecond(), i.end.as_microsecond()),
+                None => (i64::MIN / 2, i64::MAX / 2),
+            };
+            let ts = |us: i64| ScalarValue::TimestampMicrosecond(Some(us), Some("UTC".into()));
+            let params = ParamValues::Map(
+                [
+                    ("interval_start".to_string(), ts(start).into()),
+                    ("interval_end".to_string(), ts(end).into()),
+                ]
+                .into_iter()
+                .collect(),
+            );
+            df = df
+                .with_param_values(params)
+                .map_err(TableError::sql(context.clone()))?;
+        }
+        let batches: Vec<RecordBatch> = df
+            .collect()
+            .await
+            .map_err(TableError::sql(context.clone()))?
+            .iter()
+            .map(normalize_for_delta)
+            .collect::<Result<_, _>>()?;
+        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+        let table = DeltaTable::try_from_url(table_url(&self.table_dir(name))?)
+            .await
+            .map_err(TableError::delta(name))?;
+        let exists = table.version().is_some();
+        let commit = CommitProperties::default().with_metadata([(
+            "affluent.model".to_string(),
+            serde_json::json!(name),
+        )]);
+        let materialized = model.materialized.unwrap_or(Materialized::Replace);
+        let (table, merged) = if materialized == Materialized::Merge && exists {
+            let source = ctx.read_batches(batches)?;
+            let columns: Vec<String> = source
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            for k in &model.primary_key {
+                if !columns.contains(k) {
+                    return Err(TableError::Invalid(format!(
+                        "model `{name}`: key column `{k}` is not in the query's result ({})",
+                        columns.join(", ")
+                    )));
+                }
+            }
+            let on = model
+                .primary_key
+                .iter()
+                .map(|k| format!("t.{q} = s.{q}", q = quote(k)))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            let (table, metrics) = table
+                .merge(source, on)
+                .with_source_alias("s")
+                .with_target_alias("t")
+                .with_merge_schema(true)
+                .with_commit_properties(commit)
+                .when_matched_update(|mut u| {
+                    for c in &columns {
+                        u = u.update(c.as_str(), format!("s.{}", quote(c)));
+                    }
+                    u
+                })
+                .map_err(TableError::delta(name))?
+                .when_not_matched_insert(|mut i| {
+                    for c in &columns {
+                        i = i.set(c.as_str(), format!("s.{}", quote(c)));
+                    }
+                    i
+                })
+                .map_err(TableError::delta(name))?
+                .await
+                .map_err(TableError::delta(name))?;
+            (
+                table,
+                Some((
+                    metrics.num_target_rows_inserted as u64,
+                    metrics.num_target_rows_updated as u64,
+                )),
+            )
+        } else {
+            let batches = if batches.is_empty() {
+                // An empty result still defines the table's columns.
+                let schema = normalize_for_delta(&RecordBatch::new_empty(
+                    ctx.sql_with_options(&sql, read_only())
+                        .await
+                        .map_err(TableError::sql(context.clone()))?
+                        .schema()
+                        .inner()
+                        .clone(),
+                ))?;
+                vec![schema]
+            } else {
+                batches
+            };
+            let table = table
+                .write(batches)
+                .with_save_mode(SaveMode::Overwrite)
+                .with_schema_mode(SchemaMode::Overwrite)
+                .with_commit_properties(commit)
+                .await
+                .map_err(TableError::delta(name))?;
+            (table, None)
+        };
+        register(ctx, name, &table).await?;
+        Ok(ModelReport {
+            model: name.to_string(),
+            rows,
+            merged,
+            version: table.version(),
+            duration_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+}

@@ -1,0 +1,314 @@
+//! Read-only SQL over the project's tables and models, table listings, and exports.
+//!
+//! Every session has the project's tables and models registered by name and affluent's
+//! functions ([`crate::udf`]). Queries run with DDL, DML and statements disabled, so a query
+//! cannot create external tables, `COPY` to a file or read a path: it sees the project's tables
+//! and nothing else.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{RecordBatch, new_null_array};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::execution::context::SQLOptions;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use deltalake::DeltaTable;
+use serde::Serialize;
+
+use crate::mapping::ENTRY_COLUMN;
+use crate::{TableError, Warehouse};
+
+/// How `affluent query` prints rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// An aligned text table.
+    Table,
+    /// CSV with a header row.
+    Csv,
+    /// A JSON array of objects.
+    Json,
+}
+
+/// What `affluent export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// One CSV file with a header row.
+    Csv,
+    /// One Parquet file.
+    Parquet,
+}
+
+/// One line of `affluent tables`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableInfo {
+    /// Name.
+    pub name: String,
+    /// `table` or `model`.
+    pub kind: &'static str,
+    /// Rows (None: not written yet).
+    pub rows: Option<u64>,
+    /// Columns.
+    pub columns: Option<usize>,
+    /// Delta version.
+    pub version: Option<u64>,
+    /// Time of the last commit, RFC 3339.
+    pub last_commit: Option<String>,
+    /// Where it lives.
+    pub path: String,
+}
+
+/// The options every affluent query runs with: reads only.
+pub fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+impl Warehouse {
+    /// A session with every written table and model registered, and affluent's functions.
+    pub async fn session(&self) -> Result<SessionContext, TableError> {
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            // Strings come back as plain Utf8: what Delta writes and every reader expects.
+            .set_bool("datafusion.execution.parquet.schema_force_view_types", false);
+        let ctx = SessionContext::new_with_config(config);
+        crate::udf::register(&ctx);
+        for name in self.names() {
+            if let Some(table) = self.open(&name).await? {
+                register(&ctx, &name, &table).await?;
+            }
+        }
+        Ok(ctx)
+    }
+
+    /// Runs a read-only query.
+    pub async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>, TableError> {
+        let ctx = self.session().await?;
+        let df = ctx
+            .sql_with_options(sql, read_only())
+            .await
+            .map_err(TableError::sql("query"))?;
+        df.collect().await.map_err(TableError::sql("query"))
+    }
+
+    /// Every table and model with its size and last commit.
+    pub async fn tables(&self) -> Result<Vec<TableInfo>, TableError> {
+        let ctx = self.session().await?;
+        let mut out = Vec::new();
+        for name in self.names() {
+            let kind = if self.project().tables.contains_key(&name) {
+                "table"
+            } else {
+                "model"
+            };
+            let path = self.table_dir(&name).display().to_string();
+            let Some(table) = self.open(&name).await? else {
+                out.push(TableInfo {
+                    name,
+                    kind,
+                    rows: None,
+                    columns: None,
+                    version: None,
+                    last_commit: None,
+                    path,
+                });
+                continue;
+            };
+            let version = table.version();
+            let last_commit = version
+                .and_then(|v| table.snapshot().ok()?.version_timestamp(v))
+                .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+                .map(|t| t.to_string());
+            let batches = ctx
+                .sql(&format!("SELECT count(*) FROM {}", crate::load::quote(&name)))
+                .await
+                .map_err(TableError::sql(format!("count of `{name}`")))?
+                .collect()
+                .await
+                .map_err(TableError::sql(format!("count of `{name}`")))?;
+            let rows = batches
+                .first()
+                .and_then(|b| {
+                    b.column(0)
+                        .as_any()
+                        .downcast_ref::<datafusion::arrow::array::Int64Array>()
+                })
+                .map(|a| a.value(0) as u64);
+            let columns = ctx
+                .table_provider(name.as_str())
+                .await
+                .map(|p| p.schema().fields().len())
+                .ok();
+            out.push(TableInfo {
+                name,
+                kind,
+                rows,
+                columns,
+                version,
+                last_commit,
+                path,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Writes a whole table or model to one file (the lineage column left out).
+    pub async fn export(
+        &self,
+        name: &str,
+        format: ExportFormat,
+        out: &Path,
+    ) -> Result<u64, TableError> {
+        let names = self.names();
+        if !names.iter().any(|n| n == name) {
+            return Err(self.unknown("table or model", name, &names));
+        }
+        if self.open(name).await?.is_none() {
+            return Err(TableError::Invalid(format!(
+                "`{name}` has no data yet: load it (`affluent ingest`) or run it (`affluent transform`) first"
+            )));
+        }
+        let ctx = self.session().await?;
+        let df = ctx
+            .table(name)
+            .await
+            .map_err(TableError::sql(format!("export of `{name}`")))?;
+        let keep: Vec<String> = df
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .filter(|n| n != ENTRY_COLUMN)
+            .collect();
+        let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+        let batches = df
+            .select_columns(&keep)?
+            .collect()
+            .await
+            .map_err(TableError::sql(format!("export of `{name}`")))?;
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(TableError::io(dir))?;
+        }
+        let file = std::fs::File::create(out).map_err(TableError::io(out))?;
+        match format {
+            ExportFormat::Csv => write_csv(file, &batches)?,
+            ExportFormat::Parquet => {
+                let schema = batches
+                    .first()
+                    .map(|b| b.schema())
+                    .unwrap_or_else(|| Arc::new(Schema::empty()));
+                let mut writer =
+                    datafusion::parquet::arrow::ArrowWriter::try_new(file, schema, None)?;
+                for b in &batches {
+                    writer.write(b)?;
+                }
+                writer.close()?;
+            }
+        }
+        Ok(rows as u64)
+    }
+}
+
+/// Registers (or re-registers) a Delta table on a session under `name`.
+pub(crate) async fn register(
+    ctx: &SessionContext,
+    name: &str,
+    table: &DeltaTable,
+) -> Result<(), TableError> {
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(TableError::delta(name))?;
+    let provider = table
+        .table_provider()
+        .await
+        .map_err(|e| TableError::Invalid(format!("cannot read table `{name}`: {e}")))?;
+    ctx.deregister_table(name)?;
+    ctx.register_table(name, provider)?;
+    Ok(())
+}
+
+/// Writes batches as CSV with a header row.
+pub fn write_csv(out: impl std::io::Write, batches: &[RecordBatch]) -> Result<(), TableError> {
+    let mut writer = datafusion::arrow::csv::WriterBuilder::new()
+        .with_header(true)
+        .build(out);
+    for b in batches {
+        writer.write(b)?;
+    }
+    Ok(())
+}
+
+/// Renders batches in a format.
+pub fn render(batches: &[RecordBatch], format: OutputFormat) -> Result<String, TableError> {
+    match format {
+        OutputFormat::Table => {
+            Ok(datafusion::arrow::util::pretty::pretty_format_batches(batches)?.to_string())
+        }
+        OutputFormat::Csv => {
+            let mut buf = Vec::new();
+            write_csv(&mut buf, batches)?;
+            Ok(String::from_utf8_lossy(&buf).into_owned())
+        }
+        OutputFormat::Json => {
+            let mut buf = Vec::new();
+            {
+                let mut writer = datafusion::arrow::json::ArrayWriter::new(&mut buf);
+                let refs: Vec<&RecordBatch> = batches.iter().collect();
+                writer.write_batches(&refs)?;
+                writer.finish()?;
+            }
+            if buf.is_empty() {
+                buf.extend_from_slice(b"[]");
+            }
+            buf.push(b'\n');
+            Ok(String::from_utf8_lossy(&buf).into_owned())
+        }
+    }
+}
+
+/// Casts a query's batch to types Delta stores: views to plain strings, unsigned to signed,
+/// timestamps to microseconds, untyped nulls to strings.
+pub fn normalize_for_delta(batch: &RecordBatch) -> Result<RecordBatch, TableError> {
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        let target = match field.data_type() {
+            DataType::Utf8View | DataType::LargeUtf8 | DataType::Null => Some(DataType::Utf8),
+            DataType::BinaryView | DataType::LargeBinary => Some(DataType::Binary),
+            DataType::UInt8 => Some(DataType::Int16),
+            DataType::UInt16 => Some(DataType::Int32),
+            DataType::UInt32 | DataType::UInt64 => Some(DataType::Int64),
+            DataType::Float16 => Some(DataType::Float32),
+            DataType::Date64 => Some(DataType::Date32),
+            DataType::Timestamp(unit, tz) if *unit != TimeUnit::Microsecond || tz.is_some() => {
+                Some(DataType::Timestamp(
+                    TimeUnit::Microsecond,
+                    tz.as_ref().map(|_| "UTC".into()),
+                ))
+            }
+            _ => None,
+        };
+        match target {
+            Some(t) => {
+                let c = if field.data_type() == &DataType::Null {
+                    new_null_array(&t, column.len())
+                } else {
+                    cast(column, &t)?
+                };
+                fields.push(Field::new(field.name(), t, true));
+                columns.push(c);
+            }
+            None => {
+                fields.push(field.as_ref().clone().with_nullable(true));
+                columns.push(column.clone());
+            }
+        }
+    }
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
+}

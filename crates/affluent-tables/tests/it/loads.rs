@@ -1,0 +1,203 @@
+//! Loads: schema evolution, quarantine of values that do not cast, replays from landing alone,
+//! read-only queries, exports.
+
+use affluent_tables::{ExportFormat, LoadScope};
+
+use crate::support::TestProject;
+
+const PROJECT: &str = r#"
+[sources.readings]
+type = "rest"
+client.base_url = "http://127.0.0.1:9/"
+
+[tables.readings]
+source = "readings"
+
+[tables.typed]
+source = "readings"
+write = "merge"
+primary_key = ["id"]
+order_by = "at"
+[tables.typed.columns]
+id = { path = "id", type = "int" }
+value = { path = "value", type = "float" }
+at = { path = "at", type = "timestamp" }
+"#;
+
+async fn load(p: &TestProject) -> Vec<affluent_tables::LoadReport> {
+    p.warehouse
+        .load_source("readings", &LoadScope::Pending)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn new_fields_become_nullable_columns() {
+    let p = TestProject::new(PROJECT);
+    p.land("readings", "r1", br#"[{"id": 1, "value": 1.5, "at": "2024-01-01T00:00:00Z"}]"#);
+    load(&p).await;
+    p.land(
+        "readings",
+        "r2",
+        br#"[{"id": 2, "value": 2.5, "at": "2024-01-02T00:00:00Z", "station": {"name": "Nation"}}]"#,
+    );
+    load(&p).await;
+    assert_eq!(
+        p.csv("SELECT id, value, station__name FROM readings ORDER BY id").await,
+        "id,value,station__name\n1,1.5,\n2,2.5,Nation\n"
+    );
+    // An older record of the same key does not overwrite a newer one (`order_by`).
+    p.land("readings", "r3", br#"[{"id": 2, "value": 9.9, "at": "2023-12-31T00:00:00Z"}]"#);
+    p.land("readings", "r4", br#"[{"id": 1, "value": 3.0, "at": "2024-02-01T00:00:00Z"}]"#);
+    load(&p).await;
+    assert_eq!(
+        p.csv("SELECT id, value FROM typed ORDER BY id").await,
+        "id,value\n1,3.0\n2,2.5\n"
+    );
+}
+
+#[tokio::test]
+async fn values_that_do_not_cast_are_quarantined_once_with_their_reason() {
+    let p = TestProject::new(PROJECT);
+    let entry = p.land(
+        "readings",
+        "r1",
+        br#"[{"id": 1, "value": 1.5, "at": "2024-01-01T00:00:00Z"},
+             {"id": 2, "value": "n/a", "at": "2024-01-01T00:00:00Z"},
+             {"id": "x", "value": 1, "at": "2024-01-01T00:00:00Z"},
+             {"id": 4, "value": 1, "at": "yesterday"},
+             {"value": 5}]"#,
+    );
+    let reports = load(&p).await;
+    let typed = reports.iter().find(|r| r.table == "typed").unwrap();
+    assert_eq!((typed.loaded, typed.quarantined), (1, 4), "{typed:?}");
+    let raw = reports.iter().find(|r| r.table == "readings").unwrap();
+    assert_eq!((raw.loaded, raw.quarantined), (5, 0), "inferred: mixed values widen to text");
+
+    let rejects = p.warehouse.quarantine().list("readings").unwrap();
+    assert_eq!(rejects.len(), 4, "{rejects:#?}");
+    let by_field: Vec<(Option<&str>, &str)> = rejects
+        .iter()
+        .map(|r| (r.field.as_deref(), r.reason.as_str()))
+        .collect();
+    assert_eq!(
+        by_field,
+        [
+            (Some("value"), "table `typed`: \"n/a\" is not a number"),
+            (Some("id"), "table `typed`: \"x\" is not an integer"),
+            (Some("at"), "table `typed`: \"yesterday\" is not a timestamp (ISO 8601)"),
+            (Some("id"), "table `typed`: primary key column `id` is missing or null"),
+        ]
+    );
+    assert!(rejects.iter().all(|r| r.entry_id == entry.entry_id));
+    assert_eq!(rejects[0].location, "record 2");
+
+    // A replay reads the entry again: the quarantine is rewritten, not doubled.
+    p.warehouse
+        .load_source("readings", &LoadScope::Replay { from: None, to: None })
+        .await
+        .unwrap();
+    assert_eq!(p.warehouse.quarantine().list("readings").unwrap().len(), 4);
+    assert_eq!(p.count("typed").await, 1);
+    assert_eq!(p.count("readings").await, 5);
+}
+
+#[tokio::test]
+async fn replay_rebuilds_tables_from_landing_alone() {
+    let p = TestProject::new(PROJECT);
+    for i in 0..3 {
+        p.land(
+            "readings",
+            &format!("r{i}"),
+            format!(r#"[{{"id": {i}, "value": {i}.5, "at": "2024-01-0{}T00:00:00Z"}}]"#, i + 1)
+                .as_bytes(),
+        );
+    }
+    load(&p).await;
+    assert_eq!(p.count("readings").await, 3);
+
+    // The tables and their load records are lost: landing rebuilds them.
+    std::fs::remove_dir_all(p.warehouse.tables_dir()).unwrap();
+    std::fs::remove_dir_all(p.warehouse.project().data_dir.join("state/loads")).unwrap();
+    let reports = p
+        .warehouse
+        .load_source("readings", &LoadScope::Replay { from: None, to: None })
+        .await
+        .unwrap();
+    assert!(reports.iter().all(|r| r.entries == 3), "{reports:?}");
+    assert_eq!(p.count("readings").await, 3);
+    assert_eq!(p.count("typed").await, 3);
+
+    // Replaying part of the landing replaces those entries' rows: no duplicate.
+    let from = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
+    p.warehouse
+        .load_source("readings", &LoadScope::Replay { from: Some(from), to: None })
+        .await
+        .unwrap();
+    assert_eq!(p.count("readings").await, 3);
+    assert_eq!(p.count("typed").await, 3);
+    // And the entries count as loaded: nothing is pending.
+    let pending = load(&p).await;
+    assert!(pending.iter().all(|r| r.entries == 0), "{pending:?}");
+    let loaded = p.warehouse.loaded_by_every_table("readings").await.unwrap().unwrap();
+    assert_eq!(loaded.len(), 3);
+}
+
+#[tokio::test]
+async fn queries_cannot_write_or_read_files() {
+    let p = TestProject::new(PROJECT);
+    p.land("readings", "r1", br#"[{"id": 1, "value": 1.5, "at": "2024-01-01T00:00:00Z"}]"#);
+    load(&p).await;
+    let outside = p.dir.path().join("stolen.csv");
+    for sql in [
+        format!("COPY (SELECT * FROM readings) TO '{}'", outside.display()),
+        "CREATE EXTERNAL TABLE pw STORED AS CSV LOCATION '/etc/passwd'".to_string(),
+        "SELECT * FROM '/etc/passwd'".to_string(),
+        "INSERT INTO readings SELECT * FROM readings".to_string(),
+        "DROP TABLE readings".to_string(),
+    ] {
+        let err = p.warehouse.query(&sql).await.unwrap_err().to_string();
+        assert!(!err.is_empty(), "{sql}");
+    }
+    assert!(!outside.exists());
+    assert_eq!(p.count("readings").await, 1);
+}
+
+#[tokio::test]
+async fn exports_write_csv_and_parquet_without_the_lineage_column() {
+    let p = TestProject::new(PROJECT);
+    p.land(
+        "readings",
+        "r1",
+        br#"[{"id": 1, "value": 1.5, "at": "2024-01-01T00:00:00Z"}, {"id": 2, "value": 2.5, "at": "2024-01-01T00:00:00Z"}]"#,
+    );
+    load(&p).await;
+    let csv = p.dir.path().join("out/typed.csv");
+    let rows = p
+        .warehouse
+        .export("typed", ExportFormat::Csv, &csv)
+        .await
+        .unwrap();
+    assert_eq!(rows, 2);
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(text.lines().next(), Some("id,value,at"));
+    assert_eq!(text.lines().count(), 3);
+    let parquet = p.dir.path().join("typed.parquet");
+    p.warehouse
+        .export("typed", ExportFormat::Parquet, &parquet)
+        .await
+        .unwrap();
+    let reader = datafusion::parquet::file::reader::SerializedFileReader::new(
+        std::fs::File::open(&parquet).unwrap(),
+    )
+    .unwrap();
+    use datafusion::parquet::file::reader::FileReader;
+    assert_eq!(reader.metadata().file_metadata().num_rows(), 2);
+    let err = p
+        .warehouse
+        .export("typd", ExportFormat::Csv, &csv)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("did you mean `typed`"), "{err}");
+}
