@@ -9,11 +9,11 @@ use affluent_config::LoadError;
 use affluent_core::Interval;
 use affluent_sources::{Connectors, IngestOptions};
 use affluent_tables::{ExportFormat, LoadReport, LoadScope, OutputFormat, Warehouse};
-use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
+use std::sync::Arc;
 
 /// affluent: poll REST APIs and files, keep every raw response, and load them into tables,
 /// from one binary and one project file (affluent.toml).
@@ -217,8 +217,12 @@ fn main() -> ExitCode {
 }
 
 fn init_logs(format: LogFormat, verbose: u8) {
+    // affluent's own logs at info; the libraries' chatter (Delta kernel snapshots, merge
+    // metrics) only when asked for with -v or RUST_LOG: their errors reach us as results anyway.
     let default = match verbose {
-        0 => "info",
+        0 => {
+            "warn,affluent=info,affluent_cli=info,affluent_config=info,affluent_landing=info,affluent_sources=info,affluent_tables=info,deltalake_core=error,buoyant_kernel=off"
+        }
         1 => "debug",
         _ => "trace",
     };
@@ -300,9 +304,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let mut load_failed = false;
             if !no_load {
                 let warehouse = Warehouse::new(connectors.clone());
-                let reports = warehouse
-                    .load_source(&source, &LoadScope::Pending)
-                    .await?;
+                let reports = warehouse.load_source(&source, &LoadScope::Pending).await?;
                 load_failed = print_loads(&reports);
             }
             if summary.errors.is_empty() && !load_failed {
@@ -387,7 +389,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                             t.rows.map(|r| r.to_string()).unwrap_or_else(dash),
                             t.columns.map(|r| r.to_string()).unwrap_or_else(dash),
                             t.version.map(|r| r.to_string()).unwrap_or_else(dash),
-                            t.last_commit.clone().unwrap_or_else(|| "never written".into())
+                            t.last_commit
+                                .clone()
+                                .unwrap_or_else(|| "never written".into())
                         );
                     }
                 }

@@ -198,13 +198,23 @@ primary_key = ["date_time", "agency_name", "counter_id"]
     .unwrap();
 }
 
+/// A query's CSV, or nothing when its table does not exist yet.
+fn try_query(project: &Path, sql: &str) -> String {
+    let o = affluent(project, &["query", "--format", "csv", sql]);
+    if !o.status.success() {
+        assert!(text(&o).contains("not found"), "{sql}: {}", text(&o));
+        return String::new();
+    }
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 fn query(project: &Path, sql: &str) -> String {
     let o = affluent(project, &["query", "--format", "csv", sql]);
     assert!(o.status.success(), "{sql}: {}", text(&o));
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// Rows per landing entry, as `entry,count` lines; empty when the table does not exist yet.
+/// Rows per landing entry; empty when the table does not exist yet.
 fn rows_per_entry(project: &Path, table: &str) -> std::collections::BTreeMap<String, u64> {
     let o = affluent(
         project,
@@ -242,9 +252,31 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A load is SIGKILLed at named points (after its ledger, after its commit) and at random
-/// moments; after each kill every table holds each landing entry's rows completely or not at all,
-/// and a final load leaves every row exactly once.
+/// Landing entry id -> file name it came from (CSV entries keep their path as URL).
+fn entry_files(project: &Path) -> std::collections::BTreeMap<String, String> {
+    let o = affluent(
+        project,
+        &["landing", "list", "footfall", "--format", "json"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let url = v["url"].as_str().unwrap();
+            let file = Path::new(url).file_name().unwrap().to_string_lossy();
+            (
+                v["entry_id"].as_str().unwrap().to_string(),
+                file.into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Loads are SIGKILLed at named points (after the ledger, after the commit) and at random
+/// moments while they run, with new entries landed between kills; after every kill each landing
+/// entry's rows are in the append table completely or not at all and the merge table has no
+/// duplicate key; a final load leaves every row exactly once.
 #[test]
 fn a_load_killed_at_any_point_never_loses_or_duplicates_a_row() {
     let dir = tempfile::tempdir().unwrap();
@@ -253,27 +285,42 @@ fn a_load_killed_at_any_point_never_loses_or_duplicates_a_row() {
     let o = affluent(&project, &["ingest", "footfall", "--no-load"]);
     assert!(o.status.success(), "{}", text(&o));
 
-    // The truth: the same landing loaded without interruption, in a copy.
+    // The truth: the same landing loaded without interruption, in a copy: rows per file.
     let reference = dir.path().join("reference");
     copy_dir(&project, &reference);
+    let started = std::time::Instant::now();
     let o = affluent(&reference, &["load"]);
+    let load_ms = started.elapsed().as_millis() as u64;
     assert!(o.status.success(), "{}", text(&o));
-    let truth_raw = rows_per_entry(&reference, "raw_events");
-    let truth_latest = rows_per_entry(&reference, "latest");
-    assert_eq!(truth_raw.len(), 3, "{truth_raw:?}");
-    let total: u64 = truth_raw.values().sum();
-    assert!(total > 40_000, "{total}");
+    let files = entry_files(&reference);
+    let rows_of_file: std::collections::BTreeMap<String, u64> =
+        rows_per_entry(&reference, "raw_events")
+            .into_iter()
+            .map(|(entry, n)| (files[&entry].clone(), n))
+            .collect();
+    assert_eq!(rows_of_file.len(), 3, "{rows_of_file:?}");
+    let distinct_keys = query(&reference, "SELECT count(*) AS n FROM latest");
 
+    // Each entry's rows: all of its file's rows, or none.
     let check = |when: &str| {
-        for (table, truth) in [("raw_events", &truth_raw), ("latest", &truth_latest)] {
-            for (entry, n) in rows_per_entry(&project, table) {
-                assert_eq!(
-                    Some(&n),
-                    truth.get(&entry),
-                    "{when}: table {table} holds {n} rows of entry {entry}"
-                );
-            }
+        let files = entry_files(&project);
+        for (entry, n) in rows_per_entry(&project, "raw_events") {
+            let file = &files[&entry];
+            let source = file.rsplit_once("__copy").map_or(file.as_str(), |(f, _)| f);
+            assert_eq!(
+                Some(&n),
+                rows_of_file.get(source),
+                "{when}: raw_events holds {n} rows of entry {entry} ({file})"
+            );
         }
+        let dup = try_query(
+            &project,
+            "SELECT count(*) - count(DISTINCT (date_time, agency_name, counter_id)) AS d FROM latest",
+        );
+        assert!(
+            dup == "d\n0\n" || dup.is_empty(),
+            "{when}: duplicate keys in latest: {dup}"
+        );
     };
 
     let spawn = |failpoint: Option<&str>| {
@@ -292,7 +339,6 @@ fn a_load_killed_at_any_point_never_loses_or_duplicates_a_row() {
         cmd.spawn().unwrap()
     };
 
-    let mut kills = 0;
     for point in ["load:after_ledger", "load:after_commit"] {
         let mut child = spawn(Some(point));
         let stderr = child.stderr.take().unwrap();
@@ -308,37 +354,69 @@ fn a_load_killed_at_any_point_never_loses_or_duplicates_a_row() {
         }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        kills += 1;
         check(&format!("killed at {point}"));
     }
 
-    // Random moments: a simple LCG seeded by the clock, the seed printed for reproduction.
+    // Random moments within a load's duration, with a new file landed before each round so there
+    // is always work in flight. A simple LCG seeded by the clock; the seed is printed.
     let mut seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64;
-    eprintln!("kill delays seed {seed}");
-    for _ in 0..8 {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let delay = 50 + (seed >> 33) % 1500;
+    eprintln!("kill delays seed {seed}, uninterrupted load {load_ms} ms");
+    let months: Vec<&String> = rows_of_file.keys().collect();
+    let mut interrupted = 0;
+    let rounds = 8;
+    for round in 0..rounds {
+        let month = months[round % months.len()];
+        std::fs::copy(
+            project.join("raw").join(month),
+            project
+                .join("raw")
+                .join(format!("{month}__copy{round}.csv")),
+        )
+        .unwrap();
+        let o = affluent(&project, &["ingest", "footfall", "--no-load"]);
+        assert!(o.status.success(), "{}", text(&o));
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let delay = (seed >> 33) % (load_ms + 1);
         let mut child = spawn(None);
         std::thread::sleep(std::time::Duration::from_millis(delay));
+        if child.try_wait().unwrap().is_none() {
+            interrupted += 1;
+        }
         let _ = child.kill();
         child.wait().unwrap();
-        kills += 1;
-        check(&format!("killed after {delay} ms"));
+        check(&format!("round {round}, killed after {delay} ms"));
     }
-    assert_eq!(kills, 10);
+    eprintln!("{interrupted} of {rounds} random kills interrupted a running load");
+    assert!(
+        interrupted > 0,
+        "no kill hit a running load: the test proved nothing"
+    );
 
     let o = affluent(&project, &["load"]);
     assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(rows_per_entry(&project, "raw_events"), truth_raw);
-    assert_eq!(rows_per_entry(&project, "latest"), truth_latest);
+    check("after the final load");
+    let per_entry = rows_per_entry(&project, "raw_events");
+    assert_eq!(
+        per_entry.len(),
+        3 + rounds,
+        "every entry loaded: {per_entry:?}"
+    );
     let o = affluent(&project, &["load"]);
     assert!(text(&o).contains("0 entries"), "{}", text(&o));
+    let expected: u64 = per_entry.values().sum();
     assert_eq!(
         query(&project, "SELECT count(*) AS n FROM raw_events"),
-        format!("n\n{total}\n")
+        format!("n\n{expected}\n")
+    );
+    // The copies repeat keys: the merge table still has each key once.
+    assert_eq!(
+        query(&project, "SELECT count(*) AS n FROM latest"),
+        distinct_keys
     );
 }
 
@@ -364,17 +442,43 @@ fn tables_query_transform_and_export_from_the_command_line() {
     assert!(text(&o).contains("per_agency:"), "{}", text(&o));
     let o = affluent(dir.path(), &["tables", "--format", "json"]);
     let t = text(&o);
-    assert!(t.contains("\"name\":\"per_agency\",\"kind\":\"model\""), "{t}");
-    let o = affluent(dir.path(), &["query", "--format", "json", "SELECT count(*) AS n FROM per_agency"]);
+    assert!(
+        t.contains("\"name\":\"per_agency\",\"kind\":\"model\""),
+        "{t}"
+    );
+    let o = affluent(
+        dir.path(),
+        &[
+            "query",
+            "--format",
+            "json",
+            "SELECT count(*) AS n FROM per_agency",
+        ],
+    );
     assert!(o.status.success(), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).starts_with("[{\"n\":"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).starts_with("[{\"n\":"),
+        "{}",
+        text(&o)
+    );
     let out = dir.path().join("per_agency.csv");
     let o = affluent(
         dir.path(),
-        &["export", "per_agency", "--format", "csv", "--out", out.to_str().unwrap()],
+        &[
+            "export",
+            "per_agency",
+            "--format",
+            "csv",
+            "--out",
+            out.to_str().unwrap(),
+        ],
     );
     assert!(o.status.success(), "{}", text(&o));
-    assert!(std::fs::read_to_string(&out).unwrap().starts_with("agency_name,visits\n"));
+    assert!(
+        std::fs::read_to_string(&out)
+            .unwrap()
+            .starts_with("agency_name,visits\n")
+    );
     let o = affluent(dir.path(), &["query", "DROP TABLE raw_events"]);
     assert!(!o.status.success());
     let o = affluent(dir.path(), &["landing", "replay", "footfall"]);

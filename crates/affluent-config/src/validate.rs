@@ -473,7 +473,9 @@ pub(crate) fn tables_and_models(
             {
                 reporter.error(
                     at(&["columns", column]),
-                    format!("`format` of column `{column}` needs `type = \"date\"` or `\"timestamp\"`"),
+                    format!(
+                        "`format` of column `{column}` needs `type = \"date\"` or `\"timestamp\"`"
+                    ),
                 );
             }
         }

@@ -15,11 +15,11 @@ use affluent_config::schema::{TableConfig, WriteMode};
 use affluent_landing::{Entry, Reject, write_atomic};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::prelude::SessionContext;
+use deltalake::DeltaTable;
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
-use deltalake::DeltaTable;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -93,7 +93,7 @@ impl std::fmt::Display for LoadReport {
 struct Ledger {
     load: i64,
     source: String,
-    /// The table's content is exactly these entries' rows (earlier loads no longer count).
+    /// The load rebuilt the table (replace, or a replay of all landing): earlier rows are gone.
     reset: bool,
     entries: Vec<String>,
     at: Timestamp,
@@ -159,9 +159,9 @@ impl Warehouse {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(TableError::io(&dir)(e)),
         }
-        ledgers.sort_by_key(|l| l.load);
-        let start = ledgers.iter().rposition(|l| l.reset).unwrap_or(0);
-        Ok(ledgers[start..]
+        // Every committed load counts, resets included: an entry taken once is never taken
+        // again by a pending load (a replace table must not fall back to an older run).
+        Ok(ledgers
             .iter()
             .flat_map(|l| l.entries.iter().cloned())
             .collect())
@@ -218,7 +218,11 @@ impl Warehouse {
     }
 
     /// Loads one table from landing.
-    pub async fn load_table(&self, name: &str, scope: &LoadScope) -> Result<LoadReport, TableError> {
+    pub async fn load_table(
+        &self,
+        name: &str,
+        scope: &LoadScope,
+    ) -> Result<LoadReport, TableError> {
         let Some(config) = self.project().tables.get(name).cloned() else {
             let known: Vec<String> = self.project().tables.keys().cloned().collect();
             return Err(self.unknown("table", name, &known));
@@ -337,7 +341,8 @@ impl Warehouse {
         };
         let (mut rows, rejects) = mapper.map(&config.source, name, &records, existing.as_deref());
         drop(records);
-        if write == WriteMode::Replace && config.replace_by.is_none()
+        if write == WriteMode::Replace
+            && config.replace_by.is_none()
             && let Some(last_run) = entries.last().map(|e| e.meta.run_id.clone())
         {
             let newest: HashSet<&str> = entries
@@ -350,7 +355,8 @@ impl Warehouse {
         self.quarantine_rejects(config, name, &entries, &rejects)?;
         report.quarantined += rejects.len() as u64;
         if write == WriteMode::Merge {
-            report.superseded += rows.dedupe(&config.primary_key, config.order_by.as_deref()) as u64;
+            report.superseded +=
+                rows.dedupe(&config.primary_key, config.order_by.as_deref()) as u64;
         }
         if rows.columns.is_empty() && state.table.as_ref().is_none_or(|t| t.version().is_none()) {
             // Nothing to build a schema from yet: the entries stay pending.
@@ -376,7 +382,10 @@ impl Warehouse {
             .with_application_transaction(Transaction::new(LOAD_APP_ID, n))
             .with_metadata([
                 ("affluent.load".to_string(), serde_json::json!(n)),
-                ("affluent.source".to_string(), serde_json::json!(config.source)),
+                (
+                    "affluent.source".to_string(),
+                    serde_json::json!(config.source),
+                ),
                 (
                     "affluent.entries".to_string(),
                     serde_json::json!(ledger.entries.len()),
@@ -445,54 +454,17 @@ impl Warehouse {
         let err = TableError::delta(name);
         match kind {
             WriteKind::Merge if exists => {
-                let ctx = SessionContext::new();
-                let columns: Vec<String> = batch
-                    .schema()
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().clone())
-                    .collect();
-                let source = ctx.read_batch(batch)?;
-                let on = config
-                    .primary_key
-                    .iter()
-                    .map(|k| format!("t.{q} = s.{q}", q = quote(k)))
-                    .collect::<Vec<_>>()
-                    .join(" AND ");
-                let newer = config
-                    .order_by
-                    .as_ref()
-                    .map(|o| format!("s.{q} >= t.{q} OR t.{q} IS NULL", q = quote(o)));
-                let (table, metrics) = table
-                    .merge(source, on)
-                    .with_source_alias("s")
-                    .with_target_alias("t")
-                    .with_merge_schema(true)
-                    .with_commit_properties(commit)
-                    .when_matched_update(|mut update| {
-                        if let Some(p) = newer {
-                            update = update.predicate(p);
-                        }
-                        for c in &columns {
-                            update = update.update(c.as_str(), format!("s.{}", quote(c)));
-                        }
-                        update
-                    })
-                    .map_err(TableError::delta(name))?
-                    .when_not_matched_insert(|mut insert| {
-                        for c in &columns {
-                            insert = insert.set(c.as_str(), format!("s.{}", quote(c)));
-                        }
-                        insert
-                    })
-                    .map_err(TableError::delta(name))?
-                    .await
-                    .map_err(err)?;
-                Ok((
+                let source = SessionContext::new().read_batch(batch)?;
+                let (table, inserted, updated) = merge(
                     table,
-                    Some(metrics.num_target_rows_inserted as u64),
-                    metrics.num_target_rows_updated as u64,
-                ))
+                    name,
+                    source,
+                    &config.primary_key,
+                    config.order_by.as_deref(),
+                    commit,
+                )
+                .await?;
+                Ok((table, Some(inserted), updated))
             }
             WriteKind::ReplaceWhole => {
                 let t = table
@@ -512,7 +484,11 @@ impl Warehouse {
                 } else {
                     builder
                         .with_save_mode(SaveMode::Overwrite)
-                        .with_replace_where(format!("{} IN ({})", quote(&column), values.join(", ")))
+                        .with_replace_where(format!(
+                            "{} IN ({})",
+                            quote(&column),
+                            values.join(", ")
+                        ))
                 }
                 .await
                 .map_err(err)?;
@@ -579,6 +555,67 @@ impl WriteKind {
             WriteMode::Append => WriteKind::Append,
         }
     }
+}
+
+/// Upserts `source` into `table` on `key` in one commit: every column of the source is set
+/// (new columns are added to the table); with `newer_by`, a row only overwrites a row whose
+/// value of that column is not greater. Returns the table, rows inserted and rows updated.
+pub(crate) async fn merge(
+    table: DeltaTable,
+    name: &str,
+    source: datafusion::prelude::DataFrame,
+    key: &[String],
+    newer_by: Option<&str>,
+    commit: CommitProperties,
+) -> Result<(DeltaTable, u64, u64), TableError> {
+    let columns: Vec<String> = source
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    if let Some(k) = key.iter().find(|k| !columns.contains(k)) {
+        return Err(TableError::Invalid(format!(
+            "`{name}`: key column `{k}` is not among the rows' columns ({})",
+            columns.join(", ")
+        )));
+    }
+    let on = key
+        .iter()
+        .map(|k| format!("t.{q} = s.{q}", q = quote(k)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let newer = newer_by.map(|o| format!("s.{q} >= t.{q} OR t.{q} IS NULL", q = quote(o)));
+    let (table, metrics) = table
+        .merge(source, on)
+        .with_source_alias("s")
+        .with_target_alias("t")
+        .with_merge_schema(true)
+        .with_commit_properties(commit)
+        .when_matched_update(|mut update| {
+            if let Some(p) = newer {
+                update = update.predicate(p);
+            }
+            for c in &columns {
+                update = update.update(c.as_str(), format!("s.{}", quote(c)));
+            }
+            update
+        })
+        .map_err(TableError::delta(name))?
+        .when_not_matched_insert(|mut insert| {
+            for c in &columns {
+                insert = insert.set(c.as_str(), format!("s.{}", quote(c)));
+            }
+            insert
+        })
+        .map_err(TableError::delta(name))?
+        .await
+        .map_err(TableError::delta(name))?;
+    Ok((
+        table,
+        metrics.num_target_rows_inserted as u64,
+        metrics.num_target_rows_updated as u64,
+    ))
 }
 
 /// The last load committed to a table (0: none).

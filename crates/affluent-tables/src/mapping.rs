@@ -23,9 +23,10 @@ use serde_json::Value;
 pub const ENTRY_COLUMN: &str = "_affluent_entry";
 
 /// A typed cell.
-#[derive(Debug, Clone, PartialEq, PartialOrd)]
+#[derive(Debug, Clone, Default, PartialEq, PartialOrd)]
 pub enum Cell {
     /// Missing or null.
+    #[default]
     Null,
     /// Text (also JSON text).
     Str(String),
@@ -85,6 +86,9 @@ pub fn table_type_of(data_type: &DataType) -> Option<TableType> {
         _ => return None,
     })
 }
+
+/// A record before casting: its entry's index in the batch, its location, its named values.
+type RawRow = (usize, String, Vec<(String, Value)>);
 
 #[derive(Debug, Clone)]
 struct Declared {
@@ -166,7 +170,7 @@ impl Mapper {
         existing: Option<&Schema>,
     ) -> (Rows, Vec<Reject>) {
         // 1. Each record (or exploded element) as named raw values.
-        let mut raw_rows: Vec<(usize, String, Vec<(String, Value)>)> = Vec::new();
+        let mut raw_rows: Vec<RawRow> = Vec::new();
         let mut rejects = Vec::new();
         for (entry_index, (entry_id, records)) in batches.iter().enumerate() {
             for (i, record) in records.iter().enumerate() {
@@ -293,7 +297,7 @@ impl Mapper {
         (rows, rejects)
     }
 
-    fn explode_record<'a>(&self, record: &'a Value) -> Result<Vec<Value>, String> {
+    fn explode_record(&self, record: &Value) -> Result<Vec<Value>, String> {
         let Some(path) = &self.explode else {
             return Ok(vec![record.clone()]);
         };
@@ -480,12 +484,23 @@ pub fn cast(v: &Value, kind: TableType, formats: &[String], tz: &TimeZone) -> Re
                     _ => fail("an integer"),
                 },
             },
-            Value::String(s) => s.trim().parse().map(Cell::Int).or_else(|_| fail("an integer")),
+            Value::String(s) => s
+                .trim()
+                .parse()
+                .map(Cell::Int)
+                .or_else(|_| fail("an integer")),
             _ => fail("an integer"),
         },
         TableType::Float => match v {
-            Value::Number(n) => n.as_f64().map(Cell::Float).map_or_else(|| fail("a number"), Ok),
-            Value::String(s) => s.trim().parse().map(Cell::Float).or_else(|_| fail("a number")),
+            Value::Number(n) => n
+                .as_f64()
+                .map(Cell::Float)
+                .map_or_else(|| fail("a number"), Ok),
+            Value::String(s) => s
+                .trim()
+                .parse()
+                .map(Cell::Float)
+                .or_else(|_| fail("a number")),
             _ => fail("a number"),
         },
         TableType::Bool => match v {
@@ -568,7 +583,11 @@ fn parse_timestamp(s: &str, formats: &[String], tz: &TimeZone) -> Option<Timesta
             .parse::<DateTime>()
             .ok()
             .or_else(|| DateTime::strptime("%Y-%m-%d %H:%M", s).ok())
-            .or_else(|| s.parse::<Date>().ok().map(|d| d.to_datetime(jiff::civil::Time::midnight())))?;
+            .or_else(|| {
+                s.parse::<Date>()
+                    .ok()
+                    .map(|d| d.to_datetime(jiff::civil::Time::midnight()))
+            })?;
         return tz.to_timestamp(civil).ok();
     }
     formats.iter().find_map(|f| {
@@ -617,10 +636,12 @@ impl Rows {
                 Some(&j) => {
                     let newer = match order {
                         // Arrival order: a later row wins; with `order_by`, a later row wins ties.
-                        Some(o) => !matches!(
-                            row[o].partial_cmp(&self.cells[j][o]),
-                            Some(std::cmp::Ordering::Less)
-                        ) || self.cells[j][o] == Cell::Null,
+                        Some(o) => {
+                            !matches!(
+                                row[o].partial_cmp(&self.cells[j][o]),
+                                Some(std::cmp::Ordering::Less)
+                            ) || self.cells[j][o] == Cell::Null
+                        }
                         None => true,
                     };
                     if newer {
@@ -734,12 +755,6 @@ impl Rows {
     }
 }
 
-impl Default for Cell {
-    fn default() -> Self {
-        Cell::Null
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -758,20 +773,34 @@ mod tests {
     #[test]
     fn casts_say_why_they_fail() {
         let tz = TimeZone::get("Europe/Paris").unwrap();
-        assert_eq!(cast(&json!("2020"), TableType::Int, &[], &tz), Ok(Cell::Int(2020)));
-        assert_eq!(cast(&json!(3.0), TableType::Int, &[], &tz), Ok(Cell::Int(3)));
+        assert_eq!(
+            cast(&json!("2020"), TableType::Int, &[], &tz),
+            Ok(Cell::Int(2020))
+        );
+        assert_eq!(
+            cast(&json!(3.0), TableType::Int, &[], &tz),
+            Ok(Cell::Int(3))
+        );
         assert_eq!(
             cast(&json!("abc"), TableType::Int, &[], &tz),
             Err("\"abc\" is not an integer".to_string())
         );
-        assert_eq!(cast(&json!("1970-01-02"), TableType::Date, &[], &tz), Ok(Cell::Date(1)));
+        assert_eq!(
+            cast(&json!("1970-01-02"), TableType::Date, &[], &tz),
+            Ok(Cell::Date(1))
+        );
         // Civil time in the source's zone: Paris is UTC+1 in January.
         assert_eq!(
             cast(&json!("1970-01-01T01:00"), TableType::Timestamp, &[], &tz),
             Ok(Cell::Timestamp(0))
         );
         assert_eq!(
-            cast(&json!("1970-01-01T00:00:00Z"), TableType::Timestamp, &[], &tz),
+            cast(
+                &json!("1970-01-01T00:00:00Z"),
+                TableType::Timestamp,
+                &[],
+                &tz
+            ),
             Ok(Cell::Timestamp(0))
         );
         let formats = vec!["%Y-%m-%d_%H".to_string(), "%Y-%m-%d %H:%M".to_string()];
@@ -780,12 +809,19 @@ mod tests {
             Ok(Cell::Timestamp(3_600_000_000))
         );
         assert_eq!(
-            cast(&json!("1970-01-01 02:00"), TableType::Timestamp, &formats, &tz),
+            cast(
+                &json!("1970-01-01 02:00"),
+                TableType::Timestamp,
+                &formats,
+                &tz
+            ),
             Ok(Cell::Timestamp(3_600_000_000))
         );
-        assert!(cast(&json!("soon"), TableType::Timestamp, &formats, &tz)
-            .unwrap_err()
-            .contains("matches none of the formats"));
+        assert!(
+            cast(&json!("soon"), TableType::Timestamp, &formats, &tz)
+                .unwrap_err()
+                .contains("matches none of the formats")
+        );
     }
 
     #[test]

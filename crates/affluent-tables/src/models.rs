@@ -9,9 +9,9 @@ use std::time::Instant;
 use affluent_config::schema::Materialized;
 use affluent_core::Interval;
 use datafusion::arrow::array::RecordBatch;
+use datafusion::common::ParamValues;
 use datafusion::common::ScalarValue;
 use datafusion::common::config::Dialect;
-use datafusion::common::ParamValues;
 use datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
 use deltalake::kernel::transaction::CommitProperties;
@@ -19,7 +19,7 @@ use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use serde::Serialize;
 
-use crate::load::quote;
+use crate::load::merge;
 use crate::query::{normalize_for_delta, read_only, register};
 use crate::{TableError, Warehouse, table_url};
 
@@ -210,62 +210,14 @@ impl Warehouse {
             .await
             .map_err(TableError::delta(name))?;
         let exists = table.version().is_some();
-        let commit = CommitProperties::default().with_metadata([(
-            "affluent.model".to_string(),
-            serde_json::json!(name),
-        )]);
+        let commit = CommitProperties::default()
+            .with_metadata([("affluent.model".to_string(), serde_json::json!(name))]);
         let materialized = model.materialized.unwrap_or(Materialized::Replace);
         let (table, merged) = if materialized == Materialized::Merge && exists {
             let source = ctx.read_batches(batches)?;
-            let columns: Vec<String> = source
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .collect();
-            for k in &model.primary_key {
-                if !columns.contains(k) {
-                    return Err(TableError::Invalid(format!(
-                        "model `{name}`: key column `{k}` is not in the query's result ({})",
-                        columns.join(", ")
-                    )));
-                }
-            }
-            let on = model
-                .primary_key
-                .iter()
-                .map(|k| format!("t.{q} = s.{q}", q = quote(k)))
-                .collect::<Vec<_>>()
-                .join(" AND ");
-            let (table, metrics) = table
-                .merge(source, on)
-                .with_source_alias("s")
-                .with_target_alias("t")
-                .with_merge_schema(true)
-                .with_commit_properties(commit)
-                .when_matched_update(|mut u| {
-                    for c in &columns {
-                        u = u.update(c.as_str(), format!("s.{}", quote(c)));
-                    }
-                    u
-                })
-                .map_err(TableError::delta(name))?
-                .when_not_matched_insert(|mut i| {
-                    for c in &columns {
-                        i = i.set(c.as_str(), format!("s.{}", quote(c)));
-                    }
-                    i
-                })
-                .map_err(TableError::delta(name))?
-                .await
-                .map_err(TableError::delta(name))?;
-            (
-                table,
-                Some((
-                    metrics.num_target_rows_inserted as u64,
-                    metrics.num_target_rows_updated as u64,
-                )),
-            )
+            let (table, inserted, updated) =
+                merge(table, name, source, &model.primary_key, None, commit).await?;
+            (table, Some((inserted, updated)))
         } else {
             let batches = if batches.is_empty() {
                 // An empty result still defines the table's columns.

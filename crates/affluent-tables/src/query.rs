@@ -72,7 +72,10 @@ impl Warehouse {
         let config = SessionConfig::new()
             .with_information_schema(true)
             // Strings come back as plain Utf8: what Delta writes and every reader expects.
-            .set_bool("datafusion.execution.parquet.schema_force_view_types", false);
+            .set_bool(
+                "datafusion.execution.parquet.schema_force_view_types",
+                false,
+            );
         let ctx = SessionContext::new_with_config(config);
         crate::udf::register(&ctx);
         for name in self.names() {
@@ -122,7 +125,10 @@ impl Warehouse {
                 .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
                 .map(|t| t.to_string());
             let batches = ctx
-                .sql(&format!("SELECT count(*) FROM {}", crate::load::quote(&name)))
+                .sql(&format!(
+                    "SELECT count(*) FROM {}",
+                    crate::load::quote(&name)
+                ))
                 .await
                 .map_err(TableError::sql(format!("count of `{name}`")))?
                 .collect()

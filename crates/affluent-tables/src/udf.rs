@@ -197,8 +197,14 @@ mod tests {
     #[test]
     fn closest_match_keeps_known_names_and_fixes_typos() {
         let known = ["paris_15", "lyon_centre", "marseille_vieux_port"];
-        assert_eq!(closest_match("lyon_centre", &known, 0.0), Some("lyon_centre"));
-        assert_eq!(closest_match("lyon_cnetre", &known, 0.0), Some("lyon_centre"));
+        assert_eq!(
+            closest_match("lyon_centre", &known, 0.0),
+            Some("lyon_centre")
+        );
+        assert_eq!(
+            closest_match("lyon_cnetre", &known, 0.0),
+            Some("lyon_centre")
+        );
         assert_eq!(closest_match("pariss_15", &known, 0.0), Some("paris_15"));
         assert_eq!(closest_match("zzz", &known, 0.9), None);
         assert_eq!(closest_match("x", &[], 0.0), None);

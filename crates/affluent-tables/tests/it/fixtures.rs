@@ -147,21 +147,42 @@ async fn load_all(p: &TestProject) {
 async fn every_capture_loads_with_exact_counts_and_natural_keys() {
     let p = TestProject::new(PROJECT);
     let land = |source: &str, file: &str| p.land(source, "run1", &fixture(file));
-    land("tm_events", "ticketmaster/events_US_page0_2020_zachbrown12.json");
-    land("matches", "football-data/teams_65_matches_PL-CL_2023-24_CRLLNKhoa.json");
-    land("wb_gdp", "worldbank/v2_country_bra_NY.GDP.MKTP.CD_2025-09-13_wbstats.json");
-    land("wb_gdp", "worldbank/v2_country_chn_NY.GDP.MKTP.CD_2021-09_nataliephillips.json");
+    land(
+        "tm_events",
+        "ticketmaster/events_US_page0_2020_zachbrown12.json",
+    );
+    land(
+        "matches",
+        "football-data/teams_65_matches_PL-CL_2023-24_CRLLNKhoa.json",
+    );
+    land(
+        "wb_gdp",
+        "worldbank/v2_country_bra_NY.GDP.MKTP.CD_2025-09-13_wbstats.json",
+    );
+    land(
+        "wb_gdp",
+        "worldbank/v2_country_chn_NY.GDP.MKTP.CD_2021-09_nataliephillips.json",
+    );
     land(
         "velib_availability",
         "opendatasoft/v2.1-export-list_velib-disponibilite_1471_2024-05-28_anthonybellon_prettier.json",
     );
-    land("gbfs_status", "velib-gbfs/station_status_2025-10-18_dariusbengo.json");
-    land("gbfs_info", "velib-gbfs/station_information_2025-10-18_dariusbengo.json");
+    land(
+        "gbfs_status",
+        "velib-gbfs/station_status_2025-10-18_dariusbengo.json",
+    );
+    land(
+        "gbfs_info",
+        "velib-gbfs/station_information_2025-10-18_dariusbengo.json",
+    );
     land(
         "weather",
         "weather/open-meteo_v1_forecast_multimodel_hourly168_2025-11-24_TheLuck1987.json",
     );
-    land("artists", "spotify/v1_artists_ids_2artists_2026-02_vedantr98.json");
+    land(
+        "artists",
+        "spotify/v1_artists_ids_2artists_2026-02_vedantr98.json",
+    );
     load_all(&p).await;
 
     let expected = [
@@ -192,7 +213,8 @@ async fn every_capture_loads_with_exact_counts_and_natural_keys() {
         "2023-08-11T19:00:00Z"
     );
     assert_eq!(
-        p.scalar("SELECT value FROM gdp WHERE country = 'BR' AND year = 2024").await,
+        p.scalar("SELECT value FROM gdp WHERE country = 'BR' AND year = 2024")
+            .await,
         "2179412080828.59"
     );
     assert_eq!(
@@ -200,12 +222,16 @@ async fn every_capture_loads_with_exact_counts_and_natural_keys() {
         "2"
     );
     assert_eq!(
-        p.scalar("SELECT bikes || '/' || capacity FROM velib WHERE stationcode = '16107'").await,
+        p.scalar("SELECT bikes || '/' || capacity FROM velib WHERE stationcode = '16107'")
+            .await,
         "15/35"
     );
     // Inferred: nested arrays as JSON text, camelCase as snake_case, numbers typed.
     assert_eq!(
-        p.scalar("SELECT num_bikes_available_types FROM station_status WHERE station_id = 213688169").await,
+        p.scalar(
+            "SELECT num_bikes_available_types FROM station_status WHERE station_id = 213688169"
+        )
+        .await,
         "\"[{\"\"mechanical\"\":1},{\"\"ebike\"\":4}]\""
     );
     assert_eq!(
@@ -213,27 +239,45 @@ async fn every_capture_loads_with_exact_counts_and_natural_keys() {
         "1495"
     );
     assert_eq!(
-        p.scalar("SELECT arrow_typeof(last_reported) FROM station_status LIMIT 1").await,
+        p.scalar("SELECT arrow_typeof(last_reported) FROM station_status LIMIT 1")
+            .await,
         "Int64"
     );
     // Open-Meteo's parallel arrays, one row per hour, with a field of the whole response.
     assert_eq!(
-        p.scalar("SELECT count(DISTINCT latitude) FROM weather_hourly").await,
+        p.scalar("SELECT count(DISTINCT latitude) FROM weather_hourly")
+            .await,
         "1"
     );
     assert_eq!(
-        p.scalar("SELECT followers FROM artists WHERE name = 'Kendrick Lamar'").await,
+        p.scalar("SELECT followers FROM artists WHERE name = 'Kendrick Lamar'")
+            .await,
         "34778236"
     );
 
     // Loading again takes nothing; landing the same captures again (a re-fetch) and loading
     // merges them onto the same keys: the counts do not move.
     load_all(&p).await;
-    land("tm_events", "ticketmaster/events_US_page0_2020_zachbrown12.json");
-    land("matches", "football-data/teams_65_matches_PL-CL_2023-24_CRLLNKhoa.json");
-    land("wb_gdp", "worldbank/v2_country_bra_NY.GDP.MKTP.CD_2025-09-13_wbstats.json");
-    land("gbfs_info", "velib-gbfs/station_information_2025-10-18_dariusbengo.json");
-    land("gbfs_status", "velib-gbfs/station_status_2025-10-18_dariusbengo.json");
+    land(
+        "tm_events",
+        "ticketmaster/events_US_page0_2020_zachbrown12.json",
+    );
+    land(
+        "matches",
+        "football-data/teams_65_matches_PL-CL_2023-24_CRLLNKhoa.json",
+    );
+    land(
+        "wb_gdp",
+        "worldbank/v2_country_bra_NY.GDP.MKTP.CD_2025-09-13_wbstats.json",
+    );
+    land(
+        "gbfs_info",
+        "velib-gbfs/station_information_2025-10-18_dariusbengo.json",
+    );
+    land(
+        "gbfs_status",
+        "velib-gbfs/station_status_2025-10-18_dariusbengo.json",
+    );
     load_all(&p).await;
     for (table, rows) in expected {
         assert_eq!(p.count(table).await, rows, "{table} after a second load");

@@ -34,7 +34,11 @@ async fn load(p: &TestProject) -> Vec<affluent_tables::LoadReport> {
 #[tokio::test]
 async fn new_fields_become_nullable_columns() {
     let p = TestProject::new(PROJECT);
-    p.land("readings", "r1", br#"[{"id": 1, "value": 1.5, "at": "2024-01-01T00:00:00Z"}]"#);
+    p.land(
+        "readings",
+        "r1",
+        br#"[{"id": 1, "value": 1.5, "at": "2024-01-01T00:00:00Z"}]"#,
+    );
     load(&p).await;
     p.land(
         "readings",
@@ -43,12 +47,21 @@ async fn new_fields_become_nullable_columns() {
     );
     load(&p).await;
     assert_eq!(
-        p.csv("SELECT id, value, station__name FROM readings ORDER BY id").await,
+        p.csv("SELECT id, value, station__name FROM readings ORDER BY id")
+            .await,
         "id,value,station__name\n1,1.5,\n2,2.5,Nation\n"
     );
     // An older record of the same key does not overwrite a newer one (`order_by`).
-    p.land("readings", "r3", br#"[{"id": 2, "value": 9.9, "at": "2023-12-31T00:00:00Z"}]"#);
-    p.land("readings", "r4", br#"[{"id": 1, "value": 3.0, "at": "2024-02-01T00:00:00Z"}]"#);
+    p.land(
+        "readings",
+        "r3",
+        br#"[{"id": 2, "value": 9.9, "at": "2023-12-31T00:00:00Z"}]"#,
+    );
+    p.land(
+        "readings",
+        "r4",
+        br#"[{"id": 1, "value": 3.0, "at": "2024-02-01T00:00:00Z"}]"#,
+    );
     load(&p).await;
     assert_eq!(
         p.csv("SELECT id, value FROM typed ORDER BY id").await,
@@ -72,7 +85,11 @@ async fn values_that_do_not_cast_are_quarantined_once_with_their_reason() {
     let typed = reports.iter().find(|r| r.table == "typed").unwrap();
     assert_eq!((typed.loaded, typed.quarantined), (1, 4), "{typed:?}");
     let raw = reports.iter().find(|r| r.table == "readings").unwrap();
-    assert_eq!((raw.loaded, raw.quarantined), (5, 0), "inferred: mixed values widen to text");
+    assert_eq!(
+        (raw.loaded, raw.quarantined),
+        (5, 0),
+        "inferred: mixed values widen to text"
+    );
 
     let rejects = p.warehouse.quarantine().list("readings").unwrap();
     assert_eq!(rejects.len(), 4, "{rejects:#?}");
@@ -85,8 +102,14 @@ async fn values_that_do_not_cast_are_quarantined_once_with_their_reason() {
         [
             (Some("value"), "table `typed`: \"n/a\" is not a number"),
             (Some("id"), "table `typed`: \"x\" is not an integer"),
-            (Some("at"), "table `typed`: \"yesterday\" is not a timestamp (ISO 8601)"),
-            (Some("id"), "table `typed`: primary key column `id` is missing or null"),
+            (
+                Some("at"),
+                "table `typed`: \"yesterday\" is not a timestamp (ISO 8601)"
+            ),
+            (
+                Some("id"),
+                "table `typed`: primary key column `id` is missing or null"
+            ),
         ]
     );
     assert!(rejects.iter().all(|r| r.entry_id == entry.entry_id));
@@ -94,7 +117,13 @@ async fn values_that_do_not_cast_are_quarantined_once_with_their_reason() {
 
     // A replay reads the entry again: the quarantine is rewritten, not doubled.
     p.warehouse
-        .load_source("readings", &LoadScope::Replay { from: None, to: None })
+        .load_source(
+            "readings",
+            &LoadScope::Replay {
+                from: None,
+                to: None,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(p.warehouse.quarantine().list("readings").unwrap().len(), 4);
@@ -109,8 +138,11 @@ async fn replay_rebuilds_tables_from_landing_alone() {
         p.land(
             "readings",
             &format!("r{i}"),
-            format!(r#"[{{"id": {i}, "value": {i}.5, "at": "2024-01-0{}T00:00:00Z"}}]"#, i + 1)
-                .as_bytes(),
+            format!(
+                r#"[{{"id": {i}, "value": {i}.5, "at": "2024-01-0{}T00:00:00Z"}}]"#,
+                i + 1
+            )
+            .as_bytes(),
         );
     }
     load(&p).await;
@@ -121,7 +153,13 @@ async fn replay_rebuilds_tables_from_landing_alone() {
     std::fs::remove_dir_all(p.warehouse.project().data_dir.join("state/loads")).unwrap();
     let reports = p
         .warehouse
-        .load_source("readings", &LoadScope::Replay { from: None, to: None })
+        .load_source(
+            "readings",
+            &LoadScope::Replay {
+                from: None,
+                to: None,
+            },
+        )
         .await
         .unwrap();
     assert!(reports.iter().all(|r| r.entries == 3), "{reports:?}");
@@ -131,7 +169,13 @@ async fn replay_rebuilds_tables_from_landing_alone() {
     // Replaying part of the landing replaces those entries' rows: no duplicate.
     let from = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
     p.warehouse
-        .load_source("readings", &LoadScope::Replay { from: Some(from), to: None })
+        .load_source(
+            "readings",
+            &LoadScope::Replay {
+                from: Some(from),
+                to: None,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(p.count("readings").await, 3);
@@ -139,14 +183,23 @@ async fn replay_rebuilds_tables_from_landing_alone() {
     // And the entries count as loaded: nothing is pending.
     let pending = load(&p).await;
     assert!(pending.iter().all(|r| r.entries == 0), "{pending:?}");
-    let loaded = p.warehouse.loaded_by_every_table("readings").await.unwrap().unwrap();
+    let loaded = p
+        .warehouse
+        .loaded_by_every_table("readings")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(loaded.len(), 3);
 }
 
 #[tokio::test]
 async fn queries_cannot_write_or_read_files() {
     let p = TestProject::new(PROJECT);
-    p.land("readings", "r1", br#"[{"id": 1, "value": 1.5, "at": "2024-01-01T00:00:00Z"}]"#);
+    p.land(
+        "readings",
+        "r1",
+        br#"[{"id": 1, "value": 1.5, "at": "2024-01-01T00:00:00Z"}]"#,
+    );
     load(&p).await;
     let outside = p.dir.path().join("stolen.csv");
     for sql in [
@@ -200,4 +253,65 @@ async fn exports_write_csv_and_parquet_without_the_lineage_column() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("did you mean `typed`"), "{err}");
+}
+
+#[tokio::test]
+async fn replace_tables_keep_the_newest_run_or_replace_by_value() {
+    let p = TestProject::new(
+        r#"
+[sources.snapshot]
+type = "rest"
+client.base_url = "http://127.0.0.1:9/"
+
+[tables.stations]
+source = "snapshot"
+write = "replace"
+
+[tables.per_day]
+source = "snapshot"
+write = "replace"
+replace_by = "day"
+[tables.per_day.columns]
+day = { path = "day", type = "date" }
+station = "station"
+"#,
+    );
+    let load = || async {
+        p.warehouse
+            .load_source("snapshot", &LoadScope::Pending)
+            .await
+            .unwrap()
+    };
+    p.land(
+        "snapshot",
+        "run1",
+        br#"[{"station": "a", "day": "2024-01-01"}, {"station": "b", "day": "2024-01-01"}]"#,
+    );
+    load().await;
+    // Two runs pending at once: the newest wins whole.
+    p.land(
+        "snapshot",
+        "run2",
+        br#"[{"station": "c", "day": "2024-01-02"}]"#,
+    );
+    p.land(
+        "snapshot",
+        "run3",
+        br#"[{"station": "d", "day": "2024-01-01"}, {"station": "e", "day": "2024-01-03"}]"#,
+    );
+    load().await;
+    assert_eq!(
+        p.csv("SELECT station FROM stations ORDER BY station").await,
+        "station\nd\ne\n"
+    );
+    // By value: the days present in new records are replaced, the others kept.
+    assert_eq!(
+        p.csv("SELECT day, station FROM per_day ORDER BY day, station")
+            .await,
+        "day,station\n2024-01-01,d\n2024-01-02,c\n2024-01-03,e\n"
+    );
+    // Nothing pending afterwards: older runs are never taken again.
+    let again = load().await;
+    assert!(again.iter().all(|r| r.entries == 0), "{again:?}");
+    assert_eq!(p.count("stations").await, 2);
 }

@@ -78,7 +78,10 @@ async fn sql_models_match_their_expected_rows() {
     assert!(names.len() >= 4, "{names:?}");
     let order = p.warehouse.model_order().unwrap();
     let pos = |n: &str| order.iter().position(|o| o == n).unwrap();
-    assert!(pos("clean_visits") < pos("daily") && pos("daily") < pos("a_moving"), "{order:?}");
+    assert!(
+        pos("clean_visits") < pos("daily") && pos("daily") < pos("a_moving"),
+        "{order:?}"
+    );
 
     let reports = p.warehouse.transform(&[], None).await.unwrap();
     assert_eq!(reports.len(), names.len());
@@ -97,7 +100,11 @@ async fn sql_models_match_their_expected_rows() {
     p.warehouse.transform(&[], None).await.unwrap();
     assert_eq!(p.count("daily").await, 7);
     // One model alone.
-    let one = p.warehouse.transform(&["daily".to_string()], None).await.unwrap();
+    let one = p
+        .warehouse
+        .transform(&["daily".to_string()], None)
+        .await
+        .unwrap();
     assert_eq!(one.len(), 1);
     let err = p
         .warehouse
@@ -175,18 +182,41 @@ sql = "SELECT nope FROM events"
         br#"[{"id": 1, "at": "2024-01-01T10:00:00Z", "value": 1},
              {"id": 2, "at": "2024-01-02T10:00:00Z", "value": 2}]"#,
     );
-    p.warehouse.load_source("inputs", &LoadScope::Pending).await.unwrap();
+    p.warehouse
+        .load_source("inputs", &LoadScope::Pending)
+        .await
+        .unwrap();
     let day = |d: &str| {
         let start: jiff::Timestamp = format!("{d}T00:00:00Z").parse().unwrap();
         affluent_core::Interval::new(start, start + jiff::SignedDuration::from_hours(24)).unwrap()
     };
     let recent = ["recent".to_string()];
-    p.warehouse.transform(&recent, Some(day("2024-01-01"))).await.unwrap();
-    assert_eq!(p.csv("SELECT * FROM recent ORDER BY id").await, "id,v\n1,10\n");
-    p.warehouse.transform(&recent, Some(day("2024-01-02"))).await.unwrap();
-    assert_eq!(p.csv("SELECT * FROM recent ORDER BY id").await, "id,v\n1,10\n2,20\n");
-    let r = p.warehouse.transform(&recent, Some(day("2024-01-02"))).await.unwrap();
-    assert_eq!(r[0].merged, Some((0, 1)), "the same interval again updates, never duplicates");
+    p.warehouse
+        .transform(&recent, Some(day("2024-01-01")))
+        .await
+        .unwrap();
+    assert_eq!(
+        p.csv("SELECT * FROM recent ORDER BY id").await,
+        "id,v\n1,10\n"
+    );
+    p.warehouse
+        .transform(&recent, Some(day("2024-01-02")))
+        .await
+        .unwrap();
+    assert_eq!(
+        p.csv("SELECT * FROM recent ORDER BY id").await,
+        "id,v\n1,10\n2,20\n"
+    );
+    let r = p
+        .warehouse
+        .transform(&recent, Some(day("2024-01-02")))
+        .await
+        .unwrap();
+    assert_eq!(
+        r[0].merged,
+        Some((0, 1)),
+        "the same interval again updates, never duplicates"
+    );
     assert_eq!(p.count("recent").await, 2);
 
     let err = p
