@@ -485,3 +485,38 @@ fn tables_query_transform_and_export_from_the_command_line() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("raw_events: 3 entries"), "{}", text(&o));
 }
+
+/// Retention removes only what every table of the source has loaded, and a full replay refuses
+/// to drop the rows of entries that retention removed.
+#[test]
+fn prune_removes_entries_loaded_by_every_table_and_replay_protects_their_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("raw")).unwrap();
+    std::fs::write(dir.path().join("raw/a.csv"), "id,n\n1,2\n2,3\n").unwrap();
+    std::fs::write(
+        dir.path().join("affluent.toml"),
+        "[sources.raw]\ntype = \"csv\"\npath = \"raw/*.csv\"\n\n[tables.all_rows]\nsource = \"raw\"\n\n[tables.by_id]\nsource = \"raw\"\nwrite = \"merge\"\nprimary_key = [\"id\"]\n",
+    )
+    .unwrap();
+    let o = affluent(dir.path(), &["ingest", "raw", "--no-load"]);
+    assert!(o.status.success(), "{}", text(&o));
+    // Landed, not loaded: kept whatever its age.
+    let o = affluent(dir.path(), &["landing", "prune", "--older-than", "0s"]);
+    assert!(text(&o).contains("removed 0 entries"), "{}", text(&o));
+    assert!(text(&o).contains("kept 1 not yet loaded"), "{}", text(&o));
+    let o = affluent(dir.path(), &["load"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = affluent(dir.path(), &["landing", "prune", "--older-than", "0s"]);
+    assert!(text(&o).contains("removed 1 entries"), "{}", text(&o));
+    let o = affluent(dir.path(), &["landing", "replay", "raw"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("no longer in landing (removed by retention)"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        query(dir.path(), "SELECT count(*) AS n FROM all_rows"),
+        "n\n2\n"
+    );
+}

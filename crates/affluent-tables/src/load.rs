@@ -235,9 +235,27 @@ impl Warehouse {
             None => 0,
         };
         let loaded = self.ledger_entries(name, committed)?;
-        let all: Vec<Entry> = self
-            .landing()
-            .list(&config.source)?
+        let listed = self.landing().list(&config.source)?;
+        if matches!(
+            scope,
+            LoadScope::Replay {
+                from: None,
+                to: None
+            }
+        ) {
+            let present: HashSet<&str> = listed.iter().map(|e| e.meta.entry_id.as_str()).collect();
+            let gone = loaded
+                .iter()
+                .filter(|e| !present.contains(e.as_str()))
+                .count();
+            if gone > 0 {
+                return Err(TableError::Invalid(format!(
+                    "table `{name}`: {gone} loaded landing entries of `{}` are no longer in landing (removed by retention); rebuilding the whole table would drop their rows. Replay a window instead (--from/--to)",
+                    config.source
+                )));
+            }
+        }
+        let all: Vec<Entry> = listed
             .into_iter()
             .filter(|e| e.rejected.is_none())
             .collect();
