@@ -520,3 +520,41 @@ fn prune_removes_entries_loaded_by_every_table_and_replay_protects_their_rows() 
         "n\n2\n"
     );
 }
+
+/// Two processes loading the same tables at once: one waits for the other, nothing is loaded
+/// twice.
+#[test]
+fn concurrent_loads_do_not_duplicate_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    footfall_project(dir.path());
+    let o = affluent(dir.path(), &["ingest", "footfall", "--no-load"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_affluent"))
+            .arg("--project")
+            .arg(dir.path())
+            .arg("load")
+            .env("AFFLUENT_LOAD_COMMIT_RECORDS", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(
+        a.status.success() && b.status.success(),
+        "{}{}",
+        text(&a),
+        text(&b)
+    );
+    let per_entry = rows_per_entry(dir.path(), "raw_events");
+    assert_eq!(per_entry.len(), 3);
+    let mut counts: Vec<u64> = per_entry.values().copied().collect();
+    counts.sort_unstable();
+    assert_eq!(
+        counts,
+        [14616, 15624, 15624],
+        "each file's rows exactly once"
+    );
+}

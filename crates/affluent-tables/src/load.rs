@@ -128,6 +128,28 @@ impl Warehouse {
             .join(table)
     }
 
+    /// Holds an exclusive lock on `state/loads/NAME.lock` until dropped; waits for another
+    /// process loading or writing the same table.
+    pub(crate) fn lock_table(&self, name: &str) -> Result<std::fs::File, TableError> {
+        let dir = self.project().data_dir.join("state").join("loads");
+        std::fs::create_dir_all(&dir).map_err(TableError::io(&dir))?;
+        let path = dir.join(format!("{name}.lock"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(TableError::io(&path))?;
+        if file.try_lock().is_err() {
+            tracing::info!(
+                table = name,
+                "waiting for another process writing the table"
+            );
+            file.lock().map_err(TableError::io(&path))?;
+        }
+        Ok(file)
+    }
+
     /// The entries the committed loads of a table took.
     pub async fn loaded_entries(&self, table: &str) -> Result<HashSet<String>, TableError> {
         let committed = match self.open(table).await? {
@@ -229,6 +251,9 @@ impl Warehouse {
         };
         let mapper = Mapper::new(&config, self.project().source_timezone(&config.source))
             .map_err(TableError::Invalid)?;
+        // One load of a table at a time, across processes: the lock is released when the file
+        // is closed, including by a crash.
+        let _lock = self.lock_table(name)?;
         let table = self.open(name).await?;
         let committed = match &table {
             Some(t) => committed_load(t, name).await?,

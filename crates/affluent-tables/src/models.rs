@@ -174,6 +174,7 @@ impl Warehouse {
             let known: Vec<String> = self.project().models.keys().cloned().collect();
             return Err(self.unknown("model", name, &known));
         };
+        let _lock = self.lock_table(name)?;
         let sql = self.model_sql(name)?;
         let context = format!("model `{name}`");
         let mut df = ctx
