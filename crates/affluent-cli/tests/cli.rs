@@ -558,3 +558,59 @@ fn concurrent_loads_do_not_duplicate_rows() {
         "each file's rows exactly once"
     );
 }
+
+/// Seed 004's transform: importing the real raw exports of `shared/fixtures/footfall/raw` gives
+/// exactly the rows of the independent DuckDB reference (`shared/bench/footfall_duckdb.py`),
+/// every column equal (numbers compared as numbers).
+#[test]
+fn footfall_daily_equals_the_reference_implementation() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/footfall-csv");
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["affluent.toml", "agencies.csv"] {
+        std::fs::copy(example.join(file), dir.path().join(file)).unwrap();
+    }
+    copy_dir(&example.join("models"), &dir.path().join("models"));
+    let raw = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/footfall/raw");
+    let run = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_affluent"))
+            .arg("--project")
+            .arg(dir.path())
+            .args(args)
+            .env("FOOTFALL_RAW_DIR", &raw)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    run(&["ingest", "agencies"]);
+    let landed = run(&["ingest", "footfall_raw"]);
+    assert!(landed.contains("6 landed"), "{landed}");
+    run(&["transform", "footfall_daily"]);
+    let ours = run(&[
+        "query",
+        "--format",
+        "csv",
+        "SELECT * FROM footfall_daily ORDER BY agency_name, counter_id, date",
+    ]);
+    let expected = std::fs::read_to_string(example.join("expected/footfall_daily.csv")).unwrap();
+    let cells = |text: &str| -> Vec<Vec<String>> {
+        text.lines()
+            .map(|l| l.split(',').map(str::to_string).collect())
+            .collect()
+    };
+    let (ours, expected) = (cells(&ours), cells(&expected));
+    assert_eq!(ours[0], expected[0], "columns");
+    assert_eq!(ours.len(), 2_792, "2,791 rows and a header");
+    assert_eq!(ours.len(), expected.len());
+    for (i, (a, b)) in ours.iter().zip(&expected).enumerate().skip(1) {
+        let same = a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(x, y)| match (x.parse::<f64>(), y.parse::<f64>()) {
+                    (Ok(x), Ok(y)) => x == y,
+                    _ => x == y,
+                });
+        assert!(same, "row {i}: affluent {a:?} != reference {b:?}");
+    }
+}
