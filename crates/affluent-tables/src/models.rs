@@ -199,6 +199,7 @@ impl Warehouse {
                 .with_param_values(params)
                 .map_err(TableError::sql(context.clone()))?;
         }
+        let result_schema = df.schema().inner().clone();
         let batches: Vec<RecordBatch> = df
             .collect()
             .await
@@ -222,15 +223,7 @@ impl Warehouse {
         } else {
             let batches = if batches.is_empty() {
                 // An empty result still defines the table's columns.
-                let schema = normalize_for_delta(&RecordBatch::new_empty(
-                    ctx.sql_with_options(&sql, read_only())
-                        .await
-                        .map_err(TableError::sql(context.clone()))?
-                        .schema()
-                        .inner()
-                        .clone(),
-                ))?;
-                vec![schema]
+                vec![normalize_for_delta(&RecordBatch::new_empty(result_schema))?]
             } else {
                 batches
             };

@@ -93,7 +93,14 @@ impl Warehouse {
             .sql_with_options(sql, read_only())
             .await
             .map_err(TableError::sql("query"))?;
-        df.collect().await.map_err(TableError::sql("query"))
+        let schema = df.schema().inner().clone();
+        let batches = df.collect().await.map_err(TableError::sql("query"))?;
+        // No rows still has columns: CSV gets its header, a table its column names.
+        Ok(if batches.is_empty() {
+            vec![RecordBatch::new_empty(schema)]
+        } else {
+            batches
+        })
     }
 
     /// Every table and model with its size and last commit.

@@ -1,0 +1,1 @@
+SELECT agency, count AS visits FROM visits WHERE count > 1000000
