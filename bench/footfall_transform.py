@@ -56,4 +56,5 @@ for name, fn in [("affluent", affluent),
     results[name] = statistics.median(times)
     print(f"{name:9} median {results[name]:.3f} s over {runs} runs: " + ", ".join(f"{t:.3f}" for t in times))
 for name in ("duckdb", "spark"):
-    print(f"affluent vs {name}: {results[name] / results['affluent']:.2f}x faster")
+    ratio = results[name] / results["affluent"]
+    print(f"{name} time / affluent time: {ratio:.2f} ({'affluent' if ratio > 1 else name} faster)")
