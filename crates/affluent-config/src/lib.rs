@@ -50,6 +50,12 @@ pub struct Project {
     pub tables: BTreeMap<String, schema::TableConfig>,
     /// SQL models by name.
     pub models: BTreeMap<String, schema::ModelConfig>,
+    /// The scheduler's state store (`state_url`); `None` is SQLite under `data_dir`.
+    pub state_url: Option<String>,
+    /// `[scheduler]`.
+    pub scheduler: schema::SchedulerConfig,
+    /// `[notify]`.
+    pub notify: Option<schema::NotifyConfig>,
     /// Knows every secret of the project; share it with whatever writes text out.
     pub redactor: Arc<Redactor>,
     /// Problems that do not stop the project (a secret written in clear, ...).
@@ -66,6 +72,40 @@ impl Project {
         own.and_then(|name| TimeZone::get(name).ok())
             .unwrap_or_else(|| self.timezone.clone())
     }
+}
+
+/// Parses a `start_date`: a date (local midnight in `tz`), a local date-time, an RFC 3339
+/// instant, or a duration before `now` (`"-8w"`).
+pub fn parse_start(
+    text: &str,
+    tz: &TimeZone,
+    now: jiff::Timestamp,
+) -> Result<jiff::Timestamp, String> {
+    let text = text.trim();
+    if let Some(ago) = text.strip_prefix('-') {
+        let d = affluent_core::parse_duration(ago)?;
+        let d = jiff::SignedDuration::try_from(d).map_err(|e| e.to_string())?;
+        return now.checked_sub(d).map_err(|e| e.to_string());
+    }
+    if let Ok(t) = text.parse::<jiff::Timestamp>() {
+        return Ok(t);
+    }
+    if let Ok(dt) = text.parse::<jiff::civil::DateTime>() {
+        return dt
+            .to_zoned(tz.clone())
+            .map(|z| z.timestamp())
+            .map_err(|e| e.to_string());
+    }
+    if let Ok(d) = text.parse::<jiff::civil::Date>() {
+        return d
+            .to_zoned(tz.clone())
+            .and_then(|z| z.start_of_day())
+            .map(|z| z.timestamp())
+            .map_err(|e| e.to_string());
+    }
+    Err(format!(
+        "invalid start_date {text:?}: use a date (\"2024-01-01\"), a date-time (\"2024-01-01T08:00\"), an RFC 3339 instant, or a duration before now (\"-8w\")"
+    ))
 }
 
 /// Why a project could not be loaded.
@@ -208,6 +248,8 @@ pub fn load_str(
             }
         });
 
+    validate::scheduler_settings(&mut reporter, &settings, &root_for_spans);
+
     if !reporter.diagnostics.is_empty() {
         return Err(LoadError::Invalid(ConfigErrors(reporter.diagnostics)));
     }
@@ -230,6 +272,9 @@ pub fn load_str(
         sources,
         tables: settings.tables,
         models: settings.models,
+        state_url: settings.state_url,
+        scheduler: settings.scheduler,
+        notify: settings.notify,
         redactor,
         warnings: reporter.warnings,
     })
@@ -252,7 +297,7 @@ fn read_source(
             .map(|c| SourceConfig::Rest(Box::new(c))),
         Some((_, DeValue::String(s))) if s == "csv" => reporter
             .deserialize_all::<CsvSourceConfig>(table, &context)
-            .map(SourceConfig::Csv),
+            .map(|c| SourceConfig::Csv(Box::new(c))),
         Some((span, DeValue::String(s))) => {
             let known: Vec<String> = schema::SOURCE_TYPES.iter().map(|s| s.to_string()).collect();
             let hint = diagnostics::closest(&s, &known)

@@ -27,6 +27,77 @@ pub struct ProjectSettings {
     /// SQL models materialized as Delta tables: `[models.NAME]`.
     #[serde(default)]
     pub models: BTreeMap<String, ModelConfig>,
+    /// Where the scheduler keeps coverage and run history: `sqlite:///path.db` or
+    /// `postgres://user@host/db` (default: SQLite in `DATA_DIR/state/affluent.db`).
+    pub state_url: Option<String>,
+    /// How `affluent run` schedules.
+    #[serde(default)]
+    pub scheduler: SchedulerConfig,
+    /// Notifications of failed and recovered runs.
+    pub notify: Option<NotifyConfig>,
+}
+
+/// `[scheduler]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// Catch-up, retry and backfill runs in flight at once over every source (default 4); live
+    /// runs are not counted.
+    pub concurrency: Option<usize>,
+    /// How long a claimed interval stays claimed without renewal (default `"60s"`).
+    pub lease: Option<String>,
+    /// First retry delay of a failed interval, doubled each attempt (default `"30s"`).
+    pub retry_initial: Option<String>,
+    /// Longest retry delay (default `"1h"`).
+    pub retry_max: Option<String>,
+    /// On SIGINT/SIGTERM, how long runs in flight may take to finish (default `"30s"`).
+    pub shutdown_grace: Option<String>,
+}
+
+/// `[notify]`: where to say that a run failed or recovered.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// Which events: `failure`, `recovery`, `success` (default failure and recovery).
+    #[serde(default)]
+    pub on: Vec<NotifyOn>,
+    /// POST a JSON document to this URL.
+    pub webhook: Option<WebhookConfig>,
+    /// Send an email over SMTP.
+    pub email: Option<EmailConfig>,
+}
+
+/// An event worth a notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyOn {
+    Failure,
+    Recovery,
+    Success,
+}
+
+/// `[notify.webhook]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// The URL that receives the JSON POST.
+    pub url: String,
+    /// Extra headers (`Authorization = "Bearer ${HOOK_TOKEN}"`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// `[notify.email]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    /// `smtp://host:port`, `smtps://user:pass@host` (implicit TLS) or
+    /// `smtp://user:pass@host:587?tls=required` (STARTTLS).
+    pub smtp_url: String,
+    /// The sender address.
+    pub from: String,
+    /// The recipients.
+    pub to: Vec<String>,
 }
 
 /// `[tables.NAME]`: a Delta table fed by one source's records.
@@ -180,6 +251,37 @@ pub struct LandingConfig {
     pub retention: Option<String>,
 }
 
+/// The scheduling keys of a source, whatever its type.
+#[derive(Debug, Clone, Copy)]
+pub struct Scheduling<'a> {
+    pub schedule: Option<&'a str>,
+    pub every: Option<&'a str>,
+    pub start_date: Option<&'a str>,
+    pub catchup: bool,
+    pub max_active: usize,
+}
+
+impl SourceConfig {
+    /// When the source runs.
+    pub fn scheduling(&self) -> Scheduling<'_> {
+        macro_rules! of {
+            ($c:expr) => {
+                Scheduling {
+                    schedule: $c.schedule.as_deref(),
+                    every: $c.every.as_deref(),
+                    start_date: $c.start_date.as_deref(),
+                    catchup: $c.catchup.unwrap_or(true),
+                    max_active: $c.max_active.unwrap_or(1).max(1),
+                }
+            };
+        }
+        match self {
+            Self::Rest(r) => of!(r),
+            Self::Csv(c) => of!(c),
+        }
+    }
+}
+
 /// The kinds of source, by their `type` key.
 pub const SOURCE_TYPES: &[&str] = &["rest", "csv"];
 
@@ -189,7 +291,7 @@ pub enum SourceConfig {
     /// `type = "rest"`.
     Rest(Box<RestSourceConfig>),
     /// `type = "csv"`.
-    Csv(CsvSourceConfig),
+    Csv(Box<CsvSourceConfig>),
 }
 
 /// A declarative REST source (`type = "rest"`).
@@ -201,6 +303,22 @@ pub struct RestSourceConfig {
     pub kind: String,
     /// Time zone of this source's intervals and templates, if not the project's.
     pub timezone: Option<String>,
+    /// When the source runs: a cron expression (`"0 * * * *"`; 6 fields for seconds) in the
+    /// source's time zone. Each run covers the data interval since the previous fire time.
+    pub schedule: Option<String>,
+    /// When the source runs, as a period instead of a cron (`"15m"`, `"1h"`, `"1d"`): whole days
+    /// are calendar days in the time zone, shorter periods count from `start_date`.
+    pub every: Option<String>,
+    /// The first data interval to cover: a date (`"2024-01-01"`, local midnight), a local or
+    /// RFC 3339 instant, or a duration before now (`"-8w"`). With `catchup`, every interval since
+    /// is covered.
+    pub start_date: Option<String>,
+    /// Fill every hole since `start_date`, after downtime too (default true); `false` runs only
+    /// the latest interval.
+    pub catchup: Option<bool>,
+    /// Catch-up or backfill intervals of this source in flight at once (default 1); the live
+    /// interval always starts on time on top of these.
+    pub max_active: Option<usize>,
     /// Length of the default data interval when `ingest` is given no `--from/--to`: the last
     /// complete period (default `"1d"`).
     pub interval: Option<String>,
@@ -507,6 +625,22 @@ pub struct CsvSourceConfig {
     pub kind: String,
     /// Glob of files, relative to the project directory (`data/raw/*.csv`).
     pub path: String,
+    /// When the source runs: a cron expression (`"0 * * * *"`; 6 fields for seconds) in the
+    /// source's time zone. Each run covers the data interval since the previous fire time.
+    pub schedule: Option<String>,
+    /// When the source runs, as a period instead of a cron (`"15m"`, `"1h"`, `"1d"`): whole days
+    /// are calendar days in the time zone, shorter periods count from `start_date`.
+    pub every: Option<String>,
+    /// The first data interval to cover: a date (`"2024-01-01"`, local midnight), a local or
+    /// RFC 3339 instant, or a duration before now (`"-8w"`). With `catchup`, every interval since
+    /// is covered.
+    pub start_date: Option<String>,
+    /// Fill every hole since `start_date`, after downtime too (default true); `false` runs only
+    /// the latest interval.
+    pub catchup: Option<bool>,
+    /// Catch-up or backfill intervals of this source in flight at once (default 1); the live
+    /// interval always starts on time on top of these.
+    pub max_active: Option<usize>,
     /// Field delimiter (default `,`).
     pub delimiter: Option<String>,
     /// Quote character (default `"`).

@@ -93,6 +93,7 @@ pub(crate) fn sources(
             continue;
         };
         let at = |path: &[&str]| span_in(table, path);
+        scheduling(reporter, source, &at);
         match source {
             SourceConfig::Rest(rest) => rest_source(reporter, name, rest, sources, &at, redactor),
             SourceConfig::Csv(csv) => csv_source(reporter, name, csv, &at),
@@ -119,6 +120,51 @@ pub(crate) fn sources(
             }
             current = parent;
         }
+    }
+}
+
+fn scheduling(
+    reporter: &mut Reporter<'_>,
+    source: &SourceConfig,
+    at: &dyn Fn(&[&str]) -> Option<Range<usize>>,
+) {
+    let s = source.scheduling();
+    if let Some(cron) = s.schedule {
+        if s.every.is_some() {
+            reporter.error(
+                at(&["every"]),
+                "give either `schedule` (a cron) or `every` (a period), not both",
+            );
+        }
+        if let Err(e) = <croner::Cron as std::str::FromStr>::from_str(cron) {
+            reporter.error(
+                at(&["schedule"]),
+                format!("invalid cron expression {cron:?}: {e} (five fields: minute hour day-of-month month day-of-week, e.g. \"0 * * * *\")"),
+            );
+        }
+    }
+    if let Some(every) = s.every
+        && let Err(e) = parse_duration(every)
+    {
+        reporter.error(at(&["every"]), e);
+    }
+    if let Some(start) = s.start_date {
+        if s.schedule.is_none() && s.every.is_none() {
+            reporter.error(
+                at(&["start_date"]),
+                "`start_date` needs `schedule` or `every`",
+            );
+        }
+        if let Err(e) = crate::parse_start(start, &TimeZone::UTC, jiff::Timestamp::UNIX_EPOCH) {
+            reporter.error(at(&["start_date"]), e);
+        }
+    }
+    let max_active = match source {
+        SourceConfig::Rest(r) => r.max_active,
+        SourceConfig::Csv(c) => c.max_active,
+    };
+    if max_active == Some(0) {
+        reporter.error(at(&["max_active"]), "`max_active` must be at least 1");
     }
 }
 
@@ -531,5 +577,81 @@ fn check_name(reporter: &mut Reporter<'_>, what: &str, name: &str, span: Option<
             span,
             format!("invalid {what} name `{name}`: use lowercase letters, digits and `_` (it is a SQL name)"),
         );
+    }
+}
+
+pub(crate) fn scheduler_settings(
+    reporter: &mut Reporter<'_>,
+    settings: &crate::schema::ProjectSettings,
+    root: &Spanned<DeTable<'_>>,
+) {
+    let s = &settings.scheduler;
+    for (key, value) in [
+        ("lease", &s.lease),
+        ("retry_initial", &s.retry_initial),
+        ("retry_max", &s.retry_max),
+        ("shutdown_grace", &s.shutdown_grace),
+    ] {
+        if let Some(v) = value
+            && let Err(e) = parse_duration(v)
+        {
+            reporter.error(span_in(root, &["scheduler", key]), e);
+        }
+    }
+    if s.concurrency == Some(0) {
+        reporter.error(
+            span_in(root, &["scheduler", "concurrency"]),
+            "`concurrency` must be at least 1",
+        );
+    }
+    if let Some(url) = &settings.state_url
+        && !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+    {
+        reporter.error(
+            span_in(root, &["state_url"]),
+            "state_url must start with sqlite:// (a file) or postgres:// (a server)",
+        );
+    }
+    if let Some(notify) = &settings.notify {
+        if let Some(hook) = &notify.webhook
+            && !matches!(
+                url::Url::parse(&hook.url)
+                    .map(|u| u.scheme().to_string())
+                    .as_deref(),
+                Ok("http" | "https")
+            )
+        {
+            reporter.error(
+                span_in(root, &["notify", "webhook", "url"]),
+                "the webhook url must be an http(s) URL",
+            );
+        }
+        if let Some(email) = &notify.email {
+            if !matches!(
+                url::Url::parse(&email.smtp_url)
+                    .map(|u| u.scheme().to_string())
+                    .as_deref(),
+                Ok("smtp" | "smtps")
+            ) {
+                reporter.error(
+                    span_in(root, &["notify", "email", "smtp_url"]),
+                    "smtp_url must look like smtp://host:25 or smtps://user:pass@host",
+                );
+            }
+            if email.to.is_empty() {
+                reporter.error(
+                    span_in(root, &["notify", "email", "to"]),
+                    "`to` needs at least one address",
+                );
+            }
+        }
+        if notify.webhook.is_none() && notify.email.is_none() {
+            reporter.error(
+                span_in(root, &["notify"]),
+                "[notify] needs a `webhook` or an `email` table",
+            );
+        }
     }
 }

@@ -241,6 +241,11 @@ mod tests {
         CsvSourceConfig {
             kind: "csv".into(),
             path: "*.csv".into(),
+            schedule: None,
+            every: None,
+            start_date: None,
+            catchup: None,
+            max_active: None,
             delimiter: None,
             quote: None,
             encoding: None,

@@ -1,0 +1,328 @@
+//! `affluent backfill`: run a task (and the models downstream of it) over a range of intervals,
+//! with the same claims as `affluent run`, so both can run at once. An interrupted backfill
+//! resumes where it stopped: the request is recorded, and asking again continues it instead of
+//! resetting what it already redid.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use affluent_core::Interval;
+use jiff::Timestamp;
+use sha2::{Digest, Sha256};
+
+use crate::store::IntervalState;
+use crate::{Executor, Job, Options, SchedulerError, Store, TaskSpec, Trigger, add};
+
+/// Which already-run intervals run again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reprocess {
+    /// Only intervals never run (or still pending).
+    None,
+    /// Also failed ones.
+    Failed,
+    /// Every interval of the range.
+    All,
+}
+
+impl Reprocess {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Failed => "failed",
+            Self::All => "all",
+        }
+    }
+}
+
+/// What a backfill will do.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The task asked for.
+    pub task: String,
+    /// Every interval of the range, with its current state (`None`: never scheduled).
+    pub intervals: Vec<(Interval, Option<IntervalState>)>,
+    /// Those that will run, in order.
+    pub to_run: Vec<Interval>,
+    /// Whether an unfinished identical backfill is resumed.
+    pub resumed: bool,
+    /// The recorded request (task, range, reprocess).
+    pub request: String,
+}
+
+/// Progress of a running backfill.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub task: String,
+    pub done: usize,
+    pub failed: usize,
+    pub total: usize,
+    pub last: Option<(Interval, Result<(), String>)>,
+}
+
+/// How a backfill ended.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub succeeded: usize,
+    /// Intervals that still failed after every attempt, with the last error.
+    pub failed: Vec<(String, Interval, String)>,
+    /// Intervals another process was running (left to it).
+    pub skipped: Vec<(String, Interval)>,
+}
+
+fn request_id(task: &str, from: Timestamp, to: Timestamp, reprocess: Reprocess) -> String {
+    let digest = Sha256::digest(format!(
+        "{task}|{}|{}|{}",
+        from.as_millisecond(),
+        to.as_millisecond(),
+        reprocess.as_str()
+    ));
+    digest[..12].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What `backfill` would run; with `dry_run = false` the request is recorded and the intervals
+/// set to run.
+pub async fn plan(
+    store: &Store,
+    task: &TaskSpec,
+    from: Timestamp,
+    to: Timestamp,
+    reprocess: Reprocess,
+    newest_first: bool,
+    dry_run: bool,
+) -> Result<Plan, SchedulerError> {
+    let Some(schedule) = &task.schedule else {
+        return Err(SchedulerError::Invalid(format!(
+            "{} has no schedule to cut {from}..{to} into intervals",
+            task.name
+        )));
+    };
+    let range = schedule.intervals(from, to);
+    if range.is_empty() {
+        return Err(SchedulerError::Invalid(format!(
+            "no complete interval of {} ({}) lies within {from}..{to}",
+            task.name,
+            schedule.text()
+        )));
+    }
+    let known: HashMap<Timestamp, IntervalState> = store
+        .intervals(&task.name, from, to)
+        .await?
+        .into_iter()
+        .map(|r| (r.interval.start, r.state))
+        .collect();
+    let id = request_id(&task.name, from, to, reprocess);
+    let resumed = store.backfill_open(&id).await?;
+    let runs = |state: Option<IntervalState>| -> bool {
+        if resumed {
+            return state != Some(IntervalState::Done);
+        }
+        match reprocess {
+            Reprocess::None => matches!(state, None | Some(IntervalState::Pending)),
+            Reprocess::Failed => state != Some(IntervalState::Done),
+            Reprocess::All => true,
+        }
+    };
+    let intervals: Vec<(Interval, Option<IntervalState>)> = range
+        .iter()
+        .map(|i| (*i, known.get(&i.start).copied()))
+        .collect();
+    let mut to_run: Vec<Interval> = intervals
+        .iter()
+        .filter(|(_, s)| runs(*s))
+        .map(|(i, _)| *i)
+        .collect();
+    if newest_first {
+        to_run.reverse();
+    }
+    if !dry_run {
+        if !resumed {
+            store
+                .backfill_record(&id, &task.name, from, to, reprocess.as_str())
+                .await?;
+            let states: &[IntervalState] = match reprocess {
+                Reprocess::None => &[],
+                Reprocess::Failed => &[IntervalState::Failed, IntervalState::Landed],
+                Reprocess::All => &[
+                    IntervalState::Failed,
+                    IntervalState::Landed,
+                    IntervalState::Done,
+                ],
+            };
+            store.reset(&task.name, &to_run, states).await?;
+        } else {
+            store.ensure(&task.name, &to_run).await?;
+        }
+    }
+    Ok(Plan {
+        task: task.name.clone(),
+        intervals,
+        to_run,
+        resumed,
+        request: id,
+    })
+}
+
+/// Runs a plan, then the pending intervals of the downstream tasks in the same range. Each
+/// interval gets `attempts` tries.
+#[allow(clippy::too_many_arguments)]
+pub async fn run<E: Executor>(
+    store: &Store,
+    tasks: &[TaskSpec],
+    executor: Arc<E>,
+    options: &Options,
+    plan: &Plan,
+    from: Timestamp,
+    to: Timestamp,
+    attempts: u32,
+    mut progress: impl FnMut(&Progress),
+) -> Result<Outcome, SchedulerError> {
+    crate::reap_dead_owners(store).await?;
+    let heartbeat = crate::heartbeat(store.clone(), options.worker.clone(), options.lease);
+    let mut outcome = Outcome::default();
+    let result = async {
+        let Some(root) = tasks.iter().find(|t| t.name == plan.task) else {
+            return Err(SchedulerError::Invalid(format!(
+                "unknown task {}",
+                plan.task
+            )));
+        };
+        // The task asked for, then the models downstream, in order: theirs are the intervals
+        // the runs before set pending.
+        let mut queue: Vec<(&TaskSpec, Vec<Interval>)> = vec![(root, plan.to_run.clone())];
+        let mut next: Vec<String> = root.downstream.clone();
+        let mut seen = std::collections::HashSet::new();
+        while !queue.is_empty() {
+            for (task, intervals) in std::mem::take(&mut queue) {
+                let mut state = Progress {
+                    task: task.name.clone(),
+                    done: 0,
+                    failed: 0,
+                    total: intervals.len(),
+                    last: None,
+                };
+                if !intervals.is_empty() {
+                    progress(&state);
+                }
+                for interval in intervals {
+                    let r = run_one(
+                        store,
+                        tasks,
+                        &executor,
+                        options,
+                        task,
+                        interval,
+                        attempts,
+                        &mut outcome,
+                    )
+                    .await?;
+                    match &r {
+                        Ok(()) => state.done += 1,
+                        Err(_) => state.failed += 1,
+                    }
+                    state.last = Some((interval, r));
+                    progress(&state);
+                }
+            }
+            for name in std::mem::take(&mut next) {
+                let Some(task) = tasks.iter().find(|t| t.name == name) else {
+                    continue;
+                };
+                if !seen.insert(name) {
+                    continue;
+                }
+                let pending: Vec<Interval> = store
+                    .intervals(&task.name, from, to)
+                    .await?
+                    .into_iter()
+                    .filter(|r| r.state != IntervalState::Done)
+                    .map(|r| r.interval)
+                    .collect();
+                next.extend(task.downstream.iter().cloned());
+                queue.push((task, pending));
+            }
+        }
+        Ok(())
+    }
+    .await;
+    drop(heartbeat);
+    store.release_all(&options.worker).await?;
+    result?;
+    if outcome.failed.is_empty() && outcome.skipped.is_empty() {
+        store.backfill_finished(&plan.request).await?;
+    }
+    Ok(outcome)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_one<E: Executor>(
+    store: &Store,
+    tasks: &[TaskSpec],
+    executor: &Arc<E>,
+    options: &Options,
+    task: &TaskSpec,
+    interval: Interval,
+    attempts: u32,
+    outcome: &mut Outcome,
+) -> Result<Result<(), String>, SchedulerError> {
+    let mut last_error = String::new();
+    for attempt in 1..=attempts.max(1) {
+        // Wait out the backoff of an earlier failure, then claim.
+        let row = store
+            .intervals(&task.name, interval.start, interval.end)
+            .await?
+            .into_iter()
+            .find(|r| r.interval.start == interval.start);
+        if let Some(row) = &row {
+            if row.state == IntervalState::Done && attempt > 1 {
+                return Ok(Ok(()));
+            }
+            let wait = row.next_attempt.duration_since(Timestamp::now());
+            if let Ok(wait) = std::time::Duration::try_from(wait) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        let until = add(Timestamp::now(), options.lease);
+        if !store
+            .claim(&task.name, interval.start, &options.worker, until)
+            .await?
+        {
+            let row = store
+                .intervals(&task.name, interval.start, interval.end)
+                .await?
+                .into_iter()
+                .find(|r| r.interval.start == interval.start);
+            if row.as_ref().is_some_and(|r| r.state == IntervalState::Done) {
+                return Ok(Ok(()));
+            }
+            outcome.skipped.push((task.name.clone(), interval));
+            return Ok(Err("another process is running it".into()));
+        }
+        let job = Job {
+            store: store.clone(),
+            executor: executor.clone(),
+            options: options.clone(),
+            downstream: task
+                .downstream
+                .iter()
+                .filter(|d| tasks.iter().any(|t| &t.name == *d))
+                .cloned()
+                .collect(),
+            task: task.clone(),
+            interval,
+            attempts: row.map_or(1, |r| r.attempts + 1),
+            trigger: Trigger::Backfill,
+            reports: None,
+        };
+        match job.run().await {
+            Ok(()) => {
+                outcome.succeeded += 1;
+                return Ok(Ok(()));
+            }
+            Err(e) => last_error = e,
+        }
+    }
+    outcome
+        .failed
+        .push((task.name.clone(), interval, last_error.clone()));
+    Ok(Err(last_error))
+}

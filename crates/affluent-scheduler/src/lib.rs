@@ -1,0 +1,667 @@
+//! The scheduler: which data intervals each task must cover, which are covered, and running the
+//! missing ones, live first, exactly once across restarts and across processes.
+//!
+//! - [`schedule`]: cron and `every` schedules in a time zone, and the intervals they delimit;
+//! - [`store`]: the state store (SQLite or PostgreSQL): coverage, leases, run history;
+//! - [`Scheduler`]: the long-running loop of `affluent run`, generic over an [`Executor`] that
+//!   does the work of one task for one interval (the binary plugs ingestion, loads and models in);
+//! - [`backfill`]: a bounded run over a range of intervals, resumable;
+//! - [`notify`]: email (SMTP) and webhook notifications on failure and recovery.
+//!
+//! Knows nothing of HTTP sources, tables or SQL: a task is a name and a schedule.
+
+pub mod backfill;
+pub mod notify;
+pub mod schedule;
+pub mod store;
+mod tasks;
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use affluent_core::Interval;
+use jiff::{SignedDuration, Timestamp};
+use tokio::task::JoinSet;
+
+pub use notify::{Event, Notifier};
+pub use schedule::Schedule;
+pub use store::{IntervalRow, IntervalState, RunCounts, RunRow, Store};
+pub use tasks::{TaskSpec, task_specs};
+
+/// Errors of the scheduler and its store.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    /// The state store failed or refused.
+    #[error("state store: {0}")]
+    Store(String),
+    /// A task or schedule is wrong.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Why a run started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The most recent interval of a scheduled task, due now.
+    Live,
+    /// An older interval that was never covered (downtime, a new `start_date`).
+    Catchup,
+    /// An interval whose earlier attempt failed.
+    Retry,
+    /// Asked for by `affluent backfill`.
+    Backfill,
+    /// A model whose input interval was just loaded.
+    Upstream,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Live => "live",
+            Self::Catchup => "catchup",
+            Self::Retry => "retry",
+            Self::Backfill => "backfill",
+            Self::Upstream => "upstream",
+        }
+    }
+}
+
+/// A failed run: what went wrong, and whether its data was landed before the failure.
+#[derive(Debug, Clone)]
+pub struct RunFailure {
+    pub error: String,
+    pub landed: bool,
+}
+
+impl From<String> for RunFailure {
+    fn from(error: String) -> Self {
+        Self {
+            error,
+            landed: false,
+        }
+    }
+}
+
+/// Does the work of one task for one interval. Must be idempotent: an interval may run again
+/// after a crash, and running it twice must leave the same tables.
+pub trait Executor: Send + Sync + 'static {
+    fn execute(
+        &self,
+        task: &TaskSpec,
+        interval: Interval,
+        trigger: Trigger,
+    ) -> impl Future<Output = Result<RunCounts, RunFailure>> + Send;
+}
+
+/// How the scheduler behaves.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// This process's identity in leases (see [`worker_id`]).
+    pub worker: String,
+    /// Catch-up, retry and backfill runs in flight at once, over every task (live runs are not
+    /// counted: they always start on time).
+    pub concurrency: usize,
+    /// How long a claim holds without renewal.
+    pub lease: Duration,
+    /// First retry delay; doubled each attempt up to `retry_max`.
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    /// The longest sleep between two looks at the store (other processes, retries).
+    pub tick: Duration,
+    /// Stop once every interval ending at or before this instant is done (tests, `run --until`).
+    pub until: Option<Timestamp>,
+    /// Catch-up newest interval first instead of oldest first.
+    pub newest_first: bool,
+    /// On shutdown, how long in-flight runs may take to finish before they are aborted.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            worker: worker_id(),
+            concurrency: 4,
+            lease: Duration::from_secs(60),
+            retry_initial: Duration::from_secs(30),
+            retry_max: Duration::from_secs(3600),
+            tick: Duration::from_secs(1),
+            until: None,
+            newest_first: false,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A lease owner name: `host:pid:nonce`, so a dead process on this host can be recognised.
+pub fn worker_id() -> String {
+    let nonce = Timestamp::now().as_nanosecond() % 1_000_000_000;
+    format!("{}:{}:{nonce}", host_name(), std::process::id())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Whether a lease owner is a process of this host that no longer runs (exited or a zombie).
+fn owner_is_dead(owner: &str) -> bool {
+    let mut parts = owner.splitn(3, ':');
+    let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    if host != host_name() || pid == std::process::id().to_string() {
+        return false;
+    }
+    if !std::path::Path::new("/proc/self").exists() {
+        return false; // no procfs: only lease expiry applies
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+    }
+}
+
+/// The delay before retry `attempts` (1 = first retry).
+pub fn backoff(options: &Options, attempts: i64) -> Duration {
+    let exp = u32::try_from(attempts.clamp(1, 30) - 1).unwrap_or(0);
+    options
+        .retry_initial
+        .saturating_mul(2u32.saturating_pow(exp))
+        .min(options.retry_max)
+}
+
+fn add(t: Timestamp, d: Duration) -> Timestamp {
+    t.checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX))
+        .unwrap_or(Timestamp::MAX)
+}
+
+/// Renews `worker`'s leases in the background, every third of the lease, until dropped.
+fn heartbeat(store: Store, worker: String, lease: Duration) -> Heartbeat {
+    Heartbeat(tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(lease / 3).await;
+            if let Err(e) = store.renew(&worker, add(Timestamp::now(), lease)).await {
+                tracing::warn!("cannot renew leases: {e}");
+            }
+        }
+    }))
+}
+
+struct Heartbeat(tokio::task::JoinHandle<()>);
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Releases the leases of processes of this host that are gone (killed, crashed), so that their
+/// intervals run again at once instead of after the lease expires.
+pub async fn reap_dead_owners(store: &Store) -> Result<(), SchedulerError> {
+    for owner in store.lease_owners().await? {
+        if owner_is_dead(&owner) {
+            let n = store.release_all(&owner).await?;
+            tracing::info!("took back {n} interval(s) leased by {owner}, which is gone");
+        }
+    }
+    Ok(())
+}
+
+/// What one run did, as the loop reports it.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub task: String,
+    pub interval: Interval,
+    pub trigger: Trigger,
+    pub result: Result<RunCounts, String>,
+    pub duration: Duration,
+    /// How late the run started after its interval ended (live runs).
+    pub start_delay: Duration,
+}
+
+/// The long-running scheduler.
+pub struct Scheduler<E: Executor> {
+    store: Store,
+    tasks: Vec<TaskSpec>,
+    executor: Arc<E>,
+    options: Options,
+    notifier: Option<Arc<Notifier>>,
+    reports: Option<tokio::sync::mpsc::UnboundedSender<RunReport>>,
+}
+
+type Key = (String, Timestamp);
+
+impl<E: Executor> Scheduler<E> {
+    pub fn new(store: Store, tasks: Vec<TaskSpec>, executor: Arc<E>, options: Options) -> Self {
+        Self {
+            store,
+            tasks,
+            executor,
+            options,
+            notifier: None,
+            reports: None,
+        }
+    }
+
+    /// Sends failure/recovery (and optionally every run's) notifications.
+    pub fn with_notifier(mut self, notifier: Notifier) -> Self {
+        self.notifier = Some(Arc::new(notifier));
+        self
+    }
+
+    /// Receives a report of every finished run.
+    pub fn with_reports(mut self, tx: tokio::sync::mpsc::UnboundedSender<RunReport>) -> Self {
+        self.reports = Some(tx);
+        self
+    }
+
+    fn task(&self, name: &str) -> Option<&TaskSpec> {
+        self.tasks.iter().find(|t| t.name == name)
+    }
+
+    /// Records the intervals due by `now` for every scheduled task.
+    async fn materialize(
+        &self,
+        now: Timestamp,
+        cursor: &mut HashMap<String, Timestamp>,
+    ) -> Result<(), SchedulerError> {
+        let horizon = self.options.until.map_or(now, |u| u.min(now));
+        for task in &self.tasks {
+            let Some(schedule) = &task.schedule else {
+                continue;
+            };
+            if task.triggered {
+                continue;
+            }
+            let from = match cursor.get(&task.name) {
+                Some(t) => *t,
+                None => {
+                    let latest = self.store.latest_end(&task.name).await?;
+                    match (task.catchup, task.start, latest) {
+                        (true, Some(start), _) => start,
+                        // No start date: cover from where this task was first scheduled.
+                        (true, None, Some(latest)) => latest,
+                        _ => match schedule.last_complete(horizon) {
+                            Some(i) => i.start,
+                            None => continue,
+                        },
+                    }
+                }
+            };
+            let from = if task.catchup {
+                from
+            } else {
+                match schedule.last_complete(horizon) {
+                    Some(i) => i.start.max(from),
+                    None => continue,
+                }
+            };
+            let intervals = schedule.intervals(from, horizon);
+            if let Some(last) = intervals.last() {
+                let added = self.store.ensure(&task.name, &intervals).await?;
+                if added > 0 {
+                    tracing::debug!(task = %task.name, added, "intervals due");
+                }
+                cursor.insert(task.name.clone(), last.end);
+            } else {
+                cursor.entry(task.name.clone()).or_insert(from);
+            }
+        }
+        Ok(())
+    }
+
+    /// The live interval of each scheduled task at `now`.
+    fn live_intervals(&self, now: Timestamp) -> HashSet<Key> {
+        self.tasks
+            .iter()
+            .filter(|t| !t.triggered)
+            .filter_map(|t| {
+                let i = t.schedule.as_ref()?.last_complete(now)?;
+                Some((t.name.clone(), i.start))
+            })
+            .collect()
+    }
+
+    /// Runs until `shutdown` resolves (or, with `until`, until every interval up to it is done).
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), SchedulerError> {
+        tokio::pin!(shutdown);
+        let worker = self.options.worker.clone();
+        let heartbeat = heartbeat(self.store.clone(), worker.clone(), self.options.lease);
+        let result = self.run_loop(&mut shutdown).await;
+        drop(heartbeat);
+        if let Err(e) = self.store.release_all(&worker).await {
+            tracing::warn!("cannot release leases: {e}");
+        }
+        result
+    }
+
+    async fn run_loop(
+        &self,
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> Result<(), SchedulerError> {
+        let mut cursor: HashMap<String, Timestamp> = HashMap::new();
+        let mut running: JoinSet<(Key, bool)> = JoinSet::new();
+        let mut in_flight: HashSet<Key> = HashSet::new();
+        let mut live_in_flight: HashSet<Key> = HashSet::new();
+        let mut last_status: HashMap<String, bool> = HashMap::new();
+        let mut last_reap = Timestamp::MIN;
+        loop {
+            let now = Timestamp::now();
+            self.materialize(now, &mut cursor).await?;
+            if now.duration_since(last_reap).as_secs() >= 2 {
+                last_reap = now;
+                reap_dead_owners(&self.store).await?;
+            }
+            let live = self.live_intervals(now);
+            let mut candidates = self.store.runnable(now, 10_000).await?;
+            candidates.retain(|r| self.task(&r.task).is_some());
+            if let Some(until) = self.options.until {
+                candidates.retain(|r| r.interval.end <= until);
+            }
+            let rank = |r: &IntervalRow| -> u8 {
+                let task = self.task(&r.task);
+                if live.contains(&(r.task.clone(), r.interval.start)) && r.attempts == 0 {
+                    0
+                } else if task.is_some_and(|t| t.triggered) {
+                    1
+                } else {
+                    2
+                }
+            };
+            candidates.sort_by(|a, b| {
+                rank(a).cmp(&rank(b)).then_with(|| {
+                    if self.options.newest_first {
+                        b.interval.start.cmp(&a.interval.start)
+                    } else {
+                        a.interval.start.cmp(&b.interval.start)
+                    }
+                })
+            });
+            for row in candidates {
+                let key = (row.task.clone(), row.interval.start);
+                if in_flight.contains(&key) {
+                    continue;
+                }
+                let Some(task) = self.task(&row.task).cloned() else {
+                    continue;
+                };
+                let is_live = rank(&row) == 0;
+                let of_task = in_flight.iter().filter(|(t, _)| *t == row.task).count();
+                let background = in_flight.len() - live_in_flight.len();
+                let allowed = if is_live {
+                    of_task < task.max_active + 1
+                } else {
+                    background < self.options.concurrency && of_task < task.max_active
+                };
+                if !allowed {
+                    continue;
+                }
+                let until = add(Timestamp::now(), self.options.lease);
+                if !self
+                    .store
+                    .claim(&row.task, row.interval.start, &self.options.worker, until)
+                    .await?
+                {
+                    continue;
+                }
+                let trigger = if is_live {
+                    Trigger::Live
+                } else if row.attempts > 0 || row.state == IntervalState::Failed {
+                    Trigger::Retry
+                } else if task.triggered {
+                    Trigger::Upstream
+                } else {
+                    Trigger::Catchup
+                };
+                in_flight.insert(key.clone());
+                if is_live {
+                    live_in_flight.insert(key.clone());
+                }
+                let job = Job {
+                    store: self.store.clone(),
+                    executor: self.executor.clone(),
+                    options: self.options.clone(),
+                    downstream: task
+                        .downstream
+                        .iter()
+                        .filter_map(|d| self.task(d).map(|t| t.name.clone()))
+                        .collect(),
+                    task,
+                    interval: row.interval,
+                    attempts: row.attempts + 1,
+                    trigger,
+                    reports: self.reports.clone(),
+                };
+                running.spawn(async move {
+                    let ok = job.run().await.is_ok();
+                    (key, ok)
+                });
+            }
+            // Sleep until the next boundary, a finished run, the tick, or shutdown.
+            let wake = self.next_wake(Timestamp::now());
+            tokio::select! {
+                Some(joined) = running.join_next(), if !running.is_empty() => {
+                    match joined {
+                        Ok(((task, start), ok)) => {
+                            in_flight.remove(&(task.clone(), start));
+                            live_in_flight.remove(&(task.clone(), start));
+                            self.notify_transition(&mut last_status, &task, start, ok).await;
+                        }
+                        Err(e) => tracing::error!("a run panicked or was aborted: {e}"),
+                    }
+                }
+                _ = tokio::time::sleep(wake) => {}
+                _ = shutdown.as_mut() => {
+                    tracing::info!(
+                        "shutting down: {} run(s) in flight get {:?} to finish",
+                        running.len(),
+                        self.options.shutdown_grace
+                    );
+                    let drain = async { while running.join_next().await.is_some() {} };
+                    if tokio::time::timeout(self.options.shutdown_grace, drain).await.is_err() {
+                        tracing::warn!("aborting {} run(s); their intervals run again on restart", running.len());
+                        running.abort_all();
+                        while running.join_next().await.is_some() {}
+                    }
+                    return Ok(());
+                }
+            }
+            if let Some(until) = self.options.until
+                && running.is_empty()
+                && Timestamp::now() >= until
+                && self.covered_until(until).await?
+            {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Whether every task's intervals ending by `until` are done.
+    async fn covered_until(&self, until: Timestamp) -> Result<bool, SchedulerError> {
+        for task in &self.tasks {
+            if self
+                .store
+                .holes(&task.name)
+                .await?
+                .iter()
+                .any(|h| h.interval.end <= until)
+            {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn next_wake(&self, now: Timestamp) -> Duration {
+        let mut wake = self.options.tick;
+        for task in self.tasks.iter().filter(|t| !t.triggered) {
+            if let Some(next) = task.schedule.as_ref().and_then(|s| s.next_after(now)) {
+                let d = next.duration_since(now);
+                if let Ok(d) = Duration::try_from(d) {
+                    wake = wake.min(d);
+                }
+            }
+        }
+        wake
+    }
+
+    async fn notify_transition(
+        &self,
+        last: &mut HashMap<String, bool>,
+        task: &str,
+        start: Timestamp,
+        ok: bool,
+    ) {
+        let previous = last.insert(task.to_string(), ok);
+        let Some(notifier) = &self.notifier else {
+            return;
+        };
+        let event = match (previous, ok) {
+            (_, false) => Some(Event::Failure),
+            (Some(false), true) => Some(Event::Recovery),
+            (_, true) => Some(Event::Success),
+        };
+        if let Some(event) = event
+            && notifier.wants(event)
+        {
+            let detail = self
+                .store
+                .runs(Some(task), false, 1)
+                .await
+                .ok()
+                .and_then(|mut r| r.pop());
+            notifier.send(event, task, start, detail.as_ref()).await;
+        }
+    }
+}
+
+/// One claimed interval to run.
+pub(crate) struct Job<E: Executor> {
+    store: Store,
+    executor: Arc<E>,
+    options: Options,
+    task: TaskSpec,
+    downstream: Vec<String>,
+    interval: Interval,
+    attempts: i64,
+    trigger: Trigger,
+    reports: Option<tokio::sync::mpsc::UnboundedSender<RunReport>>,
+}
+
+impl<E: Executor> Job<E> {
+    /// Runs the interval and records the outcome.
+    pub(crate) async fn run(self) -> Result<(), String> {
+        let started = std::time::Instant::now();
+        let start_delay = Timestamp::now()
+            .duration_since(self.interval.end)
+            .try_into()
+            .unwrap_or(Duration::ZERO);
+        let run_id = run_id();
+        let worker = &self.options.worker;
+        let task = &self.task.name;
+        if let Err(e) = self
+            .store
+            .run_started(&run_id, task, self.interval, self.trigger.as_str(), worker)
+            .await
+        {
+            tracing::warn!("cannot record the start of {task} {}: {e}", self.interval);
+        }
+        tracing::info!(task = %task, interval = %self.interval, trigger = self.trigger.as_str(), "run started");
+        let outcome = self
+            .executor
+            .execute(&self.task, self.interval, self.trigger)
+            .await;
+        let result = match outcome {
+            Ok(counts) => {
+                // Downstream first: if the process dies before `done` is written, this interval
+                // runs again and sets them again; never the other way round.
+                let mut recorded = Ok(());
+                for d in &self.downstream {
+                    recorded = self
+                        .store
+                        .reset(d, &[self.interval], &[IntervalState::Done])
+                        .await
+                        .map(|_| ());
+                    if recorded.is_err() {
+                        break;
+                    }
+                }
+                let recorded = match recorded {
+                    Ok(()) => self
+                        .store
+                        .mark_done(task, self.interval.start, worker, counts.records)
+                        .await
+                        .map(|held| {
+                            if !held {
+                                tracing::warn!(
+                                    "{task} {}: the lease was lost before the run ended",
+                                    self.interval
+                                );
+                            }
+                        }),
+                    Err(e) => Err(e),
+                };
+                match recorded {
+                    Ok(()) => Ok(counts),
+                    Err(e) => Err(format!("the run succeeded but could not be recorded: {e}")),
+                }
+            }
+            Err(failure) => {
+                if failure.landed {
+                    let _ = self
+                        .store
+                        .mark_landed(task, self.interval.start, worker)
+                        .await;
+                }
+                let retry_at = add(Timestamp::now(), backoff(&self.options, self.attempts));
+                if let Err(e) = self
+                    .store
+                    .mark_failed(task, self.interval.start, worker, &failure.error, retry_at)
+                    .await
+                {
+                    tracing::warn!("cannot record the failure of {task}: {e}");
+                }
+                tracing::warn!(task = %task, interval = %self.interval, attempt = self.attempts, retry_at = %retry_at, "run failed: {}", failure.error);
+                Err(failure.error)
+            }
+        };
+        let counts = result.as_ref().map_err(String::as_str);
+        if let Err(e) = self.store.run_finished(&run_id, counts).await {
+            tracing::warn!("cannot record the end of {task}: {e}");
+        }
+        if result.is_ok() {
+            tracing::info!(task = %task, interval = %self.interval, "run done");
+        }
+        let outcome = result.as_ref().map(|_| ()).map_err(Clone::clone);
+        if let Some(tx) = &self.reports {
+            let _ = tx.send(RunReport {
+                task: task.clone(),
+                interval: self.interval,
+                trigger: self.trigger,
+                result,
+                duration: started.elapsed(),
+                start_delay,
+            });
+        }
+        outcome
+    }
+}
+
+/// A run id: time-ordered and unique enough across processes.
+pub fn run_id() -> String {
+    let now = Timestamp::now();
+    format!(
+        "{}-{:08x}",
+        now.strftime("%Y%m%dT%H%M%S%.3f"),
+        (now.as_nanosecond() as u64 ^ u64::from(std::process::id()).rotate_left(32)) as u32
+    )
+}

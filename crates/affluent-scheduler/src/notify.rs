@@ -1,0 +1,151 @@
+//! Notifications: a JSON webhook and email over SMTP, on failure, on recovery and optionally on
+//! every success. A notification that cannot be sent is logged, never fatal to the run.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use affluent_config::schema::{NotifyConfig, NotifyOn};
+use affluent_core::Redactor;
+use jiff::Timestamp;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use crate::RunRow;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    Failure,
+    Recovery,
+    Success,
+}
+
+impl Event {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Failure => "failure",
+            Self::Recovery => "recovery",
+            Self::Success => "success",
+        }
+    }
+}
+
+/// Sends notifications as `[notify]` says.
+pub struct Notifier {
+    project: String,
+    config: NotifyConfig,
+    http: reqwest::Client,
+    redactor: Arc<Redactor>,
+}
+
+impl Notifier {
+    pub fn new(project: &str, config: NotifyConfig, redactor: Arc<Redactor>) -> Self {
+        Self {
+            project: project.to_string(),
+            config,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
+            redactor,
+        }
+    }
+
+    /// Whether this event is to be sent.
+    pub fn wants(&self, event: Event) -> bool {
+        let on = if self.config.on.is_empty() {
+            &[NotifyOn::Failure, NotifyOn::Recovery][..]
+        } else {
+            &self.config.on[..]
+        };
+        on.iter().any(|o| {
+            matches!(
+                (o, event),
+                (NotifyOn::Failure, Event::Failure)
+                    | (NotifyOn::Recovery, Event::Recovery)
+                    | (NotifyOn::Success, Event::Success)
+            )
+        })
+    }
+
+    /// The JSON document of an event (the webhook's body; the email says the same in text).
+    pub fn document(
+        &self,
+        event: Event,
+        task: &str,
+        start: Timestamp,
+        run: Option<&RunRow>,
+    ) -> serde_json::Value {
+        serde_json::json!({
+            "project": self.project,
+            "event": event.as_str(),
+            "task": task,
+            "interval_start": start.to_string(),
+            "interval_end": run.map(|r| r.interval.end.to_string()),
+            "run_id": run.map(|r| r.id.clone()),
+            "trigger": run.map(|r| r.trigger.clone()),
+            "records": run.and_then(|r| r.records),
+            "loaded": run.and_then(|r| r.loaded),
+            "error": run.and_then(|r| r.error.as_deref().map(|e| self.redactor.redact(e))),
+            "at": Timestamp::now().to_string(),
+        })
+    }
+
+    /// Sends the event everywhere configured; failures are logged.
+    pub async fn send(&self, event: Event, task: &str, start: Timestamp, run: Option<&RunRow>) {
+        let doc = self.document(event, task, start, run);
+        if let Some(hook) = &self.config.webhook {
+            let mut req = self.http.post(&hook.url).json(&doc);
+            for (k, v) in &hook.headers {
+                req = req.header(k, v);
+            }
+            match req.send().await {
+                Ok(r) if r.status().is_success() => {}
+                Ok(r) => tracing::warn!("webhook answered {}", r.status()),
+                Err(e) => tracing::warn!(
+                    "webhook failed: {}",
+                    self.redactor.redact(&e.without_url().to_string())
+                ),
+            }
+        }
+        if let Some(email) = &self.config.email
+            && let Err(e) = self.email(email, event, task, &doc).await
+        {
+            tracing::warn!("email notification failed: {}", self.redactor.redact(&e));
+        }
+    }
+
+    async fn email(
+        &self,
+        email: &affluent_config::schema::EmailConfig,
+        event: Event,
+        task: &str,
+        doc: &serde_json::Value,
+    ) -> Result<(), String> {
+        let subject = format!("[affluent] {}: {} {}", self.project, task, event.as_str());
+        let mut body = String::new();
+        if let Some(map) = doc.as_object() {
+            for (k, v) in map {
+                if !v.is_null() {
+                    let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                    body.push_str(&format!("{k}: {text}\n"));
+                }
+            }
+        }
+        let mut builder = Message::builder()
+            .from(email.from.parse().map_err(|e| format!("from: {e}"))?)
+            .subject(subject);
+        for to in &email.to {
+            builder = builder.to(to.parse().map_err(|e| format!("to {to}: {e}"))?);
+        }
+        let message = builder.body(body).map_err(|e| e.to_string())?;
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&email.smtp_url)
+            .map_err(|e| e.to_string())?
+            .timeout(Some(Duration::from_secs(10)))
+            .build();
+        transport
+            .send(message)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,691 @@
+//! The state store: which intervals of which task are landed, loaded or failed, who is running
+//! them, and the history of runs. Embedded SQLite by default; PostgreSQL with the same code and
+//! migrations (sqlx's `Any` driver: only integers and text cross it, and every statement is
+//! written in the SQL both understand, with `$N` parameters).
+//!
+//! Concurrency between processes rests on one statement: a run *claims* an interval with a
+//! conditional `UPDATE` (a compare-and-set on the lease), so of two schedulers on the same
+//! database only one wins an interval, on SQLite as on PostgreSQL. A lease that is not renewed
+//! expires; a lease whose owner is a dead process on this host is taken back at once.
+
+use affluent_core::Interval;
+use jiff::Timestamp;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+use crate::SchedulerError;
+
+/// The migrations, in order. Each runs once, recorded in `affluent_migrations`.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_intervals.sql"))];
+
+/// Which database is behind the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The state of one interval of one task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntervalState {
+    /// Due (or to be retried); nothing of it has succeeded yet.
+    Pending,
+    /// Landed, not yet loaded (its load or its models failed).
+    Landed,
+    /// Loaded: done.
+    Done,
+    /// The last attempt failed; retried at `next_attempt`.
+    Failed,
+}
+
+impl IntervalState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Landed => "landed",
+            Self::Done => "done",
+            Self::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "landed" => Self::Landed,
+            "done" => Self::Done,
+            "failed" => Self::Failed,
+            _ => Self::Pending,
+        }
+    }
+}
+
+/// One row of `affluent_intervals`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntervalRow {
+    pub task: String,
+    pub interval: Interval,
+    pub state: IntervalState,
+    pub attempts: i64,
+    pub next_attempt: Timestamp,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<Timestamp>,
+    pub last_error: Option<String>,
+    pub records: Option<i64>,
+    pub updated: Timestamp,
+}
+
+/// One row of `affluent_runs`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunRow {
+    pub id: String,
+    pub task: String,
+    pub interval: Interval,
+    pub trigger: String,
+    pub worker: String,
+    pub started: Timestamp,
+    pub finished: Option<Timestamp>,
+    pub status: String,
+    pub records: Option<i64>,
+    pub loaded: Option<i64>,
+    pub requests: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// What a finished run reports to the store.
+#[derive(Debug, Clone, Default)]
+pub struct RunCounts {
+    pub records: i64,
+    pub loaded: i64,
+    pub requests: i64,
+}
+
+/// The state store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+fn ms(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+fn ts(v: i64) -> Timestamp {
+    Timestamp::from_millisecond(v).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `url`: `sqlite:///path/state.db` or
+    /// `postgres://user@host/db`, and applies the migrations.
+    pub async fn open(url: &str) -> Result<Self, SchedulerError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            return Err(SchedulerError::Store(format!(
+                "state_url must start with sqlite:// or postgres:// (got {})",
+                redact_url(url)
+            )));
+        };
+        let url = match backend {
+            Backend::Sqlite if !url.contains("mode=") => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}mode=rwc")
+            }
+            _ => url.to_string(),
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => 1,
+                Backend::Postgres => 4,
+            })
+            .acquire_timeout(std::time::Duration::from_secs(30))
+            .connect(&url)
+            .await
+            .map_err(|e| {
+                SchedulerError::Store(format!(
+                    "cannot open the state store {}: {e}",
+                    redact_url(&url)
+                ))
+            })?;
+        let store = Self { pool, backend };
+        if backend == Backend::Sqlite {
+            // Several processes may share the file: wait for the writer rather than fail.
+            sqlx::query("PRAGMA busy_timeout = 10000")
+                .execute(&store.pool)
+                .await
+                .map_err(store_err)?;
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&store.pool)
+                .await
+                .map_err(store_err)?;
+        }
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    async fn migrate(&self) -> Result<(), SchedulerError> {
+        let mut tx = self.pool.begin().await.map_err(store_err)?;
+        if self.backend == Backend::Postgres {
+            // Two processes starting together must not both create the tables.
+            sqlx::query("SELECT pg_advisory_xact_lock(7355608)")
+                .execute(&mut *tx)
+                .await
+                .map_err(store_err)?;
+        }
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS affluent_migrations (version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(store_err)?;
+        let applied: Vec<i64> = sqlx::query("SELECT version FROM affluent_migrations")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(store_err)?
+            .iter()
+            .map(|r| r.try_get::<i64, _>(0))
+            .collect::<Result<_, _>>()
+            .map_err(store_err)?;
+        for (version, sql) in MIGRATIONS {
+            if applied.contains(version) {
+                continue;
+            }
+            for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                sqlx::query(statement)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        SchedulerError::Store(format!("migration {version} failed: {e}"))
+                    })?;
+            }
+            sqlx::query("INSERT INTO affluent_migrations (version, applied_ms) VALUES ($1, $2)")
+                .bind(*version)
+                .bind(ms(Timestamp::now()))
+                .execute(&mut *tx)
+                .await
+                .map_err(store_err)?;
+        }
+        tx.commit().await.map_err(store_err)
+    }
+
+    /// Records intervals as due (pending) unless they are known already. Returns how many were new.
+    pub async fn ensure(&self, task: &str, intervals: &[Interval]) -> Result<u64, SchedulerError> {
+        let now = ms(Timestamp::now());
+        let mut added = 0;
+        let mut tx = self.pool.begin().await.map_err(store_err)?;
+        for chunk in intervals.chunks(200) {
+            let mut sql = String::from(
+                "INSERT INTO affluent_intervals (task, start_ms, end_ms, state, attempts, next_attempt_ms, updated_ms) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                let b = i * 3;
+                sql.push_str(&format!(
+                    "($1, ${}, ${}, 'pending', 0, 0, ${})",
+                    b + 2,
+                    b + 3,
+                    b + 4
+                ));
+            }
+            sql.push_str(" ON CONFLICT (task, start_ms) DO NOTHING");
+            let mut q = sqlx::query(&sql).bind(task);
+            for i in chunk {
+                q = q.bind(ms(i.start)).bind(ms(i.end)).bind(now);
+            }
+            added += q
+                .execute(&mut *tx)
+                .await
+                .map_err(store_err)?
+                .rows_affected();
+        }
+        tx.commit().await.map_err(store_err)?;
+        Ok(added)
+    }
+
+    /// Sets intervals back to pending so that they run again: those in `states` (or unknown ones,
+    /// which are created). Leased intervals are left alone. Returns how many changed.
+    pub async fn reset(
+        &self,
+        task: &str,
+        intervals: &[Interval],
+        states: &[IntervalState],
+    ) -> Result<u64, SchedulerError> {
+        let mut changed = self.ensure(task, intervals).await?;
+        if states.is_empty() || intervals.is_empty() {
+            return Ok(changed);
+        }
+        let list: Vec<String> = states.iter().map(|s| format!("'{}'", s.as_str())).collect();
+        let sql = format!(
+            "UPDATE affluent_intervals SET state = 'pending', next_attempt_ms = 0, updated_ms = $1 \
+             WHERE task = $2 AND start_ms >= $3 AND start_ms < $4 AND state IN ({}) AND lease_owner IS NULL",
+            list.join(",")
+        );
+        let first = intervals.iter().map(|i| i.start).min().unwrap_or_default();
+        let last = intervals.iter().map(|i| i.end).max().unwrap_or_default();
+        changed += sqlx::query(&sql)
+            .bind(ms(Timestamp::now()))
+            .bind(task)
+            .bind(ms(first))
+            .bind(ms(last))
+            .execute(&self.pool)
+            .await
+            .map_err(store_err)?
+            .rows_affected();
+        Ok(changed)
+    }
+
+    /// The end of the latest interval known for a task.
+    pub async fn latest_end(&self, task: &str) -> Result<Option<Timestamp>, SchedulerError> {
+        let row = sqlx::query("SELECT MAX(end_ms) FROM affluent_intervals WHERE task = $1")
+            .bind(task)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_err)?;
+        Ok(row.try_get::<Option<i64>, _>(0).map_err(store_err)?.map(ts))
+    }
+
+    /// Intervals that may run now: not done, due for an attempt, not leased (or leased by an
+    /// expired lease), oldest first.
+    pub async fn runnable(
+        &self,
+        now: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<IntervalRow>, SchedulerError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM affluent_intervals WHERE state <> 'done' AND next_attempt_ms <= $1 \
+             AND (lease_owner IS NULL OR lease_until_ms < $1) ORDER BY start_ms LIMIT $2"
+        ))
+        .bind(ms(now))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_err)?;
+        rows.iter().map(interval_row).collect()
+    }
+
+    /// The owners of the leases currently held (for taking back those of dead processes).
+    pub async fn lease_owners(&self) -> Result<Vec<String>, SchedulerError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT lease_owner FROM affluent_intervals WHERE lease_owner IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_err)?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0).map_err(store_err))
+            .collect()
+    }
+
+    /// Releases every lease of `owner` (a process that is gone, or this one shutting down).
+    pub async fn release_all(&self, owner: &str) -> Result<u64, SchedulerError> {
+        Ok(sqlx::query(
+            "UPDATE affluent_intervals SET lease_owner = NULL, lease_until_ms = NULL WHERE lease_owner = $1",
+        )
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .map_err(store_err)?
+        .rows_affected())
+    }
+
+    /// Claims an interval for `owner` until `until`; `false` when another holds it, it is done,
+    /// or it is not due.
+    pub async fn claim(
+        &self,
+        task: &str,
+        start: Timestamp,
+        owner: &str,
+        until: Timestamp,
+    ) -> Result<bool, SchedulerError> {
+        let now = ms(Timestamp::now());
+        let n = sqlx::query(
+            "UPDATE affluent_intervals SET lease_owner = $1, lease_until_ms = $2, attempts = attempts + 1, updated_ms = $3 \
+             WHERE task = $4 AND start_ms = $5 AND state <> 'done' AND next_attempt_ms <= $3 \
+             AND (lease_owner IS NULL OR lease_until_ms < $3 OR lease_owner = $1)",
+        )
+        .bind(owner)
+        .bind(ms(until))
+        .bind(now)
+        .bind(task)
+        .bind(ms(start))
+        .execute(&self.pool)
+        .await
+        .map_err(store_err)?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Extends every lease `owner` holds.
+    pub async fn renew(&self, owner: &str, until: Timestamp) -> Result<u64, SchedulerError> {
+        Ok(
+            sqlx::query("UPDATE affluent_intervals SET lease_until_ms = $1 WHERE lease_owner = $2")
+                .bind(ms(until))
+                .bind(owner)
+                .execute(&self.pool)
+                .await
+                .map_err(store_err)?
+                .rows_affected(),
+        )
+    }
+
+    /// Marks a claimed interval landed (ingestion succeeded, the load is next).
+    pub async fn mark_landed(
+        &self,
+        task: &str,
+        start: Timestamp,
+        owner: &str,
+    ) -> Result<bool, SchedulerError> {
+        let now = ms(Timestamp::now());
+        let n = sqlx::query(
+            "UPDATE affluent_intervals SET state = 'landed', updated_ms = $1 \
+             WHERE task = $2 AND start_ms = $3 AND lease_owner = $4 AND state <> 'done'",
+        )
+        .bind(now)
+        .bind(task)
+        .bind(ms(start))
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .map_err(store_err)?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Marks a claimed interval done and releases it; `false` if the lease was lost meanwhile
+    /// (the work is idempotent, so the other holder's run changes nothing).
+    pub async fn mark_done(
+        &self,
+        task: &str,
+        start: Timestamp,
+        owner: &str,
+        records: i64,
+    ) -> Result<bool, SchedulerError> {
+        let now = ms(Timestamp::now());
+        let n = sqlx::query(
+            "UPDATE affluent_intervals SET state = 'done', lease_owner = NULL, lease_until_ms = NULL, \
+             last_error = NULL, records = $1, updated_ms = $2 \
+             WHERE task = $3 AND start_ms = $4 AND lease_owner = $5",
+        )
+        .bind(records)
+        .bind(now)
+        .bind(task)
+        .bind(ms(start))
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .map_err(store_err)?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Marks a claimed interval failed, to be retried at `retry_at`, and releases it.
+    pub async fn mark_failed(
+        &self,
+        task: &str,
+        start: Timestamp,
+        owner: &str,
+        error: &str,
+        retry_at: Timestamp,
+    ) -> Result<bool, SchedulerError> {
+        let now = ms(Timestamp::now());
+        let n = sqlx::query(
+            "UPDATE affluent_intervals SET state = CASE WHEN state = 'landed' THEN 'landed' ELSE 'failed' END, \
+             lease_owner = NULL, lease_until_ms = NULL, last_error = $1, next_attempt_ms = $2, updated_ms = $3 \
+             WHERE task = $4 AND start_ms = $5 AND lease_owner = $6",
+        )
+        .bind(error)
+        .bind(ms(retry_at))
+        .bind(now)
+        .bind(task)
+        .bind(ms(start))
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .map_err(store_err)?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// The intervals of a task overlapping `[from, to)`, oldest first.
+    pub async fn intervals(
+        &self,
+        task: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<IntervalRow>, SchedulerError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM affluent_intervals WHERE task = $1 AND end_ms > $2 AND start_ms < $3 ORDER BY start_ms"
+        ))
+        .bind(task)
+        .bind(ms(from))
+        .bind(ms(to))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_err)?;
+        rows.iter().map(interval_row).collect()
+    }
+
+    /// The intervals of a task that are not done, oldest first.
+    pub async fn holes(&self, task: &str) -> Result<Vec<IntervalRow>, SchedulerError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM affluent_intervals WHERE task = $1 AND state <> 'done' ORDER BY start_ms"
+        ))
+        .bind(task)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_err)?;
+        rows.iter().map(interval_row).collect()
+    }
+
+    /// Starts a run record.
+    pub async fn run_started(
+        &self,
+        id: &str,
+        task: &str,
+        interval: Interval,
+        trigger: &str,
+        worker: &str,
+    ) -> Result<(), SchedulerError> {
+        sqlx::query(
+            "INSERT INTO affluent_runs (id, task, start_ms, end_ms, run_trigger, worker, started_ms, status) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'running')",
+        )
+        .bind(id)
+        .bind(task)
+        .bind(ms(interval.start))
+        .bind(ms(interval.end))
+        .bind(trigger)
+        .bind(worker)
+        .bind(ms(Timestamp::now()))
+        .execute(&self.pool)
+        .await
+        .map_err(store_err)?;
+        Ok(())
+    }
+
+    /// Ends a run record.
+    pub async fn run_finished(
+        &self,
+        id: &str,
+        result: Result<&RunCounts, &str>,
+    ) -> Result<(), SchedulerError> {
+        let (status, counts, error) = match result {
+            Ok(c) => ("success", c.clone(), None),
+            Err(e) => ("failed", RunCounts::default(), Some(e.to_string())),
+        };
+        sqlx::query(
+            "UPDATE affluent_runs SET finished_ms = $1, status = $2, records = $3, loaded = $4, requests = $5, error = $6 WHERE id = $7",
+        )
+        .bind(ms(Timestamp::now()))
+        .bind(status)
+        .bind(counts.records)
+        .bind(counts.loaded)
+        .bind(counts.requests)
+        .bind(error)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(store_err)?;
+        Ok(())
+    }
+
+    /// The latest runs, newest first, optionally of one task and only failed ones.
+    pub async fn runs(
+        &self,
+        task: Option<&str>,
+        failed_only: bool,
+        limit: i64,
+    ) -> Result<Vec<RunRow>, SchedulerError> {
+        let mut sql = String::from(
+            "SELECT id, task, start_ms, end_ms, run_trigger, worker, started_ms, finished_ms, status, records, loaded, requests, error \
+             FROM affluent_runs WHERE ($1 = '' OR task = $1)",
+        );
+        if failed_only {
+            sql.push_str(" AND status = 'failed'");
+        }
+        sql.push_str(" ORDER BY started_ms DESC, id DESC LIMIT $2");
+        let rows = sqlx::query(&sql)
+            .bind(task.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_err)?;
+        rows.iter()
+            .map(|r| -> Result<RunRow, sqlx::Error> {
+                Ok(RunRow {
+                    id: r.try_get(0)?,
+                    task: r.try_get(1)?,
+                    interval: Interval {
+                        start: ts(r.try_get(2)?),
+                        end: ts(r.try_get(3)?),
+                    },
+                    trigger: r.try_get(4)?,
+                    worker: r.try_get(5)?,
+                    started: ts(r.try_get(6)?),
+                    finished: r.try_get::<Option<i64>, _>(7)?.map(ts),
+                    status: r.try_get(8)?,
+                    records: r.try_get(9)?,
+                    loaded: r.try_get(10)?,
+                    requests: r.try_get(11)?,
+                    error: r.try_get(12)?,
+                })
+            })
+            .collect::<Result<_, _>>()
+            .map_err(store_err)
+    }
+
+    /// The last successful run of a task and the last error, for `status`.
+    pub async fn last_success(&self, task: &str) -> Result<Option<RunRow>, SchedulerError> {
+        Ok(self
+            .runs(Some(task), false, 50)
+            .await?
+            .into_iter()
+            .find(|r| r.status == "success"))
+    }
+
+    /// Whether a backfill request is recorded and unfinished.
+    pub async fn backfill_open(&self, id: &str) -> Result<bool, SchedulerError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FROM affluent_backfills WHERE id = $1 AND finished_ms IS NULL",
+        )
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(store_err)?;
+        Ok(row.try_get::<i64, _>(0).map_err(store_err)? > 0)
+    }
+
+    /// Records a backfill request (again, if an identical one finished before).
+    pub async fn backfill_record(
+        &self,
+        id: &str,
+        task: &str,
+        from: Timestamp,
+        to: Timestamp,
+        reprocess: &str,
+    ) -> Result<(), SchedulerError> {
+        sqlx::query(
+            "INSERT INTO affluent_backfills (id, task, from_ms, to_ms, reprocess, created_ms) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (id) DO UPDATE SET created_ms = $6, finished_ms = NULL",
+        )
+        .bind(id)
+        .bind(task)
+        .bind(ms(from))
+        .bind(ms(to))
+        .bind(reprocess)
+        .bind(ms(Timestamp::now()))
+        .execute(&self.pool)
+        .await
+        .map_err(store_err)?;
+        Ok(())
+    }
+
+    /// Marks a backfill request finished.
+    pub async fn backfill_finished(&self, id: &str) -> Result<(), SchedulerError> {
+        sqlx::query("UPDATE affluent_backfills SET finished_ms = $1 WHERE id = $2")
+            .bind(ms(Timestamp::now()))
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(store_err)?;
+        Ok(())
+    }
+
+    /// Deletes every row of the store (tests and `--reset`).
+    pub async fn clear(&self) -> Result<(), SchedulerError> {
+        for table in ["affluent_intervals", "affluent_runs", "affluent_backfills"] {
+            sqlx::query(&format!("DELETE FROM {table}"))
+                .execute(&self.pool)
+                .await
+                .map_err(store_err)?;
+        }
+        Ok(())
+    }
+}
+
+const COLUMNS: &str = "task, start_ms, end_ms, state, attempts, next_attempt_ms, lease_owner, lease_until_ms, last_error, records, updated_ms";
+
+fn interval_row(r: &AnyRow) -> Result<IntervalRow, SchedulerError> {
+    (|| -> Result<IntervalRow, sqlx::Error> {
+        Ok(IntervalRow {
+            task: r.try_get(0)?,
+            interval: Interval {
+                start: ts(r.try_get(1)?),
+                end: ts(r.try_get(2)?),
+            },
+            state: IntervalState::parse(&r.try_get::<String, _>(3)?),
+            attempts: r.try_get(4)?,
+            next_attempt: ts(r.try_get(5)?),
+            lease_owner: r.try_get(6)?,
+            lease_until: r.try_get::<Option<i64>, _>(7)?.map(ts),
+            last_error: r.try_get(8)?,
+            records: r.try_get(9)?,
+            updated: ts(r.try_get(10)?),
+        })
+    })()
+    .map_err(store_err)
+}
+
+fn store_err(e: sqlx::Error) -> SchedulerError {
+    SchedulerError::Store(e.to_string())
+}
+
+/// A URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}

@@ -1,0 +1,134 @@
+//! The tasks of a project: its scheduled sources and the models downstream of them.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use affluent_config::Project;
+use jiff::Timestamp;
+
+use crate::{Schedule, SchedulerError};
+
+/// One schedulable unit: `source:NAME` or `model:NAME`.
+#[derive(Debug, Clone)]
+pub struct TaskSpec {
+    /// `source:NAME` or `model:NAME`.
+    pub name: String,
+    /// The schedule that delimits its intervals (a model has its first upstream source's).
+    pub schedule: Option<Schedule>,
+    /// Runs when an upstream interval is loaded rather than by the clock (models).
+    pub triggered: bool,
+    /// The first interval to cover.
+    pub start: Option<Timestamp>,
+    /// Whether holes since `start` are filled.
+    pub catchup: bool,
+    /// Catch-up intervals in flight at once.
+    pub max_active: usize,
+    /// Tasks to run with the same interval once this one succeeds.
+    pub downstream: Vec<String>,
+}
+
+impl TaskSpec {
+    /// `source` or `model`.
+    pub fn kind(&self) -> &str {
+        self.name.split_once(':').map_or("", |(k, _)| k)
+    }
+
+    /// The source's or model's own name.
+    pub fn target(&self) -> &str {
+        self.name.split_once(':').map_or(&self.name, |(_, n)| n)
+    }
+}
+
+/// The tasks of a project: every source with `schedule` or `every`, and every model that reads
+/// (directly or through other models) a table of such a source. `model_deps` maps each model to
+/// the tables and models its SQL reads.
+pub fn task_specs(
+    project: &Project,
+    model_deps: &BTreeMap<String, BTreeSet<String>>,
+    now: Timestamp,
+) -> Result<Vec<TaskSpec>, SchedulerError> {
+    let mut tasks = Vec::new();
+    let mut by_source: BTreeMap<&str, Schedule> = BTreeMap::new();
+    for (name, source) in &project.sources {
+        let s = source.scheduling();
+        let tz = project.source_timezone(name);
+        let start = s
+            .start_date
+            .map(|t| affluent_config::parse_start(t, &tz, now))
+            .transpose()
+            .map_err(|e| SchedulerError::Invalid(format!("source `{name}`: {e}")))?;
+        let schedule = match (s.schedule, s.every) {
+            (Some(cron), _) => Schedule::cron(cron, &tz),
+            (None, Some(every)) => Schedule::every(every, start, &tz),
+            (None, None) => continue,
+        }
+        .map_err(|e| SchedulerError::Invalid(format!("source `{name}`: {e}")))?;
+        // A relative start date (`-8w`) is aligned to the schedule, so that restarts agree.
+        let start = start.map(|t| schedule.at_or_before(t).unwrap_or(t));
+        by_source.insert(name, schedule.clone());
+        tasks.push(TaskSpec {
+            name: format!("source:{name}"),
+            schedule: Some(schedule),
+            triggered: false,
+            start,
+            catchup: s.catchup,
+            max_active: s.max_active,
+            downstream: Vec::new(),
+        });
+    }
+    // What each model reads, resolved to sources: tables name their source; models recurse.
+    let table_source: BTreeMap<&str, &str> = project
+        .tables
+        .iter()
+        .map(|(t, c)| (t.as_str(), c.source.as_str()))
+        .collect();
+    for (model, deps) in model_deps {
+        let mut upstream_sources = BTreeSet::new();
+        let mut stack: Vec<&str> = deps.iter().map(String::as_str).collect();
+        let mut seen = BTreeSet::new();
+        while let Some(d) = stack.pop() {
+            if !seen.insert(d) {
+                continue;
+            }
+            if let Some(src) = table_source.get(d) {
+                upstream_sources.insert(*src);
+            } else if let Some(more) = model_deps.get(d) {
+                stack.extend(more.iter().map(String::as_str));
+            }
+        }
+        let Some(schedule) = upstream_sources
+            .iter()
+            .find_map(|s| by_source.get(s).cloned())
+        else {
+            continue;
+        };
+        tasks.push(TaskSpec {
+            name: format!("model:{model}"),
+            schedule: Some(schedule),
+            triggered: true,
+            start: None,
+            catchup: true,
+            max_active: 1,
+            downstream: Vec::new(),
+        });
+    }
+    // Edges: a source triggers the models reading its tables; a model the models reading it.
+    let names: BTreeSet<String> = tasks.iter().map(|t| t.name.clone()).collect();
+    for task in &mut tasks {
+        let produced: BTreeSet<String> = match task.kind() {
+            "source" => project
+                .tables
+                .iter()
+                .filter(|(_, c)| c.source == task.target())
+                .map(|(t, _)| t.clone())
+                .collect(),
+            _ => BTreeSet::from([task.target().to_string()]),
+        };
+        task.downstream = model_deps
+            .iter()
+            .filter(|(_, deps)| deps.iter().any(|d| produced.contains(d)))
+            .map(|(m, _)| format!("model:{m}"))
+            .filter(|m| names.contains(m))
+            .collect();
+    }
+    Ok(tasks)
+}

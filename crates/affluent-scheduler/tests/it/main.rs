@@ -1,0 +1,474 @@
+//! The scheduler against real state stores: SQLite files and the PostgreSQL server of the machine
+//! (`AFFLUENT_TEST_POSTGRES`, default `postgres://postgres@127.0.0.1:5432/test`; CI starts it).
+//! The executor here stands in for ingestion and loads: it records what it was asked to run, so
+//! that "exactly once" can be counted.
+
+mod notify;
+mod properties;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use affluent_core::Interval;
+use affluent_scheduler::backfill::{self, Reprocess};
+use affluent_scheduler::{
+    Executor, IntervalState, Options, RunCounts, RunFailure, Schedule, Scheduler, Store, TaskSpec,
+    Trigger,
+};
+use jiff::{Timestamp, ToSpan, tz::TimeZone};
+
+/// Now, to the second: intervals of tests start on whole seconds.
+pub fn now_s() -> Timestamp {
+    Timestamp::from_second(Timestamp::now().as_second()).expect("now")
+}
+
+pub fn postgres_url() -> String {
+    std::env::var("AFFLUENT_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+async fn sqlite_store(dir: &tempfile::TempDir) -> Store {
+    let path = dir.path().join("state.db");
+    Store::open(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("sqlite store")
+}
+
+async fn postgres_store() -> Store {
+    Store::open(&postgres_url()).await.unwrap_or_else(|e| {
+        panic!(
+            "PostgreSQL is required by these tests (CI starts it; set AFFLUENT_TEST_POSTGRES): {e}"
+        )
+    })
+}
+
+/// A task name no other test (or earlier run) uses, so tests share a PostgreSQL database.
+fn unique(name: &str) -> String {
+    format!(
+        "source:{name}-{}-{}",
+        std::process::id(),
+        Timestamp::now().as_nanosecond() % 1_000_000_000_000
+    )
+}
+
+fn every(period: &str, start: Timestamp) -> Schedule {
+    Schedule::every(period, Some(start), &TimeZone::UTC).expect("schedule")
+}
+
+fn task(name: &str, schedule: Schedule, start: Timestamp) -> TaskSpec {
+    TaskSpec {
+        name: name.to_string(),
+        schedule: Some(schedule),
+        triggered: false,
+        start: Some(start),
+        catchup: true,
+        max_active: 2,
+        downstream: Vec::new(),
+    }
+}
+
+fn fast_options(until: Timestamp) -> Options {
+    Options {
+        concurrency: 4,
+        lease: Duration::from_secs(5),
+        retry_initial: Duration::from_millis(50),
+        retry_max: Duration::from_millis(200),
+        tick: Duration::from_millis(50),
+        until: Some(until),
+        ..Options::default()
+    }
+}
+
+/// Records every execution; fails the first `failures` attempts of chosen intervals.
+#[derive(Default)]
+struct Recorder {
+    calls: Mutex<Vec<(String, Interval, Trigger)>>,
+    fail_first: Mutex<HashMap<(String, Timestamp), u32>>,
+    delay: Duration,
+}
+
+impl Recorder {
+    fn count(&self, task: &str) -> HashMap<Timestamp, usize> {
+        let mut out = HashMap::new();
+        for (t, i, _) in self.calls.lock().expect("lock").iter() {
+            if t == task {
+                *out.entry(i.start).or_insert(0) += 1;
+            }
+        }
+        out
+    }
+}
+
+impl Executor for Recorder {
+    async fn execute(
+        &self,
+        task: &TaskSpec,
+        interval: Interval,
+        trigger: Trigger,
+    ) -> Result<RunCounts, RunFailure> {
+        tokio::time::sleep(self.delay).await;
+        self.calls
+            .lock()
+            .expect("lock")
+            .push((task.name.clone(), interval, trigger));
+        let mut fail = self.fail_first.lock().expect("lock");
+        if let Some(left) = fail.get_mut(&(task.name.clone(), interval.start))
+            && *left > 0
+        {
+            *left -= 1;
+            return Err(RunFailure {
+                error: format!("injected failure, {left} left"),
+                landed: false,
+            });
+        }
+        Ok(RunCounts {
+            records: 1,
+            loaded: 1,
+            requests: 1,
+        })
+    }
+}
+
+async fn store_claims_are_exclusive(store: &Store) {
+    let name = unique("claims");
+    let start = Timestamp::from_second(1_700_000_000).expect("ts");
+    let intervals = every("1h", start).intervals(start, start + 10.hours());
+    assert_eq!(intervals.len(), 10);
+    assert_eq!(store.ensure(&name, &intervals).await.expect("ensure"), 10);
+    assert_eq!(store.ensure(&name, &intervals).await.expect("ensure"), 0);
+    let later = Timestamp::now() + 60.seconds();
+    let first = intervals[0].start;
+    assert!(
+        store
+            .claim(&name, first, "a:1:1", later)
+            .await
+            .expect("claim")
+    );
+    assert!(
+        !store
+            .claim(&name, first, "b:2:2", later)
+            .await
+            .expect("claim")
+    );
+    // Only the holder can end it.
+    assert!(
+        !store
+            .mark_done(&name, first, "b:2:2", 5)
+            .await
+            .expect("done")
+    );
+    assert!(
+        store
+            .mark_done(&name, first, "a:1:1", 5)
+            .await
+            .expect("done")
+    );
+    assert!(
+        !store
+            .claim(&name, first, "b:2:2", later)
+            .await
+            .expect("claim done")
+    );
+    // A failure waits for its retry time; an expired lease can be taken over.
+    let second = intervals[1].start;
+    assert!(
+        store
+            .claim(&name, second, "a:1:1", later)
+            .await
+            .expect("claim")
+    );
+    assert!(
+        store
+            .mark_failed(&name, second, "a:1:1", "boom", later)
+            .await
+            .expect("failed")
+    );
+    assert!(
+        !store
+            .claim(&name, second, "b:2:2", later)
+            .await
+            .expect("too early")
+    );
+    let third = intervals[2].start;
+    let past = Timestamp::now() - 1.seconds();
+    assert!(
+        store
+            .claim(&name, third, "a:1:1", past)
+            .await
+            .expect("claim")
+    );
+    assert!(
+        store
+            .claim(&name, third, "b:2:2", later)
+            .await
+            .expect("expired lease")
+    );
+    let holes = store.holes(&name).await.expect("holes");
+    assert_eq!(holes.len(), 9);
+    let failed = holes
+        .iter()
+        .find(|h| h.interval.start == second)
+        .expect("row");
+    assert_eq!(failed.state, IntervalState::Failed);
+    assert_eq!(failed.last_error.as_deref(), Some("boom"));
+    assert_eq!(failed.attempts, 1);
+}
+
+#[tokio::test]
+async fn sqlite_store_claims_are_exclusive() {
+    let dir = tempfile::tempdir().expect("tmp");
+    store_claims_are_exclusive(&sqlite_store(&dir).await).await;
+}
+
+#[tokio::test]
+async fn postgres_store_claims_are_exclusive() {
+    store_claims_are_exclusive(&postgres_store().await).await;
+}
+
+#[tokio::test]
+async fn catch_up_runs_every_missed_interval_once_with_retries() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = sqlite_store(&dir).await;
+    let now = now_s();
+    let start = now - 20.seconds();
+    let schedule = every("1s", start);
+    let name = "source:api".to_string();
+    let expected = schedule.intervals(start, now);
+    let recorder = Arc::new(Recorder::default());
+    // Two intervals fail twice each before succeeding.
+    recorder.fail_first.lock().expect("lock").extend([
+        ((name.clone(), expected[3].start), 2),
+        ((name.clone(), expected[7].start), 2),
+    ]);
+    let scheduler = Scheduler::new(
+        store.clone(),
+        vec![task(&name, schedule, start)],
+        recorder.clone(),
+        fast_options(now),
+    );
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        scheduler.run(std::future::pending()),
+    )
+    .await
+    .expect("scheduler finished in time")
+    .expect("scheduler");
+    let counts = recorder.count(&name);
+    for i in &expected {
+        let n = counts.get(&i.start).copied().unwrap_or(0);
+        let want = if *i == expected[3] || *i == expected[7] {
+            3
+        } else {
+            1
+        };
+        assert_eq!(n, want, "interval {i} ran {n} times");
+    }
+    assert_eq!(counts.len(), expected.len());
+    assert!(store.holes(&name).await.expect("holes").is_empty());
+    let failed = store.runs(Some(&name), true, 100).await.expect("runs");
+    assert_eq!(failed.len(), 4);
+    assert!(
+        failed
+            .iter()
+            .all(|r| r.error.as_deref().is_some_and(|e| e.contains("injected")))
+    );
+}
+
+#[tokio::test]
+async fn two_schedulers_on_one_postgres_never_run_an_interval_twice() {
+    let store_a = postgres_store().await;
+    let store_b = postgres_store().await;
+    let now = now_s();
+    let start = now - 40.seconds();
+    let schedule = every("1s", start);
+    let name = unique("shared");
+    let expected = schedule.intervals(start, now);
+    // One recorder shared by both processes' executors: it sees every execution.
+    let recorder = Arc::new(Recorder {
+        delay: Duration::from_millis(20),
+        ..Recorder::default()
+    });
+    let mut a_options = fast_options(now);
+    a_options.worker = "host-a:1:1".into();
+    let mut b_options = fast_options(now);
+    b_options.worker = "host-b:2:2".into();
+    let a = Scheduler::new(
+        store_a,
+        vec![task(&name, schedule.clone(), start)],
+        recorder.clone(),
+        a_options,
+    );
+    let b = Scheduler::new(
+        store_b.clone(),
+        vec![task(&name, schedule, start)],
+        recorder.clone(),
+        b_options,
+    );
+    let (ra, rb) = tokio::time::timeout(
+        Duration::from_secs(90),
+        futures_join(a.run(std::future::pending()), b.run(std::future::pending())),
+    )
+    .await
+    .expect("both finished");
+    ra.expect("a");
+    rb.expect("b");
+    let counts = recorder.count(&name);
+    assert_eq!(counts.len(), expected.len());
+    assert!(counts.values().all(|n| *n == 1), "{counts:?}");
+    let runs = store_b.runs(Some(&name), false, 1000).await.expect("runs");
+    let workers: std::collections::HashSet<&str> = runs.iter().map(|r| r.worker.as_str()).collect();
+    assert_eq!(workers.len(), 2, "both schedulers took part");
+}
+
+async fn futures_join<A: std::future::Future, B: std::future::Future>(
+    a: A,
+    b: B,
+) -> (A::Output, B::Output) {
+    tokio::join!(a, b)
+}
+
+#[tokio::test]
+async fn a_backfill_resumes_where_it_stopped_and_reprocesses_on_request() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = sqlite_store(&dir).await;
+    let start: Timestamp = "2024-03-30T00:00:00Z".parse().expect("ts");
+    let end: Timestamp = "2024-04-01T00:00:00Z".parse().expect("ts");
+    let tz = TimeZone::get("Europe/Paris").expect("tz");
+    let schedule = Schedule::cron("0 * * * *", &tz).expect("cron");
+    let name = "source:hourly".to_string();
+    let spec = task(&name, schedule, start);
+    let tasks = vec![spec.clone()];
+    let recorder = Arc::new(Recorder {
+        delay: Duration::from_millis(10),
+        ..Recorder::default()
+    });
+    let options = fast_options(end);
+
+    let plan = backfill::plan(&store, &spec, start, end, Reprocess::None, false, true)
+        .await
+        .expect("dry run");
+    // 48 hours of UTC, hourly in Paris: the spring-forward night changes nothing in UTC.
+    assert_eq!(plan.to_run.len(), 48);
+    assert!(
+        store.holes(&name).await.expect("holes").is_empty(),
+        "a dry run writes nothing"
+    );
+
+    // Interrupted (the future dropped, as a killed process would stop) after 10 intervals.
+    let plan = backfill::plan(&store, &spec, start, end, Reprocess::All, false, false)
+        .await
+        .expect("plan");
+    let stop_after = 10;
+    let (tx, rx) = tokio::sync::watch::channel(0usize);
+    let run = backfill::run(
+        &store,
+        &tasks,
+        recorder.clone(),
+        &options,
+        &plan,
+        start,
+        end,
+        1,
+        |p| {
+            let _ = tx.send(p.done);
+        },
+    );
+    let mut rx = rx;
+    tokio::select! {
+        _ = run => panic!("the backfill should have been interrupted"),
+        _ = rx.wait_for(|done| *done >= stop_after) => {}
+    }
+    let done_first = recorder.count(&name).len();
+    assert!(done_first >= stop_after);
+    // Asking again resumes: the same request redoes only what is left.
+    let again = backfill::plan(&store, &spec, start, end, Reprocess::All, false, false)
+        .await
+        .expect("plan again");
+    assert!(again.resumed);
+    assert_eq!(again.to_run.len(), 48 - done_first);
+    let outcome = backfill::run(
+        &store,
+        &tasks,
+        recorder.clone(),
+        &options,
+        &again,
+        start,
+        end,
+        1,
+        |_| {},
+    )
+    .await
+    .expect("rest");
+    assert_eq!(outcome.succeeded, 48 - done_first);
+    assert_eq!(recorder.count(&name).len(), 48);
+    assert!(recorder.count(&name).values().all(|n| *n == 1));
+    // Finished: the same request now reprocesses everything again.
+    let fresh = backfill::plan(&store, &spec, start, end, Reprocess::All, true, true)
+        .await
+        .expect("plan fresh");
+    assert!(!fresh.resumed);
+    assert_eq!(fresh.to_run.len(), 48);
+    assert!(
+        fresh.to_run[0].start > fresh.to_run[47].start,
+        "newest first"
+    );
+    let none = backfill::plan(&store, &spec, start, end, Reprocess::None, false, true)
+        .await
+        .expect("plan none");
+    assert!(none.to_run.is_empty(), "nothing left that never ran");
+}
+
+#[tokio::test]
+async fn models_run_after_their_source_interval_is_loaded() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = sqlite_store(&dir).await;
+    let now = now_s();
+    let start = now - 5.seconds();
+    let schedule = every("1s", start);
+    let mut source = task("source:s", schedule.clone(), start);
+    source.downstream = vec!["model:m".into()];
+    let model = TaskSpec {
+        name: "model:m".into(),
+        schedule: Some(schedule.clone()),
+        triggered: true,
+        start: None,
+        catchup: true,
+        max_active: 1,
+        downstream: Vec::new(),
+    };
+    let recorder = Arc::new(Recorder::default());
+    let scheduler = Scheduler::new(
+        store.clone(),
+        vec![source, model],
+        recorder.clone(),
+        fast_options(now),
+    );
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        scheduler.run(std::future::pending()),
+    )
+    .await
+    .expect("in time")
+    .expect("run");
+    let calls = recorder.calls.lock().expect("lock").clone();
+    let expected = schedule.intervals(start, now);
+    for i in &expected {
+        let s = calls
+            .iter()
+            .position(|(t, iv, _)| t == "source:s" && iv == i);
+        let m = calls
+            .iter()
+            .position(|(t, iv, _)| t == "model:m" && iv == i);
+        assert!(
+            matches!((s, m), (Some(s), Some(m)) if s < m),
+            "{i}: source at {s:?}, model at {m:?}"
+        );
+    }
+    assert!(
+        calls
+            .iter()
+            .filter(|(t, _, _)| t == "model:m")
+            .all(|(_, _, tr)| *tr == Trigger::Upstream)
+    );
+}
