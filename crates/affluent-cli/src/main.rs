@@ -15,6 +15,8 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use std::sync::Arc;
 
+mod scheduling;
+
 /// affluent: poll REST APIs and files, keep every raw response, and load them into tables,
 /// from one binary and one project file (affluent.toml).
 #[derive(Debug, Parser)]
@@ -107,6 +109,61 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Run the scheduler: every scheduled source and the models downstream, live runs on time,
+    /// holes since `start_date` filled, failures retried, until Ctrl-C / SIGTERM.
+    Run {
+        /// Exit once every interval ending by this time is covered (a date, a date-time or
+        /// RFC 3339; `now` for the present).
+        #[arg(long)]
+        until: Option<String>,
+        /// Catch up newest intervals first.
+        #[arg(long)]
+        newest_first: bool,
+    },
+    /// Run a source (or model) over a range of intervals, then the models downstream; an
+    /// interrupted backfill resumes when asked again.
+    Backfill {
+        /// The source or model (NAME, source:NAME or model:NAME).
+        task: String,
+        /// Range start (included): RFC 3339, or a date / date-time in the source's time zone.
+        #[arg(long)]
+        from: String,
+        /// Range end (excluded).
+        #[arg(long)]
+        to: String,
+        /// Which intervals that already ran run again.
+        #[arg(long, value_enum, default_value_t = ReprocessArg::None)]
+        reprocess: ReprocessArg,
+        /// Print the intervals that would run, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Newest intervals first.
+        #[arg(long)]
+        newest_first: bool,
+        /// Tries per interval before it is reported failed.
+        #[arg(long, default_value_t = 3)]
+        attempts: u32,
+    },
+    /// Per source and model: last success, next run, holes, failures, quota used today, last error.
+    Status {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Run history, newest first, with counts and durations.
+    Runs {
+        /// Only this source or model.
+        task: Option<String>,
+        /// Only failed runs.
+        #[arg(long)]
+        failed: bool,
+        /// How many runs.
+        #[arg(long, default_value_t = 30)]
+        limit: i64,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Inspect the landing zone.
     Landing {
         #[command(subcommand)]
@@ -117,6 +174,16 @@ enum Command {
         #[command(subcommand)]
         command: QuarantineCommand,
     },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ReprocessArg {
+    /// Only intervals that never ran.
+    None,
+    /// Also the failed ones.
+    Failed,
+    /// Every interval of the range.
+    All,
 }
 
 #[derive(Debug, Subcommand)]
@@ -221,7 +288,7 @@ fn init_logs(format: LogFormat, verbose: u8) {
     // metrics) only when asked for with -v or RUST_LOG: their errors reach us as results anyway.
     let default = match verbose {
         0 => {
-            "warn,affluent=info,affluent_cli=info,affluent_config=info,affluent_landing=info,affluent_sources=info,affluent_tables=info,deltalake_core=error,buoyant_kernel=off"
+            "warn,affluent=info,affluent_cli=info,affluent_config=info,affluent_landing=info,affluent_sources=info,affluent_tables=info,affluent_scheduler=info,deltalake_core=error,buoyant_kernel=off"
         }
         1 => "debug",
         _ => "trace",
@@ -321,6 +388,76 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 );
                 Ok(ExitCode::FAILURE)
             }
+        }
+        Command::Run {
+            until,
+            newest_first,
+        } => {
+            let project = load(&cli.project)?;
+            let until = match until.as_deref() {
+                None => None,
+                Some("now") => Some(Timestamp::now()),
+                Some(t) => Some(
+                    parse_time(t, &project.timezone).with_context(|| format!("--until {t:?}"))?,
+                ),
+            };
+            scheduling::run(project, until, newest_first).await
+        }
+        Command::Backfill {
+            task,
+            from,
+            to,
+            reprocess,
+            dry_run,
+            newest_first,
+            attempts,
+        } => {
+            let project = load(&cli.project)?;
+            let source = task.strip_prefix("source:").unwrap_or(&task);
+            let tz = if project.sources.contains_key(source) {
+                project.source_timezone(source)
+            } else {
+                project.timezone.clone()
+            };
+            let start = parse_time(&from, &tz).with_context(|| format!("--from {from:?}"))?;
+            let end = parse_time(&to, &tz).with_context(|| format!("--to {to:?}"))?;
+            if end <= start {
+                bail!("--to {to} must be after --from {from}");
+            }
+            let reprocess = match reprocess {
+                ReprocessArg::None => affluent_scheduler::backfill::Reprocess::None,
+                ReprocessArg::Failed => affluent_scheduler::backfill::Reprocess::Failed,
+                ReprocessArg::All => affluent_scheduler::backfill::Reprocess::All,
+            };
+            scheduling::backfill(
+                project,
+                &task,
+                start,
+                end,
+                reprocess,
+                dry_run,
+                newest_first,
+                attempts,
+            )
+            .await
+        }
+        Command::Status { format } => {
+            scheduling::status(load(&cli.project)?, matches!(format, Format::Json)).await
+        }
+        Command::Runs {
+            task,
+            failed,
+            limit,
+            format,
+        } => {
+            scheduling::runs(
+                load(&cli.project)?,
+                task.as_deref(),
+                failed,
+                limit,
+                matches!(format, Format::Json),
+            )
+            .await
         }
         Command::Load { source } => {
             let warehouse = warehouse(&cli.project)?;

@@ -1,9 +1,13 @@
-//! The binary end to end: exit codes, messages, and a CSV ingestion with quarantine.
+//! The binary end to end: exit codes, messages, a CSV ingestion with quarantine, crashes of
+//! loads, and (in `cli/scheduler.rs`) `affluent run` under kills, faults and an outage.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 use std::path::Path;
 use std::process::{Command, Output};
+
+#[path = "cli/scheduler.rs"]
+mod scheduler;
 
 fn affluent(project: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_affluent"))

@@ -357,6 +357,14 @@ impl<E: Executor> Scheduler<E> {
         loop {
             let now = Timestamp::now();
             self.materialize(now, &mut cursor).await?;
+            // With `until`: done once everything up to it is materialized and covered.
+            if let Some(until) = self.options.until
+                && running.is_empty()
+                && now >= until
+                && self.covered_until(until).await?
+            {
+                return Ok(());
+            }
             if now.duration_since(last_reap).as_secs() >= 2 {
                 last_reap = now;
                 reap_dead_owners(&self.store).await?;
@@ -474,13 +482,6 @@ impl<E: Executor> Scheduler<E> {
                     }
                     return Ok(());
                 }
-            }
-            if let Some(until) = self.options.until
-                && running.is_empty()
-                && Timestamp::now() >= until
-                && self.covered_until(until).await?
-            {
-                return Ok(());
             }
         }
     }

@@ -127,6 +127,20 @@ impl Connectors {
         &self.project
     }
 
+    /// Today's requests against a source's daily quota, and the quota (`None` without one). The
+    /// day is the project's, as the quota counts it.
+    pub fn quota_today(&self, source: &str) -> Option<(u32, u32)> {
+        let limit = match self.project.sources.get(source)? {
+            SourceConfig::Rest(r) => r.rate_limit.as_ref()?.per_day?,
+            SourceConfig::Csv(_) => return None,
+        };
+        let day = Timestamp::now()
+            .to_zoned(self.project.timezone.clone())
+            .date()
+            .to_string();
+        Some((self.quotas.used(&format!("source:{source}"), &day), limit))
+    }
+
     /// The landing zone.
     pub fn landing(&self) -> Landing {
         Landing::open(&self.project.data_dir)
