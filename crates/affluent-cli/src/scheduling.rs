@@ -465,7 +465,7 @@ pub async fn status(project: Project, json: bool) -> Result<std::process::ExitCo
     } else {
         println!(
             "{:<28} {:<16} {:<22} {:<22} {:>6} {:>6} {:>9}  LAST ERROR",
-            "TASK", "SCHEDULE", "LAST SUCCESS", "NEXT RUN", "HOLES", "FAILED", "QUOTA"
+            "TASK", "SCHEDULE", "LAST SUCCESS (UTC)", "NEXT RUN (UTC)", "HOLES", "FAILED", "QUOTA"
         );
         for s in &out {
             println!(
