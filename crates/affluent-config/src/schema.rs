@@ -559,6 +559,11 @@ pub struct FanOutConfig {
     /// One request per value: `values = { country = ["fra", "deu"] }`; lists multiply.
     #[serde(default)]
     pub values: BTreeMap<String, Vec<ScalarValue>>,
+    /// One request per row, for variables that go together:
+    /// `rows = [{ agency = "Lyon_1", counter = 0 }, { agency = "Lyon_1", counter = 1 }]`;
+    /// rows multiply with `values` and the time grid.
+    #[serde(default)]
+    pub rows: Vec<BTreeMap<String, ScalarValue>>,
     /// One request per step of a grid over the interval.
     pub time: Option<TimeGridConfig>,
 }

@@ -265,6 +265,26 @@ fn rest_source(
             }
             text_vars.push(var.clone());
         }
+        if let Some(first) = fan_out.rows.first() {
+            for (i, row) in fan_out.rows.iter().enumerate() {
+                if row.keys().ne(first.keys()) {
+                    let names = |r: &BTreeMap<String, crate::schema::ScalarValue>| {
+                        r.keys().cloned().collect::<Vec<_>>().join(", ")
+                    };
+                    reporter.error(
+                        at(&["fan_out", "rows"]),
+                        format!(
+                            "fan-out row {} has variables [{}] but the first row has [{}]: every row needs the same",
+                            i + 1,
+                            names(row),
+                            names(first)
+                        ),
+                    );
+                    break;
+                }
+            }
+            text_vars.extend(first.keys().cloned());
+        }
         if let Some(grid) = &fan_out.time {
             match parse_duration(&grid.every) {
                 Ok(d) if d.is_zero() => reporter.error(

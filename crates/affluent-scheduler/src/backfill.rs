@@ -309,6 +309,7 @@ async fn run_one<E: Executor>(
                 .collect(),
             task: task.clone(),
             interval,
+            members: vec![interval],
             attempts: row.map_or(1, |r| r.attempts + 1),
             trigger: Trigger::Backfill,
             reports: None,

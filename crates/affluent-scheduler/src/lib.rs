@@ -394,6 +394,7 @@ impl<E: Executor> Scheduler<E> {
                     }
                 })
             });
+            let all_candidates = candidates.clone();
             for row in candidates {
                 let key = (row.task.clone(), row.interval.start);
                 if in_flight.contains(&key) {
@@ -421,6 +422,21 @@ impl<E: Executor> Scheduler<E> {
                 {
                     continue;
                 }
+                // A model recomputes from its inputs: one run covers every interval it has
+                // pending (a catch-up loads many source intervals while one model run lasts).
+                let mut members = vec![row.interval];
+                if task.triggered {
+                    for other in pending_of(&all_candidates, &row.task) {
+                        if other.start != row.interval.start
+                            && self
+                                .store
+                                .claim(&row.task, other.start, &self.options.worker, until)
+                                .await?
+                        {
+                            members.push(other);
+                        }
+                    }
+                }
                 let trigger = if is_live {
                     Trigger::Live
                 } else if row.attempts > 0 || row.state == IntervalState::Failed {
@@ -444,7 +460,19 @@ impl<E: Executor> Scheduler<E> {
                         .filter_map(|d| self.task(d).map(|t| t.name.clone()))
                         .collect(),
                     task,
-                    interval: row.interval,
+                    interval: Interval {
+                        start: members
+                            .iter()
+                            .map(|i| i.start)
+                            .min()
+                            .unwrap_or(row.interval.start),
+                        end: members
+                            .iter()
+                            .map(|i| i.end)
+                            .max()
+                            .unwrap_or(row.interval.end),
+                    },
+                    members,
                     attempts: row.attempts + 1,
                     trigger,
                     reports: self.reports.clone(),
@@ -545,6 +573,15 @@ impl<E: Executor> Scheduler<E> {
     }
 }
 
+/// The runnable intervals of one task among the candidates.
+fn pending_of(candidates: &[IntervalRow], task: &str) -> Vec<Interval> {
+    candidates
+        .iter()
+        .filter(|r| r.task == task)
+        .map(|r| r.interval)
+        .collect()
+}
+
 /// One claimed interval to run.
 pub(crate) struct Job<E: Executor> {
     store: Store,
@@ -552,13 +589,42 @@ pub(crate) struct Job<E: Executor> {
     options: Options,
     task: TaskSpec,
     downstream: Vec<String>,
+    /// The interval passed to the executor: the span of `members`.
     interval: Interval,
+    /// The claimed intervals this run covers (one, except for models).
+    members: Vec<Interval>,
     attempts: i64,
     trigger: Trigger,
     reports: Option<tokio::sync::mpsc::UnboundedSender<RunReport>>,
 }
 
 impl<E: Executor> Job<E> {
+    /// Sets the downstream tasks' intervals pending, then marks the members done. Downstream
+    /// first: if the process dies in between, the interval runs again and sets them again;
+    /// never the other way round.
+    async fn record_success(
+        &self,
+        task: &str,
+        worker: &str,
+        counts: &RunCounts,
+    ) -> Result<(), SchedulerError> {
+        for d in &self.downstream {
+            self.store
+                .reset(d, &self.members, &[IntervalState::Done])
+                .await?;
+        }
+        for member in &self.members {
+            if !self
+                .store
+                .mark_done(task, member.start, worker, counts.records)
+                .await?
+            {
+                tracing::warn!("{task} {member}: the lease was lost before the run ended");
+            }
+        }
+        Ok(())
+    }
+
     /// Runs the interval and records the outcome.
     pub(crate) async fn run(self) -> Result<(), String> {
         let started = std::time::Instant::now();
@@ -583,34 +649,7 @@ impl<E: Executor> Job<E> {
             .await;
         let result = match outcome {
             Ok(counts) => {
-                // Downstream first: if the process dies before `done` is written, this interval
-                // runs again and sets them again; never the other way round.
-                let mut recorded = Ok(());
-                for d in &self.downstream {
-                    recorded = self
-                        .store
-                        .reset(d, &[self.interval], &[IntervalState::Done])
-                        .await
-                        .map(|_| ());
-                    if recorded.is_err() {
-                        break;
-                    }
-                }
-                let recorded = match recorded {
-                    Ok(()) => self
-                        .store
-                        .mark_done(task, self.interval.start, worker, counts.records)
-                        .await
-                        .map(|held| {
-                            if !held {
-                                tracing::warn!(
-                                    "{task} {}: the lease was lost before the run ended",
-                                    self.interval
-                                );
-                            }
-                        }),
-                    Err(e) => Err(e),
-                };
+                let recorded = self.record_success(task, worker, &counts).await;
                 match recorded {
                     Ok(()) => Ok(counts),
                     Err(e) => Err(format!("the run succeeded but could not be recorded: {e}")),
@@ -624,12 +663,14 @@ impl<E: Executor> Job<E> {
                         .await;
                 }
                 let retry_at = add(Timestamp::now(), backoff(&self.options, self.attempts));
-                if let Err(e) = self
-                    .store
-                    .mark_failed(task, self.interval.start, worker, &failure.error, retry_at)
-                    .await
-                {
-                    tracing::warn!("cannot record the failure of {task}: {e}");
+                for member in &self.members {
+                    if let Err(e) = self
+                        .store
+                        .mark_failed(task, member.start, worker, &failure.error, retry_at)
+                        .await
+                    {
+                        tracing::warn!("cannot record the failure of {task}: {e}");
+                    }
                 }
                 tracing::warn!(task = %task, interval = %self.interval, attempt = self.attempts, retry_at = %retry_at, "run failed: {}", failure.error);
                 Err(failure.error)

@@ -97,6 +97,20 @@ impl RestRun<'_> {
             let texts: Vec<String> = values.iter().map(|v| v.to_string()).collect();
             calls = multiply(calls, name, &texts);
         }
+        if !fan_out.rows.is_empty() {
+            let mut out = Vec::with_capacity(calls.len() * fan_out.rows.len());
+            for call in &calls {
+                for row in &fan_out.rows {
+                    let mut c = call.clone();
+                    for (name, value) in row {
+                        c.vars.insert(name.clone(), TValue::Text(value.to_string()));
+                        c.shown.insert(name.clone(), value.to_string());
+                    }
+                    out.push(c);
+                }
+            }
+            calls = out;
+        }
         if let Some((param, _)) = self.config.resolve() {
             calls = multiply(calls, param, parent_values);
         }
