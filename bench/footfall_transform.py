@@ -2,7 +2,7 @@
 """Seed 004's six-month footfall transform, side by side, whole processes, same machine, same run:
 
 - affluent: `ingest agencies` + `ingest footfall_raw` (land, compress, load Delta tables) +
-  `transform footfall_daily` on examples/footfall-csv, from an empty data directory each time;
+  `transform footfall_daily` on examples/footfall, from an empty data directory each time;
 - shared/bench/footfall_duckdb.py (DuckDB + fuzzywuzzy), the reference result;
 - shared/bench/footfall_spark.py (PySpark local[2], the seed's engine).
 
@@ -29,12 +29,12 @@ def timed(cmds, env=None):
 def affluent():
     work = tempfile.mkdtemp()
     project = os.path.join(work, "p")
-    shutil.copytree(os.path.join(root, "examples/footfall-csv"), project,
+    shutil.copytree(os.path.join(root, "examples/footfall"), project,
                     ignore=shutil.ignore_patterns(".affluent", "raw", "expected"))
     env = dict(os.environ, FOOTFALL_RAW_DIR=raw)
     a = [binary, "--project", project]
     t = timed([a + ["ingest", "agencies"], a + ["ingest", "footfall_raw"],
-               a + ["transform", "footfall_daily"]], env)
+               a + ["transform", "footfall_events", "footfall_daily"]], env)
     shutil.rmtree(work)
     return t
 

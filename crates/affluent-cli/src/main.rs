@@ -16,6 +16,7 @@ use jiff::tz::TimeZone;
 use std::sync::Arc;
 
 mod scheduling;
+mod simulate;
 
 /// affluent: poll REST APIs and files, keep every raw response, and load them into tables,
 /// from one binary and one project file (affluent.toml).
@@ -164,6 +165,11 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Serve a built-in simulator of a seed's API on 127.0.0.1, for offline demos and tests.
+    Simulate {
+        #[command(subcommand)]
+        api: SimulateApi,
+    },
     /// Inspect the landing zone.
     Landing {
         #[command(subcommand)]
@@ -173,6 +179,39 @@ enum Command {
     Quarantine {
         #[command(subcommand)]
         command: QuarantineCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SimulateApi {
+    /// Seed 004's bank-branch visitor counters:
+    /// GET /get_visitor_count?date_time=YYYY-MM-DD HH:MM&agency_name=NAME&counter_id=N
+    Footfall {
+        /// Port (0: any free port; the URL is printed on the first line of stdout).
+        #[arg(long, default_value_t = 8000)]
+        port: u16,
+        /// Seed of every random draw: the same seed gives the same answers.
+        #[arg(long, default_value_t = 4)]
+        seed: u64,
+        /// Share of requests answered 429 (Retry-After: 1), 500 or slowly, in turn.
+        #[arg(long, default_value_t = 0.0)]
+        faults: f64,
+        /// How long a slow answer takes, in milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        slow_ms: u64,
+        /// A window during which the port is closed: FROM/TO (RFC 3339); repeatable.
+        #[arg(long)]
+        outage: Vec<String>,
+        /// Instead of serving, write the answers for every hour, agency and counter of
+        /// [--from, --to) to this CSV file (the seed's export format) and exit.
+        #[arg(long, requires_all = ["from", "to"])]
+        export_csv: Option<PathBuf>,
+        /// Export start (a date or date-time, Europe/Paris).
+        #[arg(long)]
+        from: Option<String>,
+        /// Export end (excluded).
+        #[arg(long)]
+        to: Option<String>,
     },
 }
 
@@ -458,6 +497,59 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 matches!(format, Format::Json),
             )
             .await
+        }
+        Command::Simulate {
+            api:
+                SimulateApi::Footfall {
+                    port,
+                    seed,
+                    faults,
+                    slow_ms,
+                    outage,
+                    export_csv,
+                    from,
+                    to,
+                },
+        } => {
+            if let (Some(out), Some(from), Some(to)) = (export_csv, from, to) {
+                let tz = TimeZone::get("Europe/Paris")?;
+                let start = parse_time(&from, &tz).with_context(|| format!("--from {from:?}"))?;
+                let end = parse_time(&to, &tz).with_context(|| format!("--to {to:?}"))?;
+                let n = simulate::export_footfall_csv(&out, seed, start, end, &tz)?;
+                println!("{n} readings written to {}", out.display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            if !(0.0..=1.0).contains(&faults) {
+                bail!("--faults must be between 0 and 1, got {faults}");
+            }
+            let mut outages = Vec::new();
+            for o in &outage {
+                let (a, b) = o
+                    .split_once('/')
+                    .with_context(|| format!("--outage {o:?}: expected FROM/TO"))?;
+                outages.push((
+                    parse_time(a, &TimeZone::UTC).with_context(|| format!("--outage {o:?}"))?,
+                    parse_time(b, &TimeZone::UTC).with_context(|| format!("--outage {o:?}"))?,
+                ));
+            }
+            let server = affluent_simulate::Server::footfall(
+                port,
+                affluent_simulate::Options {
+                    seed,
+                    faults,
+                    slow: std::time::Duration::from_millis(slow_ms),
+                    outages,
+                },
+            )
+            .await
+            .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+            println!("{}", server.url());
+            eprintln!(
+                "footfall simulator (seed {seed}) on {}/get_visitor_count; stop with Ctrl-C",
+                server.url()
+            );
+            tokio::signal::ctrl_c().await?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Load { source } => {
             let warehouse = warehouse(&cli.project)?;

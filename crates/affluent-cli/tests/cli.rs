@@ -172,7 +172,7 @@ fn prune_removes_rejected_entries_and_keeps_unloaded_ones() {
 
 /// A project loading the footfall exports into an append table and a merge table.
 fn footfall_project(dir: &Path) {
-    let raw = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/footfall-csv/raw");
+    let raw = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/footfall/raw");
     std::fs::create_dir_all(dir.join("raw")).unwrap();
     for name in [
         "events_all_agencies_counters_2024-01-01-2024-01-31.csv",
@@ -568,7 +568,7 @@ fn concurrent_loads_do_not_duplicate_rows() {
 /// every column equal (numbers compared as numbers).
 #[test]
 fn footfall_daily_equals_the_reference_implementation() {
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/footfall-csv");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/footfall");
     let dir = tempfile::tempdir().unwrap();
     for file in ["affluent.toml", "agencies.csv"] {
         std::fs::copy(example.join(file), dir.path().join(file)).unwrap();
@@ -590,7 +590,7 @@ fn footfall_daily_equals_the_reference_implementation() {
     run(&["ingest", "agencies"]);
     let landed = run(&["ingest", "footfall_raw"]);
     assert!(landed.contains("6 landed"), "{landed}");
-    run(&["transform", "footfall_daily"]);
+    run(&["transform", "footfall_events", "footfall_daily"]);
     let ours = run(&[
         "query",
         "--format",
@@ -617,4 +617,128 @@ fn footfall_daily_equals_the_reference_implementation() {
                 });
         assert!(same, "row {i}: affluent {a:?} != reference {b:?}");
     }
+}
+
+/// A copy of `examples/footfall` in `dir`, without its raw exports.
+fn footfall_example_copy(dir: &Path) {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/footfall");
+    std::fs::create_dir_all(dir).unwrap();
+    for file in ["affluent.toml", "agencies.csv"] {
+        std::fs::copy(example.join(file), dir.join(file)).unwrap();
+    }
+    copy_dir(&example.join("models"), &dir.join("models"));
+}
+
+/// Seed 004 both ways: a week read from the simulator through the REST source (every agency ×
+/// counter × hour) gives the same `footfall_daily` as the simulator's answers exported as the
+/// seed's CSV and imported through the CSV source.
+#[test]
+fn footfall_over_rest_equals_the_same_answers_imported_as_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sim = Command::new(env!("CARGO_BIN_EXE_affluent"))
+        .args(["simulate", "footfall", "--port", "0", "--seed", "11"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(sim.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        line.trim().to_string()
+    };
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let empty = dir.path().join("no-exports");
+    std::fs::create_dir_all(&empty).unwrap();
+    let run = |project: &Path, raw: &Path, args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_affluent"))
+            .arg("--project")
+            .arg(project)
+            .args(args)
+            .env("FOOTFALL_API_URL", &url)
+            .env("FOOTFALL_RAW_DIR", raw)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let daily = "SELECT * FROM footfall_daily ORDER BY agency_name, counter_id, date";
+
+    // Through REST: one-day intervals here (each one 504 requests: 21 counters × 24 hours) keep
+    // the debug-build test short; the example polls hourly.
+    let rest = dir.path().join("rest");
+    footfall_example_copy(&rest);
+    let toml = std::fs::read_to_string(rest.join("affluent.toml")).unwrap();
+    let toml = toml.replace("every = \"1h\"\nstart_date = \"-8w\"", "every = \"1d\"");
+    assert!(
+        toml.contains("every = \"1d\"\nconcurrency"),
+        "the example changed: {toml}"
+    );
+    std::fs::write(rest.join("affluent.toml"), toml).unwrap();
+    run(&rest, &empty, &["ingest", "agencies"]);
+    let out = run(
+        &rest,
+        &empty,
+        &[
+            "backfill",
+            "footfall_api",
+            "--from",
+            "2024-03-04",
+            "--to",
+            "2024-03-11",
+        ],
+    );
+    assert!(out.contains(" 0 failed, 0 left"), "{out}");
+    let requests = run(
+        &rest,
+        &empty,
+        &[
+            "query",
+            "--format",
+            "csv",
+            "SELECT count(*) AS n FROM api_events",
+        ],
+    );
+    assert_eq!(requests, "n\n3528\n", "7 days × 24 hours × 21 counters");
+    let over_rest = run(&rest, &empty, &["query", "--format", "csv", daily]);
+
+    // Through CSV: the simulator's answers for the same week, as the seed exported them.
+    let csv = dir.path().join("csv");
+    footfall_example_copy(&csv);
+    let exports = dir.path().join("exports");
+    std::fs::create_dir_all(&exports).unwrap();
+    let o = affluent(
+        &csv,
+        &[
+            "simulate",
+            "footfall",
+            "--seed",
+            "11",
+            "--export-csv",
+            exports.join("week.csv").to_str().unwrap(),
+            "--from",
+            "2024-03-04",
+            "--to",
+            "2024-03-11",
+        ],
+    );
+    assert!(text(&o).contains("3528 readings"), "{}", text(&o));
+    run(&csv, &exports, &["ingest", "agencies"]);
+    run(&csv, &exports, &["ingest", "footfall_raw"]);
+    run(
+        &csv,
+        &exports,
+        &["transform", "footfall_events", "footfall_daily"],
+    );
+    let from_csv = run(&csv, &exports, &["query", "--format", "csv", daily]);
+    let _ = sim.kill();
+    let _ = sim.wait();
+
+    let rows = over_rest.lines().count() - 1;
+    // 5 weekdays × 21 counters, minus the counter-days broken all day (no positive reading).
+    assert!((95..=105).contains(&rows), "{rows} rows:\n{over_rest}");
+    assert_eq!(over_rest, from_csv);
 }

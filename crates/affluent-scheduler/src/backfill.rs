@@ -203,23 +203,33 @@ pub async fn run<E: Executor>(
                 if !intervals.is_empty() {
                     progress(&state);
                 }
-                for interval in intervals {
+                // A model recomputes from its inputs: one run covers all its intervals.
+                let groups: Vec<Vec<Interval>> = if task.triggered && !intervals.is_empty() {
+                    vec![intervals]
+                } else {
+                    intervals.into_iter().map(|i| vec![i]).collect()
+                };
+                for group in groups {
                     let r = run_one(
                         store,
                         tasks,
                         &executor,
                         options,
                         task,
-                        interval,
+                        &group,
                         attempts,
                         &mut outcome,
                     )
                     .await?;
                     match &r {
-                        Ok(()) => state.done += 1,
-                        Err(_) => state.failed += 1,
+                        Ok(()) => state.done += group.len(),
+                        Err(_) => state.failed += group.len(),
                     }
-                    state.last = Some((interval, r));
+                    let span = Interval {
+                        start: group.iter().map(|i| i.start).min().unwrap_or_default(),
+                        end: group.iter().map(|i| i.end).max().unwrap_or_default(),
+                    };
+                    state.last = Some((span, r));
                     progress(&state);
                 }
             }
@@ -260,10 +270,13 @@ async fn run_one<E: Executor>(
     executor: &Arc<E>,
     options: &Options,
     task: &TaskSpec,
-    interval: Interval,
+    members: &[Interval],
     attempts: u32,
     outcome: &mut Outcome,
 ) -> Result<Result<(), String>, SchedulerError> {
+    let Some(&interval) = members.first() else {
+        return Ok(Ok(()));
+    };
     let mut last_error = String::new();
     for attempt in 1..=attempts.max(1) {
         // Wait out the backoff of an earlier failure, then claim.
@@ -282,10 +295,16 @@ async fn run_one<E: Executor>(
             }
         }
         let until = add(Timestamp::now(), options.lease);
-        if !store
-            .claim(&task.name, interval.start, &options.worker, until)
-            .await?
-        {
+        let mut claimed = Vec::new();
+        for m in members {
+            if store
+                .claim(&task.name, m.start, &options.worker, until)
+                .await?
+            {
+                claimed.push(*m);
+            }
+        }
+        if claimed.is_empty() {
             let row = store
                 .intervals(&task.name, interval.start, interval.end)
                 .await?
@@ -308,15 +327,22 @@ async fn run_one<E: Executor>(
                 .cloned()
                 .collect(),
             task: task.clone(),
-            interval,
-            members: vec![interval],
+            interval: Interval {
+                start: claimed
+                    .iter()
+                    .map(|i| i.start)
+                    .min()
+                    .unwrap_or(interval.start),
+                end: claimed.iter().map(|i| i.end).max().unwrap_or(interval.end),
+            },
+            members: claimed.clone(),
             attempts: row.map_or(1, |r| r.attempts + 1),
             trigger: Trigger::Backfill,
             reports: None,
         };
         match job.run().await {
             Ok(()) => {
-                outcome.succeeded += 1;
+                outcome.succeeded += claimed.len();
                 return Ok(Ok(()));
             }
             Err(e) => last_error = e,

@@ -56,9 +56,12 @@ pub fn task_specs(
             .map(|t| affluent_config::parse_start(t, &tz, now))
             .transpose()
             .map_err(|e| SchedulerError::Invalid(format!("source `{name}`: {e}")))?;
+        // A period counts from an absolute start date; a relative one (`-8w`) moves with every
+        // start of the process, so the period counts from the epoch (hours on the hour).
+        let anchor = start.filter(|_| !s.start_date.is_some_and(|d| d.trim().starts_with('-')));
         let schedule = match (s.schedule, s.every) {
             (Some(cron), _) => Schedule::cron(cron, &tz),
-            (None, Some(every)) => Schedule::every(every, start, &tz),
+            (None, Some(every)) => Schedule::every(every, anchor, &tz),
             (None, None) => continue,
         }
         .map_err(|e| SchedulerError::Invalid(format!("source `{name}`: {e}")))?;

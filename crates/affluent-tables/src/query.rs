@@ -81,9 +81,33 @@ impl Warehouse {
         for name in self.names() {
             if let Some(table) = self.open(&name).await? {
                 register(&ctx, &name, &table).await?;
+            } else if let Some(schema) = self.declared_schema(&name) {
+                // A table whose every column is declared with a type exists, empty, before its
+                // first load: models reading several sources run before each has data.
+                let empty = datafusion::datasource::MemTable::try_new(schema, vec![Vec::new()])
+                    .map_err(TableError::sql("empty table"))?;
+                ctx.register_table(name.as_str(), Arc::new(empty))
+                    .map_err(TableError::sql("empty table"))?;
             }
         }
         Ok(ctx)
+    }
+
+    /// The schema of a table whose columns are all declared with a type.
+    fn declared_schema(&self, name: &str) -> Option<datafusion::arrow::datatypes::SchemaRef> {
+        let config = self.project().tables.get(name)?;
+        if config.columns.is_empty() {
+            return None;
+        }
+        let columns: Option<Vec<(String, affluent_config::schema::TableType)>> = config
+            .columns
+            .iter()
+            .map(|(n, spec)| match spec {
+                affluent_config::schema::ColumnSpec::Typed(t) => t.kind.map(|k| (n.clone(), k)),
+                affluent_config::schema::ColumnSpec::Path(_) => None,
+            })
+            .collect();
+        Some(crate::mapping::schema_of(&columns?))
     }
 
     /// Runs a read-only query.
