@@ -73,11 +73,13 @@ impl Limits {
     }
 }
 
-/// A limiter letting one request through every `window / n`, plus a 2% (at least 5 ms) margin
+/// A limiter letting one request through every `window / n`, plus a 10% (at least 10 ms) margin
 /// so that network jitter cannot squeeze `n + 1` arrivals into one window at the server.
 fn spaced(window: Duration, n: u32) -> DefaultDirectRateLimiter {
     let period = window / n.max(1);
-    let margin = (period / 50).max(Duration::from_millis(5));
+    // Servers count arrivals, not departures: a margin of a tenth of the period absorbs the
+    // jitter between the two (connection setup, a busy machine) so no window holds one too many.
+    let margin = (period / 10).max(Duration::from_millis(10));
     let quota = Quota::with_period(period + margin)
         .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
         .allow_burst(NonZeroU32::MIN);

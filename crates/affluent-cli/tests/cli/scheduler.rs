@@ -436,3 +436,77 @@ fn an_outage_is_healed_without_any_command() {
     );
     assert_no_hole_before(&project, end);
 }
+
+/// Two `affluent run` processes sharing one PostgreSQL state store (and one project): every
+/// interval is fetched once, by one of them, and every record is loaded once.
+#[test]
+fn two_processes_on_one_postgres_fetch_each_interval_once() {
+    let base = std::env::var("AFFLUENT_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    // A schema of its own, so that earlier runs' rows do not interfere.
+    let schema = format!("affluent_cli_{}_{}", std::process::id(), now_s());
+    let psql = Command::new("psql")
+        .arg(&base)
+        .args(["-q", "-c", &format!("CREATE SCHEMA {schema}")])
+        .output()
+        .expect("psql (PostgreSQL's client) is needed by this test");
+    assert!(
+        psql.status.success(),
+        "{}",
+        String::from_utf8_lossy(&psql.stderr)
+    );
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+
+    let server = FeedServer::start(0.0);
+    let dir = tempfile::tempdir().expect("tmp");
+    let start = now_s() - 30;
+    let project = feed_project(&dir.path().join("p"), server.port, start, "");
+    let file = project.join("affluent.toml");
+    let toml = std::fs::read_to_string(&file).expect("read");
+    std::fs::write(&file, format!("state_url = \"{url}\"\n{toml}")).expect("write");
+    let until = now_s() + 6;
+    let log_a = dir.path().join("a.log");
+    let log_b = dir.path().join("b.log");
+    let mut a = spawn_run(&project, &["--until", &until.to_string_timestamp()], &log_a);
+    let mut b = spawn_run(&project, &["--until", &until.to_string_timestamp()], &log_b);
+    for (child, log) in [(&mut a, &log_a), (&mut b, &log_b)] {
+        let status = wait_for(child, Duration::from_secs(180));
+        let logs = std::fs::read_to_string(log).unwrap_or_default();
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{status:?}\n{}",
+            tail(&logs)
+        );
+    }
+    let end = start + (until - start) / 2 * 2;
+    assert_eq!(actual(&project), expected(start, end));
+    let mut per_path: std::collections::HashMap<String, usize> = Default::default();
+    for seen in server.log() {
+        *per_path.entry(seen.path).or_default() += 1;
+    }
+    assert_eq!(
+        per_path.len() as i64,
+        (end - start) / 2,
+        "one request per interval"
+    );
+    assert!(
+        per_path.values().all(|n| *n == 1),
+        "an interval was fetched twice: {per_path:?}"
+    );
+    let o = super::affluent(&project, &["runs", "--format", "json", "--limit", "1000"]);
+    let workers: std::collections::HashSet<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|r| {
+            r["worker"]
+                .as_str()
+                .map(|w| w.rsplit_once(':').map_or(w, |(p, _)| p).to_string())
+        })
+        .collect();
+    assert_eq!(
+        workers.len(),
+        2,
+        "both processes ran intervals: {workers:?}"
+    );
+}
