@@ -23,6 +23,8 @@ pub struct Pipeline {
     /// Table writes of this process one at a time: the table locks are file locks that block a
     /// thread, and runs of one process share the runtime's few threads.
     writes: tokio::sync::Mutex<()>,
+    /// The most requests one run of each source has made: what a live run needs of the quota.
+    largest_run: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl Pipeline {
@@ -30,6 +32,7 @@ impl Pipeline {
         Self {
             warehouse,
             writes: tokio::sync::Mutex::new(()),
+            largest_run: Default::default(),
         }
     }
 }
@@ -71,6 +74,11 @@ impl Executor for Pipeline {
                     .map_err(|e| RunFailure::from(e.to_string()))?;
                 for w in &summary.warnings {
                     tracing::warn!(source, "{w}");
+                }
+                {
+                    let mut largest = self.largest_run.lock().unwrap_or_else(|e| e.into_inner());
+                    let entry = largest.entry(source.to_string()).or_default();
+                    *entry = (*entry).max(summary.requests);
                 }
                 // Whatever was landed is loaded, even when some requests failed: the retry
                 // re-fetches the interval, and loads are idempotent by key and by entry.
@@ -117,6 +125,35 @@ impl Executor for Pipeline {
             }
             other => Err(RunFailure::from(format!("unknown kind of task {other}"))),
         }
+    }
+
+    /// Catch-up stops short of a source's daily quota by what its largest run needed, so that
+    /// the live run still has requests left.
+    fn may_run_background(&self, task: &TaskSpec) -> bool {
+        if task.kind() != "source" {
+            return true;
+        }
+        let Some((used, limit)) = self.warehouse.connectors().quota_today(task.target()) else {
+            return true;
+        };
+        let reserve = self
+            .largest_run
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(task.target())
+            .copied()
+            .unwrap_or(1)
+            .max(1);
+        let keep = u64::from(limit).saturating_sub(u64::from(used)) > reserve;
+        if !keep {
+            tracing::debug!(
+                source = task.target(),
+                used,
+                limit,
+                "catch-up paused: the rest of today's quota is kept for live runs"
+            );
+        }
+        keep
     }
 }
 

@@ -93,6 +93,13 @@ pub trait Executor: Send + Sync + 'static {
         interval: Interval,
         trigger: Trigger,
     ) -> impl Future<Output = Result<RunCounts, RunFailure>> + Send;
+
+    /// Whether a catch-up, retry or upstream-triggered run of `task` may start now. The live run
+    /// is never held back: an executor says no here to keep what the live run needs (a daily
+    /// quota's last requests).
+    fn may_run_background(&self, _task: &TaskSpec) -> bool {
+        true
+    }
 }
 
 /// How the scheduler behaves.
@@ -409,7 +416,9 @@ impl<E: Executor> Scheduler<E> {
                 let allowed = if is_live {
                     of_task < task.max_active + 1
                 } else {
-                    background < self.options.concurrency && of_task < task.max_active
+                    background < self.options.concurrency
+                        && of_task < task.max_active
+                        && self.executor.may_run_background(&task)
                 };
                 if !allowed {
                     continue;

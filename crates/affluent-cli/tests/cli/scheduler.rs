@@ -510,3 +510,41 @@ fn two_processes_on_one_postgres_fetch_each_interval_once() {
         "both processes ran intervals: {workers:?}"
     );
 }
+
+/// SIGTERM stops scheduling, lets the run in flight finish within the grace period, exits 0, and
+/// a restart covers what was left.
+#[test]
+fn sigterm_stops_cleanly_and_a_restart_resumes() {
+    let server = FeedServer::start(0.0);
+    let dir = tempfile::tempdir().expect("tmp");
+    let start = now_s() - 40;
+    let project = feed_project(&dir.path().join("p"), server.port, start, "");
+    let log = dir.path().join("run.log");
+    let mut child = spawn_run(&project, &[], &log);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.log().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(term.success());
+    let stopped_at = Instant::now();
+    let status = wait_for(&mut child, Duration::from_secs(20));
+    let logs = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{}",
+        tail(&logs)
+    );
+    // shutdown_grace is 2 s in this project.
+    assert!(
+        stopped_at.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        stopped_at.elapsed()
+    );
+    assert!(logs.contains("shutting down"), "{}", tail(&logs));
+    let end = finish(&project, start, &log);
+    assert_eq!(actual(&project), expected(start, end));
+}

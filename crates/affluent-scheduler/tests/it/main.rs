@@ -86,6 +86,7 @@ struct Recorder {
     calls: Mutex<Vec<(String, Interval, Trigger)>>,
     fail_first: Mutex<HashMap<(String, Timestamp), u32>>,
     delay: Duration,
+    hold_background: std::sync::atomic::AtomicBool,
 }
 
 impl Recorder {
@@ -101,6 +102,12 @@ impl Recorder {
 }
 
 impl Executor for Recorder {
+    fn may_run_background(&self, _task: &TaskSpec) -> bool {
+        !self
+            .hold_background
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     async fn execute(
         &self,
         task: &TaskSpec,
@@ -473,4 +480,64 @@ async fn models_run_after_their_source_interval_is_loaded() {
             .filter(|(t, _, _)| t == "model:m")
             .all(|(_, _, tr)| *tr == Trigger::Upstream)
     );
+}
+
+#[tokio::test]
+async fn live_runs_go_on_while_catch_up_is_held_back() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = sqlite_store(&dir).await;
+    let now = now_s();
+    let start = now - 10.seconds();
+    let schedule = every("1s", start);
+    let name = "source:quota".to_string();
+    let recorder = Arc::new(Recorder::default());
+    recorder
+        .hold_background
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut options = fast_options(now);
+    options.until = None;
+    let scheduler = Scheduler::new(
+        store.clone(),
+        vec![task(&name, schedule.clone(), start)],
+        recorder.clone(),
+        options,
+    );
+    // The executor keeps the quota for live runs (as affluent's does near a daily limit).
+    scheduler
+        .run(tokio::time::sleep(Duration::from_millis(3500)))
+        .await
+        .expect("run");
+    let calls = recorder.calls.lock().expect("lock").clone();
+    assert!(calls.len() >= 2, "live runs went on: {calls:?}");
+    assert!(
+        calls.iter().all(|(_, _, t)| *t == Trigger::Live),
+        "{calls:?}"
+    );
+    assert!(
+        calls.iter().all(|(_, i, _)| i.end >= now),
+        "no catch-up: {calls:?}"
+    );
+    assert!(store.holes(&name).await.expect("holes").len() >= 9);
+    // Released: the holes are filled, each interval once.
+    recorder
+        .hold_background
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let until = now_s();
+    let scheduler = Scheduler::new(
+        store.clone(),
+        vec![task(&name, schedule.clone(), start)],
+        recorder.clone(),
+        fast_options(until),
+    );
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        scheduler.run(std::future::pending()),
+    )
+    .await
+    .expect("in time")
+    .expect("run");
+    let counts = recorder.count(&name);
+    for i in schedule.intervals(start, until) {
+        assert_eq!(counts.get(&i.start), Some(&1), "{i}");
+    }
 }
