@@ -892,16 +892,7 @@ fn print_entries(entries: &[affluent_landing::Entry], format: Format) -> Result<
     Ok(())
 }
 
-/// RFC 3339, or a civil date / date-time read in `tz`.
+/// RFC 3339, or a civil date / date-time read in `tz` (the project file's `start_date` syntax).
 fn parse_time(text: &str, tz: &TimeZone) -> Result<Timestamp> {
-    if let Ok(ts) = text.parse::<Timestamp>() {
-        return Ok(ts);
-    }
-    if let Ok(dt) = text.parse::<jiff::civil::DateTime>() {
-        return Ok(dt.to_zoned(tz.clone())?.timestamp());
-    }
-    if let Ok(d) = text.parse::<jiff::civil::Date>() {
-        return Ok(d.to_zoned(tz.clone())?.timestamp());
-    }
-    bail!("expected a time such as 2024-03-01, 2024-03-01T09:00 or 2024-03-01T09:00:00Z")
+    affluent_config::parse_start(text, tz, Timestamp::now()).map_err(anyhow::Error::msg)
 }

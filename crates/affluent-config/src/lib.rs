@@ -104,7 +104,7 @@ pub fn parse_start(
             .map_err(|e| e.to_string());
     }
     Err(format!(
-        "invalid start_date {text:?}: use a date (\"2024-01-01\"), a date-time (\"2024-01-01T08:00\"), an RFC 3339 instant, or a duration before now (\"-8w\")"
+        "invalid time {text:?}: use a date (\"2024-01-01\"), a date-time (\"2024-01-01T08:00\"), an RFC 3339 instant, or a duration before now (\"-8w\")"
     ))
 }
 

@@ -639,17 +639,6 @@ impl Store {
             .map_err(store_err)?;
         Ok(())
     }
-
-    /// Deletes every row of the store (tests and `--reset`).
-    pub async fn clear(&self) -> Result<(), SchedulerError> {
-        for table in ["affluent_intervals", "affluent_runs", "affluent_backfills"] {
-            sqlx::query(&format!("DELETE FROM {table}"))
-                .execute(&self.pool)
-                .await
-                .map_err(store_err)?;
-        }
-        Ok(())
-    }
 }
 
 const COLUMNS: &str = "task, start_ms, end_ms, state, attempts, next_attempt_ms, lease_owner, lease_until_ms, last_error, records, updated_ms";
