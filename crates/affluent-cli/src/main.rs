@@ -15,6 +15,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use std::sync::Arc;
 
+mod dashboard;
 mod scheduling;
 mod simulate;
 
@@ -120,6 +121,39 @@ enum Command {
         /// Catch up newest intervals first.
         #[arg(long)]
         newest_first: bool,
+        /// Serve the dashboard on this address (default: `[dashboard] listen`, when the project
+        /// declares pages).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Do not serve the dashboard.
+        #[arg(long, conflicts_with = "listen")]
+        no_serve: bool,
+    },
+    /// Serve the dashboard: the project's pages, login, favourites, JSON API (/api/docs),
+    /// /healthz and /metrics.
+    Serve {
+        /// Address (default: `[dashboard] listen`, else 127.0.0.1:8080; port 0: any free port).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Manage the dashboard's users (kept in the state store).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// The footfall demo, offline: starts the footfall simulator in-process, backfills the
+    /// last weeks of examples/footfall with a progress bar, keeps running hourly, and serves the
+    /// dashboard with a freshly generated login.
+    Demo {
+        /// Dashboard address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// How many weeks to backfill.
+        #[arg(long, default_value_t = 8)]
+        weeks: u32,
+        /// Stop after the backfill instead of running hourly and serving.
+        #[arg(long)]
+        no_run: bool,
     },
     /// Run a source (or model) over a range of intervals, then the models downstream; an
     /// interrupted backfill resumes when asked again.
@@ -213,6 +247,44 @@ enum SimulateApi {
         #[arg(long)]
         to: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a user; the password is prompted (or read from stdin's first line).
+    Add {
+        /// Login name.
+        name: String,
+        /// What they may do.
+        #[arg(long, value_enum, default_value_t = RoleArg::Viewer)]
+        role: RoleArg,
+        /// Generate a password and print it on stdout.
+        #[arg(long)]
+        generate: bool,
+    },
+    /// Change a password (prompted, or stdin's first line).
+    Passwd {
+        /// Login name.
+        name: String,
+        /// Generate a password and print it on stdout.
+        #[arg(long)]
+        generate: bool,
+    },
+    /// List users.
+    List,
+    /// Remove a user and their favourites.
+    Remove {
+        /// Login name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RoleArg {
+    /// Everything, including managing users.
+    Admin,
+    /// Pages, exports, favourites.
+    Viewer,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -431,8 +503,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run {
             until,
             newest_first,
+            listen,
+            no_serve,
         } => {
             let project = load(&cli.project)?;
+            let serve = match (listen, no_serve) {
+                (_, true) => None,
+                (Some(addr), _) => Some(addr),
+                (None, false) if !project.pages.is_empty() => {
+                    Some(affluent_web::listen_addr(&project))
+                }
+                _ => None,
+            };
             let until = match until.as_deref() {
                 None => None,
                 Some("now") => Some(Timestamp::now()),
@@ -440,7 +522,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     parse_time(t, &project.timezone).with_context(|| format!("--until {t:?}"))?,
                 ),
             };
-            scheduling::run(project, until, newest_first).await
+            scheduling::run(project, until, newest_first, serve).await
         }
         Command::Backfill {
             task,
@@ -498,6 +580,34 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             )
             .await
         }
+        Command::Serve { listen } => dashboard::serve(load(&cli.project)?, listen).await,
+        Command::User { command } => {
+            let project = load(&cli.project)?;
+            match command {
+                UserCommand::Add {
+                    name,
+                    role,
+                    generate,
+                } => {
+                    let role = match role {
+                        RoleArg::Admin => affluent_web::Role::Admin,
+                        RoleArg::Viewer => affluent_web::Role::Viewer,
+                    };
+                    dashboard::user_add(project, &name, role, generate).await?
+                }
+                UserCommand::Passwd { name, generate } => {
+                    dashboard::user_passwd(project, &name, generate).await?
+                }
+                UserCommand::List => dashboard::user_list(project).await?,
+                UserCommand::Remove { name } => dashboard::user_remove(project, &name).await?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo {
+            listen,
+            weeks,
+            no_run,
+        } => dashboard::demo(&cli.project, listen, weeks, no_run).await,
         Command::Simulate {
             api:
                 SimulateApi::Footfall {

@@ -229,7 +229,7 @@ fn find_task<'a>(tasks: &'a [TaskSpec], name: &str) -> Result<&'a TaskSpec> {
 }
 
 /// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -256,6 +256,7 @@ pub async fn run(
     project: Project,
     until: Option<Timestamp>,
     newest_first: bool,
+    serve: Option<std::net::SocketAddr>,
 ) -> Result<std::process::ExitCode> {
     let notify = project.notify.clone();
     let redactor = project.redactor.clone();
@@ -285,6 +286,17 @@ pub async fn run(
         eprintln!("{}: {when}{since}", t.name);
     }
     eprintln!("worker {}; stop with Ctrl-C", options.worker);
+    // The dashboard runs beside the scheduler; a port in use does not stop the pipeline.
+    let _dashboard = match serve {
+        Some(addr) => match crate::dashboard::start(warehouse.clone(), store.clone(), addr).await {
+            Ok(server) => Some(server),
+            Err(e) => {
+                eprintln!("warning: dashboard not started: {e:#}");
+                None
+            }
+        },
+        None => None,
+    };
     let mut scheduler = Scheduler::new(store, tasks, Arc::new(Pipeline::new(warehouse)), options);
     if let Some(config) = notify {
         scheduler = scheduler.with_notifier(Notifier::new(&name, config, redactor));

@@ -35,6 +35,12 @@ impl Environment {
         }
     }
 
+    /// The same environment with one variable set (over the process and `.env`).
+    pub fn with(mut self, name: &str, value: &str) -> Self {
+        self.process.insert(name.to_string(), value.to_string());
+        self
+    }
+
     /// Looks a variable up: process first, then `.env`.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.process

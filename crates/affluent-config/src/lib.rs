@@ -23,6 +23,7 @@ use diagnostics::Reporter;
 pub use diagnostics::{ConfigErrors, Diagnostic};
 pub use env::Environment;
 use schema::{CsvSourceConfig, ProjectSettings, RateLimitConfig, RestSourceConfig, SourceConfig};
+pub use validate::{GRANULARITIES, PERIOD_PRESETS, page_parameters, placeholders};
 
 /// The project file's name inside a project directory.
 pub const PROJECT_FILE: &str = "affluent.toml";
@@ -56,6 +57,10 @@ pub struct Project {
     pub scheduler: schema::SchedulerConfig,
     /// `[notify]`.
     pub notify: Option<schema::NotifyConfig>,
+    /// `[dashboard]`.
+    pub dashboard: schema::DashboardConfig,
+    /// `[pages.NAME]`, in menu order.
+    pub pages: indexmap::IndexMap<String, schema::PageConfig>,
     /// Knows every secret of the project; share it with whatever writes text out.
     pub redactor: Arc<Redactor>,
     /// Problems that do not stop the project (a secret written in clear, ...).
@@ -249,6 +254,7 @@ pub fn load_str(
         });
 
     validate::scheduler_settings(&mut reporter, &settings, &root_for_spans);
+    validate::dashboard(&mut reporter, project_dir, &settings, &root_for_spans);
 
     if !reporter.diagnostics.is_empty() {
         return Err(LoadError::Invalid(ConfigErrors(reporter.diagnostics)));
@@ -275,6 +281,8 @@ pub fn load_str(
         state_url: settings.state_url,
         scheduler: settings.scheduler,
         notify: settings.notify,
+        dashboard: settings.dashboard,
+        pages: settings.pages,
         redactor,
         warnings: reporter.warnings,
     })

@@ -35,6 +35,147 @@ pub struct ProjectSettings {
     pub scheduler: SchedulerConfig,
     /// Notifications of failed and recovered runs.
     pub notify: Option<NotifyConfig>,
+    /// The web dashboard served by `affluent serve` and `affluent run`.
+    #[serde(default)]
+    pub dashboard: DashboardConfig,
+    /// Dashboard pages, in menu order: `[pages.NAME]`.
+    #[serde(default)]
+    pub pages: indexmap::IndexMap<String, PageConfig>,
+}
+
+/// `[dashboard]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// Title shown in the header (default: the project's name).
+    pub title: Option<String>,
+    /// BCP 47 locale of dates and numbers, e.g. `"fr-FR"` (default `"en-GB"`).
+    pub locale: Option<String>,
+    /// Address to listen on (default `127.0.0.1:8080`).
+    pub listen: Option<String>,
+    /// Mark cookies `Secure` (set when served behind TLS; default false).
+    pub secure_cookies: Option<bool>,
+    /// How long an idle session stays logged in (default `"12h"`).
+    pub session_ttl: Option<String>,
+}
+
+/// `[pages.NAME]`: filters and panels. Each panel is a SQL query whose `$parameters` come from
+/// the page's filters; values are bound, never pasted into the SQL.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageConfig {
+    /// Title in the menu and header (default: the page's name).
+    pub title: Option<String>,
+    /// A line under the title.
+    pub description: Option<String>,
+    /// Filters, in display order: `[pages.NAME.filters.FILTER]`.
+    #[serde(default)]
+    pub filters: indexmap::IndexMap<String, FilterConfig>,
+    /// Panels, in display order: `[pages.NAME.panels.PANEL]`.
+    #[serde(default)]
+    pub panels: indexmap::IndexMap<String, PanelConfig>,
+    /// The filters whose values together name an entity users can star (e.g.
+    /// `["agency", "counter"]`); starred entities are listed on "My favourites".
+    #[serde(default)]
+    pub favourite: Vec<String>,
+}
+
+/// One filter of a page.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    /// `select` (one value, with search), `multi` (several values), `period` (a date range
+    /// with presets, bound as `$NAME_start` and `$NAME_end`, end excluded) or `granularity`
+    /// (`day`, `week`, `month`, ...).
+    pub kind: FilterKind,
+    /// Label (default: the filter's name).
+    pub label: Option<String>,
+    /// For select/multi: a query whose first column is the values (and second, if any, their
+    /// labels). It may use the page's other filters.
+    pub sql: Option<String>,
+    /// For select/multi/granularity: fixed values, instead of `sql`.
+    #[serde(default)]
+    pub options: Vec<String>,
+    /// For select: offer "All", bound as NULL.
+    #[serde(default)]
+    pub all: bool,
+    /// The initial value: a value (select), values (multi, comma-separated), a preset (period:
+    /// `last_7_days`, `last_4_weeks`, `last_8_weeks`, `last_3_months`, `last_6_months`,
+    /// `last_12_months`, `all`) or a granularity. Default: the first value / `last_4_weeks`.
+    pub default: Option<String>,
+    /// For period: a query giving the last date with data, so that presets end there rather
+    /// than today (historical data).
+    pub anchor_sql: Option<String>,
+    /// For period with the `all` preset: the earliest date (default 1970-01-01).
+    pub min_date: Option<String>,
+}
+
+/// Kinds of filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FilterKind {
+    /// One value.
+    Select,
+    /// Several values, bound as a list (`array_has($NAME, column)`).
+    Multi,
+    /// A date range: `$NAME_start`, `$NAME_end`.
+    Period,
+    /// A time granularity for `date_trunc($NAME, ...)`.
+    Granularity,
+}
+
+/// One panel of a page.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PanelConfig {
+    /// `kpi`, `line`, `area`, `bar`, `table`, `top`, `map` or `text`.
+    pub kind: PanelKind,
+    /// Title (default: the panel's name).
+    pub title: Option<String>,
+    /// The query (every kind but `text`).
+    pub sql: Option<String>,
+    /// For `text`: the text shown (paragraphs separated by blank lines).
+    pub text: Option<String>,
+    /// For charts: the x column (default: the first column).
+    pub x: Option<String>,
+    /// For charts: the series columns (default: every column but x).
+    #[serde(default)]
+    pub y: Vec<String>,
+    /// For charts: a column whose values split rows into series (long format).
+    pub series: Option<String>,
+    /// For `kpi`: a unit shown after the value (e.g. `"%"`).
+    pub unit: Option<String>,
+    /// For `kpi`: compare with the previous period of this period filter (default: the page's
+    /// only period filter, if any).
+    pub compare: Option<String>,
+    /// For `top`: how many rows (default 10). For `table`: rows per page (default 25).
+    pub limit: Option<usize>,
+    /// For `map`: a GeoJSON file, relative to the project, drawn as the background.
+    pub geojson: Option<String>,
+    /// Width in grid columns, 1 to 4 (default: 1 for kpi, 2 otherwise).
+    pub width: Option<u8>,
+}
+
+/// Kinds of panel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PanelKind {
+    /// One value with its change vs the previous period.
+    Kpi,
+    /// Time series as lines.
+    Line,
+    /// Time series as filled areas.
+    Area,
+    /// Bars.
+    Bar,
+    /// A sortable, paginated table.
+    Table,
+    /// The N largest values.
+    Top,
+    /// Points (lon, lat) on a GeoJSON background.
+    Map,
+    /// Text.
+    Text,
 }
 
 /// `[scheduler]`.

@@ -16,7 +16,10 @@ use sqlx::{AnyPool, Row};
 use crate::SchedulerError;
 
 /// The migrations, in order. Each runs once, recorded in `affluent_migrations`.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_intervals.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_intervals.sql")),
+    (2, include_str!("migrations/0002_dashboard.sql")),
+];
 
 /// Which database is behind the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,6 +166,12 @@ impl Store {
         }
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// The connection pool, for the other users of the state store (the dashboard's users,
+    /// sessions and favourites); statements must be portable as described above.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
     }
 
     /// Which database this is.

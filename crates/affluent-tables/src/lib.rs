@@ -13,6 +13,7 @@ pub mod load;
 pub mod mapping;
 pub mod models;
 pub mod query;
+pub mod reader;
 pub mod udf;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ use deltalake::DeltaTable;
 pub use load::{LoadReport, LoadScope};
 pub use models::ModelReport;
 pub use query::{ExportFormat, OutputFormat, TableInfo};
+pub use reader::{ColumnInfo, Param, Reader, Rows};
 
 /// Errors of tables, models and queries.
 #[derive(Debug, thiserror::Error)]

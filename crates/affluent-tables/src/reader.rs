@@ -1,0 +1,279 @@
+//! Queries with bound parameters for long-lived readers (the dashboard).
+//!
+//! A [`Reader`] is a session opened once over the tables' current versions; it is reused for
+//! every query until [`Warehouse::versions`] shows that a table has a new commit. Parameters are
+//! `$name` placeholders bound to values by DataFusion, never pasted into the SQL text.
+
+use std::collections::{BTreeMap, HashMap};
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ParamValues;
+use datafusion::prelude::SessionContext;
+use datafusion::scalar::ScalarValue;
+use serde::Serialize;
+
+use crate::query::read_only;
+use crate::{TableError, Warehouse};
+
+/// A value bound to a `$name` placeholder.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    /// SQL NULL (e.g. "All" in a select).
+    Null,
+    /// A string.
+    Text(String),
+    /// An integer.
+    Int(i64),
+    /// A floating-point number.
+    Float(f64),
+    /// A calendar date.
+    Date(jiff::civil::Date),
+    /// A list of strings (multi-select), for `array_has($name, column)`.
+    List(Vec<String>),
+}
+
+impl Param {
+    fn scalar(&self) -> ScalarValue {
+        match self {
+            Param::Null => ScalarValue::Null,
+            Param::Text(s) => ScalarValue::Utf8(Some(s.clone())),
+            Param::Int(i) => ScalarValue::Int64(Some(*i)),
+            Param::Float(f) => ScalarValue::Float64(Some(*f)),
+            Param::Date(d) => {
+                let days = d
+                    .since(jiff::civil::date(1970, 1, 1))
+                    .map(|span| span.get_days())
+                    .unwrap_or(0);
+                ScalarValue::Date32(Some(days))
+            }
+            Param::List(values) => {
+                let scalars: Vec<ScalarValue> = values
+                    .iter()
+                    .map(|v| ScalarValue::Utf8(Some(v.clone())))
+                    .collect();
+                ScalarValue::List(ScalarValue::new_list_nullable(&scalars, &DataType::Utf8))
+            }
+        }
+    }
+}
+
+/// A column of a result, with a kind the dashboard knows how to show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ColumnInfo {
+    /// The column's name.
+    pub name: String,
+    /// `number`, `text`, `date`, `timestamp`, `bool` or `other`.
+    pub kind: &'static str,
+}
+
+/// The rows of a query, as JSON values in column order.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Rows {
+    /// The columns.
+    pub columns: Vec<ColumnInfo>,
+    /// The rows.
+    pub rows: Vec<Vec<serde_json::Value>>,
+}
+
+fn kind_of(t: &DataType) -> &'static str {
+    match t {
+        t if t.is_numeric() => "number",
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "text",
+        DataType::Date32 | DataType::Date64 => "date",
+        DataType::Timestamp(..) => "timestamp",
+        DataType::Boolean => "bool",
+        _ => "other",
+    }
+}
+
+fn column_infos(df: &datafusion::dataframe::DataFrame) -> Vec<ColumnInfo> {
+    df.schema()
+        .fields()
+        .iter()
+        .map(|f| ColumnInfo {
+            name: f.name().clone(),
+            kind: kind_of(f.data_type()),
+        })
+        .collect()
+}
+
+fn to_rows(columns: Vec<ColumnInfo>, batches: &[RecordBatch]) -> Result<Rows, TableError> {
+    let mut buf = Vec::new();
+    {
+        let mut writer = datafusion::arrow::json::WriterBuilder::new()
+            .with_explicit_nulls(true)
+            .build::<_, datafusion::arrow::json::writer::JsonArray>(&mut buf);
+        let refs: Vec<&RecordBatch> = batches.iter().collect();
+        writer.write_batches(&refs)?;
+        writer.finish()?;
+    }
+    let objects: Vec<serde_json::Map<String, serde_json::Value>> = if buf.is_empty() {
+        Vec::new()
+    } else {
+        serde_json::from_slice(&buf)
+            .map_err(|e| TableError::Invalid(format!("cannot read query rows: {e}")))?
+    };
+    let rows = objects
+        .into_iter()
+        .map(|mut o| {
+            columns
+                .iter()
+                .map(|c| o.remove(&c.name).unwrap_or(serde_json::Value::Null))
+                .collect()
+        })
+        .collect();
+    Ok(Rows { columns, rows })
+}
+
+/// A session over the tables as they were when it was opened.
+pub struct Reader {
+    ctx: SessionContext,
+    versions: BTreeMap<String, Option<i64>>,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("versions", &self.versions)
+            .finish()
+    }
+}
+
+impl Warehouse {
+    /// The latest commit of every table and model (`None`: never written), read from the
+    /// `_delta_log` folders without opening the tables: cheap enough to poll every second.
+    pub fn versions(&self) -> BTreeMap<String, Option<i64>> {
+        self.names()
+            .into_iter()
+            .map(|name| {
+                let log = self.table_dir(&name).join("_delta_log");
+                let latest = std::fs::read_dir(&log).ok().and_then(|entries| {
+                    entries
+                        .filter_map(|e| e.ok())
+                        .filter_map(|e| {
+                            let file = e.file_name();
+                            let file = file.to_str()?;
+                            let stem = file.strip_suffix(".json")?;
+                            (stem.len() == 20).then(|| stem.parse::<i64>().ok())?
+                        })
+                        .max()
+                });
+                (name, latest)
+            })
+            .collect()
+    }
+
+    /// A reader over the tables' current versions.
+    pub async fn reader(&self) -> Result<Reader, TableError> {
+        // Versions first: a commit landing while the session opens is seen as a change later.
+        let versions = self.versions();
+        let ctx = self.session().await?;
+        Ok(Reader { ctx, versions })
+    }
+}
+
+impl Reader {
+    /// The versions this reader sees.
+    pub fn versions(&self) -> &BTreeMap<String, Option<i64>> {
+        &self.versions
+    }
+
+    async fn frame(
+        &self,
+        sql: &str,
+        params: &HashMap<String, Param>,
+    ) -> Result<datafusion::dataframe::DataFrame, TableError> {
+        let df = self
+            .ctx
+            .sql_with_options(sql, read_only())
+            .await
+            .map_err(TableError::sql("query"))?;
+        let values: HashMap<String, ScalarValue> = params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.scalar()))
+            .collect();
+        df.with_param_values(ParamValues::from(values))
+            .map_err(TableError::sql("query parameters"))
+    }
+
+    /// The columns a query would return, without running it.
+    pub async fn columns(
+        &self,
+        sql: &str,
+        params: &HashMap<String, Param>,
+    ) -> Result<Vec<ColumnInfo>, TableError> {
+        Ok(column_infos(&self.frame(sql, params).await?))
+    }
+
+    /// Runs a read-only query with bound parameters.
+    pub async fn batches(
+        &self,
+        sql: &str,
+        params: &HashMap<String, Param>,
+    ) -> Result<(Vec<ColumnInfo>, Vec<RecordBatch>), TableError> {
+        let df = self.frame(sql, params).await?;
+        let columns = column_infos(&df);
+        let schema = df.schema().inner().clone();
+        let batches = df.collect().await.map_err(TableError::sql("query"))?;
+        Ok((
+            columns,
+            if batches.is_empty() {
+                vec![RecordBatch::new_empty(schema)]
+            } else {
+                batches
+            },
+        ))
+    }
+
+    /// Runs a query and returns its rows as JSON values.
+    pub async fn rows(
+        &self,
+        sql: &str,
+        params: &HashMap<String, Param>,
+    ) -> Result<Rows, TableError> {
+        let (columns, batches) = self.batches(sql, params).await?;
+        to_rows(columns, &batches)
+    }
+
+    /// Runs a query and returns `limit` rows from `offset`, in the query's order, and how many
+    /// rows it has in all (a page of a table).
+    pub async fn rows_window(
+        &self,
+        sql: &str,
+        params: &HashMap<String, Param>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Rows, usize), TableError> {
+        let (columns, batches) = self.batches(sql, params).await?;
+        let total: usize = batches.iter().map(|b| b.num_rows()).sum();
+        let mut window = Vec::new();
+        let (mut skip, mut take) = (offset, limit);
+        for b in &batches {
+            if take == 0 {
+                break;
+            }
+            if skip >= b.num_rows() {
+                skip -= b.num_rows();
+                continue;
+            }
+            let len = take.min(b.num_rows() - skip);
+            window.push(b.slice(skip, len));
+            take -= len;
+            skip = 0;
+        }
+        Ok((to_rows(columns, &window)?, total))
+    }
+
+    /// Runs a query and returns CSV with a header row.
+    pub async fn csv(
+        &self,
+        sql: &str,
+        params: &HashMap<String, Param>,
+    ) -> Result<Vec<u8>, TableError> {
+        let (_, batches) = self.batches(sql, params).await?;
+        let mut buf = Vec::new();
+        crate::query::write_csv(&mut buf, &batches)?;
+        Ok(buf)
+    }
+}

@@ -1,0 +1,945 @@
+//! Routes: the JSON API (documented with OpenAPI), the HTML shell, assets, health and metrics.
+//!
+//! Every `/api` route but `session`, `login`, `setup` and `openapi.json` needs a logged-in
+//! user; `/api/users` needs an admin. Every state-changing request (not GET/HEAD) needs the
+//! CSRF token of `GET /api/session` in an `X-CSRF-Token` header.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use affluent_config::schema::{PageConfig, PanelConfig, PanelKind};
+use axum::Json;
+use axum::Router;
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{delete, get, post};
+use axum_csrf::CsrfToken;
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use tower_http::compression::CompressionLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, Session, SessionManagerLayer};
+use utoipa::{OpenApi, ToSchema};
+
+use crate::auth::{Role, UserInfo};
+use crate::pages::{self, PanelData, ResolvedFilter, TableView};
+use crate::sessions::{Favourite, SqlSessions};
+use crate::{AppState, ErrorBody, WebError, assets};
+
+/// The OpenAPI description of the JSON API.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "affluent dashboard API",
+        description = "Everything the dashboard's pages show, as JSON. Log in with POST /api/login; send the CSRF token of GET /api/session as X-CSRF-Token on every POST and DELETE."
+    ),
+    paths(
+        session_info,
+        login,
+        logout,
+        setup,
+        list_pages,
+        page_filters,
+        panel,
+        panel_csv,
+        list_favourites,
+        add_favourite,
+        remove_favourite,
+        list_users,
+        add_user,
+        remove_user,
+        events,
+        healthz
+    ),
+    components(schemas(
+        ErrorBody,
+        SessionInfo,
+        LoginBody,
+        SetupBody,
+        PageSummary,
+        PanelSummary,
+        ResolvedFilter,
+        pages::FilterOption,
+        PanelData,
+        pages::Comparison,
+        Favourite,
+        NewFavourite,
+        UserInfo,
+        NewUser,
+        Role,
+        crate::live::Change
+    ))
+)]
+pub struct ApiDoc;
+
+/// The router of a dashboard.
+pub fn router(state: AppState, sessions: SqlSessions) -> Router {
+    let ttl = state.session_ttl().as_secs() as i64;
+    let session_layer = SessionManagerLayer::new(sessions)
+        .with_name("affluent_session")
+        .with_http_only(true)
+        .with_same_site(SameSite::Strict)
+        .with_secure(state.secure)
+        .with_expiry(Expiry::OnInactivity(
+            tower_sessions::cookie::time::Duration::seconds(ttl),
+        ));
+    Router::new()
+        .route("/api/session", get(session_info))
+        .route("/api/login", post(login))
+        .route("/api/logout", post(logout))
+        .route("/api/setup", post(setup))
+        .route("/api/pages", get(list_pages))
+        .route("/api/pages/{page}/filters", get(page_filters))
+        .route("/api/pages/{page}/panels/{panel}", get(panel))
+        .route("/api/pages/{page}/panels/{panel}/csv", get(panel_csv))
+        .route("/api/pages/{page}/panels/{panel}/geojson", get(panel_geojson))
+        .route(
+            "/api/favourites",
+            get(list_favourites).post(add_favourite),
+        )
+        .route("/api/favourites/{id}", delete(remove_favourite))
+        .route("/api/users", get(list_users).post(add_user))
+        .route("/api/users/{name}", delete(remove_user))
+        .route("/api/events", get(events))
+        .route("/api/openapi.json", get(openapi))
+        .route("/api/docs", get(docs))
+        .route("/", get(home))
+        .route("/login", get(shell_public))
+        .route("/setup", get(shell_public))
+        .route("/pages/{page}", get(shell_private))
+        .route("/favourites", get(shell_private))
+        .route("/admin", get(shell_private))
+        .route("/assets/{file}", get(asset))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route_layer(from_fn_with_state(state.clone(), track))
+        .fallback(not_found)
+        .layer(from_fn_with_state(state.clone(), csrf_guard))
+        .layer(session_layer)
+        .layer(CompressionLayer::new())
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+            ),
+        ))
+        .with_state(state)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Who is asking
+
+/// The logged-in user of a request; 401 otherwise.
+#[derive(Debug, Clone)]
+pub struct CurrentUser {
+    /// Login name.
+    pub name: String,
+    /// Role, read from the store on every request (a removed user is out at once).
+    pub role: Role,
+}
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
+        let session = Session::from_request_parts(parts, state)
+            .await
+            .map_err(|_| WebError::Unauthorized("log in first".to_string()))?;
+        user_of(&session, state)
+            .await?
+            .ok_or_else(|| WebError::Unauthorized("log in first".to_string()))
+    }
+}
+
+/// The logged-in admin of a request; 403 for a viewer.
+#[derive(Debug, Clone)]
+pub struct AdminUser(pub CurrentUser);
+
+impl FromRequestParts<AppState> for AdminUser {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
+        let user = CurrentUser::from_request_parts(parts, state).await?;
+        if user.role != Role::Admin {
+            return Err(WebError::Forbidden("only admins manage users".to_string()));
+        }
+        Ok(AdminUser(user))
+    }
+}
+
+async fn user_of(session: &Session, state: &AppState) -> Result<Option<CurrentUser>, WebError> {
+    let name: Option<String> = session
+        .get("user")
+        .await
+        .map_err(|e| WebError::Store(e.to_string()))?;
+    let Some(name) = name else { return Ok(None) };
+    Ok(state
+        .users
+        .role(&name)
+        .await?
+        .map(|role| CurrentUser { name, role }))
+}
+
+fn client_ip(parts_or_req: &axum::http::Extensions) -> String {
+    parts_or_req
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Middleware
+
+/// Refuses state-changing requests without a valid CSRF token.
+async fn csrf_guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    let (mut parts, body) = req.into_parts();
+    let token = CsrfToken::from_request_parts(&mut parts, &state).await;
+    let given = parts
+        .headers
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    match token {
+        Ok(token) if !given.is_empty() && token.verify(&given).is_ok() => {
+            next.run(Request::from_parts(parts, body)).await
+        }
+        _ => WebError::Forbidden(
+            "missing or stale CSRF token: reload the page (API clients: send the `csrf` of GET /api/session as X-CSRF-Token)"
+                .to_string(),
+        )
+        .into_response(),
+    }
+}
+
+/// Counts requests and their latency by route.
+async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "other".to_string());
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let m = &state.metrics;
+    m.latency
+        .with_label_values(&[route.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    m.requests
+        .with_label_values(&[route.as_str(), method.as_str(), response.status().as_str()])
+        .inc();
+    response
+}
+
+// ---------------------------------------------------------------------------------------------
+// Session
+
+/// Who is logged in, the CSRF token, and what the dashboard offers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionInfo {
+    /// The user, if logged in.
+    pub user: Option<String>,
+    /// Their role.
+    pub role: Option<Role>,
+    /// Send as `X-CSRF-Token` on POST and DELETE.
+    pub csrf: String,
+    /// No user exists yet: use the setup link printed by the server.
+    pub setup_required: bool,
+    /// The dashboard's title.
+    pub title: String,
+    /// Locale of dates and numbers.
+    pub locale: String,
+    /// The pages (empty when not logged in).
+    pub pages: Vec<PageSummary>,
+}
+
+/// A page as listed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PageSummary {
+    /// Name (URL path segment).
+    pub name: String,
+    /// Title.
+    pub title: String,
+    /// A line under the title.
+    pub description: Option<String>,
+    /// Filters naming a starrable entity.
+    pub favourite: Vec<String>,
+    /// Panels, in order.
+    pub panels: Vec<PanelSummary>,
+}
+
+/// A panel as listed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PanelSummary {
+    /// Name.
+    pub name: String,
+    /// Kind.
+    #[schema(value_type = String)]
+    pub kind: PanelKind,
+    /// Title.
+    pub title: String,
+    /// Grid columns (1 to 4).
+    pub width: u8,
+    /// Tables it reads (it refreshes when they change).
+    pub tables: Vec<String>,
+    /// The x column.
+    pub x: Option<String>,
+    /// Series columns.
+    pub y: Vec<String>,
+    /// Column splitting rows into series.
+    pub series: Option<String>,
+    /// Unit of a KPI.
+    pub unit: Option<String>,
+    /// Rows per page (table) or count (top).
+    pub limit: Option<usize>,
+}
+
+fn summaries(state: &AppState) -> Vec<PageSummary> {
+    let known = state.live.warehouse().names();
+    state
+        .project
+        .pages
+        .iter()
+        .map(|(name, p)| PageSummary {
+            name: name.clone(),
+            title: p.title.clone().unwrap_or_else(|| name.replace('_', " ")),
+            description: p.description.clone(),
+            favourite: p.favourite.clone(),
+            panels: p
+                .panels
+                .iter()
+                .map(|(n, panel)| PanelSummary {
+                    name: n.clone(),
+                    kind: panel.kind,
+                    title: panel.title.clone().unwrap_or_else(|| n.replace('_', " ")),
+                    width: panel
+                        .width
+                        .unwrap_or(if panel.kind == PanelKind::Kpi { 1 } else { 2 }),
+                    tables: pages::tables_of(panel.sql.as_deref().unwrap_or_default(), &known),
+                    x: panel.x.clone(),
+                    y: panel.y.clone(),
+                    series: panel.series.clone(),
+                    unit: panel.unit.clone(),
+                    limit: panel.limit,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+async fn session_payload(
+    state: &AppState,
+    session: &Session,
+    token: &CsrfToken,
+) -> Result<SessionInfo, WebError> {
+    let user = user_of(session, state).await?;
+    let csrf = token
+        .authenticity_token()
+        .map_err(|e| WebError::Store(format!("CSRF token: {e}")))?;
+    Ok(SessionInfo {
+        setup_required: state.users.count().await? == 0,
+        title: state
+            .project
+            .dashboard
+            .title
+            .clone()
+            .unwrap_or_else(|| state.project.name.clone()),
+        locale: state
+            .project
+            .dashboard
+            .locale
+            .clone()
+            .unwrap_or_else(|| "en-GB".to_string()),
+        pages: if user.is_some() {
+            summaries(state)
+        } else {
+            Vec::new()
+        },
+        role: user.as_ref().map(|u| u.role),
+        user: user.map(|u| u.name),
+        csrf,
+    })
+}
+
+#[utoipa::path(get, path = "/api/session", tag = "session",
+    responses((status = 200, description = "The session and a CSRF token (also set as a cookie)", body = SessionInfo)))]
+async fn session_info(
+    State(state): State<AppState>,
+    session: Session,
+    token: CsrfToken,
+) -> Result<Response, WebError> {
+    let info = session_payload(&state, &session, &token).await?;
+    Ok((token, Json(info)).into_response())
+}
+
+/// Credentials.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LoginBody {
+    /// User name.
+    pub name: String,
+    /// Password.
+    pub password: String,
+}
+
+#[utoipa::path(post, path = "/api/login", tag = "session", request_body = LoginBody,
+    responses(
+        (status = 200, description = "Logged in", body = SessionInfo),
+        (status = 401, description = "Wrong name or password", body = ErrorBody),
+        (status = 429, description = "5 failures in 5 minutes for this account or address", body = ErrorBody)))]
+async fn login(
+    State(state): State<AppState>,
+    session: Session,
+    token: CsrfToken,
+    req: Request,
+) -> Result<Response, WebError> {
+    let ip = client_ip(req.extensions());
+    let body = axum::body::to_bytes(req.into_body(), 64 * 1024)
+        .await
+        .map_err(|e| WebError::Invalid(e.to_string()))?;
+    let LoginBody { name, password } = serde_json::from_slice(&body).map_err(|e| {
+        WebError::Invalid(format!(
+            "expected {{\"name\": ..., \"password\": ...}}: {e}"
+        ))
+    })?;
+    if let Some(wait) = state.users.throttled(&name, &ip).await? {
+        tracing::warn!(account = %name, %ip, "dashboard: login throttled");
+        return Err(WebError::Throttled(wait));
+    }
+    match state.users.verify(&name, &password).await? {
+        Some(_) => {
+            session
+                .cycle_id()
+                .await
+                .map_err(|e| WebError::Store(e.to_string()))?;
+            session
+                .insert("user", &name)
+                .await
+                .map_err(|e| WebError::Store(e.to_string()))?;
+            tracing::info!(user = %name, %ip, "dashboard: login");
+            let info = session_payload(&state, &session, &token).await?;
+            Ok((token, Json(info)).into_response())
+        }
+        None => {
+            state.users.record_failure(&name, &ip).await?;
+            tracing::warn!(account = %name, %ip, "dashboard: failed login");
+            Err(WebError::Unauthorized(
+                "wrong user name or password".to_string(),
+            ))
+        }
+    }
+}
+
+#[utoipa::path(post, path = "/api/logout", tag = "session",
+    responses((status = 204, description = "Logged out")))]
+async fn logout(session: Session) -> Result<StatusCode, WebError> {
+    session
+        .flush()
+        .await
+        .map_err(|e| WebError::Store(e.to_string()))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The first admin, with the one-time setup token.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SetupBody {
+    /// The token of the setup link printed at start.
+    pub token: String,
+    /// The admin's name.
+    pub name: String,
+    /// The admin's password (8 characters or more).
+    pub password: String,
+}
+
+#[utoipa::path(post, path = "/api/setup", tag = "session", request_body = SetupBody,
+    responses(
+        (status = 200, description = "Admin created and logged in", body = SessionInfo),
+        (status = 403, description = "Wrong token, or users exist already", body = ErrorBody)))]
+async fn setup(
+    State(state): State<AppState>,
+    session: Session,
+    token: CsrfToken,
+    Json(body): Json<SetupBody>,
+) -> Result<Response, WebError> {
+    let expected = state.setup_token().await?;
+    let valid = expected
+        .as_deref()
+        .is_some_and(|t| constant_time_eq(t.as_bytes(), body.token.as_bytes()));
+    if !valid {
+        return Err(WebError::Forbidden(
+            "this setup link is not valid (it works once, while no user exists)".to_string(),
+        ));
+    }
+    state
+        .users
+        .add(&body.name, &body.password, Role::Admin)
+        .await?;
+    *state.setup_token.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    session
+        .cycle_id()
+        .await
+        .map_err(|e| WebError::Store(e.to_string()))?;
+    session
+        .insert("user", &body.name)
+        .await
+        .map_err(|e| WebError::Store(e.to_string()))?;
+    let info = session_payload(&state, &session, &token).await?;
+    Ok((token, Json(info)).into_response())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pages
+
+#[utoipa::path(get, path = "/api/pages", tag = "pages",
+    responses((status = 200, description = "Pages and their panels", body = Vec<PageSummary>),
+        (status = 401, body = ErrorBody)))]
+async fn list_pages(State(state): State<AppState>, _user: CurrentUser) -> Json<Vec<PageSummary>> {
+    Json(summaries(&state))
+}
+
+fn find_page<'a>(state: &'a AppState, page: &str) -> Result<&'a PageConfig, WebError> {
+    state.project.pages.get(page).ok_or_else(|| {
+        WebError::NotFound(format!(
+            "no page `{page}` (pages: {})",
+            state
+                .project
+                .pages
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })
+}
+
+fn find_panel<'a>(
+    page_cfg: &'a PageConfig,
+    page: &str,
+    panel: &str,
+) -> Result<&'a PanelConfig, WebError> {
+    page_cfg
+        .panels
+        .get(panel)
+        .ok_or_else(|| WebError::NotFound(format!("page `{page}` has no panel `{panel}`")))
+}
+
+fn today(state: &AppState) -> jiff::civil::Date {
+    jiff::Timestamp::now()
+        .to_zoned(state.project.timezone.clone())
+        .date()
+}
+
+fn table_view(q: &[(String, String)]) -> Result<TableView, WebError> {
+    let get = |k: &str| q.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+    let number = |k: &str| -> Result<Option<u64>, WebError> {
+        get(k)
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| {
+                    WebError::Invalid(format!("`{k}` must be a non-negative integer (got `{v}`)"))
+                })
+            })
+            .transpose()
+    };
+    Ok(TableView {
+        sort: get("_sort").filter(|s| !s.is_empty()).map(String::from),
+        desc: get("_dir") == Some("desc"),
+        offset: number("_offset")?.unwrap_or(0),
+        limit: number("_limit")?.map(|l| l.min(10_000)),
+    })
+}
+
+/// Query parameters: the page's filters by name (`?agency=lyon_1&period=last_8_weeks`), and
+/// for tables `_sort`, `_dir` (`asc`/`desc`), `_offset`, `_limit`.
+type FilterQuery = Query<Vec<(String, String)>>;
+
+#[utoipa::path(get, path = "/api/pages/{page}/filters", tag = "pages",
+    params(("page" = String, Path, description = "Page name")),
+    responses((status = 200, description = "Filters with options and current values", body = Vec<ResolvedFilter>),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn page_filters(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    Path(page): Path<String>,
+    Query(q): FilterQuery,
+) -> Result<Json<Vec<ResolvedFilter>>, WebError> {
+    let page_cfg = find_page(&state, &page)?;
+    let reader = state.live.reader().await;
+    let resolved = pages::resolve(&reader, page_cfg, &q, today(&state)).await?;
+    Ok(Json(resolved.filters))
+}
+
+#[utoipa::path(get, path = "/api/pages/{page}/panels/{panel}", tag = "pages",
+    params(("page" = String, Path, description = "Page name"), ("panel" = String, Path, description = "Panel name")),
+    responses((status = 200, description = "The panel's rows for the filters in the query string", body = PanelData),
+        (status = 400, description = "A filter value is invalid", body = ErrorBody),
+        (status = 422, description = "The panel's query failed", body = ErrorBody)))]
+async fn panel(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    Path((page, panel)): Path<(String, String)>,
+    Query(q): FilterQuery,
+) -> Result<Json<PanelData>, WebError> {
+    let page_cfg = find_page(&state, &page)?;
+    let panel_cfg = find_panel(page_cfg, &page, &panel)?;
+    let reader = state.live.reader().await;
+    let resolved = pages::resolve(&reader, page_cfg, &q, today(&state)).await?;
+    let view = table_view(&q)?;
+    Ok(Json(
+        pages::run_panel(&reader, page_cfg, &panel, panel_cfg, &resolved, &view).await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/api/pages/{page}/panels/{panel}/csv", tag = "pages",
+    params(("page" = String, Path, description = "Page name"), ("panel" = String, Path, description = "Panel name")),
+    responses((status = 200, description = "Every row of the panel as CSV", content_type = "text/csv"),
+        (status = 422, body = ErrorBody)))]
+async fn panel_csv(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    Path((page, panel)): Path<(String, String)>,
+    Query(q): FilterQuery,
+) -> Result<Response, WebError> {
+    let page_cfg = find_page(&state, &page)?;
+    let panel_cfg = find_panel(page_cfg, &page, &panel)?;
+    if panel_cfg.kind == PanelKind::Text {
+        return Err(WebError::Invalid("a text panel has no rows".to_string()));
+    }
+    let reader = state.live.reader().await;
+    let resolved = pages::resolve(&reader, page_cfg, &q, today(&state)).await?;
+    let view = table_view(&q)?;
+    let sql = pages::panel_sql(&reader, panel_cfg, &resolved.params, &view).await?;
+    let csv = reader
+        .csv(&sql, &resolved.params)
+        .await
+        .map_err(|e| WebError::Query(e.to_string()))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{page}-{panel}.csv\""),
+            ),
+        ],
+        csv,
+    )
+        .into_response())
+}
+
+async fn panel_geojson(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    Path((page, panel)): Path<(String, String)>,
+) -> Result<Response, WebError> {
+    let page_cfg = find_page(&state, &page)?;
+    let panel_cfg = find_panel(page_cfg, &page, &panel)?;
+    let file = panel_cfg
+        .geojson
+        .as_ref()
+        .ok_or_else(|| WebError::NotFound(format!("panel `{panel}` has no geojson")))?;
+    let path = state.project.dir.join(file);
+    let body = tokio::fs::read(&path)
+        .await
+        .map_err(|e| WebError::NotFound(format!("cannot read {}: {e}", path.display())))?;
+    Ok(([(header::CONTENT_TYPE, "application/geo+json")], body).into_response())
+}
+
+#[utoipa::path(get, path = "/api/events", tag = "pages",
+    responses((status = 200, description = "Server-sent events: `hello` with the last update, then `change` with the tables that changed", body = crate::live::Change, content_type = "text/event-stream")))]
+async fn events(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let rx = state.live.subscribe();
+    let hello = Event::default()
+        .event("hello")
+        .data(serde_json::json!({"updated": state.live.updated().to_string()}).to_string());
+    let changes = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(|c| async move {
+        let change = c.ok()?;
+        Some(Ok(Event::default()
+            .event("change")
+            .data(serde_json::to_string(&change).ok()?)))
+    });
+    Sse::new(futures::stream::once(async move { Ok(hello) }).chain(changes))
+        .keep_alive(KeepAlive::default())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Favourites
+
+/// An entity to star.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewFavourite {
+    /// The page.
+    pub page: String,
+    /// The values of the page's `favourite` filters.
+    #[schema(value_type = Object)]
+    pub params: serde_json::Map<String, serde_json::Value>,
+    /// What to show in "My favourites".
+    pub label: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/favourites", tag = "favourites",
+    responses((status = 200, description = "The user's favourites", body = Vec<Favourite>)))]
+async fn list_favourites(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> Result<Json<Vec<Favourite>>, WebError> {
+    Ok(Json(state.favourites.list(&user.name).await?))
+}
+
+#[utoipa::path(post, path = "/api/favourites", tag = "favourites", request_body = NewFavourite,
+    responses((status = 200, description = "Starred; the user's favourites", body = Vec<Favourite>),
+        (status = 400, body = ErrorBody)))]
+async fn add_favourite(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Json(body): Json<NewFavourite>,
+) -> Result<Json<Vec<Favourite>>, WebError> {
+    let page_cfg = find_page(&state, &body.page)?;
+    if page_cfg.favourite.is_empty() {
+        return Err(WebError::Invalid(format!(
+            "page `{}` has nothing to star (no `favourite` filters)",
+            body.page
+        )));
+    }
+    let mut keys: Vec<&String> = body.params.keys().collect();
+    keys.sort();
+    let mut expected: Vec<&String> = page_cfg.favourite.iter().collect();
+    expected.sort();
+    if keys != expected {
+        return Err(WebError::Invalid(format!(
+            "a favourite of page `{}` is named by {}",
+            body.page,
+            page_cfg.favourite.join(", ")
+        )));
+    }
+    let label = body.label.clone().unwrap_or_else(|| {
+        page_cfg
+            .favourite
+            .iter()
+            .map(|k| {
+                body.params
+                    .get(k)
+                    .map(|v| {
+                        v.as_str()
+                            .map(String::from)
+                            .unwrap_or_else(|| v.to_string())
+                    })
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join(" · ")
+    });
+    state
+        .favourites
+        .add(&user.name, &body.page, &body.params, &label)
+        .await?;
+    Ok(Json(state.favourites.list(&user.name).await?))
+}
+
+#[utoipa::path(delete, path = "/api/favourites/{id}", tag = "favourites",
+    params(("id" = String, Path, description = "Favourite id")),
+    responses((status = 204, description = "Removed"), (status = 404, body = ErrorBody)))]
+async fn remove_favourite(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, WebError> {
+    if state.favourites.remove(&user.name, &id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(WebError::NotFound(format!("no favourite `{id}`")))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Users (admins)
+
+/// A user to create.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewUser {
+    /// Login name.
+    pub name: String,
+    /// Password (8 characters or more).
+    pub password: String,
+    /// Role.
+    pub role: Role,
+}
+
+#[utoipa::path(get, path = "/api/users", tag = "users",
+    responses((status = 200, body = Vec<UserInfo>), (status = 403, description = "Not an admin", body = ErrorBody)))]
+async fn list_users(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+) -> Result<Json<Vec<UserInfo>>, WebError> {
+    Ok(Json(state.users.list().await?))
+}
+
+#[utoipa::path(post, path = "/api/users", tag = "users", request_body = NewUser,
+    responses((status = 200, body = Vec<UserInfo>), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn add_user(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    Json(body): Json<NewUser>,
+) -> Result<Json<Vec<UserInfo>>, WebError> {
+    state
+        .users
+        .add(&body.name, &body.password, body.role)
+        .await?;
+    Ok(Json(state.users.list().await?))
+}
+
+#[utoipa::path(delete, path = "/api/users/{name}", tag = "users",
+    params(("name" = String, Path, description = "User name")),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn remove_user(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    Path(name): Path<String>,
+) -> Result<StatusCode, WebError> {
+    if name == admin.name {
+        return Err(WebError::Invalid("you cannot remove yourself".to_string()));
+    }
+    state.users.remove(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTML, assets, docs, health
+
+async fn home(State(state): State<AppState>, session: Session) -> Result<Redirect, WebError> {
+    if user_of(&session, &state).await?.is_none() {
+        return Ok(Redirect::to("/login"));
+    }
+    Ok(match state.project.pages.keys().next() {
+        Some(first) => Redirect::to(&format!("/pages/{first}")),
+        None => Redirect::to("/favourites"),
+    })
+}
+
+async fn shell_public() -> Html<&'static str> {
+    Html(assets::INDEX_HTML)
+}
+
+/// The shell of a page that needs a login: anonymous visitors go to the login page, and come
+/// back after it.
+async fn shell_private(
+    State(state): State<AppState>,
+    session: Session,
+    req: Request,
+) -> Result<Response, WebError> {
+    if user_of(&session, &state).await?.is_none() {
+        let next = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let encoded: String = next
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_./".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        return Ok(Redirect::to(&format!("/login?next={encoded}")).into_response());
+    }
+    Ok(Html(assets::INDEX_HTML).into_response())
+}
+
+async fn asset(Path(file): Path<String>) -> Response {
+    match assets::get(&file) {
+        Some((body, content_type)) => (
+            [
+                (header::CONTENT_TYPE, content_type),
+                (header::CACHE_CONTROL, "public, max-age=3600"),
+            ],
+            body,
+        )
+            .into_response(),
+        None => WebError::NotFound(format!("no asset `{file}`")).into_response(),
+    }
+}
+
+async fn docs() -> Html<&'static str> {
+    Html(assets::DOCS_HTML)
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// Liveness and the tables' freshness.
+#[derive(Debug, Serialize, ToSchema)]
+struct Health {
+    status: &'static str,
+    tables_updated: String,
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The server and its state store answer", body = Health),
+        (status = 503, description = "The state store does not answer", body = ErrorBody)))]
+async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, WebError> {
+    state.users.count().await?;
+    Ok(Json(Health {
+        status: "ok",
+        tables_updated: state.live.updated().to_string(),
+    }))
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    for task in state
+        .project
+        .sources
+        .keys()
+        .map(|s| format!("source:{s}"))
+        .chain(state.project.models.keys().map(|m| format!("model:{m}")))
+    {
+        if let Ok(Some(run)) = state.store.last_success(&task).await
+            && let Some(finished) = run.finished
+        {
+            state
+                .metrics
+                .last_success
+                .with_label_values(&[task.as_str()])
+                .set(finished.as_millisecond() as f64 / 1000.0);
+        }
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn not_found(req: Request) -> WebError {
+    WebError::NotFound(format!("no route {} {}", req.method(), req.uri().path()))
+}

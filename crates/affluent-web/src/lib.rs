@@ -1,0 +1,287 @@
+//! The dashboard: pages declared in `affluent.toml` ([`affluent_config::schema::PageConfig`]),
+//! served by axum from the same binary as the pipeline.
+//!
+//! - [`pages`]: filters resolved from the URL into bound parameters; panels run as read-only
+//!   queries on a shared [`affluent_tables::Reader`].
+//! - [`live`]: new table commits swap the reader and are pushed to open pages (SSE).
+//! - [`auth`], [`sessions`]: users (argon2id) and sessions in the state store; CSRF tokens
+//!   (axum_csrf) on every state-changing request; login throttling.
+//! - [`api`]: the JSON API (OpenAPI at `/api/docs`) and the HTML shell; [`assets`]: the
+//!   front-end (ECharts, Swagger UI and our own script), embedded at build time.
+//! - [`metrics`]: `/metrics` for Prometheus; `/healthz`.
+//!
+//! This crate knows no DataFusion: queries go through `affluent-tables`.
+
+pub mod api;
+pub mod assets;
+pub mod auth;
+pub mod live;
+pub mod metrics;
+pub mod pages;
+pub mod sessions;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use affluent_config::Project;
+use affluent_scheduler::store::Store;
+use affluent_tables::Warehouse;
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum_csrf::CsrfConfig;
+
+pub use auth::{Role, Users};
+pub use live::Live;
+
+/// Errors of the dashboard, each with its HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    /// Bad input from the request.
+    #[error("{0}")]
+    Invalid(String),
+    /// Not logged in.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Logged in, but not allowed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such page, panel, user...
+    #[error("{0}")]
+    NotFound(String),
+    /// Already exists.
+    #[error("{0}")]
+    Conflict(String),
+    /// Too many failed logins.
+    #[error("too many failed logins: try again in {} s", .0.as_secs())]
+    Throttled(Duration),
+    /// A panel's or filter's query failed.
+    #[error("{0}")]
+    Query(String),
+    /// The state store failed.
+    #[error("state store: {0}")]
+    Store(String),
+}
+
+impl WebError {
+    /// The HTTP status of the error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            WebError::Invalid(_) => StatusCode::BAD_REQUEST,
+            WebError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            WebError::Forbidden(_) => StatusCode::FORBIDDEN,
+            WebError::NotFound(_) => StatusCode::NOT_FOUND,
+            WebError::Conflict(_) => StatusCode::CONFLICT,
+            WebError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            WebError::Query(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            WebError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+/// The body of every error: `{"error": "..."}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong and what to do.
+    pub error: String,
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!("dashboard: {self}");
+        }
+        let mut response = (
+            status,
+            Json(ErrorBody {
+                error: self.to_string(),
+            }),
+        )
+            .into_response();
+        if let WebError::Throttled(wait) = &self
+            && let Ok(v) = axum::http::HeaderValue::from_str(&wait.as_secs().to_string())
+        {
+            response.headers_mut().insert("retry-after", v);
+        }
+        response
+    }
+}
+
+/// Everything a handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    /// The project.
+    pub project: Arc<Project>,
+    /// The current tables and their change feed.
+    pub live: Live,
+    /// The state store.
+    pub store: Store,
+    /// Users.
+    pub users: Users,
+    /// Favourites.
+    pub favourites: sessions::Favourites,
+    /// CSRF cookies and tokens.
+    pub csrf: CsrfConfig,
+    /// Metrics.
+    pub metrics: metrics::Metrics,
+    /// The one-time setup token, while no user exists.
+    pub setup_token: Arc<std::sync::Mutex<Option<String>>>,
+    /// Session cookies marked Secure.
+    pub secure: bool,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("project", &self.project.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl axum::extract::FromRef<AppState> for CsrfConfig {
+    fn from_ref(state: &AppState) -> Self {
+        state.csrf.clone()
+    }
+}
+
+impl AppState {
+    /// The state of a project's dashboard: opens the reader and the cookie secrets.
+    pub async fn new(warehouse: Warehouse, store: Store) -> Result<Self, WebError> {
+        let project = Arc::new(warehouse.project().clone());
+        let live = Live::open(warehouse).await?;
+        let pool = store.pool().clone();
+        let secret = auth::secret(&pool, "csrf").await?;
+        let secure = project.dashboard.secure_cookies.unwrap_or(false);
+        let salt: String = secret.iter().take(32).map(|b| format!("{b:02x}")).collect();
+        let csrf = CsrfConfig::default()
+            .with_cookie_name("affluent_csrf")
+            .with_cookie_same_site(axum_csrf::SameSite::Strict)
+            .with_http_only(true)
+            .with_secure(secure)
+            .with_salt(salt)
+            .with_key(Some(axum_csrf::Key::from(&secret)));
+        Ok(Self {
+            project,
+            live,
+            users: Users::new(pool.clone()),
+            favourites: sessions::Favourites::new(pool),
+            store,
+            csrf,
+            metrics: metrics::Metrics::new()
+                .map_err(|e| WebError::Invalid(format!("metrics: {e}")))?,
+            setup_token: Arc::new(std::sync::Mutex::new(None)),
+            secure,
+        })
+    }
+
+    /// When no user exists: a one-time token for `/setup?token=...` (the same one until used).
+    pub async fn setup_token(&self) -> Result<Option<String>, WebError> {
+        if self.users.count().await? > 0 {
+            return Ok(None);
+        }
+        let mut guard = self.setup_token.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(Some(
+            guard.get_or_insert_with(|| auth::random_hex(16)).clone(),
+        ))
+    }
+
+    /// How long an idle session lasts.
+    pub fn session_ttl(&self) -> Duration {
+        self.project
+            .dashboard
+            .session_ttl
+            .as_deref()
+            .and_then(|t| affluent_core::parse_duration(t).ok())
+            .unwrap_or(Duration::from_secs(12 * 3600))
+    }
+}
+
+/// The address to listen on: the project's `[dashboard] listen`, else 127.0.0.1:8080.
+pub fn listen_addr(project: &Project) -> SocketAddr {
+    project
+        .dashboard
+        .listen
+        .as_deref()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)))
+}
+
+/// A running dashboard.
+#[derive(Debug)]
+pub struct Server {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The one-time setup link, when no user exists.
+    pub setup_url: Option<String>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    /// The base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Waits until the server stops (it does not stop on its own).
+    pub async fn wait(self) -> std::io::Result<()> {
+        let result = self.task.await.unwrap_or(Ok(()));
+        for t in &self.background {
+            t.abort();
+        }
+        result
+    }
+
+    /// Stops the server.
+    pub fn abort(&self) {
+        self.task.abort();
+        for t in &self.background {
+            t.abort();
+        }
+    }
+}
+
+/// Binds `addr` and serves the dashboard in the background; tables are checked for new
+/// commits every second.
+pub async fn serve(state: AppState, addr: SocketAddr) -> Result<Server, WebError> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        WebError::Invalid(format!(
+            "cannot listen on {addr}: {e} (set [dashboard] listen or --listen to another address)"
+        ))
+    })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| WebError::Invalid(e.to_string()))?;
+    let setup_url = state
+        .setup_token()
+        .await?
+        .map(|t| format!("http://{addr}/setup?token={t}"));
+    let watcher = state.live.watch(Duration::from_secs(1));
+    let sessions = sessions::SqlSessions::new(state.store.pool().clone());
+    let cleaner = sessions.clone();
+    let cleaning = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            if let Err(e) = cleaner.delete_expired().await {
+                tracing::debug!("dashboard: {e}");
+            }
+        }
+    });
+    let app = api::router(state, sessions);
+    let task = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+    });
+    Ok(Server {
+        addr,
+        setup_url,
+        task,
+        background: vec![watcher, cleaning],
+    })
+}

@@ -1,0 +1,697 @@
+// affluent's dashboard: a small single-page app over the JSON API (/api/docs).
+// No build step: plain modern JavaScript, ECharts for charts. The URL carries the filter
+// state, so a view can be shared.
+"use strict";
+
+const app = document.getElementById("app");
+let session = null; // GET /api/session
+let live = null; // EventSource
+let charts = []; // ECharts instances of the current page
+
+// ---------------------------------------------------------------------------------------------
+// API
+
+async function api(method, path, body, retried) {
+  const headers = { Accept: "application/json" };
+  if (method !== "GET") headers["X-CSRF-Token"] = session ? session.csrf : "";
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const res = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    credentials: "same-origin",
+  });
+  if (res.status === 403 && method !== "GET" && !retried) {
+    // The CSRF token may be stale (server restarted): take a fresh one and retry once.
+    session = await (await fetch("/api/session", { credentials: "same-origin" })).json();
+    return api(method, path, body, true);
+  }
+  if (res.status === 401 && !location.pathname.startsWith("/login")) {
+    location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search);
+    throw new Error("not logged in");
+  }
+  if (res.status === 204) return null;
+  const data = await res.json().catch(() => ({ error: res.statusText }));
+  if (!res.ok) {
+    const err = new Error(data.error || res.statusText);
+    err.status = res.status;
+    throw err;
+  }
+  return data;
+}
+
+async function loadSession() {
+  session = await (await fetch("/api/session", { credentials: "same-origin" })).json();
+  return session;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (k === "class") e.className = v;
+    else e.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined) continue;
+    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+
+function locale() {
+  return (session && session.locale) || "en-GB";
+}
+
+const DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
+const STAMP = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})/;
+
+function fmtDate(text) {
+  const m = DATE.exec(text);
+  if (!m) return text;
+  return new Intl.DateTimeFormat(locale(), { timeZone: "UTC" }).format(
+    new Date(Date.UTC(+m[1], +m[2] - 1, +m[3])),
+  );
+}
+
+function fmtValue(v, kind) {
+  if (v === null || v === undefined) return "";
+  if (kind === "date" && typeof v === "string") return fmtDate(v);
+  if (kind === "timestamp" && typeof v === "string" && STAMP.test(v)) {
+    const d = new Date(v.endsWith("Z") || /[+-]\d{2}:?\d{2}$/.test(v) ? v : v + "Z");
+    return new Intl.DateTimeFormat(locale(), { dateStyle: "short", timeStyle: "short", timeZone: "UTC" }).format(d);
+  }
+  if (typeof v === "number") return new Intl.NumberFormat(locale(), { maximumFractionDigits: 2 }).format(v);
+  return String(v);
+}
+
+function fmtInstant(text) {
+  const d = new Date(text);
+  if (isNaN(d)) return text;
+  return new Intl.DateTimeFormat(locale(), { dateStyle: "short", timeStyle: "medium" }).format(d);
+}
+
+function dark() {
+  return document.documentElement.dataset.theme === "dark";
+}
+
+function setTheme(theme) {
+  document.documentElement.dataset.theme = theme;
+  localStorage.setItem("affluent-theme", theme);
+}
+
+function params() {
+  return new URLSearchParams(location.search);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Header
+
+function header() {
+  const nav = document.getElementById("nav");
+  nav.replaceChildren();
+  document.getElementById("brand").textContent = (session && session.title) || "affluent";
+  document.title = (session && session.title) || "affluent";
+  const logout = document.getElementById("logout");
+  const who = document.getElementById("who");
+  if (!session || !session.user) {
+    logout.hidden = true;
+    who.textContent = "";
+    return;
+  }
+  for (const p of session.pages) {
+    nav.append(
+      el("a", { href: "/pages/" + p.name, class: location.pathname === "/pages/" + p.name ? "active" : "" }, p.title),
+    );
+  }
+  nav.append(el("a", { href: "/favourites", class: location.pathname === "/favourites" ? "active" : "" }, "★ My favourites"));
+  if (session.role === "admin") nav.append(el("a", { href: "/admin", class: location.pathname === "/admin" ? "active" : "" }, "Users"));
+  nav.append(el("a", { href: "/api/docs" }, "API"));
+  who.textContent = session.user + (session.role === "admin" ? " (admin)" : "");
+  logout.hidden = false;
+}
+
+document.getElementById("theme").addEventListener("click", () => {
+  setTheme(dark() ? "light" : "dark");
+  route();
+});
+
+document.getElementById("logout").addEventListener("click", async () => {
+  await api("POST", "/api/logout");
+  location.href = "/login";
+});
+
+// ---------------------------------------------------------------------------------------------
+// Login and setup
+
+function loginView() {
+  const next = params().get("next") || "/";
+  const error = el("p", { class: "error", id: "login-error", role: "alert" });
+  const form = el(
+    "form",
+    { class: "card narrow", id: "login-form" },
+    el("h1", {}, "Log in"),
+    session.setup_required
+      ? el(
+          "p",
+          { class: "muted" },
+          "No user exists yet. Open the one-time setup link printed by the server, or run `affluent user add NAME --role admin`.",
+        )
+      : null,
+    el("label", {}, "User name", el("input", { name: "name", autocomplete: "username", required: true, autofocus: true })),
+    el("label", {}, "Password", el("input", { name: "password", type: "password", autocomplete: "current-password", required: true })),
+    el("button", { type: "submit" }, "Log in"),
+    error,
+  );
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    error.textContent = "";
+    const data = new FormData(form);
+    try {
+      await api("POST", "/api/login", { name: data.get("name"), password: data.get("password") });
+      location.href = next.startsWith("/") && !next.startsWith("//") ? next : "/";
+    } catch (e) {
+      error.textContent = e.message;
+    }
+  });
+  app.replaceChildren(form);
+}
+
+function setupView() {
+  const token = params().get("token") || "";
+  const error = el("p", { class: "error", role: "alert" });
+  const form = el(
+    "form",
+    { class: "card narrow" },
+    el("h1", {}, "Create the first admin"),
+    el("label", {}, "User name", el("input", { name: "name", required: true, autofocus: true })),
+    el("label", {}, "Password (8 characters or more)", el("input", { name: "password", type: "password", minlength: 8, required: true })),
+    el("button", { type: "submit" }, "Create and log in"),
+    error,
+  );
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const data = new FormData(form);
+    try {
+      await api("POST", "/api/setup", { token, name: data.get("name"), password: data.get("password") });
+      location.href = "/";
+    } catch (e) {
+      error.textContent = e.message;
+    }
+  });
+  app.replaceChildren(form);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pages
+
+async function pageView(name) {
+  const page = session.pages.find((p) => p.name === name);
+  if (!page) {
+    app.replaceChildren(el("p", { class: "error" }, `No page "${name}".`));
+    return;
+  }
+  const filtersBar = el("div", { class: "filters", id: "filters" });
+  const stamp = el("span", { class: "muted", id: "updated" });
+  const star = page.favourite.length ? el("button", { type: "button", id: "star", class: "star", title: "Add to my favourites" }, "☆ Star") : null;
+  const grid = el("div", { class: "grid", id: "panels" });
+  app.replaceChildren(
+    el("div", { class: "page-head" }, el("h1", {}, page.title), star, stamp),
+    page.description ? el("p", { class: "muted" }, page.description) : null,
+    filtersBar,
+    grid,
+  );
+
+  let filters = [];
+  const panelEls = new Map();
+  for (const p of page.panels) {
+    const body = el("div", { class: "panel-body" });
+    const csv = p.kind === "text" ? null : el("a", { class: "csv", href: "#", download: `${name}-${p.name}.csv`, title: "Export as CSV" }, "CSV");
+    const box = el(
+      "section",
+      { class: `panel kind-${p.kind} w${p.width}`, id: `panel-${p.name}`, "data-panel": p.name },
+      el("div", { class: "panel-head" }, el("h2", {}, p.title), csv),
+      body,
+    );
+    panelEls.set(p.name, { box, body, csv, spec: p, view: { sort: null, dir: "asc", offset: 0 } });
+    grid.append(box);
+  }
+
+  async function refreshFilters() {
+    try {
+      filters = await api("GET", `/api/pages/${name}/filters?${params()}`);
+    } catch (e) {
+      filtersBar.replaceChildren(el("p", { class: "error" }, e.message));
+      return false;
+    }
+    filtersBar.replaceChildren(...filters.map(filterControl));
+    await refreshStar();
+    return true;
+  }
+
+  function setParam(key, values) {
+    const q = params();
+    q.delete(key);
+    for (const v of values) q.append(key, v);
+    history.replaceState(null, "", `${location.pathname}?${q}`);
+  }
+
+  function filterControl(f) {
+    const id = `filter-${f.name}`;
+    const onChange = async (values) => {
+      setParam(f.name, values);
+      if (await refreshFilters()) await refreshPanels();
+    };
+    if (f.kind === "period") {
+      const preset = el(
+        "select",
+        { id, name: f.name },
+        f.presets.map((p) => el("option", { value: p, selected: p === f.value[0] }, p.replaceAll("_", " "))),
+        el("option", { value: "custom", selected: f.value[0].includes("..") }, "custom…"),
+      );
+      const from = el("input", { type: "date", value: f.start, id: `${id}-from`, "aria-label": "from" });
+      const to = el("input", { type: "date", value: f.end, id: `${id}-to`, "aria-label": "to" });
+      const custom = () => onChange([`${from.value}..${to.value}`]);
+      preset.addEventListener("change", () => (preset.value === "custom" ? custom() : onChange([preset.value])));
+      from.addEventListener("change", custom);
+      to.addEventListener("change", custom);
+      return el("label", { class: "filter" }, f.label, el("span", { class: "period" }, preset, from, "–", to));
+    }
+    if (f.kind === "multi") {
+      const sel = el(
+        "select",
+        { id, name: f.name, multiple: true, size: Math.min(6, f.options.length || 1) },
+        f.options.map((o) => el("option", { value: o.value, selected: f.value.includes(o.value) }, o.label)),
+      );
+      sel.addEventListener("change", () => onChange([...sel.selectedOptions].map((o) => o.value)));
+      return el("label", { class: "filter" }, f.label, sel);
+    }
+    const options = [];
+    if (f.all) options.push(el("option", { value: "*", selected: f.value[0] === "*" }, "All"));
+    for (const o of f.options) options.push(el("option", { value: o.value, selected: o.value === f.value[0] }, o.label));
+    const sel = el("select", { id, name: f.name }, options);
+    sel.addEventListener("change", () => onChange([sel.value]));
+    const parts = [f.label];
+    if (f.options.length > 8) {
+      // Entity select with search: typing narrows the list.
+      const search = el("input", { type: "search", placeholder: "search…", id: `${id}-search`, "aria-label": `search ${f.label}` });
+      search.addEventListener("input", () => {
+        const needle = search.value.toLowerCase();
+        for (const o of sel.options) o.hidden = needle !== "" && o.value !== "*" && !o.textContent.toLowerCase().includes(needle);
+        const first = [...sel.options].find((o) => !o.hidden && o.value !== "*");
+        if (needle && first && sel.selectedOptions[0] && sel.selectedOptions[0].hidden) {
+          sel.value = first.value;
+          onChange([first.value]);
+        }
+      });
+      parts.push(search);
+    }
+    parts.push(sel);
+    return el("label", { class: "filter" }, ...parts);
+  }
+
+  function favParams() {
+    const out = {};
+    for (const key of page.favourite) {
+      const f = filters.find((x) => x.name === key);
+      out[key] = f ? f.value[0] : null;
+    }
+    return out;
+  }
+
+  async function refreshStar() {
+    if (!star) return;
+    const favs = await api("GET", "/api/favourites");
+    const mine = JSON.stringify(favParams());
+    const found = favs.find((f) => f.page === name && JSON.stringify(sortKeys(f.params)) === JSON.stringify(sortKeys(JSON.parse(mine))));
+    star.textContent = found ? "★ Starred" : "☆ Star";
+    star.dataset.id = found ? found.id : "";
+    star.classList.toggle("on", !!found);
+  }
+
+  if (star) {
+    star.addEventListener("click", async () => {
+      if (star.dataset.id) await api("DELETE", `/api/favourites/${star.dataset.id}`);
+      else {
+        const p = favParams();
+        const label = page.favourite
+          .map((k) => {
+            const f = filters.find((x) => x.name === k);
+            const v = p[k];
+            const o = f && f.options.find((o) => o.value === v);
+            return v === "*" ? `all ${f ? f.label : k}` : `${f ? f.label : k} ${o ? o.label : v}`;
+          })
+          .join(" · ");
+        await api("POST", "/api/favourites", { page: name, params: p, label: `${page.title}: ${label}` });
+      }
+      await refreshStar();
+    });
+  }
+
+  async function refreshPanel(p) {
+    const entry = panelEls.get(p.name);
+    const q = params();
+    if (entry.view.sort) {
+      q.set("_sort", entry.view.sort);
+      q.set("_dir", entry.view.dir);
+    }
+    if (entry.csv) entry.csv.href = `/api/pages/${name}/panels/${p.name}/csv?${q}`;
+    if (entry.view.offset) q.set("_offset", entry.view.offset);
+    entry.box.classList.add("loading");
+    try {
+      const data = await api("GET", `/api/pages/${name}/panels/${p.name}?${q}`);
+      await renderPanel(entry, data, () => refreshPanel(p));
+    } catch (e) {
+      entry.body.replaceChildren(el("p", { class: "error" }, e.message));
+    } finally {
+      entry.box.classList.remove("loading");
+    }
+  }
+
+  async function refreshPanels(only) {
+    await Promise.all(page.panels.filter((p) => !only || p.tables.some((t) => only.includes(t))).map(refreshPanel));
+  }
+
+  if (await refreshFilters()) await refreshPanels();
+
+  // Live refresh: the server says which tables changed; panels reading them reload.
+  if (live) live.close();
+  live = new EventSource("/api/events");
+  live.addEventListener("hello", (ev) => {
+    stamp.textContent = "Last updated " + fmtInstant(JSON.parse(ev.data).updated);
+  });
+  live.addEventListener("change", async (ev) => {
+    const change = JSON.parse(ev.data);
+    stamp.textContent = "Last updated " + fmtInstant(change.at);
+    await refreshFilters();
+    await refreshPanels(change.tables);
+  });
+}
+
+function sortKeys(o) {
+  return Object.fromEntries(Object.entries(o).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+function emptyMessage() {
+  return el("p", { class: "empty" }, "No data for these filters.");
+}
+
+function chart(body, option) {
+  body.replaceChildren();
+  const div = el("div", { class: "chart" });
+  body.append(div);
+  const c = echarts.init(div, dark() ? "dark" : null, { renderer: "canvas" });
+  c.setOption(Object.assign({ backgroundColor: "transparent", animation: false }, option));
+  charts.push(c);
+  return c;
+}
+
+const geoLoaded = new Set();
+
+async function renderPanel(entry, data, reload) {
+  const { body, spec } = entry;
+  const cols = data.columns;
+  if (data.kind === "text") {
+    body.replaceChildren(...(data.text || "").split(/\n\s*\n/).map((t) => el("p", {}, t)));
+    return;
+  }
+  if (!data.rows.length && data.kind !== "table") {
+    body.replaceChildren(emptyMessage());
+    return;
+  }
+  if (data.kind === "kpi") {
+    const v = data.rows[0][0];
+    const parts = [el("div", { class: "kpi-value" }, fmtValue(v, cols[0].kind), spec.unit ? el("span", { class: "unit" }, " " + spec.unit) : null)];
+    if (data.compare) {
+      const c = data.compare;
+      const pct = c.change_pct;
+      const cls = pct === null ? "" : pct >= 0 ? "up" : "down";
+      parts.push(
+        el(
+          "div",
+          { class: `kpi-delta ${cls}` },
+          pct === null ? "–" : `${pct >= 0 ? "▲" : "▼"} ${new Intl.NumberFormat(locale(), { maximumFractionDigits: 1, signDisplay: "always" }).format(pct)} %`,
+          el("span", { class: "muted" }, ` vs ${fmtDate(c.previous_start)} – ${fmtDate(c.previous_end)} (${fmtValue(c.previous, cols[0].kind)})`),
+        ),
+      );
+    }
+    body.replaceChildren(...parts);
+    return;
+  }
+  if (data.kind === "table") {
+    const t = el("table", { class: "data" });
+    const head = el(
+      "tr",
+      {},
+      cols.map((c) => {
+        const th = el("th", { "data-col": c.name, class: entry.view.sort === c.name ? `sorted ${entry.view.dir}` : "" }, c.name);
+        th.addEventListener("click", () => {
+          entry.view.dir = entry.view.sort === c.name && entry.view.dir === "asc" ? "desc" : "asc";
+          entry.view.sort = c.name;
+          entry.view.offset = 0;
+          reload();
+        });
+        return th;
+      }),
+    );
+    t.append(el("thead", {}, head));
+    t.append(el("tbody", {}, data.rows.map((r) => el("tr", {}, r.map((v, i) => el("td", { class: cols[i].kind }, fmtValue(v, cols[i].kind)))))));
+    const size = spec.limit || 25;
+    const from = data.total ? entry.view.offset + 1 : 0;
+    const to = entry.view.offset + data.rows.length;
+    const prev = el("button", { type: "button", disabled: entry.view.offset === 0 }, "‹ Prev");
+    const next = el("button", { type: "button", disabled: to >= (data.total || 0) }, "Next ›");
+    prev.addEventListener("click", () => {
+      entry.view.offset = Math.max(0, entry.view.offset - size);
+      reload();
+    });
+    next.addEventListener("click", () => {
+      entry.view.offset += size;
+      reload();
+    });
+    body.replaceChildren(
+      data.rows.length ? t : emptyMessage(),
+      el("div", { class: "pager" }, prev, el("span", { class: "muted" }, `${from}–${to} of ${data.total || 0}`), next),
+    );
+    return;
+  }
+  if (data.kind === "top") {
+    const rows = [...data.rows].reverse();
+    const vi = cols.findIndex((c, i) => i > 0 && c.kind === "number");
+    const valueIdx = vi > 0 ? vi : 1;
+    chart(body, {
+      grid: { left: 8, right: 24, top: 8, bottom: 8, containLabel: true },
+      tooltip: { trigger: "axis" },
+      xAxis: { type: "value" },
+      yAxis: { type: "category", data: rows.map((r) => fmtValue(r[0], cols[0].kind)) },
+      series: [{ type: "bar", name: cols[valueIdx].name, data: rows.map((r) => r[valueIdx]) }],
+    });
+    return;
+  }
+  if (data.kind === "map") {
+    const idx = (names) => cols.findIndex((c) => names.includes(c.name.toLowerCase()));
+    const lon = idx(["lon", "lng", "longitude"]);
+    const lat = idx(["lat", "latitude"]);
+    const label = idx(["label", "name"]);
+    const value = idx(["value", "count"]);
+    if (lon < 0 || lat < 0) {
+      body.replaceChildren(el("p", { class: "error" }, "A map panel needs lon and lat columns."));
+      return;
+    }
+    const mapName = `${spec.name}-geo`;
+    if (!geoLoaded.has(mapName)) {
+      const res = await fetch(location.pathname.replace("/pages/", "/api/pages/") + `/panels/${spec.name}/geojson`);
+      if (res.ok) {
+        echarts.registerMap(mapName, await res.json());
+        geoLoaded.add(mapName);
+      }
+    }
+    const values = data.rows.map((r) => (value >= 0 ? r[value] : 1)).filter((v) => typeof v === "number");
+    const max = values.length ? Math.max(...values) : 1;
+    chart(body, {
+      tooltip: { trigger: "item", formatter: (p) => `${p.name}: ${fmtValue(p.value[2], "number")}` },
+      geo: geoLoaded.has(mapName) ? { map: mapName, roam: true, itemStyle: { areaColor: dark() ? "#333" : "#eef1f5", borderColor: "#999" } } : undefined,
+      visualMap: { min: 0, max, calculable: true, right: 0, bottom: 0, inRange: { color: ["#9ecae1", "#08519c"] } },
+      series: [
+        {
+          type: "scatter",
+          coordinateSystem: geoLoaded.has(mapName) ? "geo" : "cartesian2d",
+          symbolSize: (v) => 6 + 14 * Math.sqrt((v[2] || 0) / (max || 1)),
+          data: data.rows.map((r) => ({ name: label >= 0 ? String(r[label]) : "", value: [r[lon], r[lat], value >= 0 ? r[value] : 1] })),
+        },
+      ],
+      xAxis: geoLoaded.has(mapName) ? undefined : { type: "value", scale: true },
+      yAxis: geoLoaded.has(mapName) ? undefined : { type: "value", scale: true },
+    });
+    return;
+  }
+  // Time series and bars.
+  const xName = spec.x || cols[0].name;
+  const xi = cols.findIndex((c) => c.name === xName);
+  const xKind = cols[xi] ? cols[xi].kind : "text";
+  let series;
+  let xs;
+  if (spec.series) {
+    const si = cols.findIndex((c) => c.name === spec.series);
+    const yi = spec.y.length ? cols.findIndex((c) => c.name === spec.y[0]) : cols.findIndex((c, i) => i !== xi && i !== si && c.kind === "number");
+    xs = [...new Set(data.rows.map((r) => r[xi]))];
+    const groups = new Map();
+    for (const r of data.rows) {
+      const key = String(r[si]);
+      if (!groups.has(key)) groups.set(key, new Map());
+      groups.get(key).set(r[xi], r[yi]);
+    }
+    series = [...groups].map(([key, m]) => ({ name: key, values: xs.map((x) => (m.has(x) ? m.get(x) : null)) }));
+  } else {
+    const ys = spec.y.length ? spec.y : cols.filter((c, i) => i !== xi && c.kind === "number").map((c) => c.name);
+    xs = data.rows.map((r) => r[xi]);
+    series = ys.map((y) => {
+      const i = cols.findIndex((c) => c.name === y);
+      return { name: y, values: data.rows.map((r) => r[i]) };
+    });
+  }
+  const type = data.kind === "bar" ? "bar" : "line";
+  chart(body, {
+    tooltip: { trigger: "axis" },
+    legend: { top: 0, type: "scroll" },
+    grid: { left: 8, right: 16, top: 32, bottom: 40, containLabel: true },
+    xAxis: { type: "category", data: xs.map((x) => fmtValue(x, xKind)) },
+    yAxis: { type: "value", scale: type !== "bar" },
+    dataZoom: xs.length > 60 ? [{ type: "inside" }, { type: "slider", height: 18, bottom: 4 }] : [],
+    series: series.map((s) => ({
+      name: s.name,
+      type,
+      data: s.values,
+      showSymbol: xs.length <= 60,
+      connectNulls: false,
+      areaStyle: data.kind === "area" ? {} : undefined,
+    })),
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Favourites and users
+
+function pageUrl(f) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(f.params)) q.set(k, v);
+  return `/pages/${f.page}?${q}`;
+}
+
+async function favouritesView() {
+  const favs = await api("GET", "/api/favourites");
+  const list = el(
+    "ul",
+    { class: "favourites", id: "favourites" },
+    favs.map((f) => {
+      const remove = el("button", { type: "button", class: "link", title: "Remove" }, "✕");
+      remove.addEventListener("click", async () => {
+        await api("DELETE", `/api/favourites/${f.id}`);
+        favouritesView();
+      });
+      return el("li", { "data-id": f.id }, el("a", { href: pageUrl(f) }, "★ " + f.label), " ", remove);
+    }),
+  );
+  app.replaceChildren(
+    el("h1", {}, "My favourites"),
+    favs.length ? list : el("p", { class: "empty" }, "Nothing starred yet: use ☆ Star on a page."),
+  );
+}
+
+async function adminView() {
+  let users;
+  try {
+    users = await api("GET", "/api/users");
+  } catch (e) {
+    app.replaceChildren(el("h1", {}, "Users"), el("p", { class: "error" }, e.message));
+    return;
+  }
+  const error = el("p", { class: "error", role: "alert" });
+  const form = el(
+    "form",
+    { class: "inline" },
+    el("input", { name: "name", placeholder: "name", required: true }),
+    el("input", { name: "password", type: "password", placeholder: "password (8+)", minlength: 8, required: true }),
+    el("select", { name: "role" }, el("option", { value: "viewer" }, "viewer"), el("option", { value: "admin" }, "admin")),
+    el("button", { type: "submit" }, "Add user"),
+  );
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const d = new FormData(form);
+    try {
+      await api("POST", "/api/users", { name: d.get("name"), password: d.get("password"), role: d.get("role") });
+      adminView();
+    } catch (e) {
+      error.textContent = e.message;
+    }
+  });
+  app.replaceChildren(
+    el("h1", {}, "Users"),
+    el(
+      "table",
+      { class: "data" },
+      el("thead", {}, el("tr", {}, el("th", {}, "name"), el("th", {}, "role"), el("th", {}, "created"), el("th", {}))),
+      el(
+        "tbody",
+        {},
+        users.map((u) => {
+          const rm = el("button", { type: "button", class: "link", disabled: u.name === session.user }, "remove");
+          rm.addEventListener("click", async () => {
+            try {
+              await api("DELETE", `/api/users/${encodeURIComponent(u.name)}`);
+              adminView();
+            } catch (e) {
+              error.textContent = e.message;
+            }
+          });
+          return el("tr", {}, el("td", {}, u.name), el("td", {}, u.role), el("td", {}, fmtInstant(u.created)), el("td", {}, rm));
+        }),
+      ),
+    ),
+    form,
+    error,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routing
+
+async function route() {
+  for (const c of charts) c.dispose();
+  charts = [];
+  const path = location.pathname;
+  try {
+    if (path === "/setup") return setupView();
+    if (path === "/login") {
+      if (session.user) {
+        location.href = params().get("next") || "/";
+        return;
+      }
+      return loginView();
+    }
+    if (!session.user) {
+      location.href = "/login?next=" + encodeURIComponent(path + location.search);
+      return;
+    }
+    if (path.startsWith("/pages/")) return await pageView(decodeURIComponent(path.slice(7)));
+    if (path === "/favourites") return await favouritesView();
+    if (path === "/admin") return await adminView();
+    app.replaceChildren(el("p", { class: "error" }, "Not found."));
+  } catch (e) {
+    app.replaceChildren(el("p", { class: "error" }, e.message));
+  }
+}
+
+window.addEventListener("resize", () => charts.forEach((c) => c.resize()));
+
+(async () => {
+  setTheme(localStorage.getItem("affluent-theme") || (matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light"));
+  await loadSession();
+  document.documentElement.lang = locale();
+  header();
+  await route();
+})();
