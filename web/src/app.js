@@ -7,6 +7,7 @@ const app = document.getElementById("app");
 let session = null; // GET /api/session
 let live = null; // EventSource
 let charts = []; // ECharts instances of the current page
+const options = new WeakMap(); // each chart's option, to redraw it in the other theme
 
 // ---------------------------------------------------------------------------------------------
 // API
@@ -137,7 +138,16 @@ function header() {
 
 document.getElementById("theme").addEventListener("click", () => {
   setTheme(dark() ? "light" : "dark");
-  route();
+  // Charts take the new theme in place; nothing is fetched again.
+  charts = charts.map((c) => {
+    const dom = c.getDom();
+    const option = options.get(c);
+    c.dispose();
+    const next = echarts.init(dom, dark() ? "dark" : null, { renderer: "canvas" });
+    next.setOption(option);
+    options.set(next, option);
+    return next;
+  });
 });
 
 document.getElementById("logout").addEventListener("click", async () => {
@@ -401,11 +411,21 @@ function emptyMessage() {
 }
 
 function chart(body, option) {
+  // A panel redrawn (new filters, live refresh) drops its previous chart.
+  for (const old of body.querySelectorAll(".chart")) {
+    const instance = echarts.getInstanceByDom(old);
+    if (instance) {
+      charts = charts.filter((c) => c !== instance);
+      instance.dispose();
+    }
+  }
   body.replaceChildren();
   const div = el("div", { class: "chart" });
   body.append(div);
   const c = echarts.init(div, dark() ? "dark" : null, { renderer: "canvas" });
-  c.setOption(Object.assign({ backgroundColor: "transparent", animation: false }, option));
+  const full = Object.assign({ backgroundColor: "transparent", animation: false }, option);
+  c.setOption(full);
+  options.set(c, full);
   charts.push(c);
   return c;
 }

@@ -25,6 +25,8 @@ pub struct Pipeline {
     writes: tokio::sync::Mutex<()>,
     /// The most requests one run of each source has made: what a live run needs of the quota.
     largest_run: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    /// Per source: loads asked for and loads done, to batch them (see [`Pipeline::load`]).
+    load_tickets: std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>,
 }
 
 impl Pipeline {
@@ -33,7 +35,42 @@ impl Pipeline {
             warehouse,
             writes: tokio::sync::Mutex::new(()),
             largest_run: Default::default(),
+            load_tickets: Default::default(),
         }
+    }
+
+    /// Loads a source's pending landed entries, once for every run that landed while another
+    /// load held the lock: a load takes every pending entry of the source, so a run whose
+    /// entries were landed before a load started needs no load of its own. During a catch-up of
+    /// many small intervals this turns one Delta commit per interval into one per batch.
+    /// `Ok(None)`: another run's load covered this one.
+    async fn load(
+        &self,
+        source: &str,
+    ) -> Result<Option<Vec<affluent_tables::LoadReport>>, affluent_tables::TableError> {
+        let ticket = {
+            let mut tickets = self.load_tickets.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = tickets.entry(source.to_string()).or_default();
+            entry.0 += 1;
+            entry.0
+        };
+        let _writing = self.writes.lock().await;
+        let covers = {
+            let tickets = self.load_tickets.lock().unwrap_or_else(|e| e.into_inner());
+            let (issued, done) = tickets.get(source).copied().unwrap_or_default();
+            if done >= ticket {
+                return Ok(None);
+            }
+            issued
+        };
+        let reports = self
+            .warehouse
+            .load_source(source, &LoadScope::Pending)
+            .await?;
+        let mut tickets = self.load_tickets.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = tickets.entry(source.to_string()).or_default();
+        entry.1 = entry.1.max(covers);
+        Ok(Some(reports))
     }
 }
 
@@ -83,16 +120,14 @@ impl Executor for Pipeline {
                 // Whatever was landed is loaded, even when some requests failed: the retry
                 // re-fetches the interval, and loads are idempotent by key and by entry.
                 let landed = summary.landed > 0;
-                let reports = {
-                    let _writing = self.writes.lock().await;
-                    self.warehouse
-                        .load_source(source, &LoadScope::Pending)
-                        .await
-                        .map_err(|e| RunFailure {
-                            error: e.to_string(),
-                            landed,
-                        })?
-                };
+                let reports = self
+                    .load(source)
+                    .await
+                    .map_err(|e| RunFailure {
+                        error: e.to_string(),
+                        landed,
+                    })?
+                    .unwrap_or_default();
                 let mut errors = summary.errors.clone();
                 for r in &reports {
                     errors.extend(r.errors.iter().map(|e| format!("table {}: {e}", r.table)));
@@ -378,18 +413,17 @@ pub async fn backfill(
                 }
             }
             None => {
+                // Without a terminal: failures, and a line every 5 %.
                 if let Some((i, r)) = &p.last {
-                    let status = match r {
-                        Ok(()) => "ok".to_string(),
-                        Err(e) => format!("failed: {e}"),
-                    };
-                    eprintln!(
-                        "{} {}/{} {} {status}",
-                        p.task,
-                        p.done + p.failed,
-                        p.total,
-                        i
-                    );
+                    let n = p.done + p.failed;
+                    let step = (p.total / 20).max(1);
+                    match r {
+                        Err(e) => eprintln!("{} {n}/{} {i} failed: {e}", p.task, p.total),
+                        Ok(()) if n % step == 0 || n == p.total => {
+                            eprintln!("{} {n}/{} intervals, up to {}", p.task, p.total, i.end)
+                        }
+                        Ok(()) => {}
+                    }
                 }
             }
         },

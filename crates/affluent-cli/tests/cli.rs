@@ -742,3 +742,137 @@ fn footfall_over_rest_equals_the_same_answers_imported_as_csv() {
     assert!((95..=105).contains(&rows), "{rows} rows:\n{over_rest}");
     assert_eq!(over_rest, from_csv);
 }
+
+/// Seed 004's simulator goes down (its port closed) while `affluent run` catches up two days of
+/// hourly intervals: the failed intervals are retried with no command, and every reading is in
+/// `api_events` exactly once, equal to the simulator's own export of the same hours.
+#[test]
+fn an_outage_of_the_footfall_simulator_is_healed_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("p");
+    footfall_example_copy(&project);
+    let toml = std::fs::read_to_string(project.join("affluent.toml")).unwrap();
+    let toml = toml
+        .replace("start_date = \"-8w\"", "start_date = \"-2d\"")
+        .replace(
+            "retry_initial = \"10s\"\nretry_max = \"5m\"",
+            "retry_initial = \"1s\"\nretry_max = \"2s\"",
+        );
+    assert!(toml.contains("start_date = \"-2d\"") && toml.contains("retry_max = \"2s\""));
+    std::fs::write(project.join("affluent.toml"), toml).unwrap();
+    let o = affluent(&project, &["ingest", "agencies"]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    let now = jiff::Timestamp::now();
+    let down = now.checked_add(jiff::SignedDuration::from_secs(3)).unwrap();
+    let up = now.checked_add(jiff::SignedDuration::from_secs(8)).unwrap();
+    let mut sim = Command::new(env!("CARGO_BIN_EXE_affluent"))
+        .args(["simulate", "footfall", "--port", "0", "--seed", "7"])
+        .arg("--outage")
+        .arg(format!("{down}/{up}"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(sim.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        line.trim().to_string()
+    };
+    let run = Command::new(env!("CARGO_BIN_EXE_affluent"))
+        .arg("--project")
+        .arg(&project)
+        .args(["run", "--until", "now", "--no-serve"])
+        .env("FOOTFALL_API_URL", &url)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", text(&run));
+    let finished = jiff::Timestamp::now();
+    assert!(
+        finished > up,
+        "the run ended before the outage did: {}",
+        text(&run)
+    );
+
+    // The outage hit: runs failed, and were retried by the scheduler itself.
+    let failed = affluent(
+        &project,
+        &["runs", "footfall_api", "--failed", "--format", "json"],
+    );
+    let failed: serde_json::Value = serde_json::from_slice(&failed.stdout).unwrap();
+    assert!(
+        !failed.as_array().unwrap().is_empty(),
+        "no run failed: the outage missed the run\n{}",
+        text(&run)
+    );
+    let status = affluent(&project, &["status", "--format", "json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let api = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["task"] == "source:footfall_api")
+        .unwrap();
+    assert_eq!(api["failed"], 0, "{api}");
+    assert!(
+        !text(&status).contains("\"failed\": [{"),
+        "{}",
+        text(&status)
+    );
+
+    let q = affluent(
+        &project,
+        &[
+            "query",
+            "--format",
+            "csv",
+            "SELECT count(*) AS n, count(DISTINCT concat(CAST(date_time AS VARCHAR), '/', agency_name, '/', CAST(counter_id AS VARCHAR))) AS d, count(DISTINCT date_time) AS h, sum(visitor_count) AS s, strftime(min(date_time), '%Y-%m-%dT%H:%M') AS first, strftime(max(date_time) + INTERVAL '1 hour', '%Y-%m-%dT%H:%M') AS end FROM api_events",
+        ],
+    );
+    assert!(q.status.success(), "{}", text(&q));
+    let out = String::from_utf8_lossy(&q.stdout).into_owned();
+    let row: Vec<&str> = out.lines().nth(1).unwrap().split(',').collect();
+    let (n, d, h): (u64, u64, u64) = (
+        row[0].parse().unwrap(),
+        row[1].parse().unwrap(),
+        row[2].parse().unwrap(),
+    );
+    assert_eq!(n, d, "a reading twice: {out}");
+    assert_eq!(n, 21 * h, "every counter of every hour: {out}");
+    assert!((47..=48).contains(&h), "two days of hours: {out}");
+
+    // The simulator's own answers for the same hours, as the seed exported them.
+    let export = dir.path().join("export.csv");
+    let o = affluent(
+        &project,
+        &[
+            "simulate",
+            "footfall",
+            "--seed",
+            "7",
+            "--export-csv",
+            export.to_str().unwrap(),
+            "--from",
+            row[4],
+            "--to",
+            row[5],
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let exported = std::fs::read_to_string(&export).unwrap();
+    let lines: Vec<&str> = exported.lines().skip(1).collect();
+    assert_eq!(lines.len() as u64, n, "{}", text(&o));
+    let header: Vec<&str> = exported.lines().next().unwrap().split(',').collect();
+    let at = header.iter().position(|c| *c == "visitor_count").unwrap();
+    let sum: i64 = lines
+        .iter()
+        .map(|l| l.split(',').nth(at).unwrap().parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(sum.to_string(), row[3], "the same readings");
+    let _ = sim.kill();
+    let _ = sim.wait();
+}

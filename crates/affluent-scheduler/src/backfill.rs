@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use affluent_core::Interval;
+use futures::StreamExt;
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 
@@ -209,18 +210,23 @@ pub async fn run<E: Executor>(
                 } else {
                     intervals.into_iter().map(|i| vec![i]).collect()
                 };
-                for group in groups {
+                // Up to `concurrency` intervals at once; progress in interval order.
+                let executor = &executor;
+                let runs = futures::stream::iter(groups.into_iter().map(|group| async move {
+                    let mut own = Outcome::default();
                     let r = run_one(
-                        store,
-                        tasks,
-                        &executor,
-                        options,
-                        task,
-                        &group,
-                        attempts,
-                        &mut outcome,
+                        store, tasks, executor, options, task, &group, attempts, &mut own,
                     )
-                    .await?;
+                    .await;
+                    (group, own, r)
+                }))
+                .buffered(options.concurrency.max(1));
+                futures::pin_mut!(runs);
+                while let Some((group, own, r)) = runs.next().await {
+                    let r = r?;
+                    outcome.succeeded += own.succeeded;
+                    outcome.failed.extend(own.failed);
+                    outcome.skipped.extend(own.skipped);
                     match &r {
                         Ok(()) => state.done += group.len(),
                         Err(_) => state.failed += group.len(),

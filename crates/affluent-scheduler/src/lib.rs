@@ -655,7 +655,7 @@ impl<E: Executor> Job<E> {
         {
             tracing::warn!("cannot record the start of {task} {}: {e}", self.interval);
         }
-        tracing::info!(task = %task, interval = %self.interval, trigger = self.trigger.as_str(), "run started");
+        tracing::debug!(task = %task, interval = %self.interval, trigger = self.trigger.as_str(), "run started");
         let outcome = self
             .executor
             .execute(&self.task, self.interval, self.trigger)
@@ -693,8 +693,13 @@ impl<E: Executor> Job<E> {
         if let Err(e) = self.store.run_finished(&run_id, counts).await {
             tracing::warn!("cannot record the end of {task}: {e}");
         }
-        if result.is_ok() {
-            tracing::info!(task = %task, interval = %self.interval, "run done");
+        if let Ok(c) = &result {
+            // A backfill shows its own progress.
+            if self.trigger == Trigger::Backfill {
+                tracing::debug!(task = %task, interval = %self.interval, records = c.records, loaded = c.loaded, "run done");
+            } else {
+                tracing::info!(task = %task, interval = %self.interval, trigger = self.trigger.as_str(), records = c.records, loaded = c.loaded, "run done");
+            }
         }
         let outcome = result.as_ref().map(|_| ()).map_err(Clone::clone);
         if let Some(tx) = &self.reports {

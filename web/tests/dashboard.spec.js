@@ -1,0 +1,144 @@
+// The footfall page in a real browser: login, filters, chart points, CSV export, favourites,
+// the login redirect, themes, and login throttling. Expected figures come from `affluent query`
+// on the same tables, not from the dashboard.
+const { test, expect } = require("@playwright/test");
+const { execFileSync } = require("node:child_process");
+const fs = require("node:fs");
+const path = require("node:path");
+
+test.describe.configure({ mode: "serial" });
+
+const url = (p) => process.env.AFFLUENT_URL + p;
+const shots = path.join(__dirname, "..", "screenshots");
+
+function query(sql) {
+  const out = execFileSync(process.env.AFFLUENT_BIN, ["--project", process.env.AFFLUENT_PROJECT_DIR, "query", "--format", "csv", sql]);
+  return out.toString().trim().split("\n").slice(1);
+}
+
+async function login(page, name, password) {
+  await page.fill("input[name=name]", name);
+  await page.fill("input[name=password]", password);
+  await page.click("button[type=submit]");
+}
+
+async function settled(page) {
+  await expect(page.locator(".panel.loading")).toHaveCount(0);
+  await page.waitForLoadState("networkidle");
+}
+
+async function chartPoints(page, panel) {
+  return page.evaluate((id) => {
+    const el = document.querySelector(`#panel-${id} .chart`);
+    const chart = el && echarts.getInstanceByDom(el);
+    return chart ? chart.getOption().series.map((s) => s.data.length) : null;
+  }, panel);
+}
+
+test("an anonymous visitor is sent to the login page, and back after it", async ({ page }) => {
+  await page.goto(url("/pages/footfall?agency=lyon_2"));
+  await expect(page).toHaveURL(/\/login\?next=\/pages\/footfall%3Fagency%3Dlyon_2$/);
+  await expect(page.locator("h1")).toHaveText("Log in");
+  await page.screenshot({ path: path.join(shots, "login.png") });
+  await login(page, "ada", "correct horse battery");
+  await expect(page).toHaveURL(/\/pages\/footfall\?agency=lyon_2$/);
+  await expect(page.locator("#filter-agency")).toHaveValue("lyon_2");
+});
+
+test("filters drive the chart, the URL and the CSV export", async ({ page }) => {
+  await page.goto(url("/login"));
+  await login(page, "ada", "correct horse battery");
+  await expect(page).toHaveURL(/\/pages\/footfall/);
+  await settled(page);
+
+  await page.selectOption("#filter-agency", "lyon_1");
+  await expect(page).toHaveURL(/agency=lyon_1/);
+  await settled(page);
+  await page.selectOption("#filter-counter", "1");
+  await expect(page).toHaveURL(/counter=1/);
+  await settled(page);
+  await page.selectOption("#filter-period", "last_4_weeks");
+  await expect(page).toHaveURL(/period=last_4_weeks/);
+  await settled(page);
+
+  // The period ends on the last day with data (2024-06-30): 4 weeks from 2024-06-03.
+  await expect(page.locator("#filter-period-from")).toHaveValue("2024-06-03");
+  await expect(page.locator("#filter-period-to")).toHaveValue("2024-06-30");
+  const where = "agency_name = 'lyon_1' AND counter_id = 1 AND date BETWEEN DATE '2024-06-03' AND DATE '2024-06-30'";
+  const [days] = query(`SELECT count(DISTINCT date) FROM footfall_daily WHERE ${where}`);
+  expect(Number(days)).toBeGreaterThan(10);
+  await expect.poll(() => chartPoints(page, "daily")).toEqual([Number(days), Number(days)]);
+  const [visits] = query(`SELECT sum(daily_visitor_count) FROM footfall_daily WHERE ${where}`);
+  await expect(page.locator("#panel-visits .kpi-value")).toHaveText(new Intl.NumberFormat("fr-FR").format(Number(visits)));
+  // Dates in the project's locale (fr-FR): DD/MM/YYYY.
+  await expect(page.locator("#panel-days tbody tr").first().locator("td").first()).toHaveText(/^\d{2}\/\d{2}\/2024$/);
+
+  const download = page.waitForEvent("download");
+  await page.click("#panel-days a.csv");
+  const file = await (await download).path();
+  const lines = fs.readFileSync(file, "utf8").trim().split("\n");
+  expect(lines[0]).toBe("date,counter_id,visits,avg_visits_4_weekday,pct_change,holiday");
+  const [rows] = query(`SELECT count(*) FROM footfall_daily WHERE ${where}`);
+  expect(lines.length - 1).toBe(Number(rows));
+
+  // The URL is the view: opened elsewhere, it shows the same.
+  const shared = page.url();
+  const other = await page.context().newPage();
+  await other.goto(shared);
+  await expect(other.locator("#filter-counter")).toHaveValue("1");
+  await expect.poll(() => chartPoints(other, "daily")).toEqual([Number(days), Number(days)]);
+  await other.close();
+
+  await page.screenshot({ path: path.join(shots, "footfall.png"), fullPage: true });
+  await page.click("#theme");
+  await expect(page.locator("html")).toHaveAttribute("data-theme", "dark");
+  // The charts keep their data in the other theme.
+  await expect.poll(() => chartPoints(page, "daily")).toEqual([Number(days), Number(days)]);
+  await page.screenshot({ path: path.join(shots, "footfall-dark.png"), fullPage: true });
+  await page.click("#theme");
+});
+
+test("a starred counter is on My favourites after logging in again", async ({ page }) => {
+  await page.goto(url("/login?next=/pages/footfall%3Fagency%3Dgrenoble_1%26counter%3D2"));
+  await login(page, "vic", "viewer password");
+  await expect(page).toHaveURL(/agency=grenoble_1&counter=2/);
+  await settled(page);
+  await expect(page.locator("#star")).toHaveText("☆ Star");
+  await page.click("#star");
+  await expect(page.locator("#star")).toHaveText("★ Starred");
+
+  await page.click("#logout");
+  await expect(page).toHaveURL(/\/login$/);
+  await page.goto(url("/favourites"));
+  await expect(page).toHaveURL(/\/login\?next=\/favourites$/);
+  await login(page, "vic", "viewer password");
+  await expect(page).toHaveURL(/\/favourites$/);
+  const item = page.locator("#favourites li");
+  await expect(item).toHaveCount(1);
+  await expect(item).toContainText("Footfall: Agency grenoble_1 · Counter 2");
+  await page.screenshot({ path: path.join(shots, "favourites.png") });
+  await item.locator("a").click();
+  await expect(page).toHaveURL(/agency=grenoble_1/);
+  await expect(page.locator("#filter-agency")).toHaveValue("grenoble_1");
+  await expect(page.locator("#filter-counter")).toHaveValue("2");
+  await expect(page.locator("#star")).toHaveText("★ Starred");
+  // A viewer has no user management.
+  await expect(page.locator("#nav a", { hasText: "Users" })).toHaveCount(0);
+  await page.goto(url("/admin"));
+  await expect(page.locator("main .error")).toHaveText("only admins manage users");
+});
+
+test("six wrong passwords are throttled", async ({ page }) => {
+  await page.goto(url("/login"));
+  for (let i = 1; i <= 5; i++) {
+    await login(page, "mallory", "not the password");
+    await expect(page.locator("#login-error")).toHaveText("wrong user name or password");
+    await page.locator("#login-error").evaluate((e) => (e.textContent = ""));
+  }
+  await login(page, "mallory", "not the password");
+  await expect(page.locator("#login-error")).toHaveText(/too many failed logins: try again in \d+ s/);
+  // Even the right password waits now.
+  await login(page, "mallory", "mallory password");
+  await expect(page.locator("#login-error")).toHaveText(/too many failed logins/);
+  await expect(page).toHaveURL(/\/login$/);
+});

@@ -1,0 +1,53 @@
+// Prepares a copy of examples/footfall with the seed's six months of raw exports loaded and its
+// models run, two users, and `affluent serve` on a free port. The base URL and the project
+// directory reach the tests through the environment.
+const { execFileSync, spawn } = require("node:child_process");
+const fs = require("node:fs");
+const os = require("node:os");
+const path = require("node:path");
+
+const repo = path.resolve(__dirname, "../..");
+
+function binary() {
+  if (process.env.AFFLUENT_BIN) return process.env.AFFLUENT_BIN;
+  const target = process.env.CARGO_TARGET_DIR || path.join(repo, "target");
+  return path.join(target, "debug", "affluent");
+}
+
+module.exports = async function globalSetup() {
+  const bin = binary();
+  if (!fs.existsSync(bin)) throw new Error(`no affluent binary at ${bin}: run cargo build -p affluent-cli first (or set AFFLUENT_BIN)`);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "affluent-ui-"));
+  fs.cpSync(path.join(repo, "examples/footfall"), dir, {
+    recursive: true,
+    filter: (src) => !src.includes(`${path.sep}.affluent`),
+  });
+  const run = (args, input) =>
+    execFileSync(bin, ["--project", dir, ...args], { input, stdio: ["pipe", "pipe", "pipe"] }).toString();
+  for (const source of ["agencies", "holidays", "footfall_raw"]) run(["ingest", source]);
+  run(["transform"]);
+  run(["user", "add", "ada", "--role", "admin"], "correct horse battery\n");
+  run(["user", "add", "vic", "--role", "viewer"], "viewer password\n");
+  run(["user", "add", "mallory", "--role", "viewer"], "mallory password\n");
+
+  const server = spawn(bin, ["--project", dir, "serve", "--listen", "127.0.0.1:0"], { stdio: ["ignore", "pipe", "pipe"] });
+  let stderr = "";
+  server.stderr.on("data", (d) => (stderr += d));
+  const url = await new Promise((resolve, reject) => {
+    let out = "";
+    server.stdout.on("data", (d) => {
+      out += d;
+      const line = out.split("\n")[0];
+      if (out.includes("\n")) resolve(line.trim());
+    });
+    server.on("exit", (code) => reject(new Error(`affluent serve exited (${code}): ${stderr}`)));
+    setTimeout(() => reject(new Error(`affluent serve did not start: ${stderr}`)), 30_000);
+  });
+  process.env.AFFLUENT_URL = url;
+  process.env.AFFLUENT_PROJECT_DIR = dir;
+  process.env.AFFLUENT_BIN = bin;
+  return async () => {
+    server.kill("SIGTERM");
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+};
