@@ -620,10 +620,29 @@ fn footfall_daily_equals_the_reference_implementation() {
 }
 
 /// A copy of `examples/footfall` in `dir`, without its raw exports.
+/// `affluent simulate footfall` on a free port, and its URL.
+fn footfall_simulator(args: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut sim = Command::new(env!("CARGO_BIN_EXE_affluent"))
+        .args(["simulate", "footfall", "--port", "0"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(sim.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim().to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    (sim, url)
+}
+
 fn footfall_example_copy(dir: &Path) {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/footfall");
     std::fs::create_dir_all(dir).unwrap();
-    for file in ["affluent.toml", "agencies.csv"] {
+    for file in ["affluent.toml", "agencies.csv", "holidays.csv"] {
         std::fs::copy(example.join(file), dir.join(file)).unwrap();
     }
     copy_dir(&example.join("models"), &dir.join("models"));
@@ -635,20 +654,7 @@ fn footfall_example_copy(dir: &Path) {
 #[test]
 fn footfall_over_rest_equals_the_same_answers_imported_as_csv() {
     let dir = tempfile::tempdir().unwrap();
-    let mut sim = Command::new(env!("CARGO_BIN_EXE_affluent"))
-        .args(["simulate", "footfall", "--port", "0", "--seed", "11"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = {
-        use std::io::BufRead;
-        let mut line = String::new();
-        std::io::BufReader::new(sim.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        line.trim().to_string()
-    };
+    let (mut sim, url) = footfall_simulator(&["--seed", "11"]);
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     let empty = dir.path().join("no-exports");
     std::fs::create_dir_all(&empty).unwrap();
@@ -743,8 +749,8 @@ fn footfall_over_rest_equals_the_same_answers_imported_as_csv() {
     assert_eq!(over_rest, from_csv);
 }
 
-/// Seed 004's simulator goes down (its port closed) while `affluent run` catches up two days of
-/// hourly intervals: the failed intervals are retried with no command, and every reading is in
+/// Seed 004's simulator goes down (its port closed) while `affluent run` catches up 12 hourly
+/// intervals: the failed intervals are retried with no command, and every reading is in
 /// `api_events` exactly once, equal to the simulator's own export of the same hours.
 #[test]
 fn an_outage_of_the_footfall_simulator_is_healed_exactly_once() {
@@ -753,12 +759,12 @@ fn an_outage_of_the_footfall_simulator_is_healed_exactly_once() {
     footfall_example_copy(&project);
     let toml = std::fs::read_to_string(project.join("affluent.toml")).unwrap();
     let toml = toml
-        .replace("start_date = \"-8w\"", "start_date = \"-2d\"")
+        .replace("start_date = \"-8w\"", "start_date = \"-12h\"")
         .replace(
             "retry_initial = \"10s\"\nretry_max = \"5m\"",
             "retry_initial = \"1s\"\nretry_max = \"2s\"",
         );
-    assert!(toml.contains("start_date = \"-2d\"") && toml.contains("retry_max = \"2s\""));
+    assert!(toml.contains("start_date = \"-12h\"") && toml.contains("retry_max = \"2s\""));
     std::fs::write(project.join("affluent.toml"), toml).unwrap();
     let o = affluent(&project, &["ingest", "agencies"]);
     assert!(o.status.success(), "{}", text(&o));
@@ -766,30 +772,32 @@ fn an_outage_of_the_footfall_simulator_is_healed_exactly_once() {
     let now = jiff::Timestamp::now();
     let down = now.checked_add(jiff::SignedDuration::from_secs(3)).unwrap();
     let up = now.checked_add(jiff::SignedDuration::from_secs(8)).unwrap();
-    let mut sim = Command::new(env!("CARGO_BIN_EXE_affluent"))
-        .args(["simulate", "footfall", "--port", "0", "--seed", "7"])
-        .arg("--outage")
-        .arg(format!("{down}/{up}"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = {
-        use std::io::BufRead;
-        let mut line = String::new();
-        std::io::BufReader::new(sim.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        line.trim().to_string()
-    };
-    let run = Command::new(env!("CARGO_BIN_EXE_affluent"))
+    let outage = format!("{down}/{up}");
+    let (mut sim, url) = footfall_simulator(&["--seed", "7", "--outage", &outage]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_affluent"))
         .arg("--project")
         .arg(&project)
         .args(["run", "--until", "now", "--no-serve"])
         .env("FOOTFALL_API_URL", &url)
         .env_remove("RUST_LOG")
-        .output()
+        // To files: a pipe nobody reads while it runs would fill and block the run.
+        .stdout(std::fs::File::create(dir.path().join("run.out")).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("run.err")).unwrap())
+        .spawn()
         .unwrap();
+    // A hang fails the test with the run's output rather than holding CI.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    if child.try_wait().unwrap().is_none() {
+        let _ = child.kill();
+    }
+    let run = Output {
+        status: child.wait().unwrap(),
+        stdout: std::fs::read(dir.path().join("run.out")).unwrap(),
+        stderr: std::fs::read(dir.path().join("run.err")).unwrap(),
+    };
     assert!(run.status.success(), "{}", text(&run));
     let finished = jiff::Timestamp::now();
     assert!(
@@ -803,9 +811,14 @@ fn an_outage_of_the_footfall_simulator_is_healed_exactly_once() {
         &project,
         &["runs", "footfall_api", "--failed", "--format", "json"],
     );
-    let failed: serde_json::Value = serde_json::from_slice(&failed.stdout).unwrap();
+    // One JSON object per run.
+    let failed = String::from_utf8_lossy(&failed.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["status"] != "success")
+        .count();
     assert!(
-        !failed.as_array().unwrap().is_empty(),
+        failed > 0,
         "no run failed: the outage missed the run\n{}",
         text(&run)
     );
@@ -818,11 +831,6 @@ fn an_outage_of_the_footfall_simulator_is_healed_exactly_once() {
         .find(|t| t["task"] == "source:footfall_api")
         .unwrap();
     assert_eq!(api["failed"], 0, "{api}");
-    assert!(
-        !text(&status).contains("\"failed\": [{"),
-        "{}",
-        text(&status)
-    );
 
     let q = affluent(
         &project,
@@ -830,7 +838,7 @@ fn an_outage_of_the_footfall_simulator_is_healed_exactly_once() {
             "query",
             "--format",
             "csv",
-            "SELECT count(*) AS n, count(DISTINCT concat(CAST(date_time AS VARCHAR), '/', agency_name, '/', CAST(counter_id AS VARCHAR))) AS d, count(DISTINCT date_time) AS h, sum(visitor_count) AS s, strftime(min(date_time), '%Y-%m-%dT%H:%M') AS first, strftime(max(date_time) + INTERVAL '1 hour', '%Y-%m-%dT%H:%M') AS end FROM api_events",
+            "SELECT count(*) AS n, count(DISTINCT concat(CAST(date_time AS VARCHAR), '/', agency_name, '/', CAST(counter_id AS VARCHAR))) AS d, count(DISTINCT date_time) AS h, sum(visitor_count) AS s, to_char(min(date_time), '%Y-%m-%dT%H:%M') AS first, to_char(max(date_time) + INTERVAL '1 hour', '%Y-%m-%dT%H:%M') AS end FROM api_events",
         ],
     );
     assert!(q.status.success(), "{}", text(&q));
@@ -843,7 +851,7 @@ fn an_outage_of_the_footfall_simulator_is_healed_exactly_once() {
     );
     assert_eq!(n, d, "a reading twice: {out}");
     assert_eq!(n, 21 * h, "every counter of every hour: {out}");
-    assert!((47..=48).contains(&h), "two days of hours: {out}");
+    assert!((11..=12).contains(&h), "12 hours: {out}");
 
     // The simulator's own answers for the same hours, as the seed exported them.
     let export = dir.path().join("export.csv");

@@ -27,6 +27,21 @@ impl SqlSessions {
         Self { pool }
     }
 
+    /// Inserts a record; on an existing id, `on_conflict` decides. Returns the rows written.
+    async fn write(&self, record: &Record, on_conflict: &str) -> session_store::Result<u64> {
+        let data = serde_json::to_string(&record.data).map_err(backend)?;
+        let done = sqlx::query(&format!(
+            "INSERT INTO affluent_sessions (id, data, expiry_ms) VALUES ($1, $2, $3) ON CONFLICT (id) {on_conflict}"
+        ))
+        .bind(record.id.to_string())
+        .bind(data)
+        .bind(record.expiry_date.unix_timestamp() * 1000)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected())
+    }
+
     /// Deletes expired sessions; returns how many.
     pub async fn delete_expired(&self) -> Result<u64, WebError> {
         let done = sqlx::query("DELETE FROM affluent_sessions WHERE expiry_ms < $1")
@@ -43,17 +58,7 @@ impl SessionStore for SqlSessions {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         // A fresh id until one is free (collisions of 128-bit ids are not expected).
         loop {
-            let data = serde_json::to_string(&record.data).map_err(backend)?;
-            let done = sqlx::query(
-                "INSERT INTO affluent_sessions (id, data, expiry_ms) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(record.id.to_string())
-            .bind(data)
-            .bind(record.expiry_date.unix_timestamp() * 1000)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-            if done.rows_affected() == 1 {
+            if self.write(record, "DO NOTHING").await? == 1 {
                 return Ok(());
             }
             record.id = Id::default();
@@ -61,16 +66,11 @@ impl SessionStore for SqlSessions {
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        let data = serde_json::to_string(&record.data).map_err(backend)?;
-        sqlx::query(
-            "INSERT INTO affluent_sessions (id, data, expiry_ms) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET data = excluded.data, expiry_ms = excluded.expiry_ms",
+        self.write(
+            record,
+            "DO UPDATE SET data = excluded.data, expiry_ms = excluded.expiry_ms",
         )
-        .bind(record.id.to_string())
-        .bind(data)
-        .bind(record.expiry_date.unix_timestamp() * 1000)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
+        .await?;
         Ok(())
     }
 
