@@ -61,9 +61,11 @@ jar="$dir/cookies"
 csrf="$(curl -s -c "$jar" -b "$jar" "$url/api/session" | python3 -c 'import json,sys; print(json.load(sys.stdin)["csrf"])')"
 curl -s -c "$jar" -b "$jar" -H "X-CSRF-Token: $csrf" -H 'Content-Type: application/json' \
   -d '{"name":"bench","password":"bench password"}' "$url/api/login" >/dev/null
-cookie="$(awk '!/^#/ && NF >= 7 {printf "%s%s=%s", sep, $6, $7; sep="; "}' "$jar")"
+# HttpOnly cookies are written as "#HttpOnly_host ..." lines.
+cookie="$(awk '(!/^#/ || /^#HttpOnly_/) && NF >= 7 {printf "%s%s=%s", sep, $6, $7; sep="; "}' "$jar")"
 api="$url/api/pages/visits/panels/daily?agency=agency_7&period=2021-01-01..2021-12-31"
-points="$(curl -s -H "Cookie: $cookie" "$api" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["rows"]))')"
+answer="$(curl -s -H "Cookie: $cookie" "$api")"
+points="$(echo "$answer" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["rows"]))')" || { echo "chart call failed: $answer" >&2; exit 1; }
 echo "chart call: $points points per answer"
 
 for c in 1 8; do
@@ -72,5 +74,6 @@ for c in 1 8; do
   wrk -t$(( c > 1 ? 2 : 1 )) -c$c -d"$duration" --latency -H "Cookie: $cookie" "$api" \
     | grep -E "Latency Distribution|50%|75%|90%|99%|Requests/sec|requests in|Non-2xx"
 done
-echo "binary: $(stat -c %s "$bin") bytes"
+strip -o "$dir/stripped" "$bin"
+echo "binary: $(stat -c %s "$bin") bytes as built (with line tables), $(stat -c %s "$dir/stripped") bytes stripped"
 echo "idle RSS after start: $idle_kib KiB; after the load: $(awk '/VmRSS/ {print $2}' /proc/$server/status) KiB (high-water $(awk '/VmHWM/ {print $2}' /proc/$server/status) KiB)"
