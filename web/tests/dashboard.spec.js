@@ -128,6 +128,30 @@ test("a starred counter is on My favourites after logging in again", async ({ pa
   await expect(page.locator("main .error")).toHaveText("only admins manage users");
 });
 
+test("new data reaches an open page by itself (server-sent events)", async ({ page }) => {
+  await page.goto(url("/login?next=/pages/footfall%3Fagency%3Dlyon_1%26counter%3D0%26period%3D2024-06-01..2024-07-31"));
+  await login(page, "ada", "correct horse battery");
+  await settled(page);
+  await expect(page.locator("#updated")).toHaveText(/^Last updated /);
+  const before = await page.locator("#updated").textContent();
+  const points = (await chartPoints(page, "daily"))[0];
+
+  // A new export arrives (a Monday after the six months) and is loaded, outside the browser.
+  const dir = process.env.AFFLUENT_PROJECT_DIR;
+  fs.writeFileSync(
+    path.join(dir, "raw", "events_all_agencies_counters_2024-07-01-2024-07-01.csv"),
+    "date_time,agency_name,counter_id,visitor_count,unit\n2024-07-01_09,Lyon_1,0,120,visitors\n2024-07-01_10,Lyon_1,0,80,visitors\n",
+  );
+  const cli = (args) => execFileSync(process.env.AFFLUENT_BIN, ["--project", dir, ...args], { stdio: "pipe" });
+  cli(["ingest", "footfall_raw"]);
+  cli(["transform"]);
+
+  // No reload: the page hears of the new commits, refreshes its filters and panels.
+  await expect(page.locator("#updated")).not.toHaveText(before, { timeout: 20_000 });
+  await expect.poll(() => chartPoints(page, "daily")).toEqual([points + 1, points + 1]);
+  await expect(page.locator("#panel-days tbody tr").first().locator("td").nth(2)).toHaveText("200");
+});
+
 test("six wrong passwords are throttled", async ({ page }) => {
   await page.goto(url("/login"));
   for (let i = 1; i <= 5; i++) {
