@@ -37,13 +37,14 @@ pub async fn serve(project: Project, listen: Option<SocketAddr>) -> Result<std::
     }
     let store = open_store(&project).await?;
     let warehouse = Warehouse::new(Arc::new(Connectors::new(project)?));
-    let server = start(warehouse, store, addr).await?;
+    let mut server = start(warehouse, store, addr).await?;
     // Stdout's first line is the URL, for scripts and tests.
     println!("{}", server.url());
     tokio::select! {
         r = server.wait() => r.context("the dashboard stopped")?,
         _ = crate::scheduling::shutdown_signal() => eprintln!("stopping"),
     }
+    server.shutdown().await;
     Ok(std::process::ExitCode::SUCCESS)
 }
 
@@ -237,6 +238,9 @@ pub async fn demo(
     banner(&server);
     eprintln!("running hourly; stop with Ctrl-C");
     let result = crate::scheduling::run(project, None, false, None).await;
+    if let Some(server) = server {
+        server.shutdown().await;
+    }
     drop(simulator);
     result
 }

@@ -322,7 +322,7 @@ pub async fn run(
     }
     eprintln!("worker {}; stop with Ctrl-C", options.worker);
     // The dashboard runs beside the scheduler; a port in use does not stop the pipeline.
-    let _dashboard = match serve {
+    let dashboard = match serve {
         Some(addr) => match crate::dashboard::start(warehouse.clone(), store.clone(), addr).await {
             Ok(server) => Some(server),
             Err(e) => {
@@ -336,7 +336,11 @@ pub async fn run(
     if let Some(config) = notify {
         scheduler = scheduler.with_notifier(Notifier::new(&name, config, redactor));
     }
-    scheduler.run(shutdown_signal()).await?;
+    let result = scheduler.run(shutdown_signal()).await;
+    if let Some(server) = dashboard {
+        server.shutdown().await;
+    }
+    result?;
     Ok(std::process::ExitCode::SUCCESS)
 }
 

@@ -208,15 +208,18 @@ pub fn listen_addr(project: &Project) -> SocketAddr {
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)))
 }
 
-/// A running dashboard.
+/// A running dashboard. Stop it with [`Server::shutdown`], which lets the table watcher finish
+/// its current check (it may be opening tables) before the runtime goes away.
 #[derive(Debug)]
 pub struct Server {
     /// Where it listens.
     pub addr: SocketAddr,
     /// The one-time setup link, when no user exists.
     pub setup_url: Option<String>,
+    stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
-    background: Vec<tokio::task::JoinHandle<()>>,
+    watcher: tokio::task::JoinHandle<()>,
+    cleaner: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
@@ -226,19 +229,21 @@ impl Server {
     }
 
     /// Waits until the server stops (it does not stop on its own).
-    pub async fn wait(self) -> std::io::Result<()> {
-        let result = self.task.await.unwrap_or(Ok(()));
-        for t in &self.background {
-            t.abort();
-        }
-        result
+    pub async fn wait(&mut self) -> std::io::Result<()> {
+        (&mut self.task).await.unwrap_or(Ok(()))
     }
 
-    /// Stops the server.
-    pub fn abort(&self) {
-        self.task.abort();
-        for t in &self.background {
-            t.abort();
+    /// Stops accepting connections, lets requests in flight and the watcher's current check
+    /// finish (open event streams get 3 seconds), then stops.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        self.cleaner.abort();
+        let _ = (&mut self.watcher).await;
+        if tokio::time::timeout(Duration::from_secs(3), &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
         }
     }
 }
@@ -258,10 +263,11 @@ pub async fn serve(state: AppState, addr: SocketAddr) -> Result<Server, WebError
         .setup_token()
         .await?
         .map(|t| format!("http://{addr}/setup?token={t}"));
-    let watcher = state.live.watch(Duration::from_secs(1));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let watcher = state.live.watch(Duration::from_secs(1), stopped.clone());
     let sessions = sessions::SqlSessions::new(state.store.pool().clone());
     let cleaner = sessions.clone();
-    let cleaning = tokio::spawn(async move {
+    let cleaner = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(600));
         loop {
             tick.tick().await;
@@ -271,17 +277,23 @@ pub async fn serve(state: AppState, addr: SocketAddr) -> Result<Server, WebError
         }
     });
     let app = api::router(state, sessions);
+    let mut until_stopped = stopped;
     let task = tokio::spawn(async move {
         axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
+        .with_graceful_shutdown(async move {
+            let _ = until_stopped.wait_for(|s| *s).await;
+        })
         .await
     });
     Ok(Server {
         addr,
         setup_url,
+        stop,
         task,
-        background: vec![watcher, cleaning],
+        watcher,
+        cleaner,
     })
 }

@@ -100,14 +100,21 @@ impl Live {
         Ok(Some(change))
     }
 
-    /// Checks every `period` until the task is dropped.
-    pub fn watch(&self, period: Duration) -> tokio::task::JoinHandle<()> {
+    /// Checks every `period` until `stop` turns true (a check in progress finishes first).
+    pub fn watch(
+        &self,
+        period: Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
         let live = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => break,
+                    _ = tick.tick() => {}
+                }
                 if let Err(e) = live.check().await {
                     tracing::warn!("dashboard: cannot refresh tables: {e}");
                 }
