@@ -130,7 +130,12 @@ fn to_rows(columns: Vec<ColumnInfo>, batches: &[RecordBatch]) -> Result<Rows, Ta
 pub struct Reader {
     ctx: SessionContext,
     versions: BTreeMap<String, Option<i64>>,
+    /// Results of [`Reader::rows_cached`]: valid as long as the reader, which sees fixed versions.
+    cache: std::sync::Mutex<HashMap<String, std::sync::Arc<Rows>>>,
 }
+
+/// Entries kept by [`Reader::rows_cached`] before it starts over.
+const CACHE_ENTRIES: usize = 512;
 
 impl std::fmt::Debug for Reader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -169,7 +174,11 @@ impl Warehouse {
         // Versions first: a commit landing while the session opens is seen as a change later.
         let versions = self.versions();
         let ctx = self.session().await?;
-        Ok(Reader { ctx, versions })
+        Ok(Reader {
+            ctx,
+            versions,
+            cache: Default::default(),
+        })
     }
 }
 
@@ -234,6 +243,33 @@ impl Reader {
     ) -> Result<Rows, TableError> {
         let (columns, batches) = self.batches(sql, params).await?;
         to_rows(columns, &batches)
+    }
+
+    /// [`Reader::rows`], remembered for the life of this reader (the tables it sees do not
+    /// change): for the small, repeated queries of a dashboard (filter options, anchors).
+    pub async fn rows_cached(
+        &self,
+        sql: &str,
+        params: &HashMap<String, Param>,
+    ) -> Result<std::sync::Arc<Rows>, TableError> {
+        let mut bound: Vec<(&String, &Param)> = params.iter().collect();
+        bound.sort_by(|a, b| a.0.cmp(b.0));
+        let key = format!("{sql}\u{0}{bound:?}");
+        if let Some(hit) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(hit.clone());
+        }
+        let rows = std::sync::Arc::new(self.rows(sql, params).await?);
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(key, rows.clone());
+        Ok(rows)
     }
 
     /// Runs a query and returns `limit` rows from `offset`, in the query's order, and how many

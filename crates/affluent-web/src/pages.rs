@@ -163,7 +163,7 @@ async fn options_of(
 ) -> Result<(Vec<FilterOption>, &'static str), WebError> {
     if let Some(sql) = &f.sql {
         let rows = reader
-            .rows(sql, params)
+            .rows_cached(sql, params)
             .await
             .map_err(|e| WebError::Query(format!("filter `{name}`: {e}")))?;
         let kind = rows.columns.first().map(|c| c.kind).unwrap_or("text");
@@ -303,7 +303,7 @@ async fn resolve_one(
             let end = match &f.anchor_sql {
                 Some(sql) => {
                     let rows = reader
-                        .rows(sql, &state.params)
+                        .rows_cached(sql, &state.params)
                         .await
                         .map_err(|e| WebError::Query(format!("filter `{name}`: {e}")))?;
                     rows.rows
