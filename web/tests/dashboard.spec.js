@@ -45,6 +45,17 @@ test("an anonymous visitor is sent to the login page, and back after it", async 
   await expect(page.locator("#filter-agency")).toHaveValue("lyon_2");
 });
 
+test("the API documentation renders offline from the binary", async ({ page }) => {
+  const external = [];
+  page.on("request", (r) => {
+    if (!r.url().startsWith(process.env.AFFLUENT_URL)) external.push(r.url());
+  });
+  await page.goto(url("/api/docs"));
+  await expect(page.locator(".swagger-ui .info .title")).toContainText("affluent dashboard API");
+  await expect(page.locator(".opblock-summary-path", { hasText: "/api/pages/{page}/panels/{panel}" }).first()).toBeVisible();
+  expect(external).toEqual([]);
+});
+
 test("filters drive the chart, the URL and the CSV export", async ({ page }) => {
   await page.goto(url("/login"));
   await login(page, "ada", "correct horse battery");
