@@ -180,8 +180,11 @@ pub fn feed_project(dir: &Path, port: u16, start: i64, rate_limit: &str) -> Path
         dir.join("affluent.toml"),
         format!(
             r#"
+# The lease is renewed every lease/3; on a loaded CI machine a 3 s lease was once outlived by
+# a starved heartbeat, and the other process fetched that interval again (idempotent, but this
+# file counts fetches). Claims of crashed processes on this host are reaped at once anyway.
 [scheduler]
-lease = "3s"
+lease = "15s"
 retry_initial = "200ms"
 retry_max = "1s"
 concurrency = 2
