@@ -838,7 +838,7 @@ fn an_outage_of_the_footfall_simulator_is_healed_exactly_once() {
             "query",
             "--format",
             "csv",
-            "SELECT count(*) AS n, count(DISTINCT concat(CAST(date_time AS VARCHAR), '/', agency_name, '/', CAST(counter_id AS VARCHAR))) AS d, count(DISTINCT date_time) AS h, sum(visitor_count) AS s, to_char(min(date_time), '%Y-%m-%dT%H:%M') AS first, to_char(max(date_time) + INTERVAL '1 hour', '%Y-%m-%dT%H:%M') AS end FROM api_events",
+            "SELECT count(*) AS n, count(DISTINCT concat(CAST(date_time AS VARCHAR), '/', agency_name, '/', CAST(counter_id AS VARCHAR))) AS d, count(DISTINCT date_time) AS h, sum(visitor_count) AS s, to_char(min(date_time), '%Y-%m-%dT%H:%M:00Z') AS first, to_char(max(date_time) + INTERVAL '1 hour', '%Y-%m-%dT%H:%M:00Z') AS end FROM api_events",
         ],
     );
     assert!(q.status.success(), "{}", text(&q));
@@ -853,7 +853,8 @@ fn an_outage_of_the_footfall_simulator_is_healed_exactly_once() {
     assert_eq!(n, 21 * h, "every counter of every hour: {out}");
     assert!((11..=12).contains(&h), "12 hours: {out}");
 
-    // The simulator's own answers for the same hours, as the seed exported them.
+    // The simulator's own answers for the same hours, as the seed exported them (the table
+    // keeps instants, in UTC; the range is given as such).
     let export = dir.path().join("export.csv");
     let o = affluent(
         &project,
@@ -880,7 +881,13 @@ fn an_outage_of_the_footfall_simulator_is_healed_exactly_once() {
         .iter()
         .map(|l| l.split(',').nth(at).unwrap().parse::<i64>().unwrap())
         .sum();
-    assert_eq!(sum.to_string(), row[3], "the same readings");
+    assert_eq!(
+        sum.to_string(),
+        row[3],
+        "the same readings: {out}\n{}\n{}",
+        lines[0],
+        lines[lines.len() - 1]
+    );
     let _ = sim.kill();
     let _ = sim.wait();
 }
