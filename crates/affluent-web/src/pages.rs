@@ -522,7 +522,14 @@ pub async fn run_panel(
                 _ => None,
             }
         });
-        if let Some(period) = period
+        // "all" has no previous period.
+        let everything = |p: &String| {
+            state
+                .filters
+                .iter()
+                .any(|f| &f.name == p && f.value.first().is_some_and(|v| v == "all"))
+        };
+        if let Some(period) = period.filter(|p| !everything(p))
             && let Some((start, end)) = state.periods.get(&period)
         {
             let len = start

@@ -543,6 +543,11 @@ async fn panels_bind_the_filters_of_the_url() {
     assert_eq!(evil.status, StatusCode::OK, "{}", evil.text());
     let only_a: i64 = (0..60).sum::<i64>() + (10..70).sum::<i64>();
     assert_eq!(evil.json()["rows"][0][0], json!(only_a));
+    assert_eq!(
+        evil.json()["compare"],
+        Value::Null,
+        "no period before `all`"
+    );
     // Bound as a value where no option list applies (the period): an error, not SQL.
     let evil_period = c
         .send(
