@@ -199,8 +199,8 @@ async fn user_of(session: &Session, state: &AppState) -> Result<Option<CurrentUs
         .map(|role| CurrentUser { name, role }))
 }
 
-fn client_ip(parts_or_req: &axum::http::Extensions) -> String {
-    parts_or_req
+fn client_ip(extensions: &axum::http::Extensions) -> String {
+    extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string())
         .unwrap_or_else(|| "unknown".to_string())
@@ -430,17 +430,8 @@ async fn login(
     }
     match state.users.verify(&name, &password).await? {
         Some(_) => {
-            session
-                .cycle_id()
-                .await
-                .map_err(|e| WebError::Store(e.to_string()))?;
-            session
-                .insert("user", &name)
-                .await
-                .map_err(|e| WebError::Store(e.to_string()))?;
             tracing::info!(user = %name, %ip, "dashboard: login");
-            let info = session_payload(&state, &session, &token).await?;
-            Ok((token, Json(info)).into_response())
+            log_in(&state, &session, token, &name).await
         }
         None => {
             state.users.record_failure(&name, &ip).await?;
@@ -497,15 +488,25 @@ async fn setup(
         .add(&body.name, &body.password, Role::Admin)
         .await?;
     *state.setup_token.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    log_in(&state, &session, token, &body.name).await
+}
+
+/// Starts `name`'s session under a new id (no fixation) and answers with the session info.
+async fn log_in(
+    state: &AppState,
+    session: &Session,
+    token: CsrfToken,
+    name: &str,
+) -> Result<Response, WebError> {
     session
         .cycle_id()
         .await
         .map_err(|e| WebError::Store(e.to_string()))?;
     session
-        .insert("user", &body.name)
+        .insert("user", name)
         .await
         .map_err(|e| WebError::Store(e.to_string()))?;
-    let info = session_payload(&state, &session, &token).await?;
+    let info = session_payload(state, session, &token).await?;
     Ok((token, Json(info)).into_response())
 }
 
