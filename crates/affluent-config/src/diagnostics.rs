@@ -1,6 +1,7 @@
 //! Errors in the project file, each with file, line and column, and the machinery that finds
 //! them all at once: deserialize, and on an error remove the offending key and try again.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -75,6 +76,12 @@ pub(crate) struct Reporter<'a> {
     pub text: &'a str,
     pub diagnostics: Vec<Diagnostic>,
     pub warnings: Vec<Diagnostic>,
+    /// The source whose keys are being read or checked, if any.
+    pub scope: Option<String>,
+    /// Sources whose problems are set aside rather than fatal (see [`Reporter::defer`]).
+    pub deferred_sources: BTreeSet<String>,
+    /// The problems set aside, per source.
+    pub deferred: BTreeMap<String, Vec<Diagnostic>>,
 }
 
 impl<'a> Reporter<'a> {
@@ -84,14 +91,29 @@ impl<'a> Reporter<'a> {
             text,
             diagnostics: Vec::new(),
             warnings: Vec::new(),
+            scope: None,
+            deferred_sources: BTreeSet::new(),
+            deferred: BTreeMap::new(),
         }
+    }
+
+    /// From now on, the problems of `source` are kept aside: a command that does not call it
+    /// need not stop for them (its `${VAR}`s are unset).
+    pub fn defer(&mut self, source: &str) {
+        self.deferred_sources.insert(source.to_string());
     }
 
     /// Reports a problem at a byte span (`None`: the start of the file).
     pub fn error(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
         let diagnostic = self.diagnostic(span, message.into());
-        if !self.diagnostics.contains(&diagnostic) {
-            self.diagnostics.push(diagnostic);
+        let list = match &self.scope {
+            Some(source) if self.deferred_sources.contains(source) => {
+                self.deferred.entry(source.clone()).or_default()
+            }
+            _ => &mut self.diagnostics,
+        };
+        if !list.contains(&diagnostic) {
+            list.push(diagnostic);
         }
     }
 

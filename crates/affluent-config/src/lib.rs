@@ -9,6 +9,7 @@ mod diagnostics;
 pub mod env;
 pub mod schema;
 mod validate;
+pub mod values;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,7 @@ pub use diagnostics::{ConfigErrors, Diagnostic};
 pub use env::Environment;
 use schema::{CsvSourceConfig, ProjectSettings, RateLimitConfig, RestSourceConfig, SourceConfig};
 pub use validate::{GRANULARITIES, PERIOD_PRESETS, page_parameters, placeholders};
+pub use values::{ConfigDuration, ConfigTimeZone, CronExpr, ListenAddr, StartDate};
 
 /// The project file's name inside a project directory.
 pub const PROJECT_FILE: &str = "affluent.toml";
@@ -65,52 +67,66 @@ pub struct Project {
     pub redactor: Arc<Redactor>,
     /// Problems that do not stop the project (a secret written in clear, ...).
     pub warnings: Vec<Diagnostic>,
+    /// Sources that cannot run as loaded (a `${VAR}` of theirs is unset), with every problem
+    /// found in them; empty unless loaded with [`SourceEnv::Deferred`].
+    pub unavailable: BTreeMap<String, ConfigErrors>,
 }
 
 impl Project {
+    /// Checks that the named sources, and the sources they resolve parameters through, can run:
+    /// every `${VAR}` they use is set. The error lists every problem of all of them at once,
+    /// with line and column.
+    pub fn require_sources<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), ConfigErrors> {
+        let mut needed = std::collections::BTreeSet::new();
+        let mut stack: Vec<&str> = names.into_iter().collect();
+        while let Some(name) = stack.pop() {
+            if !needed.insert(name) {
+                continue;
+            }
+            if let Some(SourceConfig::Rest(rest)) = self.sources.get(name)
+                && let Some((_, resolve)) = rest.resolve()
+            {
+                stack.push(resolve.resource.as_str());
+            }
+        }
+        let mut errors: Vec<Diagnostic> = needed
+            .iter()
+            .filter_map(|n| self.unavailable.get(*n))
+            .flat_map(|e| e.0.iter().cloned())
+            .collect();
+        if errors.is_empty() {
+            return Ok(());
+        }
+        errors.sort_by_key(|d| (d.line, d.column));
+        Err(ConfigErrors(errors))
+    }
+
+    /// [`Project::require_sources`] for every source.
+    pub fn require_all_sources(&self) -> Result<(), ConfigErrors> {
+        self.require_sources(self.unavailable.keys().map(String::as_str))
+    }
+
     /// The time zone of a source: its own, else the project's.
     pub fn source_timezone(&self, source: &str) -> TimeZone {
-        let own = match self.sources.get(source) {
-            Some(SourceConfig::Rest(rest)) => rest.timezone.as_deref(),
+        match self.sources.get(source) {
+            Some(SourceConfig::Rest(rest)) => rest.timezone.as_ref().map(|tz| tz.get().clone()),
             _ => None,
-        };
-        own.and_then(|name| TimeZone::get(name).ok())
-            .unwrap_or_else(|| self.timezone.clone())
+        }
+        .unwrap_or_else(|| self.timezone.clone())
     }
 }
 
-/// Parses a `start_date`: a date (local midnight in `tz`), a local date-time, an RFC 3339
-/// instant, or a duration before `now` (`"-8w"`).
+/// Parses a time as `start_date` and the command line read it: a date (local midnight in `tz`),
+/// a local date-time, an RFC 3339 instant, or a duration before `now` (`"-8w"`).
 pub fn parse_start(
     text: &str,
     tz: &TimeZone,
     now: jiff::Timestamp,
 ) -> Result<jiff::Timestamp, String> {
-    let text = text.trim();
-    if let Some(ago) = text.strip_prefix('-') {
-        let d = affluent_core::parse_duration(ago)?;
-        let d = jiff::SignedDuration::try_from(d).map_err(|e| e.to_string())?;
-        return now.checked_sub(d).map_err(|e| e.to_string());
-    }
-    if let Ok(t) = text.parse::<jiff::Timestamp>() {
-        return Ok(t);
-    }
-    if let Ok(dt) = text.parse::<jiff::civil::DateTime>() {
-        return dt
-            .to_zoned(tz.clone())
-            .map(|z| z.timestamp())
-            .map_err(|e| e.to_string());
-    }
-    if let Ok(d) = text.parse::<jiff::civil::Date>() {
-        return d
-            .to_zoned(tz.clone())
-            .and_then(|z| z.start_of_day())
-            .map(|z| z.timestamp())
-            .map_err(|e| e.to_string());
-    }
-    Err(format!(
-        "invalid time {text:?}: use a date (\"2024-01-01\"), a date-time (\"2024-01-01T08:00\"), an RFC 3339 instant, or a duration before now (\"-8w\")"
-    ))
+    text.parse::<values::StartDate>()?.resolve(tz, now)
 }
 
 /// Why a project could not be loaded.
@@ -132,20 +148,47 @@ pub enum LoadError {
     Invalid(ConfigErrors),
 }
 
+/// What a missing `${VAR}` in a source does to the load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SourceEnv {
+    /// Every variable must be set: the load fails otherwise (`validate`, and commands that call
+    /// every source).
+    #[default]
+    Required,
+    /// A source with an unset variable loads as unavailable: its problems are kept in
+    /// [`Project::unavailable`] and reported by [`Project::require_sources`] when a command
+    /// calls it. Commands that only read tables or landing load projects this way.
+    Deferred,
+}
+
 /// Loads and validates `DIR/affluent.toml` with the process environment and `DIR/.env`.
 pub fn load(project_dir: &Path) -> Result<Project, LoadError> {
+    load_for(project_dir, SourceEnv::Required)
+}
+
+/// [`load`], choosing what an unset variable in a source does.
+pub fn load_for(project_dir: &Path, source_env: SourceEnv) -> Result<Project, LoadError> {
     let env = Environment::load(project_dir).map_err(LoadError::Env)?;
-    load_with_env(project_dir, &env)
+    load_with_env_for(project_dir, &env, source_env)
 }
 
 /// Loads and validates `DIR/affluent.toml` with the given environment.
 pub fn load_with_env(project_dir: &Path, env: &Environment) -> Result<Project, LoadError> {
+    load_with_env_for(project_dir, env, SourceEnv::Required)
+}
+
+/// [`load_with_env`], choosing what an unset variable in a source does.
+pub fn load_with_env_for(
+    project_dir: &Path,
+    env: &Environment,
+    source_env: SourceEnv,
+) -> Result<Project, LoadError> {
     let file = project_dir.join(PROJECT_FILE);
     let text = std::fs::read_to_string(&file).map_err(|source| LoadError::Read {
         path: file.clone(),
         source,
     })?;
-    load_str(project_dir, &file, &text, env)
+    load_str_for(project_dir, &file, &text, env, source_env)
 }
 
 /// Loads a project from the text of its file (`file` is used in messages only).
@@ -154,6 +197,17 @@ pub fn load_str(
     file: &Path,
     text: &str,
     env: &Environment,
+) -> Result<Project, LoadError> {
+    load_str_for(project_dir, file, text, env, SourceEnv::Required)
+}
+
+/// [`load_str`], choosing what an unset variable in a source does.
+pub fn load_str_for(
+    project_dir: &Path,
+    file: &Path,
+    text: &str,
+    env: &Environment,
+    source_env: SourceEnv,
 ) -> Result<Project, LoadError> {
     let mut reporter = Reporter::new(file, text);
     let redactor = Arc::new(Redactor::new());
@@ -171,6 +225,7 @@ pub fn load_str(
         env,
         &redactor,
         &mut reporter,
+        source_env,
     );
     let root_for_spans = root.clone();
 
@@ -205,7 +260,10 @@ pub fn load_str(
                     }
                     let spanned = Spanned::new(value_span.clone(), source_table);
                     source_tables.insert(name.clone(), spanned.clone());
-                    if let Some(config) = read_source(&mut reporter, &name, name_span, spanned) {
+                    reporter.scope = Some(name.clone());
+                    let config = read_source(&mut reporter, &name, name_span, spanned);
+                    reporter.scope = None;
+                    if let Some(config) = config {
                         sources.insert(name, config);
                     }
                 }
@@ -217,16 +275,10 @@ pub fn load_str(
         }
     }
 
-    let timezone = match settings.timezone.as_deref() {
-        None => TimeZone::UTC,
-        Some(name) => TimeZone::get(name).unwrap_or_else(|_| {
-            reporter.error(
-                validate::span_in(&root_for_spans, &["timezone"]),
-                format!("unknown time zone \"{name}\": use an IANA name such as \"Europe/Paris\" or \"UTC\""),
-            );
-            TimeZone::UTC
-        }),
-    };
+    let timezone = settings
+        .timezone
+        .as_ref()
+        .map_or(TimeZone::UTC, |tz| tz.get().clone());
 
     validate::sources(&mut reporter, &sources, &source_tables, &redactor);
     validate::hosts(&mut reporter, &settings.hosts, &root_for_spans);
@@ -241,17 +293,8 @@ pub fn load_str(
     let landing_retention = settings
         .landing
         .as_ref()
-        .and_then(|l| l.retention.as_deref())
-        .and_then(|r| match affluent_core::parse_duration(r) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                reporter.error(
-                    validate::span_in(&root_for_spans, &["landing", "retention"]),
-                    e,
-                );
-                None
-            }
-        });
+        .and_then(|l| l.retention)
+        .map(ConfigDuration::get);
 
     validate::scheduler_settings(&mut reporter, &settings, &root_for_spans);
     validate::dashboard(&mut reporter, project_dir, &settings, &root_for_spans);
@@ -259,6 +302,10 @@ pub fn load_str(
     if !reporter.diagnostics.is_empty() {
         return Err(LoadError::Invalid(ConfigErrors(reporter.diagnostics)));
     }
+    let unavailable = std::mem::take(&mut reporter.deferred)
+        .into_iter()
+        .map(|(name, errors)| (name, ConfigErrors(errors)))
+        .collect();
 
     let data_dir = project_dir.join(settings.data_dir.as_deref().unwrap_or(".affluent"));
     let name = settings.name.clone().unwrap_or_else(|| {
@@ -285,6 +332,7 @@ pub fn load_str(
         pages: settings.pages,
         redactor,
         warnings: reporter.warnings,
+        unavailable,
     })
 }
 
@@ -340,17 +388,20 @@ fn read_source(
     }
 }
 
-/// Interpolates `${VAR}` in every string value, registering secrets with the redactor.
+/// Interpolates `${VAR}` in every string value, registering secrets with the redactor. With
+/// [`SourceEnv::Deferred`], a source whose interpolation fails is set aside (see
+/// [`Reporter::defer`]) rather than failing the load.
 fn interpolate_table(
     table: &mut DeTable<'_>,
     path: &mut Vec<String>,
     env: &Environment,
     redactor: &Redactor,
     reporter: &mut Reporter<'_>,
+    source_env: SourceEnv,
 ) {
     for (key, value) in table.iter_mut() {
         path.push(key.get_ref().to_string());
-        interpolate_value(value, path, env, redactor, reporter);
+        interpolate_value(value, path, env, redactor, reporter, source_env);
         path.pop();
     }
 }
@@ -361,6 +412,7 @@ fn interpolate_value(
     env: &Environment,
     redactor: &Redactor,
     reporter: &mut Reporter<'_>,
+    source_env: SourceEnv,
 ) {
     let span = value.span();
     match value.get_mut() {
@@ -376,12 +428,25 @@ fn interpolate_value(
                 }
                 *s = std::borrow::Cow::Owned(done.value);
             }
-            Err(message) => reporter.error(Some(span), message),
+            Err(message) => {
+                let source = match path.as_slice() {
+                    [top, name, ..] if top == "sources" => Some(name.clone()),
+                    _ => None,
+                };
+                if let Some(name) = &source
+                    && source_env == SourceEnv::Deferred
+                {
+                    reporter.defer(name);
+                }
+                reporter.scope = source;
+                reporter.error(Some(span), message);
+                reporter.scope = None;
+            }
         },
-        DeValue::Table(t) => interpolate_table(t, path, env, redactor, reporter),
+        DeValue::Table(t) => interpolate_table(t, path, env, redactor, reporter, source_env),
         DeValue::Array(items) => {
             for item in items.iter_mut() {
-                interpolate_value(item, path, env, redactor, reporter);
+                interpolate_value(item, path, env, redactor, reporter, source_env);
             }
         }
         _ => {}

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+pub use crate::values::{ConfigDuration, ConfigTimeZone, CronExpr, ListenAddr, StartDate};
+
 /// Project-level settings: everything in `affluent.toml` except `[sources.*]`, which are read one
 /// by one so that an error in one source does not hide the errors of the others.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -13,7 +15,7 @@ pub struct ProjectSettings {
     /// A name for the project, shown in logs and the dashboard.
     pub name: Option<String>,
     /// IANA time zone of schedules, data intervals and templates (default `UTC`).
-    pub timezone: Option<String>,
+    pub timezone: Option<ConfigTimeZone>,
     /// Where landing, state and tables live, relative to the project directory (default `.affluent`).
     pub data_dir: Option<String>,
     /// Rate limits per host, shared by every source calling that host: `[hosts."api.example.com"]`.
@@ -52,11 +54,11 @@ pub struct DashboardConfig {
     /// BCP 47 locale of dates and numbers, e.g. `"fr-FR"` (default `"en-GB"`).
     pub locale: Option<String>,
     /// Address to listen on (default `127.0.0.1:8080`).
-    pub listen: Option<String>,
+    pub listen: Option<ListenAddr>,
     /// Mark cookies `Secure` (set when served behind TLS; default false).
     pub secure_cookies: Option<bool>,
     /// How long an idle session stays logged in (default `"12h"`).
-    pub session_ttl: Option<String>,
+    pub session_ttl: Option<ConfigDuration>,
 }
 
 /// `[pages.NAME]`: filters and panels. Each panel is a SQL query whose `$parameters` come from
@@ -186,13 +188,13 @@ pub struct SchedulerConfig {
     /// runs are not counted.
     pub concurrency: Option<usize>,
     /// How long a claimed interval stays claimed without renewal (default `"60s"`).
-    pub lease: Option<String>,
+    pub lease: Option<ConfigDuration>,
     /// First retry delay of a failed interval, doubled each attempt (default `"30s"`).
-    pub retry_initial: Option<String>,
+    pub retry_initial: Option<ConfigDuration>,
     /// Longest retry delay (default `"1h"`).
-    pub retry_max: Option<String>,
+    pub retry_max: Option<ConfigDuration>,
     /// On SIGINT/SIGTERM, how long runs in flight may take to finish (default `"30s"`).
-    pub shutdown_grace: Option<String>,
+    pub shutdown_grace: Option<ConfigDuration>,
 }
 
 /// `[notify]`: where to say that a run failed or recovered.
@@ -389,15 +391,18 @@ pub enum Materialized {
 pub struct LandingConfig {
     /// How long landed responses are kept once their records are safely loaded (`"90d"`);
     /// `affluent landing prune` applies it. Unset: kept forever.
-    pub retention: Option<String>,
+    pub retention: Option<ConfigDuration>,
 }
 
 /// The scheduling keys of a source, whatever its type.
 #[derive(Debug, Clone, Copy)]
 pub struct Scheduling<'a> {
-    pub schedule: Option<&'a str>,
-    pub every: Option<&'a str>,
-    pub start_date: Option<&'a str>,
+    /// `schedule`: a cron.
+    pub schedule: Option<&'a CronExpr>,
+    /// `every`: a period.
+    pub every: Option<ConfigDuration>,
+    /// `start_date`.
+    pub start_date: Option<StartDate>,
     pub catchup: bool,
     pub max_active: usize,
 }
@@ -408,9 +413,9 @@ impl SourceConfig {
         macro_rules! of {
             ($c:expr) => {
                 Scheduling {
-                    schedule: $c.schedule.as_deref(),
-                    every: $c.every.as_deref(),
-                    start_date: $c.start_date.as_deref(),
+                    schedule: $c.schedule.as_ref(),
+                    every: $c.every,
+                    start_date: $c.start_date,
                     catchup: $c.catchup.unwrap_or(true),
                     max_active: $c.max_active.unwrap_or(1).max(1),
                 }
@@ -443,17 +448,17 @@ pub struct RestSourceConfig {
     #[serde(rename = "type")]
     pub kind: String,
     /// Time zone of this source's intervals and templates, if not the project's.
-    pub timezone: Option<String>,
+    pub timezone: Option<ConfigTimeZone>,
     /// When the source runs: a cron expression (`"0 * * * *"`; 6 fields for seconds) in the
     /// source's time zone. Each run covers the data interval since the previous fire time.
-    pub schedule: Option<String>,
+    pub schedule: Option<CronExpr>,
     /// When the source runs, as a period instead of a cron (`"15m"`, `"1h"`, `"1d"`): whole days
     /// are calendar days in the time zone, shorter periods count from `start_date`.
-    pub every: Option<String>,
+    pub every: Option<ConfigDuration>,
     /// The first data interval to cover: a date (`"2024-01-01"`, local midnight), a local or
     /// RFC 3339 instant, or a duration before now (`"-8w"`). With `catchup`, every interval since
     /// is covered.
-    pub start_date: Option<String>,
+    pub start_date: Option<StartDate>,
     /// Fill every hole since `start_date`, after downtime too (default true); `false` runs only
     /// the latest interval.
     pub catchup: Option<bool>,
@@ -462,7 +467,7 @@ pub struct RestSourceConfig {
     pub max_active: Option<usize>,
     /// Length of the default data interval when `ingest` is given no `--from/--to`: the last
     /// complete period (default `"1d"`).
-    pub interval: Option<String>,
+    pub interval: Option<ConfigDuration>,
     /// How many requests of this source may be in flight at once (default 4).
     pub concurrency: Option<usize>,
     /// Guard on the number of pages fetched per request chain (default 1000).
@@ -733,7 +738,7 @@ impl std::fmt::Display for ScalarValue {
 #[serde(deny_unknown_fields)]
 pub struct TimeGridConfig {
     /// Step length (`"1h"`, `"15m"`, `"1d"`).
-    pub every: String,
+    pub every: ConfigDuration,
     /// Variable name (default `step`).
     pub name: Option<String>,
 }
@@ -773,14 +778,14 @@ pub struct CsvSourceConfig {
     pub path: String,
     /// When the source runs: a cron expression (`"0 * * * *"`; 6 fields for seconds) in the
     /// source's time zone. Each run covers the data interval since the previous fire time.
-    pub schedule: Option<String>,
+    pub schedule: Option<CronExpr>,
     /// When the source runs, as a period instead of a cron (`"15m"`, `"1h"`, `"1d"`): whole days
     /// are calendar days in the time zone, shorter periods count from `start_date`.
-    pub every: Option<String>,
+    pub every: Option<ConfigDuration>,
     /// The first data interval to cover: a date (`"2024-01-01"`, local midnight), a local or
     /// RFC 3339 instant, or a duration before now (`"-8w"`). With `catchup`, every interval since
     /// is covered.
-    pub start_date: Option<String>,
+    pub start_date: Option<StartDate>,
     /// Fill every hole since `start_date`, after downtime too (default true); `false` runs only
     /// the latest interval.
     pub catchup: Option<bool>,

@@ -6,8 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
 use affluent_core::template::Template;
-use affluent_core::{JsonPath, Redactor, parse_duration};
-use jiff::tz::TimeZone;
+use affluent_core::{JsonPath, Redactor};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
@@ -93,11 +92,13 @@ pub(crate) fn sources(
             continue;
         };
         let at = |path: &[&str]| span_in(table, path);
+        reporter.scope = Some(name.clone());
         scheduling(reporter, source, &at);
         match source {
             SourceConfig::Rest(rest) => rest_source(reporter, name, rest, sources, &at, redactor),
             SourceConfig::Csv(csv) => csv_source(reporter, name, csv, &at),
         }
+        reporter.scope = None;
     }
     // A resolve chain must not loop.
     for name in sources.keys() {
@@ -129,35 +130,17 @@ fn scheduling(
     at: &dyn Fn(&[&str]) -> Option<Range<usize>>,
 ) {
     let s = source.scheduling();
-    if let Some(cron) = s.schedule {
-        if s.every.is_some() {
-            reporter.error(
-                at(&["every"]),
-                "give either `schedule` (a cron) or `every` (a period), not both",
-            );
-        }
-        if let Err(e) = <croner::Cron as std::str::FromStr>::from_str(cron) {
-            reporter.error(
-                at(&["schedule"]),
-                format!("invalid cron expression {cron:?}: {e} (five fields: minute hour day-of-month month day-of-week, e.g. \"0 * * * *\")"),
-            );
-        }
+    if s.schedule.is_some() && s.every.is_some() {
+        reporter.error(
+            at(&["every"]),
+            "give either `schedule` (a cron) or `every` (a period), not both",
+        );
     }
-    if let Some(every) = s.every
-        && let Err(e) = parse_duration(every)
-    {
-        reporter.error(at(&["every"]), e);
-    }
-    if let Some(start) = s.start_date {
-        if s.schedule.is_none() && s.every.is_none() {
-            reporter.error(
-                at(&["start_date"]),
-                "`start_date` needs `schedule` or `every`",
-            );
-        }
-        if let Err(e) = crate::parse_start(start, &TimeZone::UTC, jiff::Timestamp::UNIX_EPOCH) {
-            reporter.error(at(&["start_date"]), e);
-        }
+    if s.start_date.is_some() && s.schedule.is_none() && s.every.is_none() {
+        reporter.error(
+            at(&["start_date"]),
+            "`start_date` needs `schedule` or `every`",
+        );
     }
     let max_active = match source {
         SourceConfig::Rest(r) => r.max_active,
@@ -176,19 +159,6 @@ fn rest_source(
     at: &dyn Fn(&[&str]) -> Option<Range<usize>>,
     redactor: &Redactor,
 ) {
-    if let Some(tz) = &rest.timezone
-        && TimeZone::get(tz).is_err()
-    {
-        reporter.error(
-            at(&["timezone"]),
-            format!("unknown time zone \"{tz}\": use an IANA name such as \"Europe/Paris\""),
-        );
-    }
-    if let Some(interval) = &rest.interval
-        && let Err(e) = parse_duration(interval)
-    {
-        reporter.error(at(&["interval"]), e);
-    }
     if rest.concurrency == Some(0) {
         reporter.error(at(&["concurrency"]), "`concurrency` must be at least 1");
     }
@@ -286,13 +256,11 @@ fn rest_source(
             text_vars.extend(first.keys().cloned());
         }
         if let Some(grid) = &fan_out.time {
-            match parse_duration(&grid.every) {
-                Ok(d) if d.is_zero() => reporter.error(
+            if grid.every.get().is_zero() {
+                reporter.error(
                     at(&["fan_out", "time", "every"]),
                     "`every` must be positive",
-                ),
-                Ok(_) => {}
-                Err(e) => reporter.error(at(&["fan_out", "time", "every"]), e),
+                );
             }
             let var = grid.name.clone().unwrap_or_else(|| "step".to_string());
             time_vars.push(format!("{var}.end"));
@@ -606,18 +574,6 @@ pub(crate) fn scheduler_settings(
     root: &Spanned<DeTable<'_>>,
 ) {
     let s = &settings.scheduler;
-    for (key, value) in [
-        ("lease", &s.lease),
-        ("retry_initial", &s.retry_initial),
-        ("retry_max", &s.retry_max),
-        ("shutdown_grace", &s.shutdown_grace),
-    ] {
-        if let Some(v) = value
-            && let Err(e) = parse_duration(v)
-        {
-            reporter.error(span_in(root, &["scheduler", key]), e);
-        }
-    }
     if s.concurrency == Some(0) {
         reporter.error(
             span_in(root, &["scheduler", "concurrency"]),
@@ -741,21 +697,6 @@ pub(crate) fn dashboard(
 ) {
     use crate::schema::{FilterKind, PanelKind};
     let d = &settings.dashboard;
-    if let Some(ttl) = &d.session_ttl
-        && let Err(e) = parse_duration(ttl)
-    {
-        reporter.error(span_in(root, &["dashboard", "session_ttl"]), e);
-    }
-    if let Some(listen) = &d.listen
-        && listen.parse::<std::net::SocketAddr>().is_err()
-    {
-        reporter.error(
-            span_in(root, &["dashboard", "listen"]),
-            format!(
-                "`listen` must be an address and port such as \"127.0.0.1:8080\" (got \"{listen}\")"
-            ),
-        );
-    }
     if let Some(locale) = &d.locale
         && (locale.is_empty()
             || !locale

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use affluent_config::{Environment, LoadError, load_str};
+use affluent_config::{Environment, LoadError, SourceEnv, load_str, load_str_for};
 
 fn errors(text: &str, env: &[(&str, &str)]) -> Vec<(usize, usize, String)> {
     let env = Environment::from_map(
@@ -276,4 +276,61 @@ id = "id"
     assert_eq!(line, 20);
     // The untyped column's bad `type` is reported where it is.
     assert!(errs.iter().any(|e| e.0 == 10), "{errs:#?}");
+}
+
+#[test]
+fn an_unset_variable_only_stops_what_calls_its_source() {
+    let text = r#"[sources.scores]
+type = "rest"
+client.base_url = "${SCORES_URL}"
+client.headers = { "X-Auth-Token" = "${SCORES_TOKEN}" }
+
+[sources.local]
+type = "csv"
+path = "data.csv"
+
+[tables.scores]
+source = "scores"
+"#;
+    let env = Environment::from_map(BTreeMap::new());
+    let dir = Path::new(".");
+    let file = Path::new("affluent.toml");
+    // Strict (validate, commands that call every source): the load fails, both variables named.
+    let Err(LoadError::Invalid(strict)) = load_str(dir, file, text, &env) else {
+        panic!("a strict load needs every variable");
+    };
+    let missing = |errors: &affluent_config::ConfigErrors| -> Vec<(usize, usize)> {
+        errors
+            .0
+            .iter()
+            .filter(|d| d.message.starts_with("environment variable"))
+            .map(|d| (d.line, d.column))
+            .collect()
+    };
+    assert_eq!(missing(&strict), vec![(3, 19), (4, 37)], "{strict}");
+
+    // Deferred (query, tables, export, serve...): the project loads; the source is unavailable.
+    let project = load_str_for(dir, file, text, &env, SourceEnv::Deferred).unwrap();
+    assert!(project.sources.contains_key("scores"));
+    assert_eq!(
+        project.unavailable.keys().collect::<Vec<_>>(),
+        vec!["scores"]
+    );
+    assert!(project.require_sources(["local"]).is_ok());
+    // Calling it reports every problem at once, with line and column.
+    let e = project.require_sources(["scores"]).unwrap_err();
+    assert_eq!(missing(&e), vec![(3, 19), (4, 37)], "{e}");
+    let text_of = e.to_string();
+    assert!(
+        text_of.contains("SCORES_URL") && text_of.contains("SCORES_TOKEN"),
+        "{text_of}"
+    );
+    assert!(project.require_all_sources().is_err());
+
+    // Other errors of the file still stop a deferred load.
+    let broken = text.replace("[tables.scores]", "[tables.scores]\nsourse = \"x\"");
+    assert!(matches!(
+        load_str_for(dir, file, &broken, &env, SourceEnv::Deferred),
+        Err(LoadError::Invalid(_))
+    ));
 }

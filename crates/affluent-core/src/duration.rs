@@ -65,9 +65,44 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
+/// A period in the project file's own notation, largest units first: `"1d"`, `"1h30m"`,
+/// `"2w"`, `"500ms"`; [`parse_duration`] reads it back to the same duration.
+pub fn format_period(d: Duration) -> String {
+    const UNITS: [(&str, u128); 6] = [
+        ("w", 7 * 86_400_000),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ];
+    let mut ms = d.as_millis();
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    for (unit, size) in UNITS {
+        if ms >= size {
+            out.push_str(&format!("{}{unit}", ms / size));
+            ms %= size;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn periods_read_back() {
+        for text in ["1d", "1h30m", "2w", "500ms", "15m", "1w1d", "90s"] {
+            let d = parse_duration(text).expect("valid");
+            assert_eq!(parse_duration(&format_period(d)), Ok(d), "{text}");
+        }
+        assert_eq!(format_period(Duration::from_secs(3600)), "1h");
+        assert_eq!(format_period(Duration::from_secs(90)), "1m30s");
+    }
 
     #[test]
     fn parses_units_and_compounds() {

@@ -112,10 +112,10 @@ impl Redactor {
         std::borrow::Cow::Owned(self.redact(text).into_bytes())
     }
 
-    /// Redacts a URL: known secrets anywhere, and the value of any query parameter whose name
-    /// looks secret.
+    /// Redacts a URL: known secrets anywhere, the password of `scheme://user:password@host`
+    /// (database URLs), and the value of any query parameter whose name looks secret.
     pub fn redact_url(&self, url: &str) -> String {
-        let scrubbed = self.redact(url);
+        let scrubbed = mask_userinfo_password(&self.redact(url));
         let Some((base, query)) = scrubbed.split_once('?') else {
             return scrubbed;
         };
@@ -137,6 +137,29 @@ impl Redactor {
         }
         out
     }
+}
+
+/// `postgres://user:pw@host/db` → `postgres://user:***@host/db`.
+fn mask_userinfo_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let authority_start = scheme_end + 3;
+    let rest = &url[authority_start..];
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_len];
+    let Some(at) = authority.rfind('@') else {
+        return url.to_string();
+    };
+    let Some(colon) = authority[..at].find(':') else {
+        return url.to_string();
+    };
+    format!(
+        "{}{}{MASK}{}",
+        &url[..authority_start],
+        &authority[..=colon],
+        &url[authority_start + at..]
+    )
 }
 
 #[cfg(test)]
@@ -164,5 +187,16 @@ mod tests {
         let r = Redactor::new();
         r.add_basic("user", "hunter22");
         assert_eq!(r.redact("Basic dXNlcjpodW50ZXIyMg=="), "Basic ***");
+    }
+
+    #[test]
+    fn masks_the_password_of_a_database_url() {
+        let r = Redactor::new();
+        assert_eq!(
+            r.redact_url("postgres://app:pa:ss@db.local:5432/x?sslmode=require"),
+            "postgres://app:***@db.local:5432/x?sslmode=require"
+        );
+        assert_eq!(r.redact_url("postgres://app@db/x"), "postgres://app@db/x");
+        assert_eq!(r.redact_url("sqlite:///tmp/a.db"), "sqlite:///tmp/a.db");
     }
 }

@@ -33,7 +33,7 @@ impl Executor for Noop {
 
 fn task(name: String, start: Timestamp) -> TaskSpec {
     TaskSpec {
-        name,
+        id: name.parse().expect("task id"),
         schedule: Some(Schedule::every("1s", Some(start), &TimeZone::UTC).expect("schedule")),
         triggered: false,
         start: Some(start),

@@ -6,13 +6,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use affluent_core::Interval;
+use affluent_core::{Interval, TaskId};
 use futures::StreamExt;
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 
-use crate::store::IntervalState;
-use crate::{Executor, Job, Options, SchedulerError, Store, TaskSpec, Trigger, add};
+use crate::{Executor, IntervalState, Job, Options, SchedulerError, Store, TaskSpec, Trigger, add};
 
 /// Which already-run intervals run again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +38,7 @@ impl Reprocess {
 #[derive(Debug, Clone)]
 pub struct Plan {
     /// The task asked for.
-    pub task: String,
+    pub task: TaskId,
     /// Every interval of the range, with its current state (`None`: never scheduled).
     pub intervals: Vec<(Interval, Option<IntervalState>)>,
     /// Those that will run, in order.
@@ -50,27 +49,20 @@ pub struct Plan {
     pub request: String,
 }
 
-/// Progress of a running backfill.
-#[derive(Debug, Clone)]
-pub struct Progress {
-    pub task: String,
-    pub done: usize,
-    pub failed: usize,
-    pub total: usize,
-    pub last: Option<(Interval, Result<(), String>)>,
-}
+/// Where a backfill is, for one task (reported to the caller's observer).
+pub use affluent_core::progress::IntervalProgress as Progress;
 
 /// How a backfill ended.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
     pub succeeded: usize,
     /// Intervals that still failed after every attempt, with the last error.
-    pub failed: Vec<(String, Interval, String)>,
+    pub failed: Vec<(TaskId, Interval, String)>,
     /// Intervals another process was running (left to it).
-    pub skipped: Vec<(String, Interval)>,
+    pub skipped: Vec<(TaskId, Interval)>,
 }
 
-fn request_id(task: &str, from: Timestamp, to: Timestamp, reprocess: Reprocess) -> String {
+fn request_id(task: &TaskId, from: Timestamp, to: Timestamp, reprocess: Reprocess) -> String {
     let digest = Sha256::digest(format!(
         "{task}|{}|{}|{}",
         from.as_millisecond(),
@@ -94,24 +86,24 @@ pub async fn plan(
     let Some(schedule) = &task.schedule else {
         return Err(SchedulerError::Invalid(format!(
             "{} has no schedule to cut {from}..{to} into intervals",
-            task.name
+            task.id
         )));
     };
     let range = schedule.intervals(from, to);
     if range.is_empty() {
         return Err(SchedulerError::Invalid(format!(
             "no complete interval of {} ({}) lies within {from}..{to}",
-            task.name,
+            task.id,
             schedule.text()
         )));
     }
     let known: HashMap<Timestamp, IntervalState> = store
-        .intervals(&task.name, from, to)
+        .intervals(&task.id, from, to)
         .await?
         .into_iter()
         .map(|r| (r.interval.start, r.state))
         .collect();
-    let id = request_id(&task.name, from, to, reprocess);
+    let id = request_id(&task.id, from, to, reprocess);
     let resumed = store.backfill_open(&id).await?;
     let runs = |state: Option<IntervalState>| -> bool {
         if resumed {
@@ -138,7 +130,7 @@ pub async fn plan(
     if !dry_run {
         if !resumed {
             store
-                .backfill_record(&id, &task.name, from, to, reprocess.as_str())
+                .backfill_record(&id, &task.id, from, to, reprocess.as_str())
                 .await?;
             let states: &[IntervalState] = match reprocess {
                 Reprocess::None => &[],
@@ -149,13 +141,13 @@ pub async fn plan(
                     IntervalState::Done,
                 ],
             };
-            store.reset(&task.name, &to_run, states).await?;
+            store.reset(&task.id, &to_run, states).await?;
         } else {
-            store.ensure(&task.name, &to_run).await?;
+            store.ensure(&task.id, &to_run).await?;
         }
     }
     Ok(Plan {
-        task: task.name.clone(),
+        task: task.id.clone(),
         intervals,
         to_run,
         resumed,
@@ -175,13 +167,13 @@ pub async fn run<E: Executor>(
     from: Timestamp,
     to: Timestamp,
     attempts: u32,
-    mut progress: impl FnMut(&Progress),
+    observer: &dyn affluent_core::Observer,
 ) -> Result<Outcome, SchedulerError> {
     crate::reap_dead_owners(store).await?;
     let heartbeat = crate::heartbeat(store.clone(), options.worker.clone(), options.lease);
     let mut outcome = Outcome::default();
     let result = async {
-        let Some(root) = tasks.iter().find(|t| t.name == plan.task) else {
+        let Some(root) = tasks.iter().find(|t| t.id == plan.task) else {
             return Err(SchedulerError::Invalid(format!(
                 "unknown task {}",
                 plan.task
@@ -190,19 +182,19 @@ pub async fn run<E: Executor>(
         // The task asked for, then the models downstream, in order: theirs are the intervals
         // the runs before set pending.
         let mut queue: Vec<(&TaskSpec, Vec<Interval>)> = vec![(root, plan.to_run.clone())];
-        let mut next: Vec<String> = root.downstream.clone();
+        let mut next: Vec<TaskId> = root.downstream.clone();
         let mut seen = std::collections::HashSet::new();
         while !queue.is_empty() {
             for (task, intervals) in std::mem::take(&mut queue) {
                 let mut state = Progress {
-                    task: task.name.clone(),
+                    task: task.id.clone(),
                     done: 0,
                     failed: 0,
                     total: intervals.len(),
                     last: None,
                 };
                 if !intervals.is_empty() {
-                    progress(&state);
+                    observer.observe(&affluent_core::Progress::Intervals(state.clone()));
                 }
                 // A model recomputes from its inputs: one run covers all its intervals.
                 let groups: Vec<Vec<Interval>> = if task.triggered && !intervals.is_empty() {
@@ -236,18 +228,18 @@ pub async fn run<E: Executor>(
                         end: group.iter().map(|i| i.end).max().unwrap_or_default(),
                     };
                     state.last = Some((span, r));
-                    progress(&state);
+                    observer.observe(&affluent_core::Progress::Intervals(state.clone()));
                 }
             }
             for name in std::mem::take(&mut next) {
-                let Some(task) = tasks.iter().find(|t| t.name == name) else {
+                let Some(task) = tasks.iter().find(|t| t.id == name) else {
                     continue;
                 };
                 if !seen.insert(name) {
                     continue;
                 }
                 let pending: Vec<Interval> = store
-                    .intervals(&task.name, from, to)
+                    .intervals(&task.id, from, to)
                     .await?
                     .into_iter()
                     .filter(|r| r.state != IntervalState::Done)
@@ -287,7 +279,7 @@ async fn run_one<E: Executor>(
     for attempt in 1..=attempts.max(1) {
         // Wait out the backoff of an earlier failure, then claim.
         let row = store
-            .intervals(&task.name, interval.start, interval.end)
+            .intervals(&task.id, interval.start, interval.end)
             .await?
             .into_iter()
             .find(|r| r.interval.start == interval.start);
@@ -304,7 +296,7 @@ async fn run_one<E: Executor>(
         let mut claimed = Vec::new();
         for m in members {
             if store
-                .claim(&task.name, m.start, &options.worker, until)
+                .claim(&task.id, m.start, &options.worker, until)
                 .await?
             {
                 claimed.push(*m);
@@ -312,14 +304,14 @@ async fn run_one<E: Executor>(
         }
         if claimed.is_empty() {
             let row = store
-                .intervals(&task.name, interval.start, interval.end)
+                .intervals(&task.id, interval.start, interval.end)
                 .await?
                 .into_iter()
                 .find(|r| r.interval.start == interval.start);
             if row.as_ref().is_some_and(|r| r.state == IntervalState::Done) {
                 return Ok(Ok(()));
             }
-            outcome.skipped.push((task.name.clone(), interval));
+            outcome.skipped.push((task.id.clone(), interval));
             return Ok(Err("another process is running it".into()));
         }
         let job = Job {
@@ -329,7 +321,7 @@ async fn run_one<E: Executor>(
             downstream: task
                 .downstream
                 .iter()
-                .filter(|d| tasks.iter().any(|t| &t.name == *d))
+                .filter(|d| tasks.iter().any(|t| &t.id == *d))
                 .cloned()
                 .collect(),
             task: task.clone(),
@@ -356,6 +348,6 @@ async fn run_one<E: Executor>(
     }
     outcome
         .failed
-        .push((task.name.clone(), interval, last_error.clone()));
+        .push((task.id.clone(), interval, last_error.clone()));
     Ok(Err(last_error))
 }

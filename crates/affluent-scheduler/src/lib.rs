@@ -2,18 +2,18 @@
 //! missing ones, live first, exactly once across restarts and across processes.
 //!
 //! - [`schedule`]: cron and `every` schedules in a time zone, and the intervals they delimit;
-//! - [`store`]: the state store (SQLite or PostgreSQL): coverage, leases, run history;
+//! - the state store ([`affluent_state`]: coverage, leases, run history) is where it records
+//!   what is covered and who runs it;
 //! - [`Scheduler`]: the long-running loop of `affluent run`, generic over an [`Executor`] that
 //!   does the work of one task for one interval (the binary plugs ingestion, loads and models in);
 //! - [`backfill`]: a bounded run over a range of intervals, resumable;
 //! - [`notify`]: email (SMTP) and webhook notifications on failure and recovery.
 //!
-//! Knows nothing of HTTP sources, tables or SQL: a task is a name and a schedule.
+//! Knows nothing of HTTP sources, tables or SQL: a task is a [`TaskId`] and a schedule.
 
 pub mod backfill;
 pub mod notify;
 pub mod schedule;
-pub mod store;
 mod tasks;
 
 use std::collections::{HashMap, HashSet};
@@ -21,21 +21,21 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use affluent_core::Interval;
+use affluent_core::{Interval, TaskId};
 use jiff::{SignedDuration, Timestamp};
 use tokio::task::JoinSet;
 
+pub use affluent_state::{IntervalRow, IntervalState, RunCounts, RunRow, StateError, Store};
 pub use notify::{Event, Notifier};
 pub use schedule::Schedule;
-pub use store::{IntervalRow, IntervalState, RunCounts, RunRow, Store};
-pub use tasks::{TaskSpec, task_specs};
+pub use tasks::{TaskSpec, find_task, task_specs};
 
 /// Errors of the scheduler and its store.
 #[derive(Debug, thiserror::Error)]
 pub enum SchedulerError {
     /// The state store failed or refused.
-    #[error("state store: {0}")]
-    Store(String),
+    #[error("state store")]
+    Store(#[from] StateError),
     /// A task or schedule is wrong.
     #[error("{0}")]
     Invalid(String),
@@ -123,6 +123,24 @@ pub struct Options {
     pub newest_first: bool,
     /// On shutdown, how long in-flight runs may take to finish before they are aborted.
     pub shutdown_grace: Duration,
+}
+
+impl Options {
+    /// The options of `[scheduler]`, defaults for what it leaves out.
+    pub fn from_config(config: &affluent_config::schema::SchedulerConfig) -> Self {
+        let d = Self::default();
+        let or = |v: Option<affluent_config::ConfigDuration>, default: Duration| {
+            v.map_or(default, |v| v.get())
+        };
+        Self {
+            concurrency: config.concurrency.unwrap_or(d.concurrency),
+            lease: or(config.lease, d.lease),
+            retry_initial: or(config.retry_initial, d.retry_initial),
+            retry_max: or(config.retry_max, d.retry_max),
+            shutdown_grace: or(config.shutdown_grace, d.shutdown_grace),
+            ..d
+        }
+    }
 }
 
 impl Default for Options {
@@ -230,7 +248,7 @@ pub async fn reap_dead_owners(store: &Store) -> Result<(), SchedulerError> {
 /// What one run did, as the loop reports it.
 #[derive(Debug, Clone)]
 pub struct RunReport {
-    pub task: String,
+    pub task: TaskId,
     pub interval: Interval,
     pub trigger: Trigger,
     pub result: Result<RunCounts, String>,
@@ -249,7 +267,7 @@ pub struct Scheduler<E: Executor> {
     reports: Option<tokio::sync::mpsc::UnboundedSender<RunReport>>,
 }
 
-type Key = (String, Timestamp);
+type Key = (TaskId, Timestamp);
 
 impl<E: Executor> Scheduler<E> {
     pub fn new(store: Store, tasks: Vec<TaskSpec>, executor: Arc<E>, options: Options) -> Self {
@@ -275,15 +293,15 @@ impl<E: Executor> Scheduler<E> {
         self
     }
 
-    fn task(&self, name: &str) -> Option<&TaskSpec> {
-        self.tasks.iter().find(|t| t.name == name)
+    fn task(&self, id: &TaskId) -> Option<&TaskSpec> {
+        self.tasks.iter().find(|t| t.id == *id)
     }
 
     /// Records the intervals due by `now` for every scheduled task.
     async fn materialize(
         &self,
         now: Timestamp,
-        cursor: &mut HashMap<String, Timestamp>,
+        cursor: &mut HashMap<TaskId, Timestamp>,
     ) -> Result<(), SchedulerError> {
         let horizon = self.options.until.map_or(now, |u| u.min(now));
         for task in &self.tasks {
@@ -293,10 +311,10 @@ impl<E: Executor> Scheduler<E> {
             if task.triggered {
                 continue;
             }
-            let from = match cursor.get(&task.name) {
+            let from = match cursor.get(&task.id) {
                 Some(t) => *t,
                 None => {
-                    let latest = self.store.latest_end(&task.name).await?;
+                    let latest = self.store.latest_end(&task.id).await?;
                     match (task.catchup, task.start, latest) {
                         (true, Some(start), _) => start,
                         // No start date: cover from where this task was first scheduled.
@@ -318,13 +336,13 @@ impl<E: Executor> Scheduler<E> {
             };
             let intervals = schedule.intervals(from, horizon);
             if let Some(last) = intervals.last() {
-                let added = self.store.ensure(&task.name, &intervals).await?;
+                let added = self.store.ensure(&task.id, &intervals).await?;
                 if added > 0 {
-                    tracing::debug!(task = %task.name, added, "intervals due");
+                    tracing::debug!(task = %task.id, added, "intervals due");
                 }
-                cursor.insert(task.name.clone(), last.end);
+                cursor.insert(task.id.clone(), last.end);
             } else {
-                cursor.entry(task.name.clone()).or_insert(from);
+                cursor.entry(task.id.clone()).or_insert(from);
             }
         }
         Ok(())
@@ -337,7 +355,7 @@ impl<E: Executor> Scheduler<E> {
             .filter(|t| !t.triggered)
             .filter_map(|t| {
                 let i = t.schedule.as_ref()?.last_complete(now)?;
-                Some((t.name.clone(), i.start))
+                Some((t.id.clone(), i.start))
             })
             .collect()
     }
@@ -359,11 +377,11 @@ impl<E: Executor> Scheduler<E> {
         &self,
         shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> Result<(), SchedulerError> {
-        let mut cursor: HashMap<String, Timestamp> = HashMap::new();
+        let mut cursor: HashMap<TaskId, Timestamp> = HashMap::new();
         let mut running: JoinSet<(Key, bool)> = JoinSet::new();
         let mut in_flight: HashSet<Key> = HashSet::new();
         let mut live_in_flight: HashSet<Key> = HashSet::new();
-        let mut last_status: HashMap<String, bool> = HashMap::new();
+        let mut last_status: HashMap<TaskId, bool> = HashMap::new();
         let mut last_reap = Timestamp::MIN;
         loop {
             let now = Timestamp::now();
@@ -470,7 +488,7 @@ impl<E: Executor> Scheduler<E> {
                     downstream: task
                         .downstream
                         .iter()
-                        .filter_map(|d| self.task(d).map(|t| t.name.clone()))
+                        .filter_map(|d| self.task(d).map(|t| t.id.clone()))
                         .collect(),
                     task,
                     interval: Interval {
@@ -532,7 +550,7 @@ impl<E: Executor> Scheduler<E> {
         for task in &self.tasks {
             if self
                 .store
-                .holes(&task.name)
+                .holes(&task.id)
                 .await?
                 .iter()
                 .any(|h| h.interval.end <= until)
@@ -558,12 +576,12 @@ impl<E: Executor> Scheduler<E> {
 
     async fn notify_transition(
         &self,
-        last: &mut HashMap<String, bool>,
-        task: &str,
+        last: &mut HashMap<TaskId, bool>,
+        task: &TaskId,
         start: Timestamp,
         ok: bool,
     ) {
-        let previous = last.insert(task.to_string(), ok);
+        let previous = last.insert(task.clone(), ok);
         let Some(notifier) = &self.notifier else {
             return;
         };
@@ -587,10 +605,10 @@ impl<E: Executor> Scheduler<E> {
 }
 
 /// The runnable intervals of one task among the candidates.
-fn pending_of(candidates: &[IntervalRow], task: &str) -> Vec<Interval> {
+fn pending_of(candidates: &[IntervalRow], task: &TaskId) -> Vec<Interval> {
     candidates
         .iter()
-        .filter(|r| r.task == task)
+        .filter(|r| r.task == *task)
         .map(|r| r.interval)
         .collect()
 }
@@ -601,7 +619,7 @@ pub(crate) struct Job<E: Executor> {
     executor: Arc<E>,
     options: Options,
     task: TaskSpec,
-    downstream: Vec<String>,
+    downstream: Vec<TaskId>,
     /// The interval passed to the executor: the span of `members`.
     interval: Interval,
     /// The claimed intervals this run covers (one, except for models).
@@ -617,7 +635,7 @@ impl<E: Executor> Job<E> {
     /// never the other way round.
     async fn record_success(
         &self,
-        task: &str,
+        task: &TaskId,
         worker: &str,
         counts: &RunCounts,
     ) -> Result<(), SchedulerError> {
@@ -647,7 +665,7 @@ impl<E: Executor> Job<E> {
             .unwrap_or(Duration::ZERO);
         let run_id = run_id();
         let worker = &self.options.worker;
-        let task = &self.task.name;
+        let task = &self.task.id;
         if let Err(e) = self
             .store
             .run_started(&run_id, task, self.interval, self.trigger.as_str(), worker)

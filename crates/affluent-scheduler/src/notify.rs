@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use affluent_config::schema::{NotifyConfig, NotifyOn};
-use affluent_core::Redactor;
+use affluent_core::{Redactor, TaskId};
 use jiff::Timestamp;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
@@ -71,7 +71,7 @@ impl Notifier {
     pub fn document(
         &self,
         event: Event,
-        task: &str,
+        task: &TaskId,
         start: Timestamp,
         run: Option<&RunRow>,
     ) -> serde_json::Value {
@@ -91,7 +91,7 @@ impl Notifier {
     }
 
     /// Sends the event everywhere configured; failures are logged.
-    pub async fn send(&self, event: Event, task: &str, start: Timestamp, run: Option<&RunRow>) {
+    pub async fn send(&self, event: Event, task: &TaskId, start: Timestamp, run: Option<&RunRow>) {
         let doc = self.document(event, task, start, run);
         if let Some(hook) = &self.config.webhook {
             let mut req = self.http.post(&hook.url).json(&doc);
@@ -118,7 +118,7 @@ impl Notifier {
         &self,
         email: &affluent_config::schema::EmailConfig,
         event: Event,
-        task: &str,
+        task: &TaskId,
         doc: &serde_json::Value,
     ) -> Result<(), String> {
         let subject = format!("[affluent] {}: {} {}", self.project, task, event.as_str());

@@ -15,6 +15,7 @@
 
 use std::str::FromStr;
 
+use affluent_config::CronExpr;
 use affluent_core::Interval;
 use jiff::{Timestamp, ToSpan, Zoned, civil::Date, tz::TimeZone};
 
@@ -45,22 +46,25 @@ enum Kind {
 impl Schedule {
     /// A cron expression (5 fields, or 6 with seconds first) evaluated in `tz`.
     pub fn cron(expr: &str, tz: &TimeZone) -> Result<Self, String> {
-        let cron = croner::Cron::from_str(expr)
-            .map_err(|e| format!("invalid cron expression {expr:?}: {e}"))?;
+        Self::from_cron(&expr.parse::<CronExpr>()?, tz)
+    }
+
+    /// A cron parsed when the project file was read, evaluated in `tz`.
+    pub fn from_cron(expr: &CronExpr, tz: &TimeZone) -> Result<Self, String> {
         let name = tz.iana_name().unwrap_or("UTC");
         let ctz = chrono_tz::Tz::from_str(name)
             .map_err(|_| format!("time zone {name:?} is not known to the cron evaluator"))?;
         let schedule = Self {
             kind: Kind::Cron {
-                cron: Box::new(cron),
+                cron: Box::new(expr.cron().clone()),
                 tz: ctz,
             },
             tz: tz.clone(),
-            text: expr.to_string(),
+            text: expr.text().to_string(),
         };
         // A pattern that never fires (`0 0 31 2 *`) is an error now rather than a silent task.
         if schedule.next_after(Timestamp::UNIX_EPOCH).is_none() {
-            return Err(format!("cron expression {expr:?} never fires"));
+            return Err(format!("cron expression {:?} never fires", expr.text()));
         }
         Ok(schedule)
     }
@@ -68,11 +72,20 @@ impl Schedule {
     /// A period (`"15m"`, `"1h"`, `"1d"`, `"1w"`) from `anchor` (default: the Unix epoch, or for
     /// whole days 1970-01-01 local midnight).
     pub fn every(period: &str, anchor: Option<Timestamp>, tz: &TimeZone) -> Result<Self, String> {
-        let duration = affluent_core::parse_duration(period)?;
-        let millis = i64::try_from(duration.as_millis())
-            .map_err(|_| format!("period {period:?} is too long"))?;
+        Self::every_period(affluent_core::parse_duration(period)?, anchor, tz)
+    }
+
+    /// A period given as a duration (see [`Schedule::every`]).
+    pub fn every_period(
+        period: std::time::Duration,
+        anchor: Option<Timestamp>,
+        tz: &TimeZone,
+    ) -> Result<Self, String> {
+        let shown = affluent_core::format_period(period);
+        let millis = i64::try_from(period.as_millis())
+            .map_err(|_| format!("period {shown:?} is too long"))?;
         if millis < 1_000 {
-            return Err(format!("period {period:?} is shorter than one second"));
+            return Err(format!("period {shown:?} is shorter than one second"));
         }
         let kind = if millis % 86_400_000 == 0 {
             Kind::Days {
@@ -93,7 +106,7 @@ impl Schedule {
         Ok(Self {
             kind,
             tz: tz.clone(),
-            text: format!("every {period}"),
+            text: format!("every {shown}"),
         })
     }
 

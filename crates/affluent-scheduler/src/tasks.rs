@@ -3,15 +3,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use affluent_config::Project;
+use affluent_core::{TaskId, TaskKind};
 use jiff::Timestamp;
 
 use crate::{Schedule, SchedulerError};
 
-/// One schedulable unit: `source:NAME` or `model:NAME`.
+/// One schedulable unit: a source or a model, with when it runs.
 #[derive(Debug, Clone)]
 pub struct TaskSpec {
-    /// `source:NAME` or `model:NAME`.
-    pub name: String,
+    /// Which source or model.
+    pub id: TaskId,
     /// The schedule that delimits its intervals (a model has its first upstream source's).
     pub schedule: Option<Schedule>,
     /// Runs when an upstream interval is loaded rather than by the clock (models).
@@ -23,19 +24,41 @@ pub struct TaskSpec {
     /// Catch-up intervals in flight at once.
     pub max_active: usize,
     /// Tasks to run with the same interval once this one succeeds.
-    pub downstream: Vec<String>,
+    pub downstream: Vec<TaskId>,
 }
 
-impl TaskSpec {
-    /// `source` or `model`.
-    pub fn kind(&self) -> &str {
-        self.name.split_once(':').map_or("", |(k, _)| k)
+/// Finds the task a user named: `NAME` (a source first, then a model), `source:NAME` or
+/// `model:NAME`; the error lists the scheduled tasks and suggests the closest.
+pub fn find_task<'a>(tasks: &'a [TaskSpec], name: &str) -> Result<&'a TaskSpec, SchedulerError> {
+    let candidates: Vec<TaskId> = match name.parse::<TaskId>() {
+        Ok(id) => vec![id],
+        Err(_) => TaskKind::ALL
+            .into_iter()
+            .map(|kind| TaskId {
+                kind,
+                name: name.to_string(),
+            })
+            .collect(),
+    };
+    if let Some(t) = candidates
+        .iter()
+        .find_map(|c| tasks.iter().find(|t| &t.id == c))
+    {
+        return Ok(t);
     }
-
-    /// The source's or model's own name.
-    pub fn target(&self) -> &str {
-        self.name.split_once(':').map_or(&self.name, |(_, n)| n)
+    if tasks.is_empty() {
+        return Err(SchedulerError::Invalid(
+            "no scheduled task: give a source `schedule = \"0 * * * *\"` or `every = \"1h\"` (models downstream of it are scheduled with it)".into(),
+        ));
     }
+    let known: Vec<&str> = tasks.iter().map(|t| t.id.name.as_str()).collect();
+    let hint = affluent_core::closest(name, &known)
+        .map(|k| format!("; did you mean `{k}`?"))
+        .unwrap_or_default();
+    Err(SchedulerError::Invalid(format!(
+        "no scheduled source or model named `{name}`{hint} (scheduled: {})",
+        known.join(", ")
+    )))
 }
 
 /// The tasks of a project: every source with `schedule` or `every`, and every model that reads
@@ -53,15 +76,15 @@ pub fn task_specs(
         let tz = project.source_timezone(name);
         let start = s
             .start_date
-            .map(|t| affluent_config::parse_start(t, &tz, now))
+            .map(|d| d.resolve(&tz, now))
             .transpose()
             .map_err(|e| SchedulerError::Invalid(format!("source `{name}`: {e}")))?;
         // A period counts from an absolute start date; a relative one (`-8w`) moves with every
         // start of the process, so the period counts from the epoch (hours on the hour).
-        let anchor = start.filter(|_| !s.start_date.is_some_and(|d| d.trim().starts_with('-')));
+        let anchor = start.filter(|_| !s.start_date.is_some_and(|d| d.is_relative()));
         let schedule = match (s.schedule, s.every) {
-            (Some(cron), _) => Schedule::cron(cron, &tz),
-            (None, Some(every)) => Schedule::every(every, anchor, &tz),
+            (Some(cron), _) => Schedule::from_cron(cron, &tz),
+            (None, Some(every)) => Schedule::every_period(every.get(), anchor, &tz),
             (None, None) => continue,
         }
         .map_err(|e| SchedulerError::Invalid(format!("source `{name}`: {e}")))?;
@@ -69,7 +92,7 @@ pub fn task_specs(
         let start = start.map(|t| schedule.at_or_before(t).unwrap_or(t));
         by_source.insert(name, schedule.clone());
         tasks.push(TaskSpec {
-            name: format!("source:{name}"),
+            id: TaskId::source(name.as_str()),
             schedule: Some(schedule),
             triggered: false,
             start,
@@ -105,7 +128,7 @@ pub fn task_specs(
             continue;
         };
         tasks.push(TaskSpec {
-            name: format!("model:{model}"),
+            id: TaskId::model(model.as_str()),
             schedule: Some(schedule),
             triggered: true,
             start: None,
@@ -115,22 +138,22 @@ pub fn task_specs(
         });
     }
     // Edges: a source triggers the models reading its tables; a model the models reading it.
-    let names: BTreeSet<String> = tasks.iter().map(|t| t.name.clone()).collect();
+    let ids: BTreeSet<TaskId> = tasks.iter().map(|t| t.id.clone()).collect();
     for task in &mut tasks {
-        let produced: BTreeSet<String> = match task.kind() {
-            "source" => project
+        let produced: BTreeSet<String> = match task.id.kind {
+            TaskKind::Source => project
                 .tables
                 .iter()
-                .filter(|(_, c)| c.source == task.target())
+                .filter(|(_, c)| c.source == task.id.name)
                 .map(|(t, _)| t.clone())
                 .collect(),
-            _ => BTreeSet::from([task.target().to_string()]),
+            TaskKind::Model => BTreeSet::from([task.id.name.clone()]),
         };
         task.downstream = model_deps
             .iter()
             .filter(|(_, deps)| deps.iter().any(|d| produced.contains(d)))
-            .map(|(m, _)| format!("model:{m}"))
-            .filter(|m| names.contains(m))
+            .map(|(m, _)| TaskId::model(m.as_str()))
+            .filter(|m| ids.contains(m))
             .collect();
     }
     Ok(tasks)

@@ -70,6 +70,15 @@ pub enum SourceError {
     /// The landing zone or state could not be written.
     #[error(transparent)]
     Landing(#[from] LandingError),
+    /// The source's settings are incomplete: a `${VAR}` it uses is not set (the project was
+    /// loaded for commands that do not call sources).
+    #[error("source `{name}` cannot run until its settings are complete\n\n{errors}")]
+    Unavailable {
+        /// The source.
+        name: String,
+        /// Every problem of its settings, with line and column.
+        errors: affluent_config::ConfigErrors,
+    },
     /// The source is not declared.
     #[error("no source named `{name}` in the project{hint} (declared: {known})")]
     UnknownSource {

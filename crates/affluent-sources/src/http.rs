@@ -328,7 +328,9 @@ impl HttpClient {
         }
         let network = |e: reqwest::Error| SourceError::Network {
             // reqwest puts the URL in its messages; ours is redacted.
-            message: self.redactor.redact(&error_chain(&e.without_url())),
+            message: self
+                .redactor
+                .redact(&affluent_core::error_chain(&e.without_url())),
             method: request.method.to_string(),
             url: self.redactor.redact_url(request.url.as_str()),
         };
@@ -442,16 +444,19 @@ impl HttpClient {
             }
         }
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let resp = builder
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| auth_err(self.redactor.redact(&error_chain(&e.without_url()))))?;
+        let resp = builder.form(&form).send().await.map_err(|e| {
+            auth_err(
+                self.redactor
+                    .redact(&affluent_core::error_chain(&e.without_url())),
+            )
+        })?;
         let status = resp.status().as_u16();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| auth_err(self.redactor.redact(&error_chain(&e.without_url()))))?;
+        let body = resp.bytes().await.map_err(|e| {
+            auth_err(
+                self.redactor
+                    .redact(&affluent_core::error_chain(&e.without_url())),
+            )
+        })?;
         if !(200..300).contains(&status) {
             return Err(auth_err(format!(
                 "HTTP {status}: {}",
@@ -512,18 +517,4 @@ pub fn describe_error_body(body: &[u8]) -> String {
         short.push('…');
     }
     short
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = s.source();
-    }
-    message
 }

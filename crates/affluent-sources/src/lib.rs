@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use affluent_config::Project;
 use affluent_config::schema::{RateLimitConfig, SourceConfig};
-use affluent_core::{Interval, JsonPath, parse_duration};
+use affluent_core::progress::{Observer, Progress, RequestProgress};
+use affluent_core::{Interval, JsonPath};
 use affluent_landing::{Entry, Landing, NewEntry, Quarantine, Reject};
 use jiff::{Timestamp, ToSpan, Zoned};
 use serde_json::Value;
@@ -30,12 +31,21 @@ use http::{HttpClient, HttpClientParts, Limits, RetryPolicy};
 use state::{CacheEntry, ChangeCache, QuotaStore};
 
 /// How to run an ingestion.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct IngestOptions {
     /// The data interval; by default the last complete period of the source's `interval`.
     pub interval: Option<Interval>,
-    /// Show a progress bar when the run makes several requests.
-    pub progress: bool,
+    /// Told of each request chain that finishes ([`Progress::Requests`]).
+    pub observer: Option<Arc<dyn Observer>>,
+}
+
+impl std::fmt::Debug for IngestOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestOptions")
+            .field("interval", &self.interval)
+            .field("observer", &self.observer.is_some())
+            .finish()
+    }
 }
 
 /// What a run did.
@@ -173,11 +183,9 @@ impl Connectors {
     /// `interval` (default one day) in its time zone.
     pub fn default_interval(&self, source: &str, now: Timestamp) -> Result<Interval, SourceError> {
         let period = match self.source(source)? {
-            SourceConfig::Rest(r) => r.interval.as_deref().map(parse_duration),
+            SourceConfig::Rest(r) => r.interval.map(|d| d.get()),
             SourceConfig::Csv(_) => None,
         }
-        .transpose()
-        .map_err(SourceError::Plan)?
         .unwrap_or(Duration::from_secs(86_400));
         let tz = self.project.source_timezone(source);
         let now = now.to_zoned(tz);
@@ -227,7 +235,7 @@ impl Connectors {
         };
         let run_id = new_run_id();
         let (summary, _) = self
-            .ingest_inner(source, interval, &run_id, None, options.progress)
+            .ingest_inner(source, interval, &run_id, None, options.observer.as_deref())
             .await?;
         Ok(summary)
     }
@@ -240,11 +248,17 @@ impl Connectors {
         interval: Interval,
         run_id: &'a str,
         collect: Option<JsonPath>,
-        progress: bool,
+        observer: Option<&'a dyn Observer>,
     ) -> futures::future::BoxFuture<'a, Result<(RunSummary, Vec<String>), SourceError>> {
         Box::pin(async move {
             let started = Instant::now();
             let config = self.source(source)?;
+            if let Some(errors) = self.project.unavailable.get(source) {
+                return Err(SourceError::Unavailable {
+                    name: source.to_string(),
+                    errors: errors.clone(),
+                });
+            }
             let mut summary = RunSummary {
                 source: source.to_string(),
                 run_id: run_id.to_string(),
@@ -259,7 +273,7 @@ impl Connectors {
                             let path = JsonPath::parse(&resolve.field)
                                 .map_err(|e| SourceError::Plan(e.to_string()))?;
                             let (parent_summary, values) = self
-                                .ingest_inner(&parent, interval, run_id, Some(path), progress)
+                                .ingest_inner(&parent, interval, run_id, Some(path), observer)
                                 .await?;
                             tracing::info!("{parent_summary}");
                             if !parent_summary.errors.is_empty() {
@@ -304,12 +318,7 @@ impl Connectors {
                         counters: Arc::default(),
                     };
                     let calls = run.plan(&parent_values)?;
-                    let bar = (progress && calls.len() > 1)
-                        .then(|| progress_bar(source, calls.len() as u64));
-                    let (records, errors) = run.run(calls, collect.is_some(), bar.as_ref()).await;
-                    if let Some(bar) = bar {
-                        bar.finish_and_clear();
-                    }
+                    let (records, errors) = run.run(calls, collect.is_some(), observer).await;
                     summary.requests = stats.requests.load(Ordering::Relaxed);
                     summary.retries = stats.retries.load(Ordering::Relaxed);
                     summary.bytes = stats.bytes.load(Ordering::Relaxed);
@@ -336,6 +345,7 @@ impl Connectors {
                         run_id,
                         &mut summary,
                         collect.is_some(),
+                        observer,
                     )?;
                     distinct_values(&records, collect.as_ref())
                 }
@@ -352,8 +362,24 @@ impl Connectors {
         run_id: &str,
         summary: &mut RunSummary,
         collect: bool,
+        observer: Option<&dyn Observer>,
     ) -> Result<Vec<Value>, SourceError> {
         let files = csv::files(&self.project.dir, config).map_err(SourceError::Files)?;
+        let total = files.len() as u64;
+        // One event per file read, whatever became of it.
+        let report = |summary: &RunSummary| {
+            if let Some(observer) = observer {
+                observer.observe(&Progress::Requests(RequestProgress {
+                    source: source.to_string(),
+                    done: summary.requests,
+                    total,
+                    failed: summary.errors.len() as u64,
+                    records: summary.records,
+                    landed: summary.landed,
+                    unchanged: summary.unchanged,
+                }));
+            }
+        };
         let landing = self.landing();
         let quarantine = self.quarantine();
         let cache = ChangeCache::open(&self.project.data_dir, source)?;
@@ -369,6 +395,7 @@ impl Connectors {
                 Ok(b) => b,
                 Err(e) => {
                     summary.errors.push(format!("cannot read {shown}: {e}"));
+                    report(summary);
                     continue;
                 }
             };
@@ -379,6 +406,7 @@ impl Connectors {
                 c.content_hash == hash && landing.has_body_by_id(source, &c.entry_id)
             }) {
                 summary.unchanged += 1;
+                report(summary);
                 continue;
             }
             let meta = landing.write(
@@ -421,6 +449,7 @@ impl Connectors {
                     summary.errors.push(format!("{shown}: {reason}"));
                     // Not remembered as seen: after a fix to the project file, the same bytes
                     // are read again.
+                    report(summary);
                     continue;
                 }
             }
@@ -434,6 +463,7 @@ impl Connectors {
                 },
             );
             cache.flush()?;
+            report(summary);
         }
         Ok(collected)
     }
@@ -482,18 +512,6 @@ fn distinct_values(records: &[Value], field: Option<&JsonPath>) -> Vec<String> {
         }
     }
     out
-}
-
-fn progress_bar(source: &str, len: u64) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(len);
-    let style = indicatif::ProgressStyle::with_template(
-        "{prefix} [{bar:30}] {pos}/{len} requests ({eta} left) {msg}",
-    )
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-    .progress_chars("=> ");
-    bar.set_style(style);
-    bar.set_prefix(source.to_string());
-    bar
 }
 
 /// A short random id for a run.

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use affluent_config::schema::{HttpMethod, PaginatorConfig, ParamValue, RestSourceConfig};
+use affluent_core::Interval;
+use affluent_core::progress::{Observer, Progress, RequestProgress};
 use affluent_core::template::{Template, Value as TValue, Vars};
-use affluent_core::{Interval, parse_duration};
 use affluent_landing::{Landing, NewEntry, content_hash};
 use futures::StreamExt;
 use jiff::tz::TimeZone;
@@ -115,7 +116,7 @@ impl RestRun<'_> {
             calls = multiply(calls, param, parent_values);
         }
         if let Some(grid) = &fan_out.time {
-            let every = parse_duration(&grid.every).map_err(SourceError::Plan)?;
+            let every = grid.every.get();
             let name = grid.name.clone().unwrap_or_else(|| "step".to_string());
             let steps = time_grid(&self.interval, &self.tz, every)?;
             let mut out = Vec::with_capacity(calls.len() * steps.len());
@@ -141,8 +142,13 @@ impl RestRun<'_> {
         &self,
         calls: Vec<Call>,
         collect: bool,
-        progress: Option<&indicatif::ProgressBar>,
+        observer: Option<&dyn Observer>,
     ) -> (Vec<Value>, Vec<SourceError>) {
+        let mut progress = RequestProgress {
+            source: self.name.to_string(),
+            total: calls.len() as u64,
+            ..RequestProgress::default()
+        };
         let concurrency = self.config.concurrency.unwrap_or(4).max(1);
         let mut stream = futures::stream::iter(calls)
             .map(|call| self.run_chain(call, collect))
@@ -150,21 +156,20 @@ impl RestRun<'_> {
         let mut records = Vec::new();
         let mut errors = Vec::new();
         while let Some(result) = stream.next().await {
+            progress.done += 1;
             match result {
                 Ok(mut r) => records.append(&mut r),
                 Err(e) => {
                     tracing::error!(source = self.name, "{e}");
                     errors.push(e);
+                    progress.failed += 1;
                 }
             }
-            if let Some(pb) = progress {
-                pb.inc(1);
-                pb.set_message(format!(
-                    "{} records, {} landed, {} unchanged",
-                    self.counters.records.load(Ordering::Relaxed),
-                    self.counters.landed.load(Ordering::Relaxed),
-                    self.counters.unchanged.load(Ordering::Relaxed),
-                ));
+            if let Some(observer) = observer {
+                progress.records = self.counters.records.load(Ordering::Relaxed);
+                progress.landed = self.counters.landed.load(Ordering::Relaxed);
+                progress.unchanged = self.counters.unchanged.load(Ordering::Relaxed);
+                observer.observe(&Progress::Requests(progress.clone()));
             }
         }
         if let Some(cache) = &self.cache

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use affluent_config::schema::{PageConfig, PanelConfig, PanelKind};
+use affluent_core::TaskId;
 use axum::Json;
 use axum::Router;
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Path, Query, Request, State};
@@ -921,8 +922,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .project
         .sources
         .keys()
-        .map(|s| format!("source:{s}"))
-        .chain(state.project.models.keys().map(|m| format!("model:{m}")))
+        .map(TaskId::source)
+        .chain(state.project.models.keys().map(TaskId::model))
     {
         if let Ok(Some(run)) = state.store.last_success(&task).await
             && let Some(finished) = run.finished
@@ -930,7 +931,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
             state
                 .metrics
                 .last_success
-                .with_label_values(&[task.as_str()])
+                .with_label_values(&[task.to_string().as_str()])
                 .set(finished.as_millisecond() as f64 / 1000.0);
         }
     }

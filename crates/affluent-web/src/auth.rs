@@ -114,9 +114,15 @@ fn dummy_hash() -> &'static str {
 }
 
 impl Users {
-    /// The users of a state store's pool.
+    /// The users of a state store's pool (whose dashboard migrations ran: see [`Users::open`]).
     pub fn new(pool: AnyPool) -> Self {
         Self { pool }
+    }
+
+    /// The users of a state store, applying the dashboard's migrations first.
+    pub async fn open(store: &affluent_state::Store) -> Result<Self, crate::WebError> {
+        crate::migrate(store).await?;
+        Ok(Self::new(store.pool().clone()))
     }
 
     /// Adds a user; fails if the name is taken.

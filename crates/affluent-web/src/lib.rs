@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use affluent_config::Project;
-use affluent_scheduler::store::Store;
+use affluent_state::{Migration, Store};
 use affluent_tables::Warehouse;
 use axum::Json;
 use axum::http::StatusCode;
@@ -146,9 +146,26 @@ impl axum::extract::FromRef<AppState> for CsrfConfig {
     }
 }
 
+/// The dashboard's own tables in the state store: users, sessions, favourites, login failures
+/// and server secrets.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    sql: include_str!("migrations/0001_dashboard.sql"),
+}];
+
+/// Applies the dashboard's migrations to a state store; safe at every start.
+pub async fn migrate(store: &Store) -> Result<(), WebError> {
+    store
+        .migrate("dashboard", MIGRATIONS)
+        .await
+        .map_err(|e| WebError::Store(affluent_core::error_chain(&e)))
+}
+
 impl AppState {
-    /// The state of a project's dashboard: opens the reader and the cookie secrets.
+    /// The state of a project's dashboard: applies its migrations, opens the reader and the
+    /// cookie secrets.
     pub async fn new(warehouse: Warehouse, store: Store) -> Result<Self, WebError> {
+        migrate(&store).await?;
         let project = Arc::new(warehouse.project().clone());
         let live = Live::open(warehouse).await?;
         let pool = store.pool().clone();
@@ -192,9 +209,7 @@ impl AppState {
         self.project
             .dashboard
             .session_ttl
-            .as_deref()
-            .and_then(|t| affluent_core::parse_duration(t).ok())
-            .unwrap_or(Duration::from_secs(12 * 3600))
+            .map_or(Duration::from_secs(12 * 3600), |t| t.get())
     }
 }
 
@@ -203,9 +218,7 @@ pub fn listen_addr(project: &Project) -> SocketAddr {
     project
         .dashboard
         .listen
-        .as_deref()
-        .and_then(|l| l.parse().ok())
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)))
+        .map_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)), |l| l.0)
 }
 
 /// A running dashboard. Stop it with [`Server::shutdown`], which lets the table watcher finish

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use affluent_config::Environment;
-use affluent_scheduler::store::Store;
 use affluent_sources::{Connectors, IngestOptions};
+use affluent_state::Store;
 use affluent_tables::{LoadScope, Warehouse};
 use affluent_web::{AppState, Role};
 use axum::Router;
@@ -128,7 +128,7 @@ async fn fixture() -> Fixture {
             "counts",
             &IngestOptions {
                 interval: None,
-                progress: false,
+                observer: None,
             },
         )
         .await
@@ -915,7 +915,7 @@ async fn a_new_commit_swaps_the_reader_and_is_announced() {
             "counts",
             &IngestOptions {
                 interval: None,
-                progress: false,
+                observer: None,
             },
         )
         .await

@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use affluent_core::Interval;
+use affluent_core::progress::{Progress, Silent};
+use affluent_core::{Interval, TaskId};
 use affluent_scheduler::backfill::{self, Reprocess};
 use affluent_scheduler::{
     Executor, IntervalState, Options, RunCounts, RunFailure, Schedule, Scheduler, Store, TaskSpec,
@@ -44,21 +45,26 @@ async fn postgres_store() -> Store {
 }
 
 /// A task name no other test (or earlier run) uses, so tests share a PostgreSQL database.
-fn unique(name: &str) -> String {
-    format!(
+fn unique(name: &str) -> TaskId {
+    tid(&format!(
         "source:{name}-{}-{}",
         std::process::id(),
         Timestamp::now().as_nanosecond() % 1_000_000_000_000
-    )
+    ))
+}
+
+/// A task from its text form.
+fn tid(text: &str) -> TaskId {
+    text.parse().expect("task id")
 }
 
 fn every(period: &str, start: Timestamp) -> Schedule {
     Schedule::every(period, Some(start), &TimeZone::UTC).expect("schedule")
 }
 
-fn task(name: &str, schedule: Schedule, start: Timestamp) -> TaskSpec {
+fn task(name: &TaskId, schedule: Schedule, start: Timestamp) -> TaskSpec {
     TaskSpec {
-        name: name.to_string(),
+        id: name.clone(),
         schedule: Some(schedule),
         triggered: false,
         start: Some(start),
@@ -83,14 +89,14 @@ fn fast_options(until: Timestamp) -> Options {
 /// Records every execution; fails the first `failures` attempts of chosen intervals.
 #[derive(Default)]
 struct Recorder {
-    calls: Mutex<Vec<(String, Interval, Trigger)>>,
-    fail_first: Mutex<HashMap<(String, Timestamp), u32>>,
+    calls: Mutex<Vec<(TaskId, Interval, Trigger)>>,
+    fail_first: Mutex<HashMap<(TaskId, Timestamp), u32>>,
     delay: Duration,
     hold_background: std::sync::atomic::AtomicBool,
 }
 
 impl Recorder {
-    fn count(&self, task: &str) -> HashMap<Timestamp, usize> {
+    fn count(&self, task: &TaskId) -> HashMap<Timestamp, usize> {
         let mut out = HashMap::new();
         for (t, i, _) in self.calls.lock().expect("lock").iter() {
             if t == task {
@@ -118,9 +124,9 @@ impl Executor for Recorder {
         self.calls
             .lock()
             .expect("lock")
-            .push((task.name.clone(), interval, trigger));
+            .push((task.id.clone(), interval, trigger));
         let mut fail = self.fail_first.lock().expect("lock");
-        if let Some(left) = fail.get_mut(&(task.name.clone(), interval.start))
+        if let Some(left) = fail.get_mut(&(task.id.clone(), interval.start))
             && *left > 0
         {
             *left -= 1;
@@ -240,7 +246,7 @@ async fn catch_up_runs_every_missed_interval_once_with_retries() {
     let now = now_s();
     let start = now - 20.seconds();
     let schedule = every("1s", start);
-    let name = "source:api".to_string();
+    let name = tid("source:api");
     let expected = schedule.intervals(start, now);
     let recorder = Arc::new(Recorder::default());
     // Two intervals fail twice each before succeeding.
@@ -343,7 +349,7 @@ async fn a_backfill_resumes_where_it_stopped_and_reprocesses_on_request() {
     let end: Timestamp = "2024-04-01T00:00:00Z".parse().expect("ts");
     let tz = TimeZone::get("Europe/Paris").expect("tz");
     let schedule = Schedule::cron("0 * * * *", &tz).expect("cron");
-    let name = "source:hourly".to_string();
+    let name = tid("source:hourly");
     let spec = task(&name, schedule, start);
     let tasks = vec![spec.clone()];
     let recorder = Arc::new(Recorder {
@@ -368,6 +374,11 @@ async fn a_backfill_resumes_where_it_stopped_and_reprocesses_on_request() {
         .expect("plan");
     let stop_after = 10;
     let (tx, rx) = tokio::sync::watch::channel(0usize);
+    let observer = |p: &Progress| {
+        if let Progress::Intervals(p) = p {
+            let _ = tx.send(p.done);
+        }
+    };
     let run = backfill::run(
         &store,
         &tasks,
@@ -377,9 +388,7 @@ async fn a_backfill_resumes_where_it_stopped_and_reprocesses_on_request() {
         start,
         end,
         1,
-        |p| {
-            let _ = tx.send(p.done);
-        },
+        &observer,
     );
     let mut rx = rx;
     tokio::select! {
@@ -413,7 +422,7 @@ async fn a_backfill_resumes_where_it_stopped_and_reprocesses_on_request() {
         start,
         end,
         1,
-        |_| {},
+        &Silent,
     )
     .await
     .expect("rest");
@@ -454,10 +463,10 @@ async fn models_run_after_their_source_interval_is_loaded() {
     let now = now_s();
     let start = now - 5.seconds();
     let schedule = every("1s", start);
-    let mut source = task("source:s", schedule.clone(), start);
-    source.downstream = vec!["model:m".into()];
+    let mut source = task(&tid("source:s"), schedule.clone(), start);
+    source.downstream = vec![tid("model:m")];
     let model = TaskSpec {
-        name: "model:m".into(),
+        id: tid("model:m"),
         schedule: Some(schedule.clone()),
         triggered: true,
         start: None,
@@ -486,19 +495,25 @@ async fn models_run_after_their_source_interval_is_loaded() {
     for i in &expected {
         let s = calls
             .iter()
-            .position(|(t, iv, _)| t == "source:s" && iv == i)
+            .position(|(t, iv, _)| *t == tid("source:s") && iv == i)
             .expect("source ran");
         let m = calls
             .iter()
             .skip(s + 1)
-            .find(|(t, iv, _)| t == "model:m" && iv.start <= i.start && i.end <= iv.end);
+            .find(|(t, iv, _)| *t == tid("model:m") && iv.start <= i.start && i.end <= iv.end);
         assert!(m.is_some(), "{i}: no model run after the source's");
     }
-    assert!(store.holes("model:m").await.expect("holes").is_empty());
+    assert!(
+        store
+            .holes(&tid("model:m"))
+            .await
+            .expect("holes")
+            .is_empty()
+    );
     assert!(
         calls
             .iter()
-            .filter(|(t, _, _)| t == "model:m")
+            .filter(|(t, _, _)| *t == tid("model:m"))
             .all(|(_, _, tr)| *tr == Trigger::Upstream)
     );
 }
@@ -510,7 +525,7 @@ async fn live_runs_go_on_while_catch_up_is_held_back() {
     let now = now_s();
     let start = now - 10.seconds();
     let schedule = every("1s", start);
-    let name = "source:quota".to_string();
+    let name = tid("source:quota");
     let recorder = Arc::new(Recorder::default());
     recorder
         .hold_background

@@ -11,7 +11,7 @@ use jiff::ToSpan;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-use super::{Recorder, every, fast_options, now_s, sqlite_store, task};
+use super::{Recorder, every, fast_options, now_s, sqlite_store, task, tid};
 
 /// Accepts HTTP POSTs and keeps their JSON bodies.
 async fn webhook_receiver() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
@@ -146,10 +146,10 @@ async fn failure_and_recovery_reach_the_webhook_and_the_mailbox() {
         .fail_first
         .lock()
         .expect("lock")
-        .insert(("source:flaky".to_string(), intervals[0].start), 1);
+        .insert((tid("source:flaky"), intervals[0].start), 1);
     let scheduler = Scheduler::new(
         store,
-        vec![task("source:flaky", schedule, start)],
+        vec![task(&tid("source:flaky"), schedule, start)],
         recorder,
         fast_options(now),
     )

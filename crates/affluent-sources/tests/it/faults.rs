@@ -13,7 +13,7 @@ use crate::support::*;
 fn opts() -> IngestOptions {
     IngestOptions {
         interval: Some(interval("2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z")),
-        progress: false,
+        observer: None,
     }
 }
 

@@ -21,7 +21,7 @@ async fn ingest(
             source,
             &IngestOptions {
                 interval: Some(interval("2000-01-01T00:00:00Z", "2021-01-01T00:00:00Z")),
-                progress: false,
+                observer: None,
             },
         )
         .await
@@ -428,7 +428,7 @@ fan_out.time = {{ every = "1h", name = "hour" }}
             "footfall",
             &IngestOptions {
                 interval: Some(day),
-                progress: false,
+                observer: None,
             },
         )
         .await

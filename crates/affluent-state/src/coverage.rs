@@ -1,32 +1,19 @@
-//! The state store: which intervals of which task are landed, loaded or failed, who is running
-//! them, and the history of runs. Embedded SQLite by default; PostgreSQL with the same code and
-//! migrations (sqlx's `Any` driver: only integers and text cross it, and every statement is
-//! written in the SQL both understand, with `$N` parameters).
+//! Coverage: which intervals of which task are landed, loaded or failed, who is running them,
+//! the history of runs, and the backfills asked for.
 //!
 //! Concurrency between processes rests on one statement: a run *claims* an interval with a
 //! conditional `UPDATE` (a compare-and-set on the lease), so of two schedulers on the same
 //! database only one wins an interval, on SQLite as on PostgreSQL. A lease that is not renewed
 //! expires; a lease whose owner is a dead process on this host is taken back at once.
+//!
+//! Tasks are [`TaskId`]s here; rows keep their text form (`source:NAME`).
 
-use affluent_core::Interval;
+use affluent_core::{Interval, TaskId};
 use jiff::Timestamp;
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
+use sqlx::Row;
+use sqlx::any::AnyRow;
 
-use crate::SchedulerError;
-
-/// The migrations, in order. Each runs once, recorded in `affluent_migrations`.
-const MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("migrations/0001_intervals.sql")),
-    (2, include_str!("migrations/0002_dashboard.sql")),
-];
-
-/// Which database is behind the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
+use crate::{StateError, Store, from_ms as ts, to_ms as ms};
 
 /// The state of one interval of one task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +51,7 @@ impl IntervalState {
 /// One row of `affluent_intervals`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IntervalRow {
-    pub task: String,
+    pub task: TaskId,
     pub interval: Interval,
     pub state: IntervalState,
     pub attempts: i64,
@@ -80,7 +67,7 @@ pub struct IntervalRow {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RunRow {
     pub id: String,
-    pub task: String,
+    pub task: TaskId,
     pub interval: Interval,
     pub trigger: String,
     pub worker: String,
@@ -101,134 +88,12 @@ pub struct RunCounts {
     pub requests: i64,
 }
 
-/// The state store.
-#[derive(Debug, Clone)]
-pub struct Store {
-    pool: AnyPool,
-    backend: Backend,
-}
-
-fn ms(t: Timestamp) -> i64 {
-    t.as_millisecond()
-}
-
-fn ts(v: i64) -> Timestamp {
-    Timestamp::from_millisecond(v).unwrap_or(Timestamp::UNIX_EPOCH)
-}
-
 impl Store {
-    /// Opens (creating if needed) the store at `url`: `sqlite:///path/state.db` or
-    /// `postgres://user@host/db`, and applies the migrations.
-    pub async fn open(url: &str) -> Result<Self, SchedulerError> {
-        sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Backend::Postgres
-        } else if url.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else {
-            return Err(SchedulerError::Store(format!(
-                "state_url must start with sqlite:// or postgres:// (got {})",
-                redact_url(url)
-            )));
-        };
-        let url = match backend {
-            Backend::Sqlite if !url.contains("mode=") => {
-                let sep = if url.contains('?') { '&' } else { '?' };
-                format!("{url}{sep}mode=rwc")
-            }
-            _ => url.to_string(),
-        };
-        let pool = AnyPoolOptions::new()
-            .max_connections(match backend {
-                Backend::Sqlite => 1,
-                Backend::Postgres => 4,
-            })
-            .acquire_timeout(std::time::Duration::from_secs(30))
-            .connect(&url)
-            .await
-            .map_err(|e| {
-                SchedulerError::Store(format!(
-                    "cannot open the state store {}: {e}",
-                    redact_url(&url)
-                ))
-            })?;
-        let store = Self { pool, backend };
-        if backend == Backend::Sqlite {
-            // Several processes may share the file: wait for the writer rather than fail.
-            sqlx::query("PRAGMA busy_timeout = 10000")
-                .execute(&store.pool)
-                .await
-                .map_err(store_err)?;
-            sqlx::query("PRAGMA journal_mode = WAL")
-                .execute(&store.pool)
-                .await
-                .map_err(store_err)?;
-        }
-        store.migrate().await?;
-        Ok(store)
-    }
-
-    /// The connection pool, for the other users of the state store (the dashboard's users,
-    /// sessions and favourites); statements must be portable as described above.
-    pub fn pool(&self) -> &AnyPool {
-        &self.pool
-    }
-
-    /// Which database this is.
-    pub fn backend(&self) -> Backend {
-        self.backend
-    }
-
-    async fn migrate(&self) -> Result<(), SchedulerError> {
-        let mut tx = self.pool.begin().await.map_err(store_err)?;
-        if self.backend == Backend::Postgres {
-            // Two processes starting together must not both create the tables.
-            sqlx::query("SELECT pg_advisory_xact_lock(7355608)")
-                .execute(&mut *tx)
-                .await
-                .map_err(store_err)?;
-        }
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS affluent_migrations (version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL)",
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(store_err)?;
-        let applied: Vec<i64> = sqlx::query("SELECT version FROM affluent_migrations")
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(store_err)?
-            .iter()
-            .map(|r| r.try_get::<i64, _>(0))
-            .collect::<Result<_, _>>()
-            .map_err(store_err)?;
-        for (version, sql) in MIGRATIONS {
-            if applied.contains(version) {
-                continue;
-            }
-            for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-                sqlx::query(statement)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| {
-                        SchedulerError::Store(format!("migration {version} failed: {e}"))
-                    })?;
-            }
-            sqlx::query("INSERT INTO affluent_migrations (version, applied_ms) VALUES ($1, $2)")
-                .bind(*version)
-                .bind(ms(Timestamp::now()))
-                .execute(&mut *tx)
-                .await
-                .map_err(store_err)?;
-        }
-        tx.commit().await.map_err(store_err)
-    }
-
     /// Records intervals as due (pending) unless they are known already. Returns how many were new.
-    pub async fn ensure(&self, task: &str, intervals: &[Interval]) -> Result<u64, SchedulerError> {
+    pub async fn ensure(&self, task: &TaskId, intervals: &[Interval]) -> Result<u64, StateError> {
         let now = ms(Timestamp::now());
         let mut added = 0;
-        let mut tx = self.pool.begin().await.map_err(store_err)?;
+        let mut tx = self.pool.begin().await?;
         for chunk in intervals.chunks(200) {
             let mut sql = String::from(
                 "INSERT INTO affluent_intervals (task, start_ms, end_ms, state, attempts, next_attempt_ms, updated_ms) VALUES ",
@@ -246,17 +111,13 @@ impl Store {
                 ));
             }
             sql.push_str(" ON CONFLICT (task, start_ms) DO NOTHING");
-            let mut q = sqlx::query(&sql).bind(task);
+            let mut q = sqlx::query(&sql).bind(task.to_string());
             for i in chunk {
                 q = q.bind(ms(i.start)).bind(ms(i.end)).bind(now);
             }
-            added += q
-                .execute(&mut *tx)
-                .await
-                .map_err(store_err)?
-                .rows_affected();
+            added += q.execute(&mut *tx).await?.rows_affected();
         }
-        tx.commit().await.map_err(store_err)?;
+        tx.commit().await?;
         Ok(added)
     }
 
@@ -264,10 +125,10 @@ impl Store {
     /// which are created). Leased intervals are left alone. Returns how many changed.
     pub async fn reset(
         &self,
-        task: &str,
+        task: &TaskId,
         intervals: &[Interval],
         states: &[IntervalState],
-    ) -> Result<u64, SchedulerError> {
+    ) -> Result<u64, StateError> {
         let mut changed = self.ensure(task, intervals).await?;
         if states.is_empty() || intervals.is_empty() {
             return Ok(changed);
@@ -282,24 +143,22 @@ impl Store {
         let last = intervals.iter().map(|i| i.end).max().unwrap_or_default();
         changed += sqlx::query(&sql)
             .bind(ms(Timestamp::now()))
-            .bind(task)
+            .bind(task.to_string())
             .bind(ms(first))
             .bind(ms(last))
             .execute(&self.pool)
-            .await
-            .map_err(store_err)?
+            .await?
             .rows_affected();
         Ok(changed)
     }
 
     /// The end of the latest interval known for a task.
-    pub async fn latest_end(&self, task: &str) -> Result<Option<Timestamp>, SchedulerError> {
+    pub async fn latest_end(&self, task: &TaskId) -> Result<Option<Timestamp>, StateError> {
         let row = sqlx::query("SELECT MAX(end_ms) FROM affluent_intervals WHERE task = $1")
-            .bind(task)
+            .bind(task.to_string())
             .fetch_one(&self.pool)
-            .await
-            .map_err(store_err)?;
-        Ok(row.try_get::<Option<i64>, _>(0).map_err(store_err)?.map(ts))
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>(0)?.map(ts))
     }
 
     /// Intervals that may run now: not done, due for an attempt, not leased (or leased by an
@@ -308,7 +167,7 @@ impl Store {
         &self,
         now: Timestamp,
         limit: i64,
-    ) -> Result<Vec<IntervalRow>, SchedulerError> {
+    ) -> Result<Vec<IntervalRow>, StateError> {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM affluent_intervals WHERE state <> 'done' AND next_attempt_ms <= $1 \
              AND (lease_owner IS NULL OR lease_until_ms < $1) ORDER BY start_ms LIMIT $2"
@@ -317,32 +176,31 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await
-        .map_err(store_err)?;
+        ?;
         rows.iter().map(interval_row).collect()
     }
 
     /// The owners of the leases currently held (for taking back those of dead processes).
-    pub async fn lease_owners(&self) -> Result<Vec<String>, SchedulerError> {
+    pub async fn lease_owners(&self) -> Result<Vec<String>, StateError> {
         let rows = sqlx::query(
             "SELECT DISTINCT lease_owner FROM affluent_intervals WHERE lease_owner IS NOT NULL",
         )
         .fetch_all(&self.pool)
-        .await
-        .map_err(store_err)?;
+        .await?;
         rows.iter()
-            .map(|r| r.try_get::<String, _>(0).map_err(store_err))
+            .map(|r| r.try_get::<String, _>(0).map_err(StateError::from))
             .collect()
     }
 
     /// Releases every lease of `owner` (a process that is gone, or this one shutting down).
-    pub async fn release_all(&self, owner: &str) -> Result<u64, SchedulerError> {
+    pub async fn release_all(&self, owner: &str) -> Result<u64, StateError> {
         Ok(sqlx::query(
             "UPDATE affluent_intervals SET lease_owner = NULL, lease_until_ms = NULL WHERE lease_owner = $1",
         )
         .bind(owner)
         .execute(&self.pool)
         .await
-        .map_err(store_err)?
+        ?
         .rows_affected())
     }
 
@@ -350,11 +208,11 @@ impl Store {
     /// or it is not due.
     pub async fn claim(
         &self,
-        task: &str,
+        task: &TaskId,
         start: Timestamp,
         owner: &str,
         until: Timestamp,
-    ) -> Result<bool, SchedulerError> {
+    ) -> Result<bool, StateError> {
         let now = ms(Timestamp::now());
         let n = sqlx::query(
             "UPDATE affluent_intervals SET lease_owner = $1, lease_until_ms = $2, attempts = attempts + 1, updated_ms = $3 \
@@ -364,24 +222,23 @@ impl Store {
         .bind(owner)
         .bind(ms(until))
         .bind(now)
-        .bind(task)
+        .bind(task.to_string())
         .bind(ms(start))
         .execute(&self.pool)
         .await
-        .map_err(store_err)?
+        ?
         .rows_affected();
         Ok(n == 1)
     }
 
     /// Extends every lease `owner` holds.
-    pub async fn renew(&self, owner: &str, until: Timestamp) -> Result<u64, SchedulerError> {
+    pub async fn renew(&self, owner: &str, until: Timestamp) -> Result<u64, StateError> {
         Ok(
             sqlx::query("UPDATE affluent_intervals SET lease_until_ms = $1 WHERE lease_owner = $2")
                 .bind(ms(until))
                 .bind(owner)
                 .execute(&self.pool)
-                .await
-                .map_err(store_err)?
+                .await?
                 .rows_affected(),
         )
     }
@@ -389,22 +246,21 @@ impl Store {
     /// Marks a claimed interval landed (ingestion succeeded, the load is next).
     pub async fn mark_landed(
         &self,
-        task: &str,
+        task: &TaskId,
         start: Timestamp,
         owner: &str,
-    ) -> Result<bool, SchedulerError> {
+    ) -> Result<bool, StateError> {
         let now = ms(Timestamp::now());
         let n = sqlx::query(
             "UPDATE affluent_intervals SET state = 'landed', updated_ms = $1 \
              WHERE task = $2 AND start_ms = $3 AND lease_owner = $4 AND state <> 'done'",
         )
         .bind(now)
-        .bind(task)
+        .bind(task.to_string())
         .bind(ms(start))
         .bind(owner)
         .execute(&self.pool)
-        .await
-        .map_err(store_err)?
+        .await?
         .rows_affected();
         Ok(n == 1)
     }
@@ -413,11 +269,11 @@ impl Store {
     /// (the work is idempotent, so the other holder's run changes nothing).
     pub async fn mark_done(
         &self,
-        task: &str,
+        task: &TaskId,
         start: Timestamp,
         owner: &str,
         records: i64,
-    ) -> Result<bool, SchedulerError> {
+    ) -> Result<bool, StateError> {
         let now = ms(Timestamp::now());
         let n = sqlx::query(
             "UPDATE affluent_intervals SET state = 'done', lease_owner = NULL, lease_until_ms = NULL, \
@@ -426,12 +282,12 @@ impl Store {
         )
         .bind(records)
         .bind(now)
-        .bind(task)
+        .bind(task.to_string())
         .bind(ms(start))
         .bind(owner)
         .execute(&self.pool)
         .await
-        .map_err(store_err)?
+        ?
         .rows_affected();
         Ok(n == 1)
     }
@@ -439,12 +295,12 @@ impl Store {
     /// Marks a claimed interval failed, to be retried at `retry_at`, and releases it.
     pub async fn mark_failed(
         &self,
-        task: &str,
+        task: &TaskId,
         start: Timestamp,
         owner: &str,
         error: &str,
         retry_at: Timestamp,
-    ) -> Result<bool, SchedulerError> {
+    ) -> Result<bool, StateError> {
         let now = ms(Timestamp::now());
         let n = sqlx::query(
             "UPDATE affluent_intervals SET state = CASE WHEN state = 'landed' THEN 'landed' ELSE 'failed' END, \
@@ -454,12 +310,12 @@ impl Store {
         .bind(error)
         .bind(ms(retry_at))
         .bind(now)
-        .bind(task)
+        .bind(task.to_string())
         .bind(ms(start))
         .bind(owner)
         .execute(&self.pool)
         .await
-        .map_err(store_err)?
+        ?
         .rows_affected();
         Ok(n == 1)
     }
@@ -467,31 +323,31 @@ impl Store {
     /// The intervals of a task overlapping `[from, to)`, oldest first.
     pub async fn intervals(
         &self,
-        task: &str,
+        task: &TaskId,
         from: Timestamp,
         to: Timestamp,
-    ) -> Result<Vec<IntervalRow>, SchedulerError> {
+    ) -> Result<Vec<IntervalRow>, StateError> {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM affluent_intervals WHERE task = $1 AND end_ms > $2 AND start_ms < $3 ORDER BY start_ms"
         ))
-        .bind(task)
+        .bind(task.to_string())
         .bind(ms(from))
         .bind(ms(to))
         .fetch_all(&self.pool)
         .await
-        .map_err(store_err)?;
+        ?;
         rows.iter().map(interval_row).collect()
     }
 
     /// The intervals of a task that are not done, oldest first.
-    pub async fn holes(&self, task: &str) -> Result<Vec<IntervalRow>, SchedulerError> {
+    pub async fn holes(&self, task: &TaskId) -> Result<Vec<IntervalRow>, StateError> {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM affluent_intervals WHERE task = $1 AND state <> 'done' ORDER BY start_ms"
         ))
-        .bind(task)
+        .bind(task.to_string())
         .fetch_all(&self.pool)
         .await
-        .map_err(store_err)?;
+        ?;
         rows.iter().map(interval_row).collect()
     }
 
@@ -499,17 +355,17 @@ impl Store {
     pub async fn run_started(
         &self,
         id: &str,
-        task: &str,
+        task: &TaskId,
         interval: Interval,
         trigger: &str,
         worker: &str,
-    ) -> Result<(), SchedulerError> {
+    ) -> Result<(), StateError> {
         sqlx::query(
             "INSERT INTO affluent_runs (id, task, start_ms, end_ms, run_trigger, worker, started_ms, status) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, 'running')",
         )
         .bind(id)
-        .bind(task)
+        .bind(task.to_string())
         .bind(ms(interval.start))
         .bind(ms(interval.end))
         .bind(trigger)
@@ -517,7 +373,7 @@ impl Store {
         .bind(ms(Timestamp::now()))
         .execute(&self.pool)
         .await
-        .map_err(store_err)?;
+        ?;
         Ok(())
     }
 
@@ -526,7 +382,7 @@ impl Store {
         &self,
         id: &str,
         result: Result<&RunCounts, &str>,
-    ) -> Result<(), SchedulerError> {
+    ) -> Result<(), StateError> {
         let (status, counts, error) = match result {
             Ok(c) => ("success", c.clone(), None),
             Err(e) => ("failed", RunCounts::default(), Some(e.to_string())),
@@ -543,17 +399,17 @@ impl Store {
         .bind(id)
         .execute(&self.pool)
         .await
-        .map_err(store_err)?;
+        ?;
         Ok(())
     }
 
     /// The latest runs, newest first, optionally of one task and only failed ones.
     pub async fn runs(
         &self,
-        task: Option<&str>,
+        task: Option<&TaskId>,
         failed_only: bool,
         limit: i64,
-    ) -> Result<Vec<RunRow>, SchedulerError> {
+    ) -> Result<Vec<RunRow>, StateError> {
         let mut sql = String::from(
             "SELECT id, task, start_ms, end_ms, run_trigger, worker, started_ms, finished_ms, status, records, loaded, requests, error \
              FROM affluent_runs WHERE ($1 = '' OR task = $1)",
@@ -563,16 +419,15 @@ impl Store {
         }
         sql.push_str(" ORDER BY started_ms DESC, id DESC LIMIT $2");
         let rows = sqlx::query(&sql)
-            .bind(task.unwrap_or(""))
+            .bind(task.map(ToString::to_string).unwrap_or_default())
             .bind(limit)
             .fetch_all(&self.pool)
-            .await
-            .map_err(store_err)?;
+            .await?;
         rows.iter()
             .map(|r| -> Result<RunRow, sqlx::Error> {
                 Ok(RunRow {
                     id: r.try_get(0)?,
-                    task: r.try_get(1)?,
+                    task: task_of(r.try_get(1)?)?,
                     interval: Interval {
                         start: ts(r.try_get(2)?),
                         end: ts(r.try_get(3)?),
@@ -589,11 +444,11 @@ impl Store {
                 })
             })
             .collect::<Result<_, _>>()
-            .map_err(store_err)
+            .map_err(StateError::from)
     }
 
     /// The last successful run of a task and the last error, for `status`.
-    pub async fn last_success(&self, task: &str) -> Result<Option<RunRow>, SchedulerError> {
+    pub async fn last_success(&self, task: &TaskId) -> Result<Option<RunRow>, StateError> {
         Ok(self
             .runs(Some(task), false, 50)
             .await?
@@ -602,60 +457,58 @@ impl Store {
     }
 
     /// Whether a backfill request is recorded and unfinished.
-    pub async fn backfill_open(&self, id: &str) -> Result<bool, SchedulerError> {
+    pub async fn backfill_open(&self, id: &str) -> Result<bool, StateError> {
         let row = sqlx::query(
             "SELECT COUNT(*) FROM affluent_backfills WHERE id = $1 AND finished_ms IS NULL",
         )
         .bind(id)
         .fetch_one(&self.pool)
-        .await
-        .map_err(store_err)?;
-        Ok(row.try_get::<i64, _>(0).map_err(store_err)? > 0)
+        .await?;
+        Ok(row.try_get::<i64, _>(0)? > 0)
     }
 
     /// Records a backfill request (again, if an identical one finished before).
     pub async fn backfill_record(
         &self,
         id: &str,
-        task: &str,
+        task: &TaskId,
         from: Timestamp,
         to: Timestamp,
         reprocess: &str,
-    ) -> Result<(), SchedulerError> {
+    ) -> Result<(), StateError> {
         sqlx::query(
             "INSERT INTO affluent_backfills (id, task, from_ms, to_ms, reprocess, created_ms) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (id) DO UPDATE SET created_ms = $6, finished_ms = NULL",
         )
         .bind(id)
-        .bind(task)
+        .bind(task.to_string())
         .bind(ms(from))
         .bind(ms(to))
         .bind(reprocess)
         .bind(ms(Timestamp::now()))
         .execute(&self.pool)
         .await
-        .map_err(store_err)?;
+        ?;
         Ok(())
     }
 
     /// Marks a backfill request finished.
-    pub async fn backfill_finished(&self, id: &str) -> Result<(), SchedulerError> {
+    pub async fn backfill_finished(&self, id: &str) -> Result<(), StateError> {
         sqlx::query("UPDATE affluent_backfills SET finished_ms = $1 WHERE id = $2")
             .bind(ms(Timestamp::now()))
             .bind(id)
             .execute(&self.pool)
-            .await
-            .map_err(store_err)?;
+            .await?;
         Ok(())
     }
 }
 
 const COLUMNS: &str = "task, start_ms, end_ms, state, attempts, next_attempt_ms, lease_owner, lease_until_ms, last_error, records, updated_ms";
 
-fn interval_row(r: &AnyRow) -> Result<IntervalRow, SchedulerError> {
+fn interval_row(r: &AnyRow) -> Result<IntervalRow, StateError> {
     (|| -> Result<IntervalRow, sqlx::Error> {
         Ok(IntervalRow {
-            task: r.try_get(0)?,
+            task: task_of(r.try_get(0)?)?,
             interval: Interval {
                 start: ts(r.try_get(1)?),
                 end: ts(r.try_get(2)?),
@@ -670,20 +523,11 @@ fn interval_row(r: &AnyRow) -> Result<IntervalRow, SchedulerError> {
             updated: ts(r.try_get(10)?),
         })
     })()
-    .map_err(store_err)
+    .map_err(StateError::from)
 }
 
-fn store_err(e: sqlx::Error) -> SchedulerError {
-    SchedulerError::Store(e.to_string())
-}
-
-/// A URL without its password, for messages.
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
-    }
+/// A task's text form read back; a row this version cannot read is a decode error.
+fn task_of(text: String) -> Result<TaskId, sqlx::Error> {
+    text.parse()
+        .map_err(|e: affluent_core::InvalidTaskId| sqlx::Error::Decode(Box::new(e)))
 }

@@ -1,0 +1,19 @@
+//! One module per subcommand: its clap arguments (`Args`) and its `run`.
+
+pub mod backfill;
+pub mod demo;
+pub mod export;
+pub mod ingest;
+pub mod landing;
+pub mod load;
+pub mod quarantine;
+pub mod query;
+pub mod run;
+pub mod runs;
+pub mod serve;
+pub mod simulate;
+pub mod status;
+pub mod tables;
+pub mod transform;
+pub mod user;
+pub mod validate;

@@ -1,0 +1,24 @@
+//! `affluent validate`.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::context::{Calls, Context};
+
+/// Check affluent.toml and .env: every error at once, with line and column.
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+/// Runs the command.
+pub async fn run(ctx: &Context, _args: Args) -> Result<ExitCode> {
+    let project = ctx.project(Calls::AllSources)?;
+    println!(
+        "{}: ok ({} sources, time zone {}, data in {})",
+        project.file.display(),
+        project.sources.len(),
+        project.timezone.iana_name().unwrap_or("UTC"),
+        project.data_dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
