@@ -143,7 +143,31 @@ pub fn router(state: AppState, sessions: SqlSessions) -> Router {
                 "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
             ),
         ))
+        .layer(axum::middleware::from_fn(request_id))
         .with_state(state)
+}
+
+/// Gives every request an id: the client's `x-request-id` when it is a short plain token, else
+/// a new one. Errors log it, and the response carries it (header and error body), so a user's
+/// report finds the server's log line.
+pub async fn request_id(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| crate::auth::random_hex(8));
+    let mut response = crate::REQUEST_ID.scope(id.clone(), next.run(req)).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -188,10 +212,7 @@ impl FromRequestParts<AppState> for AdminUser {
 }
 
 async fn user_of(session: &Session, state: &AppState) -> Result<Option<CurrentUser>, WebError> {
-    let name: Option<String> = session
-        .get("user")
-        .await
-        .map_err(|e| WebError::Store(e.to_string()))?;
+    let name: Option<String> = session.get("user").await.map_err(WebError::store)?;
     let Some(name) = name else { return Ok(None) };
     Ok(state
         .users
@@ -359,7 +380,7 @@ async fn session_payload(
     let user = user_of(session, state).await?;
     let csrf = token
         .authenticity_token()
-        .map_err(|e| WebError::Store(format!("CSRF token: {e}")))?;
+        .map_err(|e| WebError::internal("the CSRF token", e.to_string()))?;
     Ok(SessionInfo {
         setup_required: state.users.count().await? == 0,
         title: state
@@ -447,10 +468,7 @@ async fn login(
 #[utoipa::path(post, path = "/api/logout", tag = "session",
     responses((status = 204, description = "Logged out")))]
 async fn logout(session: Session) -> Result<StatusCode, WebError> {
-    session
-        .flush()
-        .await
-        .map_err(|e| WebError::Store(e.to_string()))?;
+    session.flush().await.map_err(WebError::store)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -499,14 +517,11 @@ async fn log_in(
     token: CsrfToken,
     name: &str,
 ) -> Result<Response, WebError> {
-    session
-        .cycle_id()
-        .await
-        .map_err(|e| WebError::Store(e.to_string()))?;
+    session.cycle_id().await.map_err(WebError::store)?;
     session
         .insert("user", name)
         .await
-        .map_err(|e| WebError::Store(e.to_string()))?;
+        .map_err(WebError::store)?;
     let info = session_payload(state, session, &token).await?;
     Ok((token, Json(info)).into_response())
 }
@@ -600,7 +615,7 @@ async fn page_filters(
     params(("page" = String, Path, description = "Page name"), ("panel" = String, Path, description = "Panel name")),
     responses((status = 200, description = "The panel's rows for the filters in the query string", body = PanelData),
         (status = 400, description = "A filter value is invalid", body = ErrorBody),
-        (status = 422, description = "The panel's query failed", body = ErrorBody)))]
+        (status = 500, description = "The panel's query failed (the detail is in the server's log, under the request id)", body = ErrorBody)))]
 async fn panel(
     State(state): State<AppState>,
     _user: CurrentUser,
@@ -620,7 +635,7 @@ async fn panel(
 #[utoipa::path(get, path = "/api/pages/{page}/panels/{panel}/csv", tag = "pages",
     params(("page" = String, Path, description = "Page name"), ("panel" = String, Path, description = "Panel name")),
     responses((status = 200, description = "Every row of the panel as CSV", content_type = "text/csv"),
-        (status = 422, body = ErrorBody)))]
+        (status = 500, description = "The panel's query failed", body = ErrorBody)))]
 async fn panel_csv(
     State(state): State<AppState>,
     _user: CurrentUser,
@@ -635,11 +650,11 @@ async fn panel_csv(
     let reader = state.live.reader().await;
     let resolved = pages::resolve(&reader, page_cfg, &q, today(&state)).await?;
     let view = table_view(&q)?;
-    let sql = pages::panel_sql(&reader, panel_cfg, &resolved.params, &view).await?;
+    let sql = pages::panel_sql(&reader, &panel, panel_cfg, &resolved.params, &view).await?;
     let csv = reader
         .csv(&sql, &resolved.params)
         .await
-        .map_err(|e| WebError::Query(e.to_string()))?;
+        .map_err(WebError::query(format!("panel `{panel}`")))?;
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),

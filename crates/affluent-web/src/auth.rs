@@ -73,10 +73,6 @@ pub struct Users {
     pool: AnyPool,
 }
 
-fn db(e: sqlx::Error) -> WebError {
-    WebError::Store(e.to_string())
-}
-
 /// Checks a user name: 1 to 64 letters, digits, `_`, `-`, `.` or `@`.
 pub fn check_name(name: &str) -> Result<(), WebError> {
     if name.is_empty()
@@ -103,7 +99,7 @@ pub fn hash_password(password: &str) -> Result<String, WebError> {
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| WebError::Invalid(format!("cannot hash the password: {e}")))
+        .map_err(|e| WebError::internal(format!("cannot hash the password: {e}"), e.to_string()))
 }
 
 /// A hash verified when the account does not exist, so that unknown and known names take the
@@ -138,7 +134,7 @@ impl Users {
         .bind(Timestamp::now().as_millisecond())
         .execute(&self.pool)
         .await
-        .map_err(db)?;
+        .map_err(WebError::store)?;
         if done.rows_affected() == 0 {
             return Err(WebError::Conflict(format!("user `{name}` already exists")));
         }
@@ -153,7 +149,7 @@ impl Users {
             .bind(name)
             .execute(&self.pool)
             .await
-            .map_err(db)?;
+            .map_err(WebError::store)?;
         if done.rows_affected() == 0 {
             return Err(WebError::NotFound(format!("no user `{name}`")));
         }
@@ -166,7 +162,7 @@ impl Users {
             .bind(name)
             .execute(&self.pool)
             .await
-            .map_err(db)?;
+            .map_err(WebError::store)?;
         if done.rows_affected() == 0 {
             return Err(WebError::NotFound(format!("no user `{name}`")));
         }
@@ -174,7 +170,7 @@ impl Users {
             .bind(name)
             .execute(&self.pool)
             .await
-            .map_err(db)?;
+            .map_err(WebError::store)?;
         Ok(())
     }
 
@@ -183,8 +179,8 @@ impl Users {
         let row = sqlx::query("SELECT COUNT(*) FROM affluent_users")
             .fetch_one(&self.pool)
             .await
-            .map_err(db)?;
-        row.try_get::<i64, _>(0).map_err(db)
+            .map_err(WebError::store)?;
+        row.try_get::<i64, _>(0).map_err(WebError::store)
     }
 
     /// Every user, by name.
@@ -192,14 +188,14 @@ impl Users {
         let rows = sqlx::query("SELECT name, role, created_ms FROM affluent_users ORDER BY name")
             .fetch_all(&self.pool)
             .await
-            .map_err(db)?;
+            .map_err(WebError::store)?;
         rows.iter()
             .map(|r| {
-                let role: String = r.try_get(1).map_err(db)?;
+                let role: String = r.try_get(1).map_err(WebError::store)?;
                 Ok(UserInfo {
-                    name: r.try_get(0).map_err(db)?,
+                    name: r.try_get(0).map_err(WebError::store)?,
                     role: role.parse()?,
-                    created: Timestamp::from_millisecond(r.try_get(2).map_err(db)?)
+                    created: Timestamp::from_millisecond(r.try_get(2).map_err(WebError::store)?)
                         .map(|t| t.to_string())
                         .unwrap_or_default(),
                 })
@@ -213,9 +209,13 @@ impl Users {
             .bind(name)
             .fetch_optional(&self.pool)
             .await
-            .map_err(db)?;
+            .map_err(WebError::store)?;
         match row {
-            Some(r) => Ok(Some(r.try_get::<String, _>(0).map_err(db)?.parse()?)),
+            Some(r) => Ok(Some(
+                r.try_get::<String, _>(0)
+                    .map_err(WebError::store)?
+                    .parse()?,
+            )),
             None => Ok(None),
         }
     }
@@ -226,11 +226,11 @@ impl Users {
             .bind(name)
             .fetch_optional(&self.pool)
             .await
-            .map_err(db)?;
+            .map_err(WebError::store)?;
         let (hash, role) = match &row {
             Some(r) => (
-                r.try_get::<String, _>(0).map_err(db)?,
-                Some(r.try_get::<String, _>(1).map_err(db)?),
+                r.try_get::<String, _>(0).map_err(WebError::store)?,
+                Some(r.try_get::<String, _>(1).map_err(WebError::store)?),
             ),
             None => (dummy_hash().to_string(), None),
         };
@@ -266,10 +266,12 @@ impl Users {
             .bind(since)
             .fetch_all(&self.pool)
             .await
-            .map_err(db)?;
+            .map_err(WebError::store)?;
             if rows.len() as i64 >= MAX_FAILURES {
                 // Free again when the oldest failure that counts leaves the window.
-                let oldest: i64 = rows[MAX_FAILURES as usize - 1].try_get(0).map_err(db)?;
+                let oldest: i64 = rows[MAX_FAILURES as usize - 1]
+                    .try_get(0)
+                    .map_err(WebError::store)?;
                 let until = oldest + FAILURE_WINDOW.as_millis() as i64 - now;
                 wait = Some(wait.map_or(until, |w| w.max(until)));
             }
@@ -286,13 +288,13 @@ impl Users {
             .bind(now)
             .execute(&self.pool)
             .await
-            .map_err(db)?;
+            .map_err(WebError::store)?;
         // Forget what no longer counts.
         sqlx::query("DELETE FROM affluent_login_failures WHERE at_ms < $1")
             .bind(now - 2 * FAILURE_WINDOW.as_millis() as i64)
             .execute(&self.pool)
             .await
-            .map_err(db)?;
+            .map_err(WebError::store)?;
         Ok(())
     }
 }
@@ -324,16 +326,16 @@ pub async fn secret(pool: &AnyPool, name: &str) -> Result<Vec<u8>, WebError> {
     .bind(random_hex(64))
     .execute(pool)
     .await
-    .map_err(db)?;
+    .map_err(WebError::store)?;
     let row = sqlx::query("SELECT value FROM affluent_secrets WHERE name = $1")
         .bind(name)
         .fetch_one(pool)
         .await
-        .map_err(db)?;
-    let hex: String = row.try_get(0).map_err(db)?;
+        .map_err(WebError::store)?;
+    let hex: String = row.try_get(0).map_err(WebError::store)?;
     (0..hex.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(hex.get(i..i + 2).unwrap_or("zz"), 16))
         .collect::<Result<Vec<u8>, _>>()
-        .map_err(|_| WebError::Store(format!("secret `{name}` is corrupt")))
+        .map_err(|e| WebError::internal(format!("server secret `{name}` is corrupt"), e))
 }

@@ -35,7 +35,12 @@ use axum_csrf::CsrfConfig;
 pub use auth::{Role, Users};
 pub use live::Live;
 
-/// Errors of the dashboard, each with its HTTP status.
+/// A cause kept with an error (for logs), whatever its type.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Errors of the dashboard, each with its HTTP status. Client errors (4xx) carry a message
+/// written for the user; server errors carry their cause, which is logged with the request's
+/// id and never sent: the response says what failed and gives the id (see [`WebError::public`]).
 #[derive(Debug, thiserror::Error)]
 pub enum WebError {
     /// Bad input from the request.
@@ -56,12 +61,27 @@ pub enum WebError {
     /// Too many failed logins.
     #[error("too many failed logins: try again in {} s", .0.as_secs())]
     Throttled(Duration),
-    /// A panel's or filter's query failed.
-    #[error("{0}")]
-    Query(String),
-    /// The state store failed.
-    #[error("state store: {0}")]
-    Store(String),
+    /// A panel's or filter's query failed (the project's SQL, or the tables behind it).
+    #[error("{what} failed")]
+    Query {
+        /// What was being computed: `panel \`daily\``, `filter \`agency\``.
+        what: String,
+        /// Why.
+        #[source]
+        source: affluent_tables::TableError,
+    },
+    /// The state store (users, sessions, favourites) failed.
+    #[error("state store")]
+    Store(#[source] BoxError),
+    /// Something the server should always manage (a cookie key, a password hash, a socket).
+    #[error("{what}")]
+    Internal {
+        /// What failed.
+        what: String,
+        /// Why.
+        #[source]
+        source: Option<BoxError>,
+    },
 }
 
 impl WebError {
@@ -74,29 +94,98 @@ impl WebError {
             WebError::NotFound(_) => StatusCode::NOT_FOUND,
             WebError::Conflict(_) => StatusCode::CONFLICT,
             WebError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
-            WebError::Query(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            WebError::Query { .. } | WebError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             WebError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// A state store failure.
+    pub fn store(e: impl Into<BoxError>) -> Self {
+        WebError::Store(e.into())
+    }
+
+    /// A query failure, `what` naming the panel or filter.
+    pub fn query(what: impl Into<String>) -> impl FnOnce(affluent_tables::TableError) -> Self {
+        let what = what.into();
+        move |source| WebError::Query { what, source }
+    }
+
+    /// An internal failure with its cause.
+    pub fn internal(what: impl Into<String>, e: impl Into<BoxError>) -> Self {
+        WebError::Internal {
+            what: what.into(),
+            source: Some(e.into()),
+        }
+    }
+
+    /// The message a user may see: the error itself for client errors; for server errors what
+    /// failed and where the detail is, never the cause.
+    pub fn public(&self, request_id: &str) -> String {
+        match self {
+            WebError::Query { what, .. } => format!(
+                "{what} could not be computed; the server's log has the details (request {request_id})"
+            ),
+            WebError::Store(_) => format!(
+                "the state store is not answering; try again shortly (request {request_id})"
+            ),
+            WebError::Internal { .. } => {
+                format!("internal error; the server's log has the details (request {request_id})")
+            }
+            other => other.to_string(),
         }
     }
 }
 
-/// The body of every error: `{"error": "..."}`.
+impl From<sqlx::Error> for WebError {
+    fn from(e: sqlx::Error) -> Self {
+        WebError::store(e)
+    }
+}
+
+impl From<affluent_state::StateError> for WebError {
+    fn from(e: affluent_state::StateError) -> Self {
+        WebError::store(e)
+    }
+}
+
+/// The body of every error: `{"error": "...", "request_id": "..."}`.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// What went wrong and what to do.
     pub error: String,
+    /// The request's id, also in the `x-request-id` header and in the server's log.
+    pub request_id: String,
+}
+
+tokio::task_local! {
+    /// The id of the request being served (set by [`api::request_id`]).
+    pub static REQUEST_ID: String;
+}
+
+/// The current request's id, or `-` outside a request.
+pub fn request_id() -> String {
+    REQUEST_ID
+        .try_with(|id| id.clone())
+        .unwrap_or_else(|_| "-".to_string())
 }
 
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let request_id = request_id();
         if status.is_server_error() {
-            tracing::warn!("dashboard: {self}");
+            tracing::error!(
+                request_id = %request_id,
+                status = status.as_u16(),
+                "dashboard: {}",
+                affluent_core::error_chain(&self)
+            );
         }
         let mut response = (
             status,
             Json(ErrorBody {
-                error: self.to_string(),
+                error: self.public(&request_id),
+                request_id,
             }),
         )
             .into_response();
@@ -158,7 +247,7 @@ pub async fn migrate(store: &Store) -> Result<(), WebError> {
     store
         .migrate("dashboard", MIGRATIONS)
         .await
-        .map_err(|e| WebError::Store(affluent_core::error_chain(&e)))
+        .map_err(WebError::from)
 }
 
 impl AppState {
@@ -187,7 +276,7 @@ impl AppState {
             store,
             csrf,
             metrics: metrics::Metrics::new()
-                .map_err(|e| WebError::Invalid(format!("metrics: {e}")))?,
+                .map_err(|e| WebError::internal("metrics registry", e))?,
             setup_token: Arc::new(std::sync::Mutex::new(None)),
             secure,
         })
@@ -271,7 +360,7 @@ pub async fn serve(state: AppState, addr: SocketAddr) -> Result<Server, WebError
     })?;
     let addr = listener
         .local_addr()
-        .map_err(|e| WebError::Invalid(e.to_string()))?;
+        .map_err(|e| WebError::internal("the listening socket's address", e))?;
     let setup_url = state
         .setup_token()
         .await?

@@ -41,7 +41,7 @@ impl Live {
         let reader = warehouse
             .reader()
             .await
-            .map_err(|e| WebError::Query(e.to_string()))?;
+            .map_err(WebError::query("opening the tables"))?;
         let (changes, _) = broadcast::channel(64);
         Ok(Self {
             warehouse,
@@ -87,7 +87,7 @@ impl Live {
             .warehouse
             .reader()
             .await
-            .map_err(|e| WebError::Query(e.to_string()))?;
+            .map_err(WebError::query("opening the tables"))?;
         *self.reader.write().await = Arc::new(reader);
         let now = Timestamp::now();
         *self.updated.lock().unwrap_or_else(|p| p.into_inner()) = now;

@@ -165,7 +165,7 @@ async fn options_of(
         let rows = reader
             .rows_cached(sql, params)
             .await
-            .map_err(|e| WebError::Query(format!("filter `{name}`: {e}")))?;
+            .map_err(WebError::query(format!("filter `{name}`")))?;
         let kind = rows.columns.first().map(|c| c.kind).unwrap_or("text");
         let options = rows
             .rows
@@ -305,7 +305,7 @@ async fn resolve_one(
                     let rows = reader
                         .rows_cached(sql, &state.params)
                         .await
-                        .map_err(|e| WebError::Query(format!("filter `{name}`: {e}")))?;
+                        .map_err(WebError::query(format!("filter `{name}`")))?;
                     rows.rows
                         .first()
                         .and_then(|r| r.first())
@@ -413,6 +413,7 @@ pub struct TableView {
 /// The query a panel runs for a view (tables sorted and paged, top-N cut).
 pub async fn panel_sql(
     reader: &Reader,
+    name: &str,
     panel: &PanelConfig,
     params: &HashMap<String, Param>,
     view: &TableView,
@@ -422,7 +423,10 @@ pub async fn panel_sql(
         PanelKind::Table => match &view.sort {
             // Sorted by the user: the engine sorts.
             Some(sort) => {
-                let columns = reader.columns(&sql, params).await.map_err(query_err)?;
+                let columns = reader
+                    .columns(&sql, params)
+                    .await
+                    .map_err(WebError::query(format!("panel `{name}`")))?;
                 if !columns.iter().any(|c| &c.name == sort) {
                     return Err(WebError::Invalid(format!(
                         "cannot sort on `{sort}`: the columns are {}",
@@ -443,7 +447,10 @@ pub async fn panel_sql(
             None => sql,
         },
         PanelKind::Top => {
-            let columns = reader.columns(&sql, params).await.map_err(query_err)?;
+            let columns = reader
+                .columns(&sql, params)
+                .await
+                .map_err(WebError::query(format!("panel `{name}`")))?;
             let value = columns
                 .iter()
                 .skip(1)
@@ -462,10 +469,6 @@ pub async fn panel_sql(
         }
         _ => sql,
     })
-}
-
-fn query_err(e: affluent_tables::TableError) -> WebError {
-    WebError::Query(e.to_string())
 }
 
 /// Runs a panel for a resolved state.
@@ -495,20 +498,24 @@ pub async fn run_panel(
         data.text = panel.text.clone();
         return Ok(data);
     }
-    let sql = panel_sql(reader, panel, &state.params, view).await?;
+    let sql = panel_sql(reader, name, panel, &state.params, view).await?;
+    let query_err = || WebError::query(format!("panel `{name}`"));
     if panel.kind == PanelKind::Table {
         // Pages are cut from the ordered result, so the order is the query's or the user's.
         let limit = view.limit.unwrap_or(panel.limit.unwrap_or(25) as u64) as usize;
         let (rows, total) = reader
             .rows_window(&sql, &state.params, view.offset as usize, limit)
             .await
-            .map_err(query_err)?;
+            .map_err(query_err())?;
         data.columns = rows.columns;
         data.rows = rows.rows;
         data.total = Some(total as u64);
         return Ok(data);
     }
-    let Rows { columns, rows } = reader.rows(&sql, &state.params).await.map_err(query_err)?;
+    let Rows { columns, rows } = reader
+        .rows(&sql, &state.params)
+        .await
+        .map_err(query_err())?;
     data.columns = columns;
     data.rows = rows;
     if panel.kind == PanelKind::Kpi {
@@ -541,7 +548,7 @@ pub async fn run_panel(
             let mut params = state.params.clone();
             params.insert(format!("{period}_start"), Param::Date(prev_start));
             params.insert(format!("{period}_end"), Param::Date(*start));
-            let prev = reader.rows(&sql, &params).await.map_err(query_err)?;
+            let prev = reader.rows(&sql, &params).await.map_err(query_err())?;
             let previous = prev
                 .rows
                 .first()

@@ -48,7 +48,7 @@ impl SqlSessions {
             .bind(Timestamp::now().as_millisecond())
             .execute(&self.pool)
             .await
-            .map_err(|e| WebError::Store(e.to_string()))?;
+            .map_err(WebError::store)?;
         Ok(done.rows_affected())
     }
 }
@@ -128,10 +128,6 @@ pub struct Favourites {
     pool: AnyPool,
 }
 
-fn db(e: sqlx::Error) -> WebError {
-    WebError::Store(e.to_string())
-}
-
 impl Favourites {
     /// Favourites in a state store's pool.
     pub fn new(pool: AnyPool) -> Self {
@@ -146,18 +142,17 @@ impl Favourites {
         .bind(user)
         .fetch_all(&self.pool)
         .await
-        .map_err(db)?;
+        .map_err(WebError::store)?;
         rows.iter()
             .map(|r| {
-                let page: String = r.try_get(0).map_err(db)?;
-                let params: String = r.try_get(1).map_err(db)?;
+                let page: String = r.try_get(0).map_err(WebError::store)?;
+                let params: String = r.try_get(1).map_err(WebError::store)?;
                 Ok(Favourite {
                     id: favourite_id(&page, &params),
                     page,
-                    params: serde_json::from_str(&params)
-                        .map_err(|e| WebError::Store(e.to_string()))?,
-                    label: r.try_get(2).map_err(db)?,
-                    created: Timestamp::from_millisecond(r.try_get(3).map_err(db)?)
+                    params: serde_json::from_str(&params).map_err(WebError::store)?,
+                    label: r.try_get(2).map_err(WebError::store)?,
+                    created: Timestamp::from_millisecond(r.try_get(3).map_err(WebError::store)?)
                         .map(|t| t.to_string())
                         .unwrap_or_default(),
                 })
@@ -175,7 +170,7 @@ impl Favourites {
     ) -> Result<String, WebError> {
         // Keys in a fixed order, so the same entity is the same text.
         let sorted: std::collections::BTreeMap<_, _> = params.iter().collect();
-        let params = serde_json::to_string(&sorted).map_err(|e| WebError::Store(e.to_string()))?;
+        let params = serde_json::to_string(&sorted).map_err(WebError::store)?;
         sqlx::query(
             "INSERT INTO affluent_favourites (user_name, page, params, label, created_ms) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_name, page, params) DO UPDATE SET label = excluded.label",
         )
@@ -186,7 +181,7 @@ impl Favourites {
         .bind(Timestamp::now().as_millisecond())
         .execute(&self.pool)
         .await
-        .map_err(db)?;
+        .map_err(WebError::store)?;
         Ok(favourite_id(page, &params))
     }
 
@@ -195,8 +190,7 @@ impl Favourites {
         for f in self.list(user).await? {
             if f.id == id {
                 let sorted: std::collections::BTreeMap<_, _> = f.params.iter().collect();
-                let params =
-                    serde_json::to_string(&sorted).map_err(|e| WebError::Store(e.to_string()))?;
+                let params = serde_json::to_string(&sorted).map_err(WebError::store)?;
                 sqlx::query(
                     "DELETE FROM affluent_favourites WHERE user_name = $1 AND page = $2 AND params = $3",
                 )
@@ -205,7 +199,7 @@ impl Favourites {
                 .bind(params)
                 .execute(&self.pool)
                 .await
-                .map_err(db)?;
+                .map_err(WebError::store)?;
                 return Ok(true);
             }
         }

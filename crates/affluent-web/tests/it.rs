@@ -169,6 +169,35 @@ async fn fixture() -> Fixture {
     }
 }
 
+/// The dashboard's log lines while installed (on this test's thread).
+#[derive(Default, Clone)]
+struct CapturedLogs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let sink = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || sink.clone())
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A browser: cookies kept between requests, the CSRF token of the last /api/session.
 #[derive(Default, Clone)]
 struct Client {
@@ -583,12 +612,33 @@ async fn panels_bind_the_filters_of_the_url() {
             r.text()
         );
     }
-    // A panel whose query fails says why, as JSON, with no trace.
-    let broken = c
-        .send(&f.app, "GET", "/api/pages/visits/panels/broken", None)
-        .await;
-    assert_eq!(broken.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(broken.json()["error"].as_str().unwrap().contains("nope"));
+    // A panel whose query fails says which, as JSON, with the request's id and none of the
+    // engine's text; the server's log has the detail under the same id.
+    let logs = CapturedLogs::default();
+    let broken = {
+        let _guard = logs.install();
+        c.send(&f.app, "GET", "/api/pages/visits/panels/broken", None)
+            .await
+    };
+    assert_eq!(broken.status, StatusCode::INTERNAL_SERVER_ERROR);
+    let body = broken.json();
+    let id = body["request_id"].as_str().unwrap().to_string();
+    assert_eq!(broken.headers["x-request-id"], id.as_str());
+    let message = body["error"].as_str().unwrap();
+    assert!(
+        message.contains("panel `broken`") && message.contains(&id),
+        "{message}"
+    );
+    for internal in ["nope", "Schema", "field", "counts"] {
+        assert!(!message.contains(internal), "{internal} leaked: {message}");
+    }
+    let log = logs.text();
+    assert!(
+        log.contains(&format!("request_id={id}"))
+            && log.contains("panel `broken` failed")
+            && log.contains("nope"),
+        "{log}"
+    );
     // Unknown pages and panels.
     assert_eq!(
         c.send(&f.app, "GET", "/api/pages/nope/panels/daily", None)
