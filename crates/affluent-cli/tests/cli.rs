@@ -59,6 +59,70 @@ fn validate_reports_errors_with_positions_and_fails() {
 }
 
 #[test]
+fn commands_need_only_the_variables_of_the_sources_they_call() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("local.csv"), "day,n\n2024-01-01,3\n").unwrap();
+    std::fs::write(
+        dir.path().join("affluent.toml"),
+        r#"[sources.scores]
+type = "rest"
+client.base_url = "https://api.example.org/"
+client.headers = { "X-Auth-Token" = "${SCORES_TOKEN}" }
+client.auth = { type = "api_key", name = "key", api_key = "${SCORES_KEY}", location = "query" }
+
+[sources.local]
+type = "csv"
+path = "local.csv"
+columns = { day = "string", n = "int" }
+
+[tables.local]
+source = "local"
+[tables.local.columns]
+day = { path = "day", type = "date" }
+n = { path = "n", type = "int" }
+"#,
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_affluent"))
+            .arg("--project")
+            .arg(dir.path())
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("SCORES_TOKEN")
+            .env_remove("SCORES_KEY")
+            .output()
+            .expect("runs")
+    };
+    // What calls no source, or only `local`, runs without the API's secrets.
+    for args in [
+        &["ingest", "local"][..],
+        &["query", "SELECT sum(n) AS n FROM local"][..],
+        &["tables"][..],
+        &["status"][..],
+        &["landing", "list", "local"][..],
+    ] {
+        let o = run(args);
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+    }
+    let o = run(&["query", "SELECT sum(n) AS n FROM local", "--format", "csv"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "n\n3");
+    // Calling `scores` names both variables at once, with line and column.
+    for args in [&["ingest", "scores"][..], &["validate"][..]] {
+        let o = run(args);
+        assert!(!o.status.success(), "{args:?}");
+        let t = text(&o);
+        assert!(
+            t.contains("affluent.toml:4:37: error: environment variable `SCORES_TOKEN` is not set")
+                && t.contains(
+                    "affluent.toml:5:59: error: environment variable `SCORES_KEY` is not set"
+                ),
+            "{args:?}: {t}"
+        );
+    }
+}
+
+#[test]
 fn csv_ingest_lands_once_and_quarantines_bad_rows() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("raw")).unwrap();
@@ -890,4 +954,41 @@ fn an_outage_of_the_footfall_simulator_is_healed_exactly_once() {
     );
     let _ = sim.kill();
     let _ = sim.wait();
+}
+
+#[test]
+fn demo_backfills_its_example_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    footfall_example_copy(dir.path());
+    let o = affluent(dir.path(), &["demo", "--no-run", "--weeks", "1"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("footfall simulator"), "{t}");
+    // A week of hours, each run once, none failed (the models downstream run with them).
+    assert!(
+        t.contains("source:footfall_api: 168 interval(s) in range"),
+        "{t}"
+    );
+    assert!(t.contains(" 0 failed, 0 left to another process"), "{t}");
+    let o = affluent(
+        dir.path(),
+        &[
+            "query",
+            "--format",
+            "csv",
+            "SELECT count(DISTINCT date) AS days FROM footfall_daily",
+        ],
+    );
+    let days: i64 = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{}", text(&o)));
+    // The branches open six days a week; the 168 hours may touch an eighth calendar day.
+    assert!((5..=8).contains(&days), "{days} days in a week's backfill");
+
+    // The examples are a list: an unknown one is refused with the names.
+    let o = affluent(dir.path(), &["demo", "--example", "nope"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("footfall"), "{}", text(&o));
 }

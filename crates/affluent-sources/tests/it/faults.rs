@@ -443,3 +443,49 @@ async fn per_host_limit_is_shared_by_sources_running_together() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_run_reports_each_request_chain_to_its_observer() {
+    // Four chains: three answer, one fails for good (404 is not retried).
+    let (addr, _log) = serve(Arc::new(|hit: &Hit| {
+        if hit.query.get("v").is_some_and(|v| v == "c") {
+            json(404, &json!({"message": "no such thing"}))
+        } else {
+            json(200, &json!([{"x": 1}, {"x": 2}]))
+        }
+    }))
+    .await;
+    let toml = format!(
+        "[sources.api]\ntype = \"rest\"\nconcurrency = 1\nclient.base_url = \"http://{addr}/q\"\nendpoint.params = {{ v = \"{{v}}\" }}\nfan_out.values = {{ v = [\"a\", \"b\", \"c\", \"d\"] }}\n"
+    );
+    let (_dir, project) = project(&toml, &[]);
+    let recorder = Arc::new(affluent_core::progress::Recorder::default());
+    let s = Connectors::new(project)
+        .unwrap()
+        .ingest(
+            "api",
+            &IngestOptions {
+                observer: Some(recorder.clone()),
+                ..opts()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.errors.len(), 1, "{:?}", s.errors);
+    let events: Vec<_> = recorder
+        .events()
+        .into_iter()
+        .map(|e| match e {
+            affluent_core::Progress::Requests(p) => p,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(events.len(), 4, "{events:?}");
+    assert_eq!(
+        events.iter().map(|p| (p.done, p.total)).collect::<Vec<_>>(),
+        vec![(1, 4), (2, 4), (3, 4), (4, 4)]
+    );
+    let last = events.last().unwrap();
+    assert_eq!((last.failed, last.landed, last.records), (1, 3, 6));
+    assert!(events.iter().all(|p| p.source == "api"));
+}
