@@ -5,9 +5,13 @@
 //! or [`LoadError::Invalid`] with all the problems found. Nothing downstream re-validates.
 //! This crate reads the project file and `.env`, and nothing else.
 
+mod dashboard;
 mod diagnostics;
 pub mod env;
+mod scheduler;
 pub mod schema;
+mod sources;
+mod tables;
 mod validate;
 pub mod values;
 
@@ -20,11 +24,11 @@ use jiff::tz::TimeZone;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+pub use dashboard::{GRANULARITIES, PERIOD_PRESETS, page_parameters, placeholders};
 use diagnostics::Reporter;
 pub use diagnostics::{ConfigErrors, Diagnostic};
 pub use env::Environment;
-use schema::{CsvSourceConfig, ProjectSettings, RateLimitConfig, RestSourceConfig, SourceConfig};
-pub use validate::{GRANULARITIES, PERIOD_PRESETS, page_parameters, placeholders};
+use schema::{ProjectSettings, RateLimitConfig, SourceConfig};
 pub use values::{ConfigDuration, ConfigTimeZone, CronExpr, ListenAddr, StartDate};
 
 /// The project file's name inside a project directory.
@@ -261,7 +265,7 @@ pub fn load_str_for(
                     let spanned = Spanned::new(value_span.clone(), source_table);
                     source_tables.insert(name.clone(), spanned.clone());
                     reporter.scope = Some(name.clone());
-                    let config = read_source(&mut reporter, &name, name_span, spanned);
+                    let config = sources::read(&mut reporter, &name, name_span, spanned);
                     reporter.scope = None;
                     if let Some(config) = config {
                         sources.insert(name, config);
@@ -280,9 +284,9 @@ pub fn load_str_for(
         .as_ref()
         .map_or(TimeZone::UTC, |tz| tz.get().clone());
 
-    validate::sources(&mut reporter, &sources, &source_tables, &redactor);
+    sources::check(&mut reporter, &sources, &source_tables, &redactor);
     validate::hosts(&mut reporter, &settings.hosts, &root_for_spans);
-    validate::tables_and_models(
+    tables::check(
         &mut reporter,
         project_dir,
         &settings.tables,
@@ -296,8 +300,8 @@ pub fn load_str_for(
         .and_then(|l| l.retention)
         .map(ConfigDuration::get);
 
-    validate::scheduler_settings(&mut reporter, &settings, &root_for_spans);
-    validate::dashboard(&mut reporter, project_dir, &settings, &root_for_spans);
+    scheduler::check(&mut reporter, &settings, &root_for_spans);
+    dashboard::check(&mut reporter, project_dir, &settings, &root_for_spans);
 
     if !reporter.diagnostics.is_empty() {
         return Err(LoadError::Invalid(ConfigErrors(reporter.diagnostics)));
@@ -334,58 +338,6 @@ pub fn load_str_for(
         warnings: reporter.warnings,
         unavailable,
     })
-}
-
-fn read_source(
-    reporter: &mut Reporter<'_>,
-    name: &str,
-    name_span: std::ops::Range<usize>,
-    table: Spanned<DeTable<'_>>,
-) -> Option<SourceConfig> {
-    let context = format!("sources.{name}");
-    let kind = table
-        .get_ref()
-        .get("type")
-        .map(|v| (v.span(), v.get_ref().clone()));
-    match kind {
-        Some((_, DeValue::String(s))) if s == "rest" => reporter
-            .deserialize_all::<RestSourceConfig>(table, &context)
-            .map(|c| SourceConfig::Rest(Box::new(c))),
-        Some((_, DeValue::String(s))) if s == "csv" => reporter
-            .deserialize_all::<CsvSourceConfig>(table, &context)
-            .map(|c| SourceConfig::Csv(Box::new(c))),
-        Some((span, DeValue::String(s))) => {
-            let known: Vec<String> = schema::SOURCE_TYPES.iter().map(|s| s.to_string()).collect();
-            let hint = diagnostics::closest(&s, &known)
-                .map(|k| format!("; did you mean \"{k}\"?"))
-                .unwrap_or_default();
-            reporter.error(
-                Some(span),
-                format!(
-                    "unknown source type \"{s}\" in [{context}]{hint} (expected one of: {})",
-                    known.join(", ")
-                ),
-            );
-            None
-        }
-        Some((span, _)) => {
-            reporter.error(
-                Some(span),
-                format!("`type` in [{context}] must be a string"),
-            );
-            None
-        }
-        None => {
-            reporter.error(
-                Some(name_span),
-                format!(
-                    "missing required key `type` in [{context}] (expected one of: {})",
-                    schema::SOURCE_TYPES.join(", ")
-                ),
-            );
-            None
-        }
-    }
 }
 
 /// Interpolates `${VAR}` in every string value, registering secrets with the redactor. With

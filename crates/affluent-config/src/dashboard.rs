@@ -1,0 +1,362 @@
+//! `[dashboard]` and `[pages.NAME]`: the pages' filters and panels, and their checks (bound
+//! parameters, periods, panel kinds).
+
+use serde::Deserialize;
+use toml::Spanned;
+use toml::de::DeTable;
+
+use crate::diagnostics::Reporter;
+use crate::validate::{is_identifier, span_in};
+use crate::values::{ConfigDuration, ListenAddr};
+
+/// `[dashboard]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// Title shown in the header (default: the project's name).
+    pub title: Option<String>,
+    /// BCP 47 locale of dates and numbers, e.g. `"fr-FR"` (default `"en-GB"`).
+    pub locale: Option<String>,
+    /// Address to listen on (default `127.0.0.1:8080`).
+    pub listen: Option<ListenAddr>,
+    /// Mark cookies `Secure` (set when served behind TLS; default false).
+    pub secure_cookies: Option<bool>,
+    /// How long an idle session stays logged in (default `"12h"`).
+    pub session_ttl: Option<ConfigDuration>,
+}
+
+/// `[pages.NAME]`: filters and panels. Each panel is a SQL query whose `$parameters` come from
+/// the page's filters; values are bound, never pasted into the SQL.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageConfig {
+    /// Title in the menu and header (default: the page's name).
+    pub title: Option<String>,
+    /// A line under the title.
+    pub description: Option<String>,
+    /// Filters, in display order: `[pages.NAME.filters.FILTER]`.
+    #[serde(default)]
+    pub filters: indexmap::IndexMap<String, FilterConfig>,
+    /// Panels, in display order: `[pages.NAME.panels.PANEL]`.
+    #[serde(default)]
+    pub panels: indexmap::IndexMap<String, PanelConfig>,
+    /// The filters whose values together name an entity users can star (e.g.
+    /// `["agency", "counter"]`); starred entities are listed on "My favourites".
+    #[serde(default)]
+    pub favourite: Vec<String>,
+}
+
+/// One filter of a page.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    /// `select` (one value, with search), `multi` (several values), `period` (a date range
+    /// with presets, bound as `$NAME_start` and `$NAME_end`, end excluded) or `granularity`
+    /// (`day`, `week`, `month`, ...).
+    pub kind: FilterKind,
+    /// Label (default: the filter's name).
+    pub label: Option<String>,
+    /// For select/multi: a query whose first column is the values (and second, if any, their
+    /// labels). It may use the page's other filters.
+    pub sql: Option<String>,
+    /// For select/multi/granularity: fixed values, instead of `sql`.
+    #[serde(default)]
+    pub options: Vec<String>,
+    /// For select: offer "All", bound as NULL.
+    #[serde(default)]
+    pub all: bool,
+    /// The initial value: a value (select), values (multi, comma-separated), a preset (period:
+    /// `last_7_days`, `last_4_weeks`, `last_8_weeks`, `last_3_months`, `last_6_months`,
+    /// `last_12_months`, `all`) or a granularity. Default: the first value / `last_4_weeks`.
+    pub default: Option<String>,
+    /// For period: a query giving the last date with data, so that presets end there rather
+    /// than today (historical data).
+    pub anchor_sql: Option<String>,
+    /// For period with the `all` preset: the earliest date (default 1970-01-01).
+    pub min_date: Option<String>,
+}
+
+/// Kinds of filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FilterKind {
+    /// One value.
+    Select,
+    /// Several values, bound as a list (`array_has($NAME, column)`).
+    Multi,
+    /// A date range: `$NAME_start`, `$NAME_end`.
+    Period,
+    /// A time granularity for `date_trunc($NAME, ...)`.
+    Granularity,
+}
+
+/// One panel of a page.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PanelConfig {
+    /// `kpi`, `line`, `area`, `bar`, `table`, `top`, `map` or `text`.
+    pub kind: PanelKind,
+    /// Title (default: the panel's name).
+    pub title: Option<String>,
+    /// The query (every kind but `text`).
+    pub sql: Option<String>,
+    /// For `text`: the text shown (paragraphs separated by blank lines).
+    pub text: Option<String>,
+    /// For charts: the x column (default: the first column).
+    pub x: Option<String>,
+    /// For charts: the series columns (default: every column but x).
+    #[serde(default)]
+    pub y: Vec<String>,
+    /// For charts: a column whose values split rows into series (long format).
+    pub series: Option<String>,
+    /// For `kpi`: a unit shown after the value (e.g. `"%"`).
+    pub unit: Option<String>,
+    /// For `kpi`: compare with the previous period of this period filter (default: the page's
+    /// only period filter, if any).
+    pub compare: Option<String>,
+    /// For `top`: how many rows (default 10). For `table`: rows per page (default 25).
+    pub limit: Option<usize>,
+    /// For `map`: a GeoJSON file, relative to the project, drawn as the background.
+    pub geojson: Option<String>,
+    /// Width in grid columns, 1 to 4 (default: 1 for kpi, 2 otherwise).
+    pub width: Option<u8>,
+}
+
+/// Kinds of panel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PanelKind {
+    /// One value with its change vs the previous period.
+    Kpi,
+    /// Time series as lines.
+    Line,
+    /// Time series as filled areas.
+    Area,
+    /// Bars.
+    Bar,
+    /// A sortable, paginated table.
+    Table,
+    /// The N largest values.
+    Top,
+    /// Points (lon, lat) on a GeoJSON background.
+    Map,
+    /// Text.
+    Text,
+}
+
+/// The `$parameters` a page's filters bind: `NAME` for select, multi and granularity filters;
+/// `NAME_start` and `NAME_end` for period filters.
+pub fn page_parameters(page: &crate::schema::PageConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, filter) in &page.filters {
+        if filter.kind == crate::schema::FilterKind::Period {
+            out.push(format!("{name}_start"));
+            out.push(format!("{name}_end"));
+        } else {
+            out.push(name.clone());
+        }
+    }
+    out
+}
+
+/// The `$name` placeholders of a query, in order of first use (`$1` positional ones excluded).
+/// Placeholders inside quoted strings and identifiers are not parameters.
+pub fn placeholders(sql: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut quote: Option<char> = None;
+    for (i, c) in sql.char_indices() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '\'' || c == '"' => quote = Some(c),
+            None if c == '$' => {
+                let rest = &sql[i + 1..];
+                let len = rest
+                    .find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_'))
+                    .unwrap_or(rest.len());
+                let name = &rest[..len];
+                if name.starts_with(|ch: char| ch.is_ascii_alphabetic() || ch == '_')
+                    && !out.iter().any(|n| n == name)
+                {
+                    out.push(name.to_string());
+                }
+            }
+            None => {}
+        }
+    }
+    out
+}
+
+/// Period presets a `period` filter understands.
+pub const PERIOD_PRESETS: &[&str] = &[
+    "last_7_days",
+    "last_4_weeks",
+    "last_8_weeks",
+    "last_3_months",
+    "last_6_months",
+    "last_12_months",
+    "all",
+];
+
+/// Granularities `date_trunc` understands.
+pub const GRANULARITIES: &[&str] = &["minute", "hour", "day", "week", "month", "quarter", "year"];
+
+pub(crate) fn check(
+    reporter: &mut Reporter<'_>,
+    project_dir: &std::path::Path,
+    settings: &crate::schema::ProjectSettings,
+    root: &Spanned<DeTable<'_>>,
+) {
+    use crate::schema::{FilterKind, PanelKind};
+    let d = &settings.dashboard;
+    if let Some(locale) = &d.locale
+        && (locale.is_empty()
+            || !locale
+                .split('-')
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric())))
+    {
+        reporter.error(
+            span_in(root, &["dashboard", "locale"]),
+            format!("`locale` must be a BCP 47 tag such as \"fr-FR\" (got \"{locale}\")"),
+        );
+    }
+    for (page_name, page) in &settings.pages {
+        let at = |path: &[&str]| {
+            let mut full = vec!["pages", page_name.as_str()];
+            full.extend_from_slice(path);
+            span_in(root, &full)
+        };
+        if !is_identifier(page_name) {
+            reporter.error(
+                at(&[]),
+                format!("invalid page name `{page_name}`: use letters, digits, `_` and `-`"),
+            );
+        }
+        let params = page_parameters(page);
+        let check_sql = |reporter: &mut Reporter<'_>, sql: &str, path: &[&str]| {
+            for p in placeholders(sql) {
+                if !params.contains(&p) {
+                    let hint = affluent_core::closest(&p, &params)
+                        .map(|k| format!("; did you mean `${k}`?"))
+                        .unwrap_or_default();
+                    reporter.error(
+                        at(path),
+                        format!(
+                            "`${p}` is not a filter of page `{page_name}`{hint} (its parameters: {})",
+                            if params.is_empty() {
+                                "none".to_string()
+                            } else {
+                                params.iter().map(|p| format!("${p}")).collect::<Vec<_>>().join(", ")
+                            }
+                        ),
+                    );
+                }
+            }
+        };
+        for (name, f) in &page.filters {
+            if !is_identifier(name) || name.contains('-') {
+                reporter.error(
+                    at(&["filters", name]),
+                    format!("invalid filter name `{name}`: use letters, digits and `_`"),
+                );
+            }
+            match f.kind {
+                FilterKind::Select | FilterKind::Multi => {
+                    if f.sql.is_none() && f.options.is_empty() {
+                        reporter.error(
+                            at(&["filters", name]),
+                            format!("filter `{name}` needs `sql` (a query listing its values) or `options`"),
+                        );
+                    }
+                }
+                FilterKind::Period => {
+                    if let Some(preset) = &f.default
+                        && !PERIOD_PRESETS.contains(&preset.as_str())
+                    {
+                        reporter.error(
+                            at(&["filters", name, "default"]),
+                            format!(
+                                "unknown period preset `{preset}` (known: {})",
+                                PERIOD_PRESETS.join(", ")
+                            ),
+                        );
+                    }
+                    if let Some(min) = &f.min_date
+                        && min.parse::<jiff::civil::Date>().is_err()
+                    {
+                        reporter.error(
+                            at(&["filters", name, "min_date"]),
+                            "`min_date` must be a date such as 2024-01-01",
+                        );
+                    }
+                }
+                FilterKind::Granularity => {
+                    for o in &f.options {
+                        if !GRANULARITIES.contains(&o.as_str()) {
+                            reporter.error(
+                                at(&["filters", name, "options"]),
+                                format!(
+                                    "unknown granularity `{o}` (known: {})",
+                                    GRANULARITIES.join(", ")
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+            if let Some(sql) = &f.sql {
+                check_sql(reporter, sql, &["filters", name, "sql"]);
+            }
+            if let Some(sql) = &f.anchor_sql {
+                check_sql(reporter, sql, &["filters", name, "anchor_sql"]);
+            }
+        }
+        for fav in &page.favourite {
+            if !page.filters.contains_key(fav) {
+                reporter.error(
+                    at(&["favourite"]),
+                    format!(
+                        "`favourite` names `{fav}`, which is not a filter of page `{page_name}`"
+                    ),
+                );
+            }
+        }
+        for (name, panel) in &page.panels {
+            match (panel.kind, &panel.sql, &panel.text) {
+                (PanelKind::Text, _, None) => reporter.error(
+                    at(&["panels", name]),
+                    format!("text panel `{name}` needs `text`"),
+                ),
+                (PanelKind::Text, _, Some(_)) => {}
+                (_, None, _) => {
+                    reporter.error(at(&["panels", name]), format!("panel `{name}` needs `sql`"))
+                }
+                (_, Some(sql), _) => check_sql(reporter, sql, &["panels", name, "sql"]),
+            }
+            if let Some(w) = panel.width
+                && !(1..=4).contains(&w)
+            {
+                reporter.error(at(&["panels", name, "width"]), "`width` must be 1 to 4");
+            }
+            if panel.limit == Some(0) {
+                reporter.error(at(&["panels", name, "limit"]), "`limit` must be at least 1");
+            }
+            if let Some(compare) = &panel.compare
+                && page.filters.get(compare).map(|f| f.kind) != Some(FilterKind::Period)
+            {
+                reporter.error(
+                    at(&["panels", name, "compare"]),
+                    format!("`compare` must name a period filter of page `{page_name}`"),
+                );
+            }
+            if let Some(geo) = &panel.geojson
+                && !project_dir.join(geo).is_file()
+            {
+                reporter.error(
+                    at(&["panels", name, "geojson"]),
+                    format!("no GeoJSON file at {}", project_dir.join(geo).display()),
+                );
+            }
+        }
+    }
+}
