@@ -1,6 +1,5 @@
-//! The CSV connector: a glob of files, each landed whole (unchanged files are not landed twice),
-//! then parsed with declared or inferred column types; a row that does not fit goes to the
-//! quarantine with its line, field and reason.
+//! Reading one CSV file: declared or inferred column types; a row that does not fit becomes a
+//! reject with its line, field and reason.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

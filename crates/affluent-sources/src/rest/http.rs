@@ -20,8 +20,8 @@ use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::Mutex;
 
+use super::records::error_message;
 use crate::error::{SourceError, is_retryable_status};
-use crate::records::error_message;
 use crate::state::QuotaStore;
 
 /// Counters of one run, shared by every request of it.

@@ -1,5 +1,5 @@
-//! The REST connector: plans the requests of a run (fan-out over static values, another
-//! source's records and a time grid, multiplied), walks each request's pages, lands every new
+//! One run of the REST connector: plans the request chains (fan-out over static values, another
+//! source's records and a time grid, multiplied), walks each chain's pages, lands every new
 //! body before parsing it, and skips responses that did not change.
 
 use std::collections::BTreeMap;
@@ -17,10 +17,10 @@ use jiff::{Span, Zoned};
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::Value;
 
+use super::http::{HttpClient, Request};
+use super::paginate::{PageRequest, Paginator};
+use super::records::{data_selector, select_page};
 use crate::error::SourceError;
-use crate::http::{HttpClient, Request};
-use crate::paginate::{PageRequest, Paginator};
-use crate::records::{data_selector, select_page};
 use crate::state::{CacheEntry, ChangeCache};
 
 /// Headers worth keeping with a landed body.

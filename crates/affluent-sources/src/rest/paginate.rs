@@ -6,7 +6,7 @@ use affluent_core::JsonPath;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
-use crate::records::Page;
+use super::records::Page;
 
 /// The query of the request being paged: URL without query, and ordered parameters.
 #[derive(Debug, Clone)]

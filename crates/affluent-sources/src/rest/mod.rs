@@ -1,0 +1,140 @@
+//! The REST connector (`type = "rest"`): [`RestSource`] plans a run's request chains (fan-out
+//! over static values, a parent source's records and a time grid), walks each chain's pages
+//! ([`paginate`]), sends them with auth, limits, retries and timeouts ([`http`]), lands every
+//! new body before parsing it, and finds the records with the data selector ([`records`]).
+
+pub mod http;
+pub mod paginate;
+pub mod records;
+mod run;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use affluent_config::schema::RestSourceConfig;
+use affluent_core::JsonPath;
+use affluent_landing::{Entry, Reject};
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use crate::source::{RunContext, Source};
+use crate::state::ChangeCache;
+use crate::{RunSummary, SourceError};
+use http::{HttpClient, HttpClientParts, RetryPolicy};
+
+/// A REST source, built from its configuration.
+#[derive(Debug)]
+pub struct RestSource {
+    config: RestSourceConfig,
+    selector: Option<JsonPath>,
+    parent: Option<(String, JsonPath)>,
+}
+
+impl RestSource {
+    /// The connector of a `type = "rest"` source.
+    pub fn new(config: &RestSourceConfig) -> Result<Self, SourceError> {
+        let selector = records::data_selector(config)?;
+        let parent = match config.resolve() {
+            Some((_, resolve)) => Some((
+                resolve.resource.clone(),
+                JsonPath::parse(&resolve.field).map_err(|e| SourceError::Plan(e.to_string()))?,
+            )),
+            None => None,
+        };
+        Ok(Self {
+            config: config.clone(),
+            selector,
+            parent,
+        })
+    }
+}
+
+impl Source for RestSource {
+    fn kind(&self) -> &'static str {
+        "rest"
+    }
+
+    fn default_period(&self) -> Duration {
+        self.config
+            .interval
+            .map_or(Duration::from_secs(86_400), |d| d.get())
+    }
+
+    fn daily_quota(&self) -> Option<u32> {
+        self.config.rate_limit.as_ref()?.per_day
+    }
+
+    fn parent(&self) -> Option<(&str, &JsonPath)> {
+        self.parent
+            .as_ref()
+            .map(|(name, path)| (name.as_str(), path))
+    }
+
+    fn run<'a>(
+        &'a self,
+        ctx: RunContext<'a>,
+        summary: &'a mut RunSummary,
+    ) -> BoxFuture<'a, Result<Vec<Value>, SourceError>> {
+        Box::pin(async move {
+            let rest = &self.config;
+            let shared = ctx.shared;
+            let project = &shared.project;
+            let client = HttpClient::new(HttpClientParts {
+                redactor: project.redactor.clone(),
+                retry: RetryPolicy::from(rest.retry.as_ref()),
+                timeout: Duration::from_secs(rest.client.timeout_secs.unwrap_or(30)),
+                auth: rest.client.auth.clone(),
+                headers: rest.client.headers.clone().into_iter().collect(),
+                source_limits: shared.limits_for(ctx.name, rest.rate_limit.as_ref()),
+                host_limits: shared.hosts.clone(),
+                quotas: shared.quotas.clone(),
+                tz: project.timezone.clone(),
+            })?;
+            let stats = client.stats.clone();
+            let cache = if rest.change_detection.unwrap_or(true) {
+                Some(ChangeCache::open(&project.data_dir, ctx.name)?)
+            } else {
+                None
+            };
+            let run = run::RestRun {
+                name: ctx.name,
+                config: rest,
+                client,
+                landing: shared.landing(),
+                cache,
+                run_id: ctx.run_id.to_string(),
+                interval: ctx.interval,
+                tz: project.source_timezone(ctx.name),
+                counters: Arc::default(),
+            };
+            let calls = run.plan(ctx.parent_values)?;
+            let (records, errors) = run.run(calls, ctx.collect, ctx.observer).await;
+            summary.requests = stats.requests.load(Ordering::Relaxed);
+            summary.retries = stats.retries.load(Ordering::Relaxed);
+            summary.bytes = stats.bytes.load(Ordering::Relaxed);
+            summary.landed = run.counters.landed.load(Ordering::Relaxed);
+            summary.unchanged = run.counters.unchanged.load(Ordering::Relaxed);
+            summary.records = run.counters.records.load(Ordering::Relaxed);
+            summary.warnings = run
+                .counters
+                .warnings
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            summary
+                .errors
+                .extend(errors.iter().map(ToString::to_string));
+            Ok(records)
+        })
+    }
+
+    fn records(
+        &self,
+        _entry: &Entry,
+        body: &[u8],
+    ) -> Result<(Vec<Value>, Vec<Reject>), SourceError> {
+        let page = records::select_page(body, self.selector.as_ref()).map_err(SourceError::Plan)?;
+        Ok((page.values().map_err(SourceError::Plan)?, Vec::new()))
+    }
+}

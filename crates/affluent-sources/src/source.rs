@@ -1,0 +1,142 @@
+//! The [`Source`] trait: what every connector does, and [`RunContext`], what the runtime hands
+//! one run. A connector is a folder (`rest/`, `csv/`) with its runtime type implementing
+//! [`Source`]; its configuration and checks live in affluent-config's `sources/`. The
+//! [`registry`](crate::registry) is the one list that turns a configuration into a connector.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use affluent_config::Project;
+use affluent_config::schema::RateLimitConfig;
+use affluent_core::progress::Observer;
+use affluent_core::{Interval, JsonPath, TaskId};
+use affluent_landing::{Entry, Landing, Quarantine, Reject};
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use crate::rest::http::Limits;
+use crate::state::QuotaStore;
+use crate::{RunSummary, SourceError};
+
+/// A connector, built once per process from a source's configuration.
+pub trait Source: Send + Sync + std::fmt::Debug {
+    /// The `type` it was built from (`rest`, `csv`).
+    fn kind(&self) -> &'static str;
+
+    /// Whether runs cover a data interval (a CSV source reads whatever its glob matches).
+    fn has_interval(&self) -> bool {
+        true
+    }
+
+    /// The length of the data interval `ingest` covers when given none (default one day).
+    fn default_period(&self) -> Duration {
+        Duration::from_secs(86_400)
+    }
+
+    /// The daily request quota, if the source has one.
+    fn daily_quota(&self) -> Option<u32> {
+        None
+    }
+
+    /// The source whose records give one of this source's parameters, and the field read.
+    fn parent(&self) -> Option<(&str, &JsonPath)> {
+        None
+    }
+
+    /// One run: fetch, land every body before parsing it, parse, quarantine. Counts go into
+    /// `summary`; failed requests are kept in `summary.errors` (the rest of the run goes on).
+    /// When `ctx.collect` is set, returns the records (for a source that resolves over this one).
+    fn run<'a>(
+        &'a self,
+        ctx: RunContext<'a>,
+        summary: &'a mut RunSummary,
+    ) -> BoxFuture<'a, Result<Vec<Value>, SourceError>>;
+
+    /// The records of one landed body, parsed again from landing alone (no network).
+    fn records(&self, entry: &Entry, body: &[u8])
+    -> Result<(Vec<Value>, Vec<Reject>), SourceError>;
+}
+
+/// What the runtime hands one run of a source.
+#[derive(Clone, Copy)]
+pub struct RunContext<'a> {
+    /// The source's name.
+    pub name: &'a str,
+    /// The run's id (landing entries carry it).
+    pub run_id: &'a str,
+    /// The data interval.
+    pub interval: Interval,
+    /// The values of the parent's field, when the source has a [`Source::parent`].
+    pub parent_values: &'a [String],
+    /// Whether the records are wanted back (a child resolves over them).
+    pub collect: bool,
+    /// Told of each request chain or file that finishes.
+    pub observer: Option<&'a dyn Observer>,
+    /// What every run of the process shares.
+    pub shared: &'a Shared,
+}
+
+impl std::fmt::Debug for RunContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunContext")
+            .field("name", &self.name)
+            .field("run_id", &self.run_id)
+            .field("interval", &self.interval)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the runs of one process share: the project, the daily quotas, the per-host and
+/// per-source rate limiters.
+#[derive(Debug)]
+pub struct Shared {
+    /// The project.
+    pub project: Project,
+    /// Daily quotas, persisted.
+    pub(crate) quotas: Arc<QuotaStore>,
+    /// Limiters of `[hosts]`.
+    pub(crate) hosts: Vec<(String, Arc<Limits>)>,
+    source_limits: Mutex<HashMap<String, Arc<Limits>>>,
+}
+
+impl Shared {
+    /// Opens the shared state of a project (reads its quota state).
+    pub(crate) fn open(project: Project) -> Result<Self, SourceError> {
+        let quotas = Arc::new(QuotaStore::open(&project.data_dir)?);
+        let hosts = project
+            .hosts
+            .iter()
+            .map(|(h, c)| (h.clone(), Arc::new(Limits::new(format!("host:{h}"), c))))
+            .collect();
+        Ok(Self {
+            project,
+            quotas,
+            hosts,
+            source_limits: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The landing zone.
+    pub fn landing(&self) -> Landing {
+        Landing::open(&self.project.data_dir)
+    }
+
+    /// The quarantine.
+    pub fn quarantine(&self) -> Quarantine {
+        Quarantine::open(&self.project.data_dir)
+    }
+
+    /// The limiter of a source, the same for every run of the process.
+    pub(crate) fn limits_for(&self, name: &str, config: Option<&RateLimitConfig>) -> Arc<Limits> {
+        let mut map = self.source_limits.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(name.to_string())
+            .or_insert_with(|| {
+                Arc::new(Limits::new(
+                    TaskId::source(name).to_string(),
+                    &config.cloned().unwrap_or_default(),
+                ))
+            })
+            .clone()
+    }
+}
