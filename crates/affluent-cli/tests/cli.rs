@@ -6,6 +6,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+#[path = "cli/layers.rs"]
+mod layers;
 #[path = "cli/scheduler.rs"]
 mod scheduler;
 

@@ -85,7 +85,7 @@ pub(crate) struct Reporter<'a> {
 }
 
 impl<'a> Reporter<'a> {
-    pub fn new(file: &'a Path, text: &'a str) -> Self {
+    pub(crate) fn new(file: &'a Path, text: &'a str) -> Self {
         Self {
             file,
             text,
@@ -99,12 +99,12 @@ impl<'a> Reporter<'a> {
 
     /// From now on, the problems of `source` are kept aside: a command that does not call it
     /// need not stop for them (its `${VAR}`s are unset).
-    pub fn defer(&mut self, source: &str) {
+    pub(crate) fn defer(&mut self, source: &str) {
         self.deferred_sources.insert(source.to_string());
     }
 
     /// Reports a problem at a byte span (`None`: the start of the file).
-    pub fn error(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
+    pub(crate) fn error(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
         let diagnostic = self.diagnostic(span, message.into());
         let list = match &self.scope {
             Some(source) if self.deferred_sources.contains(source) => {
@@ -118,7 +118,7 @@ impl<'a> Reporter<'a> {
     }
 
     /// Reports something that does not stop the project.
-    pub fn warn(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
+    pub(crate) fn warn(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
         let mut diagnostic = self.diagnostic(span, message.into());
         diagnostic.warning = true;
         self.warnings.push(diagnostic);
@@ -150,7 +150,7 @@ impl<'a> Reporter<'a> {
     /// is removed and deserialization tried again, so one typo does not hide the next. Returns
     /// the value read once the faulty keys are removed, so later checks can still run on it
     /// (the load fails anyway when anything was reported). `context` names the table.
-    pub fn deserialize_all<T: DeserializeOwned>(
+    pub(crate) fn deserialize_all<T: DeserializeOwned>(
         &mut self,
         mut table: Spanned<DeTable<'_>>,
         context: &str,

@@ -1,4 +1,4 @@
-//! The `affluent.toml` project file: its schema ([`schema`]), `${VAR}` interpolation ([`env`]),
+//! The `affluent.toml` project file: its schema ([`schema`]), `${VAR}` interpolation ([`env`](mod@env)),
 //! and validation that reports every error at once with file, line and column.
 //!
 //! Loading is the only entry point: [`load`] returns a [`Project`] that has passed every check,

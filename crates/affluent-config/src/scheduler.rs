@@ -44,8 +44,11 @@ pub struct NotifyConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NotifyOn {
+    /// A run failed.
     Failure,
+    /// A run succeeded after a failure.
     Recovery,
+    /// Every successful run.
     Success,
 }
 

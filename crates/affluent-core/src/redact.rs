@@ -12,11 +12,11 @@ use base64::Engine;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 /// What replaces a secret.
-pub const MASK: &str = "***";
+pub(crate) const MASK: &str = "***";
 
 /// Secrets shorter than this are not scrubbed from free text (they would mangle it); the
 /// validator warns about them.
-pub const MIN_SECRET_LEN: usize = 3;
+pub(crate) const MIN_SECRET_LEN: usize = 3;
 
 /// Query parameter and header names whose values are always masked.
 const SECRET_NAMES: &[&str] = &[
@@ -86,7 +86,7 @@ impl Redactor {
         SECRET_NAMES.contains(&lower.as_str())
     }
 
-    /// Replaces every known secret in `text` with [`MASK`].
+    /// Replaces every known secret in `text` with `***`.
     pub fn redact(&self, text: &str) -> String {
         let secrets = self.secrets.read().unwrap_or_else(|e| e.into_inner());
         let mut out = text.to_string();

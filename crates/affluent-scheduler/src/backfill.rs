@@ -25,6 +25,7 @@ pub enum Reprocess {
 }
 
 impl Reprocess {
+    /// The option's text, as recorded with the backfill.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::None => "none",
@@ -55,6 +56,7 @@ pub use affluent_core::progress::IntervalProgress as Progress;
 /// How a backfill ended.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
+    /// Intervals that ran and succeeded.
     pub succeeded: usize,
     /// Intervals that still failed after every attempt, with the last error.
     pub failed: Vec<(TaskId, Interval, String)>,

@@ -57,6 +57,7 @@ pub enum Trigger {
 }
 
 impl Trigger {
+    /// The trigger's text in run records.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Live => "live",
@@ -71,7 +72,9 @@ impl Trigger {
 /// A failed run: what went wrong, and whether its data was landed before the failure.
 #[derive(Debug, Clone)]
 pub struct RunFailure {
+    /// What went wrong (secrets scrubbed).
     pub error: String,
+    /// Whether the interval's data was landed before the failure (it stays `landed`).
     pub landed: bool,
 }
 
@@ -87,6 +90,7 @@ impl From<String> for RunFailure {
 /// Does the work of one task for one interval. Must be idempotent: an interval may run again
 /// after a crash, and running it twice must leave the same tables.
 pub trait Executor: Send + Sync + 'static {
+    /// Runs `task` for `interval`.
     fn execute(
         &self,
         task: &TaskSpec,
@@ -114,6 +118,7 @@ pub struct Options {
     pub lease: Duration,
     /// First retry delay; doubled each attempt up to `retry_max`.
     pub retry_initial: Duration,
+    /// The longest retry delay.
     pub retry_max: Duration,
     /// The longest sleep between two looks at the store (other processes, retries).
     pub tick: Duration,
@@ -248,16 +253,22 @@ pub async fn reap_dead_owners(store: &Store) -> Result<(), SchedulerError> {
 /// What one run did, as the loop reports it.
 #[derive(Debug, Clone)]
 pub struct RunReport {
+    /// The task.
     pub task: TaskId,
+    /// The interval it ran.
     pub interval: Interval,
+    /// Why it ran.
     pub trigger: Trigger,
+    /// Its counts, or its error.
     pub result: Result<RunCounts, String>,
+    /// How long it took.
     pub duration: Duration,
     /// How late the run started after its interval ended (live runs).
     pub start_delay: Duration,
 }
 
 /// The long-running scheduler.
+#[derive(Debug)]
 pub struct Scheduler<E: Executor> {
     store: Store,
     tasks: Vec<TaskSpec>,
@@ -270,6 +281,7 @@ pub struct Scheduler<E: Executor> {
 type Key = (TaskId, Timestamp);
 
 impl<E: Executor> Scheduler<E> {
+    /// A scheduler of `tasks` over a state store, running them with `executor`.
     pub fn new(store: Store, tasks: Vec<TaskSpec>, executor: Arc<E>, options: Options) -> Self {
         Self {
             store,

@@ -14,12 +14,16 @@ use crate::RunRow;
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
+    /// A run failed after a success (or first).
     Failure,
+    /// A run succeeded after a failure.
     Recovery,
+    /// A run succeeded.
     Success,
 }
 
 impl Event {
+    /// The event's name, as `[notify] on` writes it.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Failure => "failure",
@@ -30,6 +34,7 @@ impl Event {
 }
 
 /// Sends notifications as `[notify]` says.
+#[derive(Debug)]
 pub struct Notifier {
     project: String,
     config: NotifyConfig,
@@ -38,6 +43,7 @@ pub struct Notifier {
 }
 
 impl Notifier {
+    /// A notifier for a project (its name titles the messages).
     pub fn new(project: &str, config: NotifyConfig, redactor: Arc<Redactor>) -> Self {
         Self {
             project: project.to_string(),

@@ -20,8 +20,11 @@ pub const AGENCIES_CSV: &str = include_str!("agencies.csv");
 /// One agency.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Agency {
+    /// The agency's name, as the API spells it (`Lyon_1`).
     pub name: String,
+    /// Visitors on an ordinary day.
     pub base_traffic: f64,
+    /// Counters `0..counters` at its doors.
     pub counters: u32,
 }
 
@@ -49,10 +52,15 @@ pub const BROKEN: i64 = -10;
 /// One answer of the API.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Reading {
+    /// The agency.
     pub agency_name: String,
+    /// The hour, `YYYY-MM-DD HH:MM` (local).
     pub date_time: String,
+    /// Visitors that hour ([`CLOSED`], [`BROKEN`] are the API's markers).
     pub visitor_count: i64,
+    /// Always `visitors`.
     pub unit: String,
+    /// The counter, when one was asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub counter_id: Option<u32>,
 }
@@ -60,16 +68,23 @@ pub struct Reading {
 /// Why a request has no reading (the API answers 404 with this `detail`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
+    /// `date_time` does not parse.
     #[error("date_time {0:?} is not a date and time in the format YYYY-MM-DD HH:MM")]
     BadDate(String),
+    /// No such agency.
     #[error("unknown agency {0:?}")]
     UnknownAgency(String),
+    /// No such counter at the agency.
     #[error("agency {agency} has counters 0 to {last}, not {counter}")]
     UnknownCounter {
+        /// The agency.
         agency: String,
+        /// The counter asked for.
         counter: i64,
+        /// Its last counter.
         last: u32,
     },
+    /// A unit other than visitors.
     #[error("unknown count_unit {0:?}: only \"visitors\" is counted")]
     UnknownUnit(String),
 }
@@ -149,6 +164,7 @@ fn counter_split(counters: u32, counter: u32) -> f64 {
 }
 
 impl Footfall {
+    /// The model for a seed: the same seed gives the same answers.
     pub fn new(seed: u64) -> Self {
         Self {
             seed,
@@ -156,6 +172,7 @@ impl Footfall {
         }
     }
 
+    /// The agencies it answers for.
     pub fn agencies(&self) -> &[Agency] {
         &self.agencies
     }

@@ -35,6 +35,7 @@ pub struct Options {
     pub outages: Vec<(Timestamp, Timestamp)>,
 }
 
+#[derive(Debug)]
 struct Control {
     down: AtomicBool,
     requests: AtomicU64,
@@ -49,6 +50,7 @@ struct App {
 }
 
 /// A running simulator.
+#[derive(Debug)]
 pub struct Server {
     addr: SocketAddr,
     control: Arc<Control>,
@@ -84,6 +86,7 @@ impl Server {
         format!("http://{}", self.addr)
     }
 
+    /// Its address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

@@ -6,7 +6,7 @@
 //! the process-wide runtime: it builds each source's connector once and owns what runs share
 //! ([`source::Shared`]: daily quotas, per-host and per-source rate limiters). Connectors know
 //! nothing of tables, models or the dashboard, and draw nothing: progress goes to an
-//! [`Observer`](affluent_core::Observer).
+//! [`Observer`].
 
 pub mod csv;
 mod error;
@@ -34,7 +34,7 @@ pub use source::{RunContext, Shared, Source};
 pub struct IngestOptions {
     /// The data interval; by default the last complete period of the source's `interval`.
     pub interval: Option<Interval>,
-    /// Told of each request chain that finishes ([`Progress::Requests`]).
+    /// Told of each request chain that finishes ([`affluent_core::Progress::Requests`]).
     pub observer: Option<Arc<dyn Observer>>,
 }
 

@@ -29,6 +29,7 @@ pub enum IntervalState {
 }
 
 impl IntervalState {
+    /// The state's text in the store.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
@@ -51,40 +52,65 @@ impl IntervalState {
 /// One row of `affluent_intervals`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IntervalRow {
+    /// The task.
     pub task: TaskId,
+    /// The data interval.
     pub interval: Interval,
+    /// Where it is.
     pub state: IntervalState,
+    /// Runs claimed so far.
     pub attempts: i64,
+    /// Not retried before this instant.
     pub next_attempt: Timestamp,
+    /// The worker holding it (`host:pid:nonce`), while one runs it.
     pub lease_owner: Option<String>,
+    /// When that lease expires unless renewed.
     pub lease_until: Option<Timestamp>,
+    /// The error of the last failed attempt.
     pub last_error: Option<String>,
+    /// Records of the successful run.
     pub records: Option<i64>,
+    /// Last change of the row.
     pub updated: Timestamp,
 }
 
 /// One row of `affluent_runs`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RunRow {
+    /// The run's id.
     pub id: String,
+    /// The task.
     pub task: TaskId,
+    /// The data interval it covered.
     pub interval: Interval,
+    /// Why it ran: `live`, `catchup`, `retry`, `backfill`, `upstream`.
     pub trigger: String,
+    /// The worker that ran it.
     pub worker: String,
+    /// When it started.
     pub started: Timestamp,
+    /// When it ended (none while running, or if its process died).
     pub finished: Option<Timestamp>,
+    /// `running`, `success` or `failed`.
     pub status: String,
+    /// Records fetched (or rows a model wrote).
     pub records: Option<i64>,
+    /// Rows loaded into tables.
     pub loaded: Option<i64>,
+    /// Requests sent.
     pub requests: Option<i64>,
+    /// Why it failed (secrets scrubbed).
     pub error: Option<String>,
 }
 
 /// What a finished run reports to the store.
 #[derive(Debug, Clone, Default)]
 pub struct RunCounts {
+    /// Records fetched (or rows a model wrote).
     pub records: i64,
+    /// Rows loaded into tables.
     pub loaded: i64,
+    /// Requests sent.
     pub requests: i64,
 }
 

@@ -4,7 +4,7 @@
 //!
 //! Tables are plain Delta tables under `DATA_DIR/tables/NAME`: DuckDB, Polars, pandas and Spark
 //! read them. Records reach a table from landing only ([`affluent_sources::Connectors::records_of`]),
-//! never from the network, so any table can be rebuilt with [`Warehouse::replay`].
+//! never from the network, so any table can be rebuilt with [`Warehouse::load_source`] over [`LoadScope::Replay`].
 //!
 //! This crate is the only one that knows DataFusion and deltalake; it knows nothing of HTTP or
 //! the dashboard.

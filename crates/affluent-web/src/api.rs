@@ -77,6 +77,7 @@ use crate::{AppState, ErrorBody, WebError, assets};
         crate::live::Change
     ))
 )]
+#[derive(Debug)]
 pub struct ApiDoc;
 
 /// The router of a dashboard.

@@ -26,7 +26,9 @@ pub struct Scheduling<'a> {
     pub every: Option<ConfigDuration>,
     /// `start_date`.
     pub start_date: Option<StartDate>,
+    /// `catchup` (default true).
     pub catchup: bool,
+    /// `max_active` (default 1).
     pub max_active: usize,
 }
 

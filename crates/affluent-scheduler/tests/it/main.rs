@@ -24,6 +24,7 @@ pub fn now_s() -> Timestamp {
     Timestamp::from_second(Timestamp::now().as_second()).expect("now")
 }
 
+/// The machine's PostgreSQL (`AFFLUENT_TEST_POSTGRES` for another).
 pub fn postgres_url() -> String {
     std::env::var("AFFLUENT_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())

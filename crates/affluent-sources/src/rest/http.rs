@@ -178,6 +178,16 @@ pub struct HttpClient {
     pub stats: Arc<Stats>,
 }
 
+impl std::fmt::Debug for HttpClient {
+    // Headers and auth hold secrets: neither is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("retry", &self.retry)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Everything an [`HttpClient`] is built from.
 pub struct HttpClientParts {
     /// Redactor of the project.
@@ -198,6 +208,16 @@ pub struct HttpClientParts {
     pub quotas: Arc<QuotaStore>,
     /// Time zone of the daily quota's day.
     pub tz: TimeZone,
+}
+
+impl std::fmt::Debug for HttpClientParts {
+    // Headers and auth hold secrets: neither is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClientParts")
+            .field("retry", &self.retry)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl HttpClient {

@@ -36,14 +36,14 @@ const KEPT_HEADERS: &[&str] = &[
 
 /// One request chain of a run: its variables, before pagination.
 #[derive(Debug, Clone)]
-pub struct Call {
+pub(super) struct Call {
     vars: Vars,
     shown: BTreeMap<String, String>,
 }
 
 /// Counters of one REST run.
 #[derive(Debug, Default)]
-pub struct RestCounters {
+pub(super) struct RestCounters {
     /// Bodies written to landing.
     pub landed: AtomicU64,
     /// Responses identical to the last one (304 or same content hash).
@@ -55,7 +55,7 @@ pub struct RestCounters {
 }
 
 /// A REST source ready to run.
-pub struct RestRun<'a> {
+pub(super) struct RestRun<'a> {
     /// Source name.
     pub name: &'a str,
     /// Its config.
@@ -79,7 +79,7 @@ pub struct RestRun<'a> {
 impl RestRun<'_> {
     /// The request chains of this run: the product of static values, resolved values (from
     /// `parent_values`) and time-grid steps.
-    pub fn plan(&self, parent_values: &[String]) -> Result<Vec<Call>, SourceError> {
+    pub(super) fn plan(&self, parent_values: &[String]) -> Result<Vec<Call>, SourceError> {
         let mut base = Vars::new();
         base.insert(
             "interval.start".into(),
@@ -138,7 +138,7 @@ impl RestRun<'_> {
     /// Runs every chain with bounded concurrency. Returns the records of all pages when
     /// `collect` (for a child source that resolves over this one), and the errors of failed
     /// chains (the others are landed regardless).
-    pub async fn run(
+    pub(super) async fn run(
         &self,
         calls: Vec<Call>,
         collect: bool,
@@ -481,7 +481,7 @@ fn multiply(calls: Vec<Call>, name: &str, values: &[String]) -> Vec<Call> {
 
 /// Steps `[t, t + every)` covering the interval, the last one cut at its end. Steps of whole days
 /// are calendar days in `tz`, so a day across a daylight-saving change is one step.
-pub fn time_grid(
+pub(super) fn time_grid(
     interval: &Interval,
     tz: &TimeZone,
     every: std::time::Duration,

@@ -12,20 +12,20 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 
-pub fn fixture(path: &str) -> Vec<u8> {
+pub(crate) fn fixture(path: &str) -> Vec<u8> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/fixtures")
         .join(path);
     std::fs::read(&p).unwrap_or_else(|e| panic!("fixture {}: {e}", p.display()))
 }
 
-pub fn fixture_json(path: &str) -> serde_json::Value {
+pub(crate) fn fixture_json(path: &str) -> serde_json::Value {
     serde_json::from_slice(&fixture(path)).expect("fixture is JSON")
 }
 
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
-pub struct Hit {
+pub(crate) struct Hit {
     pub path: String,
     pub query: BTreeMap<String, String>,
     pub raw_query: String,
@@ -35,21 +35,21 @@ pub struct Hit {
 }
 
 #[derive(Clone, Default)]
-pub struct Log(pub Arc<Mutex<Vec<Hit>>>);
+pub(crate) struct Log(pub Arc<Mutex<Vec<Hit>>>);
 
 impl Log {
-    pub fn hits(&self) -> Vec<Hit> {
+    pub(crate) fn hits(&self) -> Vec<Hit> {
         self.0.lock().unwrap().clone()
     }
-    pub fn count(&self, path: &str) -> usize {
+    pub(crate) fn count(&self, path: &str) -> usize {
         self.hits().iter().filter(|h| h.path == path).count()
     }
 }
 
-pub type Handler = Arc<dyn Fn(&Hit) -> Response + Send + Sync>;
+pub(crate) type Handler = Arc<dyn Fn(&Hit) -> Response + Send + Sync>;
 
 /// Serves `handler` on a free port; every request is logged first.
-pub async fn serve(handler: Handler) -> (SocketAddr, Log) {
+pub(crate) async fn serve(handler: Handler) -> (SocketAddr, Log) {
     let log = Log::default();
     let state = (log.clone(), handler);
     let app = Router::new()
@@ -93,7 +93,7 @@ pub async fn serve(handler: Handler) -> (SocketAddr, Log) {
     (addr, log)
 }
 
-pub fn json(status: u16, value: &serde_json::Value) -> Response {
+pub(crate) fn json(status: u16, value: &serde_json::Value) -> Response {
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
@@ -101,7 +101,7 @@ pub fn json(status: u16, value: &serde_json::Value) -> Response {
         .unwrap()
 }
 
-pub fn raw(status: u16, headers: &[(&str, &str)], body: impl Into<Body>) -> Response {
+pub(crate) fn raw(status: u16, headers: &[(&str, &str)], body: impl Into<Body>) -> Response {
     let mut b = Response::builder().status(status);
     for (k, v) in headers {
         b = b.header(*k, *v);
@@ -110,7 +110,7 @@ pub fn raw(status: u16, headers: &[(&str, &str)], body: impl Into<Body>) -> Resp
 }
 
 /// A project from TOML text in a fresh temp dir.
-pub fn project(toml: &str, env: &[(&str, &str)]) -> (tempfile::TempDir, Project) {
+pub(crate) fn project(toml: &str, env: &[(&str, &str)]) -> (tempfile::TempDir, Project) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("affluent.toml"), toml).unwrap();
     let env = Environment::from_map(
@@ -124,7 +124,7 @@ pub fn project(toml: &str, env: &[(&str, &str)]) -> (tempfile::TempDir, Project)
 }
 
 /// The same project loaded again (a restart).
-pub fn reload(dir: &tempfile::TempDir, env: &[(&str, &str)]) -> Project {
+pub(crate) fn reload(dir: &tempfile::TempDir, env: &[(&str, &str)]) -> Project {
     let env = Environment::from_map(
         env.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -133,6 +133,6 @@ pub fn reload(dir: &tempfile::TempDir, env: &[(&str, &str)]) -> Project {
     affluent_config::load_with_env(dir.path(), &env).unwrap()
 }
 
-pub fn interval(from: &str, to: &str) -> affluent_core::Interval {
+pub(crate) fn interval(from: &str, to: &str) -> affluent_core::Interval {
     affluent_core::Interval::new(from.parse().unwrap(), to.parse().unwrap()).unwrap()
 }

@@ -10,7 +10,7 @@ use affluent_sources::Connectors;
 use affluent_tables::Warehouse;
 use affluent_tables::query::{OutputFormat, render};
 
-pub fn fixture(path: &str) -> Vec<u8> {
+pub(crate) fn fixture(path: &str) -> Vec<u8> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/fixtures")
         .join(path);
@@ -18,13 +18,13 @@ pub fn fixture(path: &str) -> Vec<u8> {
 }
 
 /// A project in a temp dir.
-pub struct TestProject {
+pub(crate) struct TestProject {
     pub dir: tempfile::TempDir,
     pub warehouse: Warehouse,
 }
 
 impl TestProject {
-    pub fn new(toml: &str) -> Self {
+    pub(crate) fn new(toml: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("affluent.toml"), toml).unwrap();
         let warehouse = open(dir.path());
@@ -32,19 +32,19 @@ impl TestProject {
     }
 
     /// Writes a file of the project (model SQL, ...).
-    pub fn file(&self, name: &str, text: &str) {
+    pub(crate) fn file(&self, name: &str, text: &str) {
         let path = self.dir.path().join(name);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, text).unwrap();
     }
 
     /// Opens the project again (after a change of its files).
-    pub fn reopen(&mut self) {
+    pub(crate) fn reopen(&mut self) {
         self.warehouse = open(self.dir.path());
     }
 
     /// Lands a body for a source, as a connector does.
-    pub fn land(&self, source: &str, run_id: &str, body: &[u8]) -> EntryMeta {
+    pub(crate) fn land(&self, source: &str, run_id: &str, body: &[u8]) -> EntryMeta {
         self.warehouse
             .landing()
             .write(
@@ -68,7 +68,7 @@ impl TestProject {
     }
 
     /// A query's result as CSV.
-    pub async fn csv(&self, sql: &str) -> String {
+    pub(crate) async fn csv(&self, sql: &str) -> String {
         let batches = self
             .warehouse
             .query(sql)
@@ -78,14 +78,14 @@ impl TestProject {
     }
 
     /// A single-value query's result.
-    pub async fn scalar(&self, sql: &str) -> String {
+    pub(crate) async fn scalar(&self, sql: &str) -> String {
         let csv = self.csv(sql).await;
         let mut lines = csv.lines();
         lines.next();
         lines.next().unwrap_or("").to_string()
     }
 
-    pub async fn count(&self, table: &str) -> u64 {
+    pub(crate) async fn count(&self, table: &str) -> u64 {
         self.scalar(&format!("SELECT count(*) FROM {table}"))
             .await
             .parse()
