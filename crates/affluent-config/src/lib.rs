@@ -29,7 +29,7 @@ use diagnostics::Reporter;
 pub use diagnostics::{ConfigErrors, Diagnostic};
 pub use env::Environment;
 use schema::{ProjectSettings, RateLimitConfig, SourceConfig};
-pub use values::{ConfigDuration, ConfigTimeZone, CronExpr, ListenAddr, StartDate};
+pub use values::{ConfigDuration, ConfigTimeZone, CronExpr, JsonPathExpr, ListenAddr, StartDate};
 
 /// The project file's name inside a project directory.
 pub const PROJECT_FILE: &str = "affluent.toml";

@@ -14,7 +14,9 @@ pub use crate::sources::csv::*;
 pub use crate::sources::rest::*;
 pub use crate::sources::*;
 pub use crate::tables::*;
-pub use crate::values::{ConfigDuration, ConfigTimeZone, CronExpr, ListenAddr, StartDate};
+pub use crate::values::{
+    ConfigDuration, ConfigTimeZone, CronExpr, JsonPathExpr, ListenAddr, StartDate,
+};
 
 /// Project-level settings: everything in `affluent.toml` except `[sources.*]`, which are read one
 /// by one so that an error in one source does not hide the errors of the others.

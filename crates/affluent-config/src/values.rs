@@ -196,6 +196,46 @@ impl<'de> Deserialize<'de> for ListenAddr {
     }
 }
 
+/// A JSON path (`_embedded.events`, `[1]`, `cursors.next`), parsed on load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonPathExpr {
+    text: String,
+    path: affluent_core::JsonPath,
+}
+
+impl JsonPathExpr {
+    /// The path as written.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The parsed path.
+    pub fn path(&self) -> &affluent_core::JsonPath {
+        &self.path
+    }
+}
+
+impl std::str::FromStr for JsonPathExpr {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        affluent_core::JsonPath::parse(text)
+            .map(|path| Self {
+                text: text.to_string(),
+                path,
+            })
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for JsonPathExpr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -334,3 +334,27 @@ source = "scores"
         Err(LoadError::Invalid(_))
     ));
 }
+
+#[test]
+fn json_paths_are_checked_as_the_file_is_read() {
+    let text = r#"[sources.a]
+type = "rest"
+client.base_url = "https://x.org/"
+endpoint.data_selector = "items[x"
+endpoint.paginator = { type = "cursor", cursor_path = "next[" }
+"#;
+    let errs = errors(text, &[]);
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert_eq!((errs[0].0, errs[0].1), (4, 26), "{errs:#?}");
+    assert!(
+        errs[0].2.contains("invalid JSON path \"items[x\""),
+        "{}",
+        errs[0].2
+    );
+    assert_eq!(errs[1].0, 5, "{errs:#?}");
+    assert!(
+        errs[1].2.contains("invalid JSON path \"next[\""),
+        "{}",
+        errs[1].2
+    );
+}

@@ -33,6 +33,14 @@ pub struct JsonPathError {
 }
 
 impl JsonPath {
+    /// The path of nested object keys (`["cursors", "next"]` is `cursors.next`).
+    pub fn keys(keys: &[&str]) -> Self {
+        Self {
+            text: keys.join("."),
+            segments: keys.iter().map(|k| Segment::Key(k.to_string())).collect(),
+        }
+    }
+
     /// Parses a path; `""` and `"$"` are the root.
     pub fn parse(text: &str) -> Result<Self, JsonPathError> {
         let err = |reason: &str| JsonPathError {
@@ -149,6 +157,14 @@ impl std::fmt::Display for JsonPath {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_build_what_parse_reads() {
+        assert_eq!(
+            JsonPath::keys(&["cursors", "next"]),
+            JsonPath::parse("cursors.next").unwrap()
+        );
+    }
     use serde_json::json;
 
     #[test]

@@ -12,7 +12,7 @@ use crate::diagnostics::Reporter;
 use crate::schema::RateLimitConfig;
 use crate::sources::SourceConfig;
 use crate::validate::rate_limit;
-use crate::values::{ConfigDuration, ConfigTimeZone, CronExpr, StartDate};
+use crate::values::{ConfigDuration, ConfigTimeZone, CronExpr, JsonPathExpr, StartDate};
 
 /// The variables every REST template may use.
 pub const INTERVAL_VARS: &[&str] = &["interval.start", "interval.end"];
@@ -173,7 +173,7 @@ pub enum PaginatorConfig {
         /// Number of the first page (default 0).
         base_page: Option<i64>,
         /// Path to the total number of pages in the body.
-        total_path: Option<String>,
+        total_path: Option<JsonPathExpr>,
         /// Last page to fetch, included.
         maximum_page: Option<i64>,
         /// Stop at the first page with no records (default true).
@@ -190,7 +190,7 @@ pub enum PaginatorConfig {
         /// Limit parameter (default `limit`).
         limit_param: Option<String>,
         /// Path to the total number of records in the body.
-        total_path: Option<String>,
+        total_path: Option<JsonPathExpr>,
         /// Offset not to reach.
         maximum_offset: Option<u64>,
         /// Stop at the first page with no records (default true).
@@ -199,14 +199,14 @@ pub enum PaginatorConfig {
     /// A cursor from the body sent back as a parameter.
     Cursor {
         /// Path to the next cursor in the body (default `cursors.next`).
-        cursor_path: Option<String>,
+        cursor_path: Option<JsonPathExpr>,
         /// Query parameter carrying it (default `cursor`).
         cursor_param: Option<String>,
     },
     /// The next page's URL in the body (Spotify `next`).
     JsonLink {
         /// Path to the next URL (default `next`).
-        next_url_path: Option<String>,
+        next_url_path: Option<JsonPathExpr>,
     },
     /// The next page's URL in an RFC 8288 `Link` header.
     HeaderLink {
@@ -231,7 +231,7 @@ pub struct EndpointConfig {
     /// JSON body for POST; string leaves are templates.
     pub json: Option<serde_json::Value>,
     /// Path to the records in the body (`_embedded.events`, `[1]`); the root by default.
-    pub data_selector: Option<String>,
+    pub data_selector: Option<JsonPathExpr>,
     /// Paginator of this endpoint, overriding the client's.
     pub paginator: Option<PaginatorConfig>,
 }
@@ -513,17 +513,12 @@ pub(crate) fn check(
         }
     }
 
-    if let Some(selector) = &rest.endpoint.data_selector
-        && let Err(e) = JsonPath::parse(selector)
-    {
-        reporter.error(at(&["endpoint", "data_selector"]), e.to_string());
-    }
     for (paginator, path) in [
         (&rest.client.paginator, ["client", "paginator"]),
         (&rest.endpoint.paginator, ["endpoint", "paginator"]),
     ] {
         if let Some(p) = paginator {
-            paginator_paths(reporter, p, at(&path));
+            paginator_checks(reporter, p, at(&path));
         }
     }
 }
@@ -542,24 +537,9 @@ fn string_leaves<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>) {
     }
 }
 
-fn paginator_paths(reporter: &mut Reporter<'_>, p: &PaginatorConfig, span: Option<Range<usize>>) {
-    let paths: Vec<&String> = match p {
-        PaginatorConfig::PageNumber { total_path, .. } => total_path.iter().collect(),
-        PaginatorConfig::Offset {
-            total_path, limit, ..
-        } => {
-            if *limit == 0 {
-                reporter.error(span.clone(), "offset paginator `limit` must be at least 1");
-            }
-            total_path.iter().collect()
-        }
-        PaginatorConfig::Cursor { cursor_path, .. } => cursor_path.iter().collect(),
-        PaginatorConfig::JsonLink { next_url_path } => next_url_path.iter().collect(),
-        PaginatorConfig::HeaderLink { .. } | PaginatorConfig::SinglePage => Vec::new(),
-    };
-    for path in paths {
-        if let Err(e) = JsonPath::parse(path) {
-            reporter.error(span.clone(), e.to_string());
-        }
+fn paginator_checks(reporter: &mut Reporter<'_>, p: &PaginatorConfig, span: Option<Range<usize>>) {
+    // Its paths are typed (`JsonPathExpr`): they were checked as the file was read.
+    if let PaginatorConfig::Offset { limit: 0, .. } = p {
+        reporter.error(span, "offset paginator `limit` must be at least 1");
     }
 }

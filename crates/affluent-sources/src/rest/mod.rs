@@ -34,7 +34,11 @@ pub struct RestSource {
 impl RestSource {
     /// The connector of a `type = "rest"` source.
     pub fn new(config: &RestSourceConfig) -> Result<Self, SourceError> {
-        let selector = records::data_selector(config)?;
+        let selector = config
+            .endpoint
+            .data_selector
+            .as_ref()
+            .map(|s| s.path().clone());
         let parent = match config.resolve() {
             Some((_, resolve)) => Some((
                 resolve.resource.clone(),

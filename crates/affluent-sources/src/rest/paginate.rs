@@ -1,7 +1,7 @@
 //! Paginators, as dlt names them: each takes the current request and the page just received and
 //! says how to ask for the next one, or that there is none.
 
-use affluent_config::schema::PaginatorConfig;
+use affluent_config::schema::{JsonPathExpr, PaginatorConfig};
 use affluent_core::JsonPath;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
@@ -45,9 +45,10 @@ pub struct Paginator {
     offset: u64,
 }
 
-/// A configured path, or its default (paths were validated when the project loaded).
-fn path(p: &Option<String>, default: &str) -> Option<JsonPath> {
-    JsonPath::parse(p.as_deref().unwrap_or(default)).ok()
+/// A configured path, or its default.
+fn path(p: &Option<JsonPathExpr>, default: &[&str]) -> JsonPath {
+    p.as_ref()
+        .map_or_else(|| JsonPath::keys(default), |p| p.path().clone())
 }
 
 fn as_u64(v: Option<&Value>) -> Option<u64> {
@@ -117,7 +118,7 @@ impl Paginator {
                 let base = base_page.unwrap_or(0);
                 if let Some(total) = total_path
                     .as_ref()
-                    .and_then(|_| as_u64(doc.get(&path(total_path, "")?).as_ref()))
+                    .and_then(|p| as_u64(doc.get(p.path()).as_ref()))
                     && self.page - base + 1 >= total as i64
                 {
                     return false;
@@ -146,7 +147,7 @@ impl Paginator {
                 let next = self.offset + limit;
                 match total_path
                     .as_ref()
-                    .and_then(|_| as_u64(doc.get(&path(total_path, "")?).as_ref()))
+                    .and_then(|p| as_u64(doc.get(p.path()).as_ref()))
                 {
                     Some(total) if next >= total => return false,
                     None if (records as u64) < *limit => return false,
@@ -165,7 +166,7 @@ impl Paginator {
             PaginatorConfig::Cursor {
                 cursor_path,
                 cursor_param,
-            } => match path(cursor_path, "cursors.next").and_then(|p| doc.get(&p)) {
+            } => match doc.get(&path(cursor_path, &["cursors", "next"])) {
                 Some(Value::String(s)) if !s.is_empty() => {
                     request.set(cursor_param.as_deref().unwrap_or("cursor"), s);
                     true
@@ -177,8 +178,8 @@ impl Paginator {
                 _ => false,
             },
             PaginatorConfig::JsonLink { next_url_path } => {
-                match path(next_url_path, "next")
-                    .and_then(|p| doc.get(&p))
+                match doc
+                    .get(&path(next_url_path, &["next"]))
                     .and_then(|v| v.as_str().map(str::to_string))
                 {
                     Some(next) if !next.is_empty() => follow(request, &next),

@@ -8,18 +8,6 @@ use affluent_core::{JsonPath, Segment};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-/// The parsed `data_selector` of a REST source (`None`: the root).
-pub fn data_selector(
-    rest: &affluent_config::schema::RestSourceConfig,
-) -> Result<Option<JsonPath>, crate::SourceError> {
-    rest.endpoint
-        .data_selector
-        .as_deref()
-        .map(JsonPath::parse)
-        .transpose()
-        .map_err(|e| crate::SourceError::Plan(e.to_string()))
-}
-
 /// The records of one body, borrowed from it: the document is checked to be valid JSON and the
 /// records are located without building a tree of values, which is what makes landing large
 /// pages cheap. Values are built only where needed ([`Page::values`], [`Page::get`]).

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::http::{HttpClient, Request};
 use super::paginate::{PageRequest, Paginator};
-use super::records::{data_selector, select_page};
+use super::records::select_page;
 use crate::error::SourceError;
 use crate::state::{CacheEntry, ChangeCache};
 
@@ -240,8 +240,10 @@ impl RestRun<'_> {
         let mut params: Vec<(String, String)> = url.query_pairs().into_owned().collect();
         url.set_query(None);
         let path_vars: Vec<String> = Template::parse(&endpoint.path)
-            .map(|t| t.variables().map(str::to_string).collect())
-            .unwrap_or_default();
+            .map_err(|e| SourceError::Plan(format!("source `{}`: {e}", self.name)))?
+            .variables()
+            .map(str::to_string)
+            .collect();
         for (name, value) in &endpoint.params {
             let v = match value {
                 ParamValue::Text(t) => self.render(t, &call.vars)?,
@@ -279,7 +281,12 @@ impl RestRun<'_> {
             .or_else(|| self.config.client.paginator.clone())
             .unwrap_or(PaginatorConfig::SinglePage);
         let mut paginator = Paginator::start(paginator_config, &mut page_request);
-        let selector = data_selector(self.config)?;
+        let selector = self
+            .config
+            .endpoint
+            .data_selector
+            .as_ref()
+            .map(|s| s.path());
         let method = match self.config.endpoint.method.unwrap_or(HttpMethod::Get) {
             HttpMethod::Get => reqwest::Method::GET,
             HttpMethod::Post => reqwest::Method::POST,
@@ -400,7 +407,7 @@ impl RestRun<'_> {
                 }
             }
 
-            let selected = match select_page(&body_bytes, selector.as_ref()) {
+            let selected = match select_page(&body_bytes, selector) {
                 Ok(ok) => ok,
                 Err(message) => {
                     let message = redactor.redact(&message);
@@ -439,7 +446,7 @@ impl RestRun<'_> {
             if selected.selector_missing && page == 0 {
                 self.warn(format!(
                     "data_selector `{}` found nothing in the response of {shown_url}: 0 records",
-                    selector.as_ref().map(|s| s.as_str()).unwrap_or("$")
+                    selector.map(|s| s.as_str()).unwrap_or("$")
                 ));
             }
             let n = selected.records.len();
