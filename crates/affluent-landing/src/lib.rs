@@ -435,7 +435,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LandingError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(io(dir))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    // Unique per write, not only per process: two runs of one process may write the same file
+    // (a source's change cache) at once, and must not rename each other's temporary file.
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let seq = WRITES.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.tmp-{}-{seq}", std::process::id()));
     let mut file = File::create(&tmp).map_err(io(&tmp))?;
     file.write_all(bytes).map_err(io(&tmp))?;
     file.sync_all().map_err(io(&tmp))?;
@@ -450,6 +454,26 @@ fn sync_dir(dir: &Path) -> Result<(), LandingError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn concurrent_writes_of_one_file_each_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        std::thread::scope(|s| {
+            for i in 0..8 {
+                let path = &path;
+                s.spawn(move || {
+                    for j in 0..50 {
+                        write_atomic(path, format!("{i}-{j}").as_bytes()).unwrap();
+                    }
+                });
+            }
+        });
+        let last = std::fs::read_to_string(&path).unwrap();
+        assert!(last.ends_with("-49"), "{last}");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temporary file left");
+    }
 
     fn new_entry(source: &str) -> NewEntry {
         NewEntry {

@@ -495,7 +495,9 @@ fn two_processes_on_one_postgres_fetch_each_interval_once() {
     );
     assert!(
         per_path.values().all(|n| *n == 1),
-        "an interval was fetched twice: {per_path:?}"
+        "an interval was fetched twice: {per_path:?}\n--- a\n{}\n--- b\n{}",
+        tail(&std::fs::read_to_string(&log_a).unwrap_or_default()),
+        tail(&std::fs::read_to_string(&log_b).unwrap_or_default())
     );
     let o = super::affluent(&project, &["runs", "--format", "json", "--limit", "1000"]);
     let workers: std::collections::HashSet<String> = String::from_utf8_lossy(&o.stdout)
