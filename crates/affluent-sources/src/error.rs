@@ -53,6 +53,28 @@ pub enum SourceError {
         /// The day.
         day: String,
     },
+    /// A redirect or next-page link to another origin than `client.base_url`'s, refused.
+    #[error(
+        "refused {method} {url}: it is not on {origin}, the origin of client.base_url, and credentials are sent only there; set client.cross_origin = \"without_credentials\" to follow it without them"
+    )]
+    CrossOrigin {
+        /// Method.
+        method: String,
+        /// The refused URL, redacted.
+        url: String,
+        /// `client.base_url`'s origin.
+        origin: String,
+    },
+    /// Too many redirects in a row.
+    #[error("{method} {url}: more than {max} redirects")]
+    Redirects {
+        /// Method.
+        method: String,
+        /// The first URL, redacted.
+        url: String,
+        /// The most followed.
+        max: usize,
+    },
     /// OAuth token could not be obtained.
     #[error("cannot obtain an OAuth access token from {url}: {message}")]
     Auth {

@@ -94,6 +94,23 @@ pub struct ClientConfig {
     pub paginator: Option<PaginatorConfig>,
     /// Timeout of one request, in seconds (default 30).
     pub timeout_secs: Option<u64>,
+    /// What to do with a redirect or a next-page link to another origin (scheme, host, port)
+    /// than `base_url`'s: `refuse` it with an error (default), or follow it
+    /// `without_credentials` (no `auth`, no secret header). Credentials are only ever sent to
+    /// `base_url`'s origin.
+    #[serde(default)]
+    pub cross_origin: CrossOrigin,
+}
+
+/// `client.cross_origin`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CrossOrigin {
+    /// Fail the request, naming the other origin and this key.
+    #[default]
+    Refuse,
+    /// Follow it, without the source's auth and secret headers.
+    WithoutCredentials,
 }
 
 /// `auth = { type = ... }`, as dlt names them.

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use affluent_config::schema::{
-    ApiKeyLocation, AuthConfig, ClientAuthStyle, RateLimitConfig, RetryConfig,
+    ApiKeyLocation, AuthConfig, ClientAuthStyle, CrossOrigin, RateLimitConfig, RetryConfig,
 };
 use affluent_core::Redactor;
 use bytes::Bytes;
@@ -19,6 +19,7 @@ use jiff::tz::TimeZone;
 use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::Mutex;
+use url::Origin;
 
 use super::records::error_message;
 use crate::error::{SourceError, is_retryable_status};
@@ -174,9 +175,14 @@ pub struct HttpClient {
     host_limits: Vec<(String, Arc<Limits>)>,
     quotas: Arc<QuotaStore>,
     tz: TimeZone,
+    origin: Origin,
+    cross_origin: CrossOrigin,
     /// Counters of the run.
     pub stats: Arc<Stats>,
 }
+
+/// The most redirects followed for one request.
+const MAX_REDIRECTS: usize = 10;
 
 impl std::fmt::Debug for HttpClient {
     // Headers and auth hold secrets: neither is shown.
@@ -208,6 +214,10 @@ pub struct HttpClientParts {
     pub quotas: Arc<QuotaStore>,
     /// Time zone of the daily quota's day.
     pub tz: TimeZone,
+    /// The only origin credentials are sent to (`client.base_url`'s).
+    pub origin: Origin,
+    /// What to do with a request to another origin.
+    pub cross_origin: CrossOrigin,
 }
 
 impl std::fmt::Debug for HttpClientParts {
@@ -225,6 +235,9 @@ impl HttpClient {
     pub fn new(parts: HttpClientParts) -> Result<Self, SourceError> {
         let client = reqwest::Client::builder()
             .user_agent(concat!("affluent/", env!("CARGO_PKG_VERSION")))
+            // Redirects are followed by `send_once`, which decides per hop whether the next
+            // origin may see the credentials.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| SourceError::Plan(format!("cannot build the HTTP client: {e}")))?;
         let mut headers = HeaderMap::new();
@@ -250,6 +263,8 @@ impl HttpClient {
             host_limits: parts.host_limits,
             quotas: parts.quotas,
             tz: parts.tz,
+            origin: parts.origin,
+            cross_origin: parts.cross_origin,
             stats: Arc::new(Stats::default()),
         })
     }
@@ -333,39 +348,99 @@ impl HttpClient {
         }
     }
 
+    /// The configured headers that may go to another origin: none whose name looks secret or
+    /// whose value holds a secret.
+    fn public_headers(&self) -> HeaderMap {
+        let mut out = HeaderMap::new();
+        for (name, value) in &self.headers {
+            let text = value.to_str().unwrap_or_default();
+            let secret = value.is_sensitive()
+                || Redactor::is_secret_name(name.as_str())
+                || name == reqwest::header::AUTHORIZATION
+                || name == reqwest::header::COOKIE
+                || self.redactor.redact(text) != text;
+            if !secret {
+                out.insert(name.clone(), value.clone());
+            }
+        }
+        out
+    }
+
+    /// One attempt: the request, and the redirects it gets, each hop sent with the credentials
+    /// only if it is on `client.base_url`'s origin (and refused elsewhere, unless
+    /// `cross_origin = "without_credentials"`).
     async fn send_once(&self, request: &Request) -> Result<Response, SourceError> {
         let mut url = request.url.clone();
-        let mut headers = self.headers.clone();
-        headers.extend(request.headers.clone());
-        self.authenticate(&mut url, &mut headers).await?;
-        let mut builder = self
-            .client
-            .request(request.method.clone(), url)
-            .headers(headers)
-            .timeout(self.timeout);
-        if let Some(body) = &request.body {
-            builder = builder.json(body);
+        let mut method = request.method.clone();
+        let mut body = request.body.as_ref();
+        for _ in 0..=MAX_REDIRECTS {
+            let trusted = url.origin() == self.origin;
+            if !trusted && self.cross_origin == CrossOrigin::Refuse {
+                return Err(SourceError::CrossOrigin {
+                    method: method.to_string(),
+                    url: self.redactor.redact_url(url.as_str()),
+                    origin: self.origin.ascii_serialization(),
+                });
+            }
+            let mut headers = if trusted {
+                self.headers.clone()
+            } else {
+                self.public_headers()
+            };
+            headers.extend(request.headers.clone());
+            let mut sent_url = url.clone();
+            if trusted {
+                self.authenticate(&mut sent_url, &mut headers).await?;
+            }
+            let mut builder = self
+                .client
+                .request(method.clone(), sent_url)
+                .headers(headers)
+                .timeout(self.timeout);
+            if let Some(body) = body {
+                builder = builder.json(body);
+            }
+            let network = |e: reqwest::Error| SourceError::Network {
+                // reqwest puts the URL in its messages; ours is redacted.
+                message: self
+                    .redactor
+                    .redact(&affluent_core::error_chain(&e.without_url())),
+                method: method.to_string(),
+                url: self.redactor.redact_url(url.as_str()),
+            };
+            let resp = builder.send().await.map_err(network)?;
+            let status = resp.status().as_u16();
+            let location = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| url.join(l).ok());
+            if let (301 | 302 | 303 | 307 | 308, Some(next)) = (status, location) {
+                // As browsers do: 303, and 301/302 after a POST, go on as a GET without body.
+                if status == 303 || (matches!(status, 301 | 302) && method == reqwest::Method::POST)
+                {
+                    method = reqwest::Method::GET;
+                    body = None;
+                }
+                url = next;
+                continue;
+            }
+            let headers = resp.headers().clone();
+            let bytes = resp.bytes().await.map_err(network)?;
+            self.stats
+                .bytes
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            return Ok(Response {
+                status,
+                headers,
+                body: bytes,
+                received_at: Timestamp::now(),
+            });
         }
-        let network = |e: reqwest::Error| SourceError::Network {
-            // reqwest puts the URL in its messages; ours is redacted.
-            message: self
-                .redactor
-                .redact(&affluent_core::error_chain(&e.without_url())),
+        Err(SourceError::Redirects {
             method: request.method.to_string(),
             url: self.redactor.redact_url(request.url.as_str()),
-        };
-        let resp = builder.send().await.map_err(network)?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(network)?;
-        self.stats
-            .bytes
-            .fetch_add(body.len() as u64, Ordering::Relaxed);
-        Ok(Response {
-            status,
-            headers,
-            body,
-            received_at: Timestamp::now(),
+            max: MAX_REDIRECTS,
         })
     }
 

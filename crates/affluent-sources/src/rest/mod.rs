@@ -27,6 +27,8 @@ use http::{HttpClient, HttpClientParts, RetryPolicy};
 #[derive(Debug)]
 pub struct RestSource {
     config: RestSourceConfig,
+    /// `client.base_url`'s origin: the only one that sees the credentials.
+    origin: url::Origin,
     selector: Option<JsonPath>,
     parent: Option<(String, JsonPath)>,
 }
@@ -46,8 +48,12 @@ impl RestSource {
             )),
             None => None,
         };
+        let origin = url::Url::parse(&config.client.base_url)
+            .map_err(|e| SourceError::Plan(format!("client.base_url: {e}")))?
+            .origin();
         Ok(Self {
             config: config.clone(),
+            origin,
             selector,
             parent,
         })
@@ -94,6 +100,8 @@ impl Source for RestSource {
                 host_limits: shared.hosts.clone(),
                 quotas: shared.quotas.clone(),
                 tz: project.timezone.clone(),
+                origin: self.origin.clone(),
+                cross_origin: rest.client.cross_origin,
             })?;
             let stats = client.stats.clone();
             let cache = if rest.change_detection.unwrap_or(true) {

@@ -5,4 +5,5 @@
 
 mod faults;
 mod fixtures;
+mod origins;
 mod support;
