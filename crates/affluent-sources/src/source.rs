@@ -15,7 +15,7 @@ use affluent_landing::{Entry, Landing, Quarantine, Reject};
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-use crate::rest::http::Limits;
+use crate::rest::http::{HostPauses, Limits};
 use crate::state::QuotaStore;
 use crate::{RunSummary, SourceError};
 
@@ -97,6 +97,8 @@ pub struct Shared {
     pub(crate) quotas: Arc<QuotaStore>,
     /// Limiters of `[hosts]`.
     pub(crate) hosts: Vec<(String, Arc<Limits>)>,
+    /// Pauses per host asked for by `Retry-After`.
+    pub(crate) pauses: Arc<HostPauses>,
     source_limits: Mutex<HashMap<String, Arc<Limits>>>,
 }
 
@@ -113,6 +115,7 @@ impl Shared {
             project,
             quotas,
             hosts,
+            pauses: Arc::default(),
             source_limits: Mutex::new(HashMap::new()),
         })
     }

@@ -74,6 +74,37 @@ impl Limits {
     }
 }
 
+/// Pauses per host, shared by every source of the process: after a `429` or `503` with
+/// `Retry-After`, no request goes to that host until the time the server asked for.
+#[derive(Debug, Default)]
+pub struct HostPauses(std::sync::Mutex<std::collections::HashMap<String, tokio::time::Instant>>);
+
+impl HostPauses {
+    /// Holds every request to `host` for `wait` (or longer, if a pause already runs).
+    pub fn pause(&self, host: &str, wait: Duration) {
+        let until = tokio::time::Instant::now() + wait;
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = map.entry(host.to_ascii_lowercase()).or_insert(until);
+        *entry = (*entry).max(until);
+    }
+
+    /// Waits out the pause of `host`, if any.
+    pub async fn wait(&self, host: &str) {
+        loop {
+            let until = {
+                let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+                map.get(&host.to_ascii_lowercase()).copied()
+            };
+            match until {
+                Some(until) if until > tokio::time::Instant::now() => {
+                    tokio::time::sleep_until(until).await;
+                }
+                _ => return,
+            }
+        }
+    }
+}
+
 /// A limiter letting one request through every `window / n`, plus a 10% (at least 10 ms) margin
 /// so that network jitter cannot squeeze `n + 1` arrivals into one window at the server.
 fn spaced(window: Duration, n: u32) -> DefaultDirectRateLimiter {
@@ -177,6 +208,7 @@ pub struct HttpClient {
     tz: TimeZone,
     origin: Origin,
     cross_origin: CrossOrigin,
+    pauses: Arc<HostPauses>,
     /// Counters of the run.
     pub stats: Arc<Stats>,
 }
@@ -216,6 +248,8 @@ pub struct HttpClientParts {
     pub tz: TimeZone,
     /// The only origin credentials are sent to (`client.base_url`'s).
     pub origin: Origin,
+    /// The process's pauses per host.
+    pub pauses: Arc<HostPauses>,
     /// What to do with a request to another origin.
     pub cross_origin: CrossOrigin,
 }
@@ -265,6 +299,7 @@ impl HttpClient {
             tz: parts.tz,
             origin: parts.origin,
             cross_origin: parts.cross_origin,
+            pauses: parts.pauses,
             stats: Arc::new(Stats::default()),
         })
     }
@@ -280,6 +315,7 @@ impl HttpClient {
             .date()
             .to_string();
         let host = url.host_str().unwrap_or_default();
+        self.pauses.wait(host).await;
         for (h, limits) in &self.host_limits {
             if h.eq_ignore_ascii_case(host) {
                 limits.acquire(&self.quotas, &day).await?;
@@ -306,6 +342,11 @@ impl HttpClient {
                 }
                 Ok(resp) => {
                     let retry_after = retry_after(&resp.headers, resp.received_at);
+                    if let (429 | 503, Some(wait)) = (resp.status, retry_after) {
+                        // The server asked the client, not this request, to wait.
+                        self.pauses
+                            .pause(request.url.host_str().unwrap_or_default(), wait);
+                    }
                     let message = self.redactor.redact(&describe_error_body(&resp.body));
                     let error = SourceError::Http {
                         status: resp.status,

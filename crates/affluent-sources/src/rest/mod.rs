@@ -101,6 +101,7 @@ impl Source for RestSource {
                 quotas: shared.quotas.clone(),
                 tz: project.timezone.clone(),
                 origin: self.origin.clone(),
+                pauses: shared.pauses.clone(),
                 cross_origin: rest.client.cross_origin,
             })?;
             let stats = client.stats.clone();

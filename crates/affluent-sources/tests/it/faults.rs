@@ -489,3 +489,44 @@ async fn a_run_reports_each_request_chain_to_its_observer() {
     assert_eq!((last.failed, last.landed, last.records), (1, 3, 6));
     assert!(events.iter().all(|p| p.source == "api"));
 }
+
+#[tokio::test]
+async fn retry_after_pauses_every_request_to_the_host() {
+    // The first request is told to wait a second; the others of the run (four in flight at a
+    // time) must not arrive during that second, whichever request they are.
+    let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (addr, log) = serve(Arc::new(move |_hit: &Hit| {
+        if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            raw(429, &[("retry-after", "1")], r#"{"message":"slow down"}"#)
+        } else {
+            json(200, &json!([{"x": 1}]))
+        }
+    }))
+    .await;
+    let toml = format!(
+        "[sources.api]\ntype = \"rest\"\nconcurrency = 4\nclient.base_url = \"http://{addr}/q\"\nendpoint.params = {{ v = \"{{v}}\" }}\nfan_out.values = {{ v = [\"a\", \"b\", \"c\", \"d\", \"e\", \"f\", \"g\", \"h\"] }}\nretry = {{ max_attempts = 3, initial_backoff_ms = 10, max_backoff_secs = 1 }}\n"
+    );
+    let (_dir, project) = project(&toml, &[]);
+    let s = Connectors::new(project)
+        .unwrap()
+        .ingest("api", &opts())
+        .await
+        .unwrap();
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    assert_eq!(s.records, 8);
+    let hits = log.hits();
+    assert_eq!(hits.len(), 9, "eight requests and one retry");
+    let t0 = hits[0].at;
+    // The three requests already on the wire beside the first may arrive at once; no other
+    // request arrives until the second is over.
+    let inside: Vec<_> = hits[1..]
+        .iter()
+        .map(|h| h.at.duration_since(t0))
+        .filter(|d| *d < Duration::from_millis(950))
+        .collect();
+    assert!(
+        inside.len() <= 3,
+        "{} requests inside the announced window: {inside:?}",
+        inside.len()
+    );
+}
