@@ -158,8 +158,21 @@ document.getElementById("logout").addEventListener("click", async () => {
 // ---------------------------------------------------------------------------------------------
 // Login and setup
 
+// Where to go after logging in: a path of this origin only. Parsed as a URL, so that
+// `//evil.example`, `/\\evil.example`, tabs and newlines cannot name another host.
+function safeNext(raw) {
+  if (!raw) return "/";
+  try {
+    const target = new URL(raw, location.origin);
+    if (target.origin !== location.origin) return "/";
+    return target.pathname + target.search + target.hash;
+  } catch {
+    return "/";
+  }
+}
+
 function loginView() {
-  const next = params().get("next") || "/";
+  const next = safeNext(params().get("next"));
   const error = el("p", { class: "error", id: "login-error", role: "alert" });
   const form = el(
     "form",
@@ -183,7 +196,7 @@ function loginView() {
     const data = new FormData(form);
     try {
       await api("POST", "/api/login", { name: data.get("name"), password: data.get("password") });
-      location.href = next.startsWith("/") && !next.startsWith("//") ? next : "/";
+      location.href = next;
     } catch (e) {
       error.textContent = e.message;
     }
@@ -688,7 +701,7 @@ async function route() {
     if (path === "/setup") return setupView();
     if (path === "/login") {
       if (session.user) {
-        location.href = params().get("next") || "/";
+        location.href = safeNext(params().get("next"));
         return;
       }
       return loginView();

@@ -45,6 +45,21 @@ test("an anonymous visitor is sent to the login page, and back after it", async 
   await expect(page.locator("#filter-agency")).toHaveValue("lyon_2");
 });
 
+test("after login, next= only leads to this dashboard", async ({ page }) => {
+  const origin = new URL(process.env.AFFLUENT_URL).origin;
+  await page.goto(url("/login"));
+  await login(page, "ada", "correct horse battery");
+  await expect(page).toHaveURL(/\/pages\/footfall$/);
+  // Logged in: each hostile `next` lands on this origin (as the login form does).
+  for (const next of ["https://evil.example/", "//evil.example/", "/\\evil.example/", "/\t/evil.example/", "/%0A/evil.example", "javascript:alert(1)"]) {
+    await page.goto(url("/login?next=" + encodeURIComponent(next)));
+    await page.waitForLoadState("networkidle");
+    expect(new URL(page.url()).origin, next).toBe(origin);
+  }
+  await page.goto(url("/login?next=" + encodeURIComponent("/favourites")));
+  await expect(page).toHaveURL(origin + "/favourites");
+});
+
 test("the API documentation renders offline from the binary", async ({ page }) => {
   const external = [];
   page.on("request", (r) => {

@@ -91,7 +91,7 @@ pub fn router(state: AppState, sessions: SqlSessions) -> Router {
         .with_expiry(Expiry::OnInactivity(
             tower_sessions::cookie::time::Duration::seconds(ttl),
         ));
-    Router::new()
+    let router = Router::new()
         .route("/api/session", get(session_info))
         .route("/api/login", post(login))
         .route("/api/logout", post(logout))
@@ -141,11 +141,20 @@ pub fn router(state: AppState, sessions: SqlSessions) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(
-                "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+                "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
             ),
         ))
-        .layer(axum::middleware::from_fn(request_id))
-        .with_state(state)
+        .layer(axum::middleware::from_fn(request_id));
+    // Behind TLS (`secure_cookies`), browsers are told to come back only over HTTPS.
+    let router = if state.secure {
+        router.layer(SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        ))
+    } else {
+        router
+    };
+    router.with_state(state)
 }
 
 /// Gives every request an id: the client's `x-request-id` when it is a short plain token, else
@@ -164,9 +173,16 @@ pub async fn request_id(req: Request, next: Next) -> Response {
         })
         .map(str::to_string)
         .unwrap_or_else(|| crate::auth::random_hex(8));
+    // The API's answers are per user: no cache keeps them.
+    let api = req.uri().path().starts_with("/api/");
     let mut response = crate::REQUEST_ID.scope(id.clone(), next.run(req)).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", v);
+    }
+    if api && !response.headers().contains_key(header::CACHE_CONTROL) {
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     response
 }
@@ -264,7 +280,13 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "other".to_string());
-    let method = req.method().to_string();
+    // A label per method the API knows; anything else is one series, not one per invention.
+    let method = match *req.method() {
+        Method::GET | Method::POST | Method::DELETE | Method::HEAD | Method::OPTIONS => {
+            req.method().as_str().to_string()
+        }
+        _ => "other".to_string(),
+    };
     let started = Instant::now();
     let response = next.run(req).await;
     let m = &state.metrics;

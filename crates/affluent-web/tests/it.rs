@@ -1014,3 +1014,43 @@ fn a_parameter_no_filter_binds_is_a_config_error() {
     );
     assert!(err.contains("affluent.toml:"), "with a line: {err}");
 }
+
+#[tokio::test]
+async fn answers_are_not_cached_and_invented_methods_make_no_metric() {
+    let f = fixture().await;
+    let mut c = Client::default();
+    let session = c.send(&f.app, "GET", "/api/session", None).await;
+    assert_eq!(session.headers["cache-control"], "no-store");
+    let asset = c.send(&f.app, "GET", "/assets/echarts.min.js", None).await;
+    assert_ne!(
+        asset.headers["cache-control"], "no-store",
+        "static assets stay cacheable"
+    );
+    let csp = session.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("form-action 'self'") && csp.contains("base-uri 'none'"),
+        "{csp}"
+    );
+    assert!(
+        session.headers.get("strict-transport-security").is_none(),
+        "no HSTS over plain HTTP"
+    );
+    for method in ["ZZ000", "ZZ001", "PROPFIND"] {
+        c.send(&f.app, method, "/healthz", None).await;
+    }
+    let metrics = c.send(&f.app, "GET", "/metrics", None).await.text();
+    assert!(
+        !metrics.contains("ZZ00") && !metrics.contains("PROPFIND"),
+        "{metrics}"
+    );
+
+    // Behind TLS, browsers are told to stay on HTTPS.
+    let mut secure = f.state.clone();
+    secure.secure = true;
+    let app = affluent_web::api::router(
+        secure.clone(),
+        affluent_web::sessions::SqlSessions::new(secure.store.pool().clone()),
+    );
+    let r = Client::default().send(&app, "GET", "/healthz", None).await;
+    assert_eq!(r.headers["strict-transport-security"], "max-age=31536000");
+}
