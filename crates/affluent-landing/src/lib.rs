@@ -184,7 +184,7 @@ impl Landing {
         let day = jiff::fmt::strtime::format("%Y-%m-%d", new.fetched_at)
             .unwrap_or_else(|_| "unknown-day".to_string());
         let dir = self.source_dir(&new.source).join(day);
-        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        create_private_dir(&dir)?;
 
         let compressed = zstd::bulk::compress(body, ZSTD_LEVEL).map_err(io(&dir))?;
         let body_path = dir.join(format!("{entry_id}.body.zst"));
@@ -433,18 +433,43 @@ fn day_of_id(entry_id: &str) -> Option<String> {
 /// Writes a file so that it is either absent or complete: temp file, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LandingError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(io(dir))?;
+    create_private_dir(dir)?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     // Unique per write, not only per process: two runs of one process may write the same file
     // (a source's change cache) at once, and must not rename each other's temporary file.
     static WRITES: AtomicU64 = AtomicU64::new(0);
     let seq = WRITES.fetch_add(1, Ordering::Relaxed);
     let tmp = dir.join(format!(".{name}.tmp-{}-{seq}", std::process::id()));
-    let mut file = File::create(&tmp).map_err(io(&tmp))?;
+    let mut file = private_file(&tmp).map_err(io(&tmp))?;
     file.write_all(bytes).map_err(io(&tmp))?;
     file.sync_all().map_err(io(&tmp))?;
     drop(file);
     fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// Creates `dir` and its missing parents readable by this user only (0700 on Unix): landing,
+/// quarantine and state hold raw responses and credentials' effects that are nobody else's.
+pub fn create_private_dir(dir: &Path) -> Result<(), LandingError> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(io(dir))
+}
+
+/// A new file readable by this user only (0600 on Unix).
+fn private_file(path: &Path) -> std::io::Result<File> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), LandingError> {
@@ -454,6 +479,30 @@ fn sync_dir(dir: &Path) -> Result<(), LandingError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn landed_files_and_folders_are_the_owner_s_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let landing = Landing::open(dir.path());
+        let meta = landing.write(new_entry("api"), b"[1]").unwrap();
+        let mut seen = 0;
+        let mut stack = vec![dir.path().join("landing")];
+        while let Some(p) = stack.pop() {
+            let mode = fs::metadata(&p).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{} is {mode:o}", p.display());
+            seen += 1;
+            if p.is_dir() {
+                stack.extend(fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+            }
+        }
+        assert!(
+            seen >= 5,
+            "landing/, its source, its day, body and meta: {seen}"
+        );
+        assert!(!meta.entry_id.is_empty());
+    }
 
     #[test]
     fn concurrent_writes_of_one_file_each_succeed() {

@@ -122,11 +122,33 @@ impl Store {
 
     /// SQLite in `DIR/affluent.db`, creating the directory.
     pub async fn open_dir(dir: &Path) -> Result<Self, StateError> {
-        std::fs::create_dir_all(dir).map_err(|source| StateError::Dir {
+        let dir_error = |source| StateError::Dir {
             path: dir.display().to_string(),
             source,
-        })?;
-        Self::open(&format!("sqlite://{}", dir.join("affluent.db").display())).await
+        };
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(dir).map_err(dir_error)?;
+        let file = dir.join("affluent.db");
+        let store = Self::open(&format!("sqlite://{}", file.display())).await?;
+        // Users' hashes, sessions and cookie keys are in it: the owner's only, with its journal.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            for name in ["affluent.db", "affluent.db-wal", "affluent.db-shm"] {
+                let path = dir.join(name);
+                if path.exists() {
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                        .map_err(dir_error)?;
+                }
+            }
+        }
+        Ok(store)
     }
 
     /// Opens (creating if needed) the store at `url`: `sqlite:///path/state.db` or
@@ -257,6 +279,22 @@ mod tests {
         store.migrate("test", M).await.expect("second");
         let reopened = Store::open_dir(dir.path()).await.expect("reopen");
         reopened.migrate("test", M).await.expect("third");
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_sqlite_store_is_the_owner_s_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("state");
+        let _store = Store::open_dir(&state).await.expect("open");
+        for path in [state.clone(), state.join("affluent.db")] {
+            let mode = std::fs::metadata(&path)
+                .expect("exists")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+        }
     }
 
     #[tokio::test]
