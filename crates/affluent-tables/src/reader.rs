@@ -308,8 +308,96 @@ impl Reader {
         params: &HashMap<String, Param>,
     ) -> Result<Vec<u8>, TableError> {
         let (_, batches) = self.batches(sql, params).await?;
+        let batches = batches
+            .iter()
+            .map(neutralize_formulas)
+            .collect::<Result<Vec<_>, _>>()?;
         let mut buf = Vec::new();
         crate::query::write_csv(&mut buf, &batches)?;
         Ok(buf)
+    }
+}
+
+/// Text cells that a spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, a
+/// tab or a carriage return) get a leading `'`, as OWASP advises for CSV downloads; numbers and
+/// other types are left as they are. Only the dashboard's CSV downloads do this: `affluent
+/// export` writes the data unchanged.
+fn neutralize_formulas(batch: &RecordBatch) -> Result<RecordBatch, TableError> {
+    use datafusion::arrow::array::{Array, ArrayRef, StringArray};
+    use datafusion::arrow::compute::cast;
+    use std::sync::Arc;
+    let risky = |v: &str| v.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        if !matches!(
+            column.data_type(),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+        ) {
+            columns.push(column.clone());
+            fields.push(field.as_ref().clone());
+            continue;
+        }
+        let text = cast(column, &DataType::Utf8)?;
+        let text = text
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| TableError::Invalid("a text column did not cast to text".into()))?;
+        let escaped: StringArray = text
+            .iter()
+            .map(|v| {
+                v.map(|v| {
+                    if risky(v) {
+                        format!("'{v}")
+                    } else {
+                        v.to_string()
+                    }
+                })
+            })
+            .collect();
+        columns.push(Arc::new(escaped));
+        fields.push(field.as_ref().clone().with_data_type(DataType::Utf8));
+    }
+    let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+#[cfg(test)]
+mod csv_tests {
+    use super::*;
+    use datafusion::arrow::array::{Int64Array, StringArray, StringViewArray};
+    use std::sync::Arc;
+
+    #[test]
+    fn formula_cells_are_neutralized_and_numbers_kept() {
+        let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
+            datafusion::arrow::datatypes::Field::new("label", DataType::Utf8, true),
+            datafusion::arrow::datatypes::Field::new("view", DataType::Utf8View, true),
+            datafusion::arrow::datatypes::Field::new("n", DataType::Int64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec![
+                    Some("=HYPERLINK(\"http://x\")"),
+                    Some("plain"),
+                    None,
+                ])),
+                Arc::new(StringViewArray::from(vec![
+                    Some("@SUM(A1)"),
+                    Some("-2+3"),
+                    Some("ok"),
+                ])),
+                Arc::new(Int64Array::from(vec![Some(-5), Some(7), None])),
+            ],
+        )
+        .unwrap();
+        let out = neutralize_formulas(&batch).unwrap();
+        let mut buf = Vec::new();
+        crate::query::write_csv(&mut buf, &[out]).unwrap();
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "label,view,n\n\"'=HYPERLINK(\"\"http://x\"\")\",'@SUM(A1),-5\nplain,'-2+3,7\n,ok,\n"
+        );
     }
 }
