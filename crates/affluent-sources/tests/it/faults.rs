@@ -11,10 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::support::*;
 
 fn opts() -> IngestOptions {
-    IngestOptions {
-        interval: Some(interval("2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z")),
-        observer: None,
-    }
+    day_options()
 }
 
 /// A raw HTTP server whose n-th connection gets the n-th scripted answer (`None`: reset).
@@ -240,11 +237,7 @@ async fn daily_quota_survives_a_restart() {
         "[sources.api]\ntype = \"rest\"\nconcurrency = 1\nclient.base_url = \"http://{addr}/q\"\nendpoint.params = {{ v = \"{{v}}\" }}\nfan_out.values = {{ v = [\"a\", \"b\"] }}\nrate_limit = {{ per_day = 3 }}\n"
     );
     let (dir, project) = project(&toml, &[]);
-    let s = Connectors::new(project)
-        .unwrap()
-        .ingest("api", &opts())
-        .await
-        .unwrap();
+    let s = ingest_api(project).await;
     assert!(s.errors.is_empty(), "{:?}", s.errors);
     // A new process: the count of today is read back.
     let s = Connectors::new(reload(&dir, &[]))
@@ -507,11 +500,7 @@ async fn retry_after_pauses_every_request_to_the_host() {
         "[sources.api]\ntype = \"rest\"\nconcurrency = 4\nclient.base_url = \"http://{addr}/q\"\nendpoint.params = {{ v = \"{{v}}\" }}\nfan_out.values = {{ v = [\"a\", \"b\", \"c\", \"d\", \"e\", \"f\", \"g\", \"h\"] }}\nretry = {{ max_attempts = 3, initial_backoff_ms = 10, max_backoff_secs = 1 }}\n"
     );
     let (_dir, project) = project(&toml, &[]);
-    let s = Connectors::new(project)
-        .unwrap()
-        .ingest("api", &opts())
-        .await
-        .unwrap();
+    let s = ingest_api(project).await;
     assert!(s.errors.is_empty(), "{:?}", s.errors);
     assert_eq!(s.records, 8);
     let hits = log.hits();

@@ -14,10 +14,7 @@ const TOKEN: &str = "tok-3f9a/secret+value";
 const KEY: &str = "key-77_b";
 
 fn opts() -> IngestOptions {
-    IngestOptions {
-        interval: Some(interval("2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z")),
-        observer: None,
-    }
+    day_options()
 }
 
 /// A source on `base` with a secret header and an api key in the query, and `extra` keys.
@@ -51,11 +48,7 @@ async fn a_redirect_to_another_origin_is_refused_and_the_other_host_sees_nothing
     }))
     .await;
     let (_dir, project) = project(&toml(base, ""), &env());
-    let s = Connectors::new(project)
-        .unwrap()
-        .ingest("api", &opts())
-        .await
-        .unwrap();
+    let s = ingest_api(project).await;
     assert_eq!(log.hits().len(), 1);
     assert!(saw_credentials(&log.hits()[0]), "the base origin gets them");
     assert!(other_log.hits().is_empty(), "{:?}", other_log.hits());
@@ -81,11 +74,7 @@ async fn without_credentials_the_other_origin_gets_a_bare_request() {
         &toml(base, "client.cross_origin = \"without_credentials\""),
         &env(),
     );
-    let s = Connectors::new(project)
-        .unwrap()
-        .ingest("api", &opts())
-        .await
-        .unwrap();
+    let s = ingest_api(project).await;
     assert!(s.errors.is_empty(), "{:?}", s.errors);
     assert_eq!((s.landed, s.records), (1, 1));
     let hits = other_log.hits();
@@ -111,11 +100,7 @@ async fn a_next_page_on_another_origin_is_refused_after_the_pages_before_it() {
         ),
         &env(),
     );
-    let s = Connectors::new(project)
-        .unwrap()
-        .ingest("api", &opts())
-        .await
-        .unwrap();
+    let s = ingest_api(project).await;
     assert!(other_log.hits().is_empty(), "{:?}", other_log.hits());
     assert_eq!(s.landed, 1, "the first page is kept");
     assert_eq!(s.errors.len(), 1, "{:?}", s.errors);
@@ -133,11 +118,7 @@ async fn a_redirect_within_the_origin_keeps_the_credentials() {
     }))
     .await;
     let (_dir, project) = project(&toml(base, ""), &env());
-    let s = Connectors::new(project)
-        .unwrap()
-        .ingest("api", &opts())
-        .await
-        .unwrap();
+    let s = ingest_api(project).await;
     assert!(s.errors.is_empty(), "{:?}", s.errors);
     assert_eq!(s.records, 2);
     let hits = log.hits();

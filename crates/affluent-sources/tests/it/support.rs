@@ -136,3 +136,20 @@ pub(crate) fn reload(dir: &tempfile::TempDir, env: &[(&str, &str)]) -> Project {
 pub(crate) fn interval(from: &str, to: &str) -> affluent_core::Interval {
     affluent_core::Interval::new(from.parse().unwrap(), to.parse().unwrap()).unwrap()
 }
+
+/// The options of a run over 2024-01-01 (UTC), no observer.
+pub(crate) fn day_options() -> affluent_sources::IngestOptions {
+    affluent_sources::IngestOptions {
+        interval: Some(interval("2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z")),
+        observer: None,
+    }
+}
+
+/// One run of source `api` of a project over [`day_options`]'s day, in a fresh runtime.
+pub(crate) async fn ingest_api(project: Project) -> affluent_sources::RunSummary {
+    affluent_sources::Connectors::new(project)
+        .unwrap()
+        .ingest("api", &day_options())
+        .await
+        .unwrap()
+}
