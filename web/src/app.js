@@ -12,6 +12,11 @@ const options = new WeakMap(); // each chart's option, to redraw it in the other
 // ---------------------------------------------------------------------------------------------
 // API
 
+/** Text as HTML text: `<b>` shows as `<b>`, never as markup. */
+function escapeHtml(text) {
+  return String(text ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+}
+
 async function api(method, path, body, retried) {
   const headers = { Accept: "application/json" };
   if (method !== "GET") headers["X-CSRF-Token"] = session ? session.csrf : "";
@@ -546,7 +551,8 @@ async function renderPanel(entry, data, reload) {
     const values = data.rows.map((r) => (value >= 0 ? r[value] : 1)).filter((v) => typeof v === "number");
     const max = values.length ? Math.max(...values) : 1;
     chart(body, {
-      tooltip: { trigger: "item", formatter: (p) => `${p.name}: ${fmtValue(p.value[2], "number")}` },
+      // ECharts renders a formatter's string as HTML: the label is the data's, so it is escaped.
+      tooltip: { trigger: "item", formatter: (p) => `${escapeHtml(p.name)}: ${escapeHtml(fmtValue(p.value[2], "number"))}` },
       geo: geoLoaded.has(mapName) ? { map: mapName, roam: true, itemStyle: { areaColor: dark() ? "#333" : "#eef1f5", borderColor: "#999" } } : undefined,
       visualMap: { min: 0, max, calculable: true, right: 0, bottom: 0, inRange: { color: ["#9ecae1", "#08519c"] } },
       series: [

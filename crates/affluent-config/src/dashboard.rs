@@ -23,6 +23,86 @@ pub struct DashboardConfig {
     pub secure_cookies: Option<bool>,
     /// How long an idle session stays logged in (default `"12h"`).
     pub session_ttl: Option<ConfigDuration>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (addresses or CIDR networks,
+    /// e.g. `["127.0.0.1", "10.0.0.0/8"]`). Login throttling counts per client address: behind
+    /// a proxy not listed here, every visitor is the proxy's address. Default: none.
+    #[serde(default)]
+    pub trusted_proxies: Vec<IpNetwork>,
+    /// Host names the dashboard answers to (the `Host` header, without port), e.g.
+    /// `["dash.example.com"]`. Default: on a loopback address only `localhost`, `127.0.0.1`
+    /// and `[::1]` (a page of another site cannot reach a local dashboard through DNS
+    /// rebinding); on other addresses, any.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+}
+
+/// An IP network: an address and a prefix length (`10.0.0.0/8`, `fd00::/8`); a bare address is
+/// a network of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNetwork {
+    addr: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl IpNetwork {
+    /// The network of `addr`'s first `prefix` bits (at most 32 for IPv4, 128 for IPv6).
+    pub fn new(addr: std::net::IpAddr, prefix: u8) -> Option<Self> {
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        (prefix <= max).then_some(Self { addr, prefix })
+    }
+
+    /// Whether `ip` is in the network (an IPv4-mapped IPv6 address counts as its IPv4 one).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for IpNetwork {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "`{text}` is not an IP address or network: write \"10.0.0.1\", \"10.0.0.0/8\" or \"fd00::/8\""
+            )
+        };
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        };
+        let addr: std::net::IpAddr = addr.trim().parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.trim().parse::<u8>().map_err(|_| bad())?,
+            None => max,
+        };
+        Self::new(addr, prefix).ok_or_else(bad)
+    }
+}
+
+impl<'de> Deserialize<'de> for IpNetwork {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// `[pages.NAME]`: filters and panels. Each panel is a SQL query whose `$parameters` come from

@@ -125,6 +125,7 @@ pub fn router(state: AppState, sessions: SqlSessions) -> Router {
         .fallback(not_found)
         .layer(from_fn_with_state(state.clone(), csrf_guard))
         .layer(session_layer)
+        .layer(from_fn_with_state(state.clone(), host_guard))
         .layer(CompressionLayer::new())
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
@@ -238,11 +239,39 @@ async fn user_of(session: &Session, state: &AppState) -> Result<Option<CurrentUs
         .map(|role| CurrentUser { name, role }))
 }
 
-fn client_ip(extensions: &axum::http::Extensions) -> String {
-    extensions
+/// The client's address: the peer's, or, when the peer is a trusted proxy (`[dashboard]
+/// trusted_proxies`), the last address of `X-Forwarded-For` that is not a trusted proxy
+/// itself (the ones before it are the client's to write, and not believed).
+pub fn client_ip(
+    headers: &axum::http::HeaderMap,
+    extensions: &axum::http::Extensions,
+    trusted: &[affluent_config::schema::IpNetwork],
+) -> std::net::IpAddr {
+    let peer = extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".to_string())
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    let is_trusted = |ip: std::net::IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let mut client = peer;
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    for hop in forwarded.iter().rev() {
+        let Ok(ip) = hop.parse::<std::net::IpAddr>() else {
+            break;
+        };
+        client = ip;
+        if !is_trusted(ip) {
+            break;
+        }
+    }
+    client
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -271,6 +300,39 @@ async fn csrf_guard(State(state): State<AppState>, req: Request, next: Next) -> 
         )
         .into_response(),
     }
+}
+
+/// Refuses a `Host` the dashboard does not answer to ([`AppState::allowed_hosts`]): a name of
+/// an attacker's site resolved to this address (DNS rebinding) does not reach the API.
+async fn host_guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if state.allowed_hosts.is_empty() {
+        return next.run(req).await;
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().host());
+    let Some(host) = host else {
+        // HTTP/1.0 without Host: nothing names another site.
+        return next.run(req).await;
+    };
+    // Without the port: `[::1]:8080` → `[::1]`, `localhost:8080` → `localhost`.
+    let name = match host.rfind(':') {
+        Some(i) if !host[i..].contains(']') => &host[..i],
+        _ => host,
+    }
+    .to_ascii_lowercase();
+    if state.allowed_hosts.iter().any(|h| *h == name) {
+        return next.run(req).await;
+    }
+    tracing::warn!(host = %crate::shorten(&name, 64), "dashboard: request for another host refused");
+    WebError::Invalid(format!(
+        "this dashboard does not answer to the host `{}`: open it by one of {}, or add the name to [dashboard] allowed_hosts",
+        crate::shorten(&name, 64),
+        state.allowed_hosts.join(", ")
+    ))
+    .into_response()
 }
 
 /// Counts requests and their latency by route.
@@ -452,15 +514,22 @@ pub struct LoginBody {
 #[utoipa::path(post, path = "/api/login", tag = "session", request_body = LoginBody,
     responses(
         (status = 200, description = "Logged in", body = SessionInfo),
+        (status = 400, description = "Not a JSON body with a name and a password", body = ErrorBody),
         (status = 401, description = "Wrong name or password", body = ErrorBody),
-        (status = 429, description = "5 failures in 5 minutes for this account or address", body = ErrorBody)))]
+        (status = 403, description = "Missing CSRF token", body = ErrorBody),
+        (status = 429, description = "Too many failures for this account and address, this network or this account: wait the `Retry-After` seconds (waits double with each failure)", body = ErrorBody),
+        (status = 503, description = "Too many password checks at once: try again (`Retry-After`)", body = ErrorBody)))]
 async fn login(
     State(state): State<AppState>,
     session: Session,
     token: CsrfToken,
     req: Request,
 ) -> Result<Response, WebError> {
-    let ip = client_ip(req.extensions());
+    let ip = client_ip(
+        req.headers(),
+        req.extensions(),
+        &state.project.dashboard.trusted_proxies,
+    );
     let body = axum::body::to_bytes(req.into_body(), 64 * 1024)
         .await
         .map_err(|e| WebError::Invalid(e.to_string()))?;
@@ -469,21 +538,33 @@ async fn login(
             "expected {{\"name\": ..., \"password\": ...}}: {e}"
         ))
     })?;
-    if let Some(wait) = state.users.throttled(&name, &ip).await? {
-        tracing::warn!(account = %name, %ip, "dashboard: login throttled");
-        return Err(WebError::Throttled(wait));
-    }
-    match state.users.verify(&name, &password).await? {
-        Some(_) => {
-            tracing::info!(user = %name, %ip, "dashboard: login");
+    let account = crate::throttle::account_key(&name);
+    let attempt = match state.throttle.attempt(&name, ip).await {
+        Ok(attempt) => attempt,
+        Err(e) => {
+            if let WebError::Throttled(_) = e {
+                tracing::warn!(%account, %ip, "dashboard: login throttled");
+            }
+            return Err(e);
+        }
+    };
+    match state.users.verify(&name, &password).await {
+        Ok(Some(_)) => {
+            state.throttle.succeeded(attempt).await?;
+            tracing::info!(user = %account, %ip, "dashboard: login");
             log_in(&state, &session, token, &name).await
         }
-        None => {
-            state.users.record_failure(&name, &ip).await?;
-            tracing::warn!(account = %name, %ip, "dashboard: failed login");
+        Ok(None) => {
+            state.throttle.failed(attempt).await?;
+            tracing::warn!(%account, %ip, "dashboard: failed login");
             Err(WebError::Unauthorized(
                 "wrong user name or password".to_string(),
             ))
+        }
+        Err(e) => {
+            // Not checked (the server sheds load): the attempt does not count.
+            state.throttle.cancel(attempt).await?;
+            Err(e)
         }
     }
 }
@@ -516,14 +597,21 @@ async fn setup(
     token: CsrfToken,
     Json(body): Json<SetupBody>,
 ) -> Result<Response, WebError> {
+    let users_exist = state.users.count().await? > 0;
     let expected = state.setup_token().await?;
     let valid = expected
         .as_deref()
         .is_some_and(|t| constant_time_eq(t.as_bytes(), body.token.as_bytes()));
     if !valid {
-        return Err(WebError::Forbidden(
-            "this setup link is not valid (it works once, while no user exists)".to_string(),
-        ));
+        return Err(WebError::Forbidden(if users_exist {
+            "this setup link is not valid any more: users exist already (log in, or ask an admin)"
+                .to_string()
+        } else {
+            format!(
+                "this setup link is not valid: it works once, for {} minutes after the server starts; restart it for a new link, or create the admin with `affluent user add NAME --role admin`",
+                state.setup_ttl.as_secs() / 60
+            )
+        }));
     }
     state
         .users
@@ -710,10 +798,13 @@ async fn panel_geojson(
 }
 
 #[utoipa::path(get, path = "/api/events", tag = "pages",
-    responses((status = 200, description = "Server-sent events: `hello` with the last update, then `change` with the tables that changed", body = crate::live::Change, content_type = "text/event-stream")))]
+    responses(
+        (status = 200, description = "Server-sent events: `hello` (data: `{\"updated\": RFC 3339}`) with the last update, then `change` (data: a `Change`) with the tables that changed. The stream ends when the session does (logout, expiry, a new password, the user removed).", body = crate::live::Change, content_type = "text/event-stream"),
+        (status = 401, description = "Not logged in", body = ErrorBody)))]
 async fn events(
     State(state): State<AppState>,
-    _user: CurrentUser,
+    session: Session,
+    user: CurrentUser,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = state.live.subscribe();
     let hello = Event::default()
@@ -725,8 +816,38 @@ async fn events(
             .event("change")
             .data(serde_json::to_string(&change).ok()?)))
     });
-    Sse::new(futures::stream::once(async move { Ok(hello) }).chain(changes))
-        .keep_alive(KeepAlive::default())
+    // The stream lasts as long as the session: checked every `session_check`.
+    let id = session.id();
+    let ended = async move {
+        let sessions = SqlSessions::new(state.store.pool().clone());
+        loop {
+            tokio::time::sleep(state.session_check).await;
+            let alive = match id {
+                None => false,
+                Some(id) => {
+                    use tower_sessions::SessionStore;
+                    match sessions.load(&id).await {
+                        Ok(Some(record)) => {
+                            record.data.get("user").and_then(|u| u.as_str())
+                                == Some(user.name.as_str())
+                        }
+                        Ok(None) => false,
+                        // The store not answering is not a logout: check again later.
+                        Err(_) => true,
+                    }
+                }
+            };
+            if !alive {
+                break;
+            }
+        }
+    };
+    Sse::new(
+        futures::stream::once(async move { Ok(hello) })
+            .chain(changes)
+            .take_until(ended),
+    )
+    .keep_alive(KeepAlive::default())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -777,6 +898,35 @@ async fn add_favourite(
             "a favourite of page `{}` is named by {}",
             body.page,
             page_cfg.favourite.join(", ")
+        )));
+    }
+    for (key, value) in &body.params {
+        let text_len = match value {
+            serde_json::Value::String(t) => t.chars().count(),
+            serde_json::Value::Number(_) | serde_json::Value::Bool(_) | serde_json::Value::Null => {
+                0
+            }
+            _ => {
+                return Err(WebError::Invalid(format!(
+                    "`{key}` must be a filter's value (text, number, true/false or null), not a list or object"
+                )));
+            }
+        };
+        if text_len > crate::sessions::MAX_FAVOURITE_VALUE {
+            return Err(WebError::Invalid(format!(
+                "`{key}` is longer than {} characters",
+                crate::sessions::MAX_FAVOURITE_VALUE
+            )));
+        }
+    }
+    if body
+        .label
+        .as_ref()
+        .is_some_and(|l| l.chars().count() > crate::sessions::MAX_FAVOURITE_LABEL)
+    {
+        return Err(WebError::Invalid(format!(
+            "the label is longer than {} characters",
+            crate::sessions::MAX_FAVOURITE_LABEL
         )));
     }
     let label = body.label.clone().unwrap_or_else(|| {

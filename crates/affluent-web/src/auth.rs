@@ -1,11 +1,12 @@
-//! Users, passwords and login throttling, in the state store.
+//! Users and passwords, in the state store.
 //!
 //! Passwords are hashed with argon2id (PHC strings with their own salt and parameters). There is
 //! no default account: the first user comes from `affluent user add` or the one-time setup link.
-//! A login is refused without checking the password once an account or an IP address has
-//! [`MAX_FAILURES`] failures within [`FAILURE_WINDOW`].
+//! Hashing runs on a [`Hasher`]: a few threads and a short queue, so that a storm of logins
+//! costs a bounded amount of memory (argon2id takes 19 MiB a hash) and is shed with 503 beyond
+//! it. Throttling is in [`crate::throttle`].
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
@@ -16,10 +17,6 @@ use sqlx::{AnyPool, Row};
 
 use crate::WebError;
 
-/// Failures allowed per account and per IP within [`FAILURE_WINDOW`].
-pub const MAX_FAILURES: i64 = 5;
-/// The window of [`MAX_FAILURES`].
-pub const FAILURE_WINDOW: Duration = Duration::from_secs(5 * 60);
 /// The shortest password accepted.
 pub const MIN_PASSWORD: usize = 8;
 
@@ -71,6 +68,75 @@ pub struct UserInfo {
 #[derive(Debug, Clone)]
 pub struct Users {
     pool: AnyPool,
+    hasher: Arc<Hasher>,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Runs password hashing on `workers` threads of its own with at most `queue` jobs waiting;
+/// beyond that, [`WebError::Busy`] at once. The threads end when the hasher is dropped.
+#[derive(Debug)]
+pub struct Hasher {
+    admission: Arc<tokio::sync::Semaphore>,
+    jobs: Mutex<std::sync::mpsc::Sender<Job>>,
+}
+
+impl Hasher {
+    /// A hasher with `workers` threads (at least one) and room for `queue` waiting jobs.
+    pub fn new(workers: usize, queue: usize) -> Self {
+        let workers = workers.max(1);
+        let (jobs, receiver) = std::sync::mpsc::channel::<Job>();
+        let receiver = Arc::new(Mutex::new(receiver));
+        for i in 0..workers {
+            let receiver = receiver.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("affluent-hash-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = receiver.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::warn!("dashboard: cannot start a password hashing thread: {e}");
+            }
+        }
+        Self {
+            admission: Arc::new(tokio::sync::Semaphore::new(workers + queue)),
+            jobs: Mutex::new(jobs),
+        }
+    }
+
+    /// The default: as many threads as cores, at most 2, and 8 jobs waiting.
+    pub fn standard() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::new(cores.min(2), 8)
+    }
+
+    /// Runs `f` on a hashing thread, or refuses at once when the queue is full.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, WebError> {
+        let permit = self.admission.clone().try_acquire_owned().map_err(|_| {
+            WebError::Busy("the server is checking too many passwords at once".to_string())
+        })?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(f());
+            drop(permit);
+        });
+        self.jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(job)
+            .map_err(|_| WebError::internal("password hashing", "no hashing thread is running"))?;
+        rx.await
+            .map_err(|_| WebError::internal("password hashing", "a hashing job was lost"))
+    }
 }
 
 /// Checks a user name: 1 to 64 letters, digits, `_`, `-`, `.` or `@`.
@@ -88,13 +154,19 @@ pub fn check_name(name: &str) -> Result<(), WebError> {
     Ok(())
 }
 
-/// Hashes a password with argon2id.
-pub fn hash_password(password: &str) -> Result<String, WebError> {
+/// Checks a password's length: [`MIN_PASSWORD`] characters or more.
+pub fn check_password(password: &str) -> Result<(), WebError> {
     if password.chars().count() < MIN_PASSWORD {
         return Err(WebError::Invalid(format!(
             "the password must have at least {MIN_PASSWORD} characters"
         )));
     }
+    Ok(())
+}
+
+/// Hashes a password with argon2id (on the calling thread: see [`Hasher`]).
+pub fn hash_password(password: &str) -> Result<String, WebError> {
+    check_password(password)?;
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
@@ -110,9 +182,25 @@ fn dummy_hash() -> &'static str {
 }
 
 impl Users {
-    /// The users of a state store's pool (whose dashboard migrations ran: see [`Users::open`]).
+    /// The users of a state store's pool (whose dashboard migrations ran: see [`Users::open`]),
+    /// hashing on a [`Hasher::standard`].
     pub fn new(pool: AnyPool) -> Self {
-        Self { pool }
+        Self::with_hasher(pool, Hasher::standard())
+    }
+
+    /// The users of a state store's pool, hashing on `hasher`.
+    pub fn with_hasher(pool: AnyPool, hasher: Hasher) -> Self {
+        Self {
+            pool,
+            hasher: Arc::new(hasher),
+        }
+    }
+
+    /// Hashes a password (checking its length) on the hasher.
+    async fn hash(&self, password: &str) -> Result<String, WebError> {
+        check_password(password)?;
+        let password = password.to_string();
+        self.hasher.run(move || hash_password(&password)).await?
     }
 
     /// The users of a state store, applying the dashboard's migrations first.
@@ -124,7 +212,7 @@ impl Users {
     /// Adds a user; fails if the name is taken.
     pub async fn add(&self, name: &str, password: &str, role: Role) -> Result<(), WebError> {
         check_name(name)?;
-        let hash = hash_password(password)?;
+        let hash = self.hash(password).await?;
         let done = sqlx::query(
             "INSERT INTO affluent_users (name, password_hash, role, created_ms) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
         )
@@ -141,9 +229,10 @@ impl Users {
         Ok(())
     }
 
-    /// Changes a user's password.
+    /// Changes a user's password and ends their sessions (logged in elsewhere, with the old
+    /// password, is logged out).
     pub async fn set_password(&self, name: &str, password: &str) -> Result<(), WebError> {
-        let hash = hash_password(password)?;
+        let hash = self.hash(password).await?;
         let done = sqlx::query("UPDATE affluent_users SET password_hash = $1 WHERE name = $2")
             .bind(hash)
             .bind(name)
@@ -153,10 +242,11 @@ impl Users {
         if done.rows_affected() == 0 {
             return Err(WebError::NotFound(format!("no user `{name}`")));
         }
+        crate::sessions::end_sessions_of(&self.pool, name).await?;
         Ok(())
     }
 
-    /// Removes a user and their favourites.
+    /// Removes a user, their sessions and their favourites.
     pub async fn remove(&self, name: &str) -> Result<(), WebError> {
         let done = sqlx::query("DELETE FROM affluent_users WHERE name = $1")
             .bind(name)
@@ -171,6 +261,7 @@ impl Users {
             .execute(&self.pool)
             .await
             .map_err(WebError::store)?;
+        crate::sessions::end_sessions_of(&self.pool, name).await?;
         Ok(())
     }
 
@@ -229,73 +320,30 @@ impl Users {
             .map_err(WebError::store)?;
         let (hash, role) = match &row {
             Some(r) => (
-                r.try_get::<String, _>(0).map_err(WebError::store)?,
+                Some(r.try_get::<String, _>(0).map_err(WebError::store)?),
                 Some(r.try_get::<String, _>(1).map_err(WebError::store)?),
             ),
-            None => (dummy_hash().to_string(), None),
+            None => (None, None),
         };
         let password = password.to_string();
-        // argon2 takes tens of milliseconds of CPU: off the async workers.
-        let ok = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&hash)
-                .map(|parsed| {
-                    Argon2::default()
-                        .verify_password(password.as_bytes(), &parsed)
-                        .is_ok()
-                })
-                .unwrap_or(false)
-        })
-        .await
-        .unwrap_or(false);
+        // argon2 takes tens of milliseconds of CPU and 19 MiB: on the hasher's threads.
+        let ok = self
+            .hasher
+            .run(move || {
+                let hash = hash.as_deref().unwrap_or_else(|| dummy_hash());
+                PasswordHash::new(hash)
+                    .map(|parsed| {
+                        Argon2::default()
+                            .verify_password(password.as_bytes(), &parsed)
+                            .is_ok()
+                    })
+                    .unwrap_or(false)
+            })
+            .await?;
         match (ok, role) {
             (true, Some(role)) => Ok(Some(role.parse()?)),
             _ => Ok(None),
         }
-    }
-
-    /// When the account or the IP address has too many recent failures: how long to wait.
-    pub async fn throttled(&self, account: &str, ip: &str) -> Result<Option<Duration>, WebError> {
-        let now = Timestamp::now().as_millisecond();
-        let since = now - FAILURE_WINDOW.as_millis() as i64;
-        let mut wait: Option<i64> = None;
-        for (column, value) in [("account", account), ("ip", ip)] {
-            let rows = sqlx::query(&format!(
-                "SELECT at_ms FROM affluent_login_failures WHERE {column} = $1 AND at_ms > $2 ORDER BY at_ms DESC"
-            ))
-            .bind(value)
-            .bind(since)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(WebError::store)?;
-            if rows.len() as i64 >= MAX_FAILURES {
-                // Free again when the oldest failure that counts leaves the window.
-                let oldest: i64 = rows[MAX_FAILURES as usize - 1]
-                    .try_get(0)
-                    .map_err(WebError::store)?;
-                let until = oldest + FAILURE_WINDOW.as_millis() as i64 - now;
-                wait = Some(wait.map_or(until, |w| w.max(until)));
-            }
-        }
-        Ok(wait.map(|ms| Duration::from_millis(ms.max(1000) as u64)))
-    }
-
-    /// Records a failed login.
-    pub async fn record_failure(&self, account: &str, ip: &str) -> Result<(), WebError> {
-        let now = Timestamp::now().as_millisecond();
-        sqlx::query("INSERT INTO affluent_login_failures (account, ip, at_ms) VALUES ($1, $2, $3)")
-            .bind(account)
-            .bind(ip)
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(WebError::store)?;
-        // Forget what no longer counts.
-        sqlx::query("DELETE FROM affluent_login_failures WHERE at_ms < $1")
-            .bind(now - 2 * FAILURE_WINDOW.as_millis() as i64)
-            .execute(&self.pool)
-            .await
-            .map_err(WebError::store)?;
-        Ok(())
     }
 }
 

@@ -4,8 +4,9 @@
 //! - [`pages`]: filters resolved from the URL into bound parameters; panels run as read-only
 //!   queries on a shared [`affluent_tables::Reader`].
 //! - [`live`]: new table commits swap the reader and are pushed to open pages (SSE).
-//! - [`auth`], [`sessions`]: users (argon2id) and sessions in the state store; CSRF tokens
-//!   (axum_csrf) on every state-changing request; login throttling.
+//! - [`auth`], [`sessions`], [`throttle`]: users (argon2id on a bounded pool of threads) and
+//!   sessions (hashed ids) in the state store; CSRF tokens (axum_csrf) on every state-changing
+//!   request; login throttling with exponential waits, counted atomically.
 //! - [`api`]: the JSON API (OpenAPI at `/api/docs`) and the HTML shell; [`assets`]: the
 //!   front-end (ECharts, Swagger UI and our own script), embedded at build time.
 //! - [`metrics`]: `/metrics` for Prometheus; `/healthz`.
@@ -19,6 +20,7 @@ pub mod live;
 pub mod metrics;
 pub mod pages;
 pub mod sessions;
+pub mod throttle;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -59,8 +61,11 @@ pub enum WebError {
     #[error("{0}")]
     Conflict(String),
     /// Too many failed logins.
-    #[error("too many failed logins: try again in {} s", .0.as_secs())]
+    #[error("too many failed logins: try again in {} s", seconds_up(.0))]
     Throttled(Duration),
+    /// The server sheds load (too many password checks at once): try again shortly.
+    #[error("{0}: try again in a second")]
+    Busy(String),
     /// A panel's or filter's query failed (the project's SQL, or the tables behind it).
     #[error("{what} failed")]
     Query {
@@ -95,7 +100,7 @@ impl WebError {
             WebError::Conflict(_) => StatusCode::CONFLICT,
             WebError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             WebError::Query { .. } | WebError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-            WebError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            WebError::Store(_) | WebError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -134,6 +139,20 @@ impl WebError {
             other => other.to_string(),
         }
     }
+}
+
+/// At most `max` characters of a client's text, with `…` when cut (for logs and messages: a
+/// request may send any amount).
+pub fn shorten(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
+}
+
+/// Whole seconds, rounded up (a wait of 0.2 s is "1 s", never "0 s").
+fn seconds_up(d: &Duration) -> u64 {
+    d.as_millis().div_ceil(1000) as u64
 }
 
 impl From<sqlx::Error> for WebError {
@@ -189,10 +208,15 @@ impl IntoResponse for WebError {
             }),
         )
             .into_response();
-        if let WebError::Throttled(wait) = &self
-            && let Ok(v) = axum::http::HeaderValue::from_str(&wait.as_secs().to_string())
-        {
-            response.headers_mut().insert("retry-after", v);
+        let retry_after = match &self {
+            WebError::Throttled(wait) => Some(seconds_up(wait)),
+            WebError::Busy(_) => Some(1),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from(seconds));
         }
         response
     }
@@ -209,14 +233,23 @@ pub struct AppState {
     pub store: Store,
     /// Users.
     pub users: Users,
+    /// Login throttling.
+    pub throttle: throttle::Throttle,
+    /// How often an open event stream checks that its session is still valid.
+    pub session_check: Duration,
     /// Favourites.
     pub favourites: sessions::Favourites,
     /// CSRF cookies and tokens.
     pub csrf: CsrfConfig,
     /// Metrics.
     pub metrics: metrics::Metrics,
-    /// The one-time setup token, while no user exists.
-    pub setup_token: Arc<std::sync::Mutex<Option<String>>>,
+    /// The one-time setup token while no user exists, and when it was made.
+    pub setup_token: Arc<std::sync::Mutex<Option<(String, std::time::Instant)>>>,
+    /// The `Host` names answered (lowercase, without port); empty: any. [`serve`] sets the
+    /// loopback names when listening on a loopback address and the project names none.
+    pub allowed_hosts: Arc<Vec<String>>,
+    /// How long a setup link works (default [`SETUP_TTL`]).
+    pub setup_ttl: Duration,
     /// Session cookies marked Secure.
     pub secure: bool,
 }
@@ -237,10 +270,16 @@ impl axum::extract::FromRef<AppState> for CsrfConfig {
 
 /// The dashboard's own tables in the state store: users, sessions, favourites, login failures
 /// and server secrets.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: include_str!("migrations/0001_dashboard.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: include_str!("migrations/0001_dashboard.sql"),
+    },
+    Migration {
+        version: 2,
+        sql: include_str!("migrations/0002_hashed_sessions_and_throttle.sql"),
+    },
+];
 
 /// Applies the dashboard's migrations to a state store; safe at every start.
 pub async fn migrate(store: &Store) -> Result<(), WebError> {
@@ -260,6 +299,14 @@ impl AppState {
         let pool = store.pool().clone();
         let secret = auth::secret(&pool, "csrf").await?;
         let secure = project.dashboard.secure_cookies.unwrap_or(false);
+        let allowed_hosts = Arc::new(
+            project
+                .dashboard
+                .allowed_hosts
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+        );
         let salt: String = secret.iter().take(32).map(|b| format!("{b:02x}")).collect();
         let csrf = CsrfConfig::default()
             .with_cookie_name("affluent_csrf")
@@ -272,25 +319,30 @@ impl AppState {
             project,
             live,
             users: Users::new(pool.clone()),
+            throttle: throttle::Throttle::new(pool.clone()),
+            session_check: Duration::from_secs(5),
             favourites: sessions::Favourites::new(pool),
             store,
             csrf,
             metrics: metrics::Metrics::new()
                 .map_err(|e| WebError::internal("metrics registry", e))?,
             setup_token: Arc::new(std::sync::Mutex::new(None)),
+            setup_ttl: SETUP_TTL,
+            allowed_hosts,
             secure,
         })
     }
 
-    /// When no user exists: a one-time token for `/setup?token=...` (the same one until used).
+    /// When no user exists: a one-time token for `/setup?token=...`, the same one until used
+    /// or [`AppState::setup_ttl`] old (then none until the server starts again).
     pub async fn setup_token(&self) -> Result<Option<String>, WebError> {
         if self.users.count().await? > 0 {
             return Ok(None);
         }
         let mut guard = self.setup_token.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(Some(
-            guard.get_or_insert_with(|| auth::random_hex(16)).clone(),
-        ))
+        let (token, made) =
+            guard.get_or_insert_with(|| (auth::random_hex(16), std::time::Instant::now()));
+        Ok((made.elapsed() < self.setup_ttl).then(|| token.clone()))
     }
 
     /// How long an idle session lasts.
@@ -301,6 +353,9 @@ impl AppState {
             .map_or(Duration::from_secs(12 * 3600), |t| t.get())
     }
 }
+
+/// How long the setup link printed at start works.
+pub const SETUP_TTL: Duration = Duration::from_secs(3600);
 
 /// The address to listen on: the project's `[dashboard] listen`, else 127.0.0.1:8080.
 pub fn listen_addr(project: &Project) -> SocketAddr {
@@ -352,7 +407,14 @@ impl Server {
 
 /// Binds `addr` and serves the dashboard in the background; tables are checked for new
 /// commits every second.
-pub async fn serve(state: AppState, addr: SocketAddr) -> Result<Server, WebError> {
+pub async fn serve(mut state: AppState, addr: SocketAddr) -> Result<Server, WebError> {
+    if state.allowed_hosts.is_empty() && addr.ip().is_loopback() {
+        state.allowed_hosts = Arc::new(
+            ["localhost", "127.0.0.1", "[::1]"]
+                .map(String::from)
+                .to_vec(),
+        );
+    }
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         WebError::Invalid(format!(
             "cannot listen on {addr}: {e} (set [dashboard] listen or --listen to another address)"

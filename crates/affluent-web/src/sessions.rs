@@ -2,6 +2,9 @@
 //!
 //! [`SqlSessions`] is a `tower_sessions::SessionStore` over the state store's pool (SQLite or
 //! PostgreSQL), so sessions survive restarts and are shared by processes on one PostgreSQL.
+//! Sessions are stored under the SHA-256 of their id, never the id itself: whoever reads the
+//! store's file learns no cookie that logs in. Each row names its user, so that a new password
+//! or a removed account ends the user's sessions ([`end_sessions_of`]).
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -21,6 +24,25 @@ fn backend(e: impl std::fmt::Display) -> session_store::Error {
     session_store::Error::Backend(e.to_string())
 }
 
+/// The key a session is stored under: the hex SHA-256 of its id.
+pub fn stored_key(id: &Id) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(id.to_string().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Ends every session of `user`; returns how many.
+pub async fn end_sessions_of(pool: &AnyPool, user: &str) -> Result<u64, WebError> {
+    let done = sqlx::query("DELETE FROM affluent_sessions WHERE user_name = $1")
+        .bind(user)
+        .execute(pool)
+        .await
+        .map_err(WebError::store)?;
+    Ok(done.rows_affected())
+}
+
 impl SqlSessions {
     /// Sessions in a state store's pool.
     pub fn new(pool: AnyPool) -> Self {
@@ -30,12 +52,14 @@ impl SqlSessions {
     /// Inserts a record; on an existing id, `on_conflict` decides. Returns the rows written.
     async fn write(&self, record: &Record, on_conflict: &str) -> session_store::Result<u64> {
         let data = serde_json::to_string(&record.data).map_err(backend)?;
+        let user = record.data.get("user").and_then(|u| u.as_str());
         let done = sqlx::query(&format!(
-            "INSERT INTO affluent_sessions (id, data, expiry_ms) VALUES ($1, $2, $3) ON CONFLICT (id) {on_conflict}"
+            "INSERT INTO affluent_sessions (id, data, expiry_ms, user_name) VALUES ($1, $2, $3, $4) ON CONFLICT (id) {on_conflict}"
         ))
-        .bind(record.id.to_string())
+        .bind(stored_key(&record.id))
         .bind(data)
         .bind(record.expiry_date.unix_timestamp() * 1000)
+        .bind(user)
         .execute(&self.pool)
         .await
         .map_err(backend)?;
@@ -68,7 +92,7 @@ impl SessionStore for SqlSessions {
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         self.write(
             record,
-            "DO UPDATE SET data = excluded.data, expiry_ms = excluded.expiry_ms",
+            "DO UPDATE SET data = excluded.data, expiry_ms = excluded.expiry_ms, user_name = excluded.user_name",
         )
         .await?;
         Ok(())
@@ -78,7 +102,7 @@ impl SessionStore for SqlSessions {
         let row = sqlx::query(
             "SELECT data, expiry_ms FROM affluent_sessions WHERE id = $1 AND expiry_ms > $2",
         )
-        .bind(id.to_string())
+        .bind(stored_key(id))
         .bind(Timestamp::now().as_millisecond())
         .fetch_optional(&self.pool)
         .await
@@ -98,7 +122,7 @@ impl SessionStore for SqlSessions {
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         sqlx::query("DELETE FROM affluent_sessions WHERE id = $1")
-            .bind(id.to_string())
+            .bind(stored_key(id))
             .execute(&self.pool)
             .await
             .map_err(backend)?;
@@ -121,6 +145,13 @@ pub struct Favourite {
     /// When it was starred, RFC 3339.
     pub created: String,
 }
+
+/// The most favourites a user keeps.
+pub const MAX_FAVOURITES: usize = 200;
+/// The longest value of a favourite's filter, in characters.
+pub const MAX_FAVOURITE_VALUE: usize = 256;
+/// The longest label of a favourite, in characters.
+pub const MAX_FAVOURITE_LABEL: usize = 200;
 
 /// The favourites of every user.
 #[derive(Debug, Clone)]
@@ -171,6 +202,13 @@ impl Favourites {
         // Keys in a fixed order, so the same entity is the same text.
         let sorted: std::collections::BTreeMap<_, _> = params.iter().collect();
         let params = serde_json::to_string(&sorted).map_err(WebError::store)?;
+        let existing = self.list(user).await?;
+        let id = favourite_id(page, &params);
+        if existing.len() >= MAX_FAVOURITES && !existing.iter().any(|f| f.id == id) {
+            return Err(WebError::Conflict(format!(
+                "you have {MAX_FAVOURITES} favourites, the most kept: remove one first"
+            )));
+        }
         sqlx::query(
             "INSERT INTO affluent_favourites (user_name, page, params, label, created_ms) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_name, page, params) DO UPDATE SET label = excluded.label",
         )
@@ -182,7 +220,7 @@ impl Favourites {
         .execute(&self.pool)
         .await
         .map_err(WebError::store)?;
-        Ok(favourite_id(page, &params))
+        Ok(id)
     }
 
     /// Removes a favourite by id; false if the user has none with that id.
