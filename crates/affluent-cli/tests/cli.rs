@@ -994,3 +994,48 @@ fn demo_backfills_its_example_offline() {
     assert!(!o.status.success());
     assert!(text(&o).contains("footfall"), "{}", text(&o));
 }
+
+#[test]
+fn query_stops_at_the_bounds_of_the_project_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("affluent.toml"),
+        "[query]\ntimeout = \"1s\"\nmemory = \"32MiB\"\nmax_rows = 5\n",
+    )
+    .unwrap();
+    let o = affluent(
+        dir.path(),
+        &["query", "SELECT count(*) FROM range(100000000000)"],
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains(
+            "error: query stopped after 1s, the limit of `timeout` in [query] of affluent.toml"
+        ),
+        "{}",
+        text(&o)
+    );
+    let o = affluent(dir.path(), &["query", "SELECT * FROM range(6)"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("query returns more than 5 rows, the limit of `max_rows`"),
+        "{}",
+        text(&o)
+    );
+    let o = affluent(
+        dir.path(),
+        &["query", "SELECT length(repeat('x', 2000000000))"],
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("query needs more than 32MiB of memory, the limit of `memory`"),
+        "{}",
+        text(&o)
+    );
+    let o = affluent(
+        dir.path(),
+        &["query", "--format", "csv", "SELECT * FROM range(5)"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "value\n0\n1\n2\n3\n4\n");
+}

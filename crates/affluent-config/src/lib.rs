@@ -8,6 +8,7 @@
 mod dashboard;
 mod diagnostics;
 pub mod env;
+mod query;
 mod scheduler;
 pub mod schema;
 mod sources;
@@ -65,6 +66,8 @@ pub struct Project {
     pub notify: Option<schema::NotifyConfig>,
     /// `[dashboard]`.
     pub dashboard: schema::DashboardConfig,
+    /// `[query]`: the bounds every SQL query runs within.
+    pub query: schema::QueryConfig,
     /// `[pages.NAME]`, in menu order.
     pub pages: indexmap::IndexMap<String, schema::PageConfig>,
     /// Knows every secret of the project; share it with whatever writes text out.
@@ -302,6 +305,7 @@ pub fn load_str_for(
 
     scheduler::check(&mut reporter, &settings, &root_for_spans);
     dashboard::check(&mut reporter, project_dir, &settings, &root_for_spans);
+    query::check(&mut reporter, &settings, &root_for_spans);
 
     if !reporter.diagnostics.is_empty() {
         return Err(LoadError::Invalid(ConfigErrors(reporter.diagnostics)));
@@ -333,6 +337,7 @@ pub fn load_str_for(
         scheduler: settings.scheduler,
         notify: settings.notify,
         dashboard: settings.dashboard,
+        query: settings.query,
         pages: settings.pages,
         redactor,
         warnings: reporter.warnings,

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 pub use crate::dashboard::*;
+pub use crate::query::*;
 pub use crate::scheduler::*;
 pub use crate::sources::csv::*;
 pub use crate::sources::rest::*;
@@ -51,6 +52,9 @@ pub struct ProjectSettings {
     /// The web dashboard served by `affluent serve` and `affluent run`.
     #[serde(default)]
     pub dashboard: DashboardConfig,
+    /// Bounds of every SQL query: memory, time, rows kept.
+    #[serde(default)]
+    pub query: QueryConfig,
     /// Dashboard pages, in menu order: `[pages.NAME]`.
     #[serde(default)]
     pub pages: indexmap::IndexMap<String, PageConfig>,

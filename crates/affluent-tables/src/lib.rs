@@ -9,6 +9,7 @@
 //! This crate is the only one that knows DataFusion and deltalake; it knows nothing of HTTP or
 //! the dashboard.
 
+mod bounds;
 pub mod load;
 pub mod mapping;
 pub mod models;
@@ -20,8 +21,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use affluent_config::Project;
+use affluent_config::schema::ByteSize;
 use affluent_landing::{Landing, LandingError, Quarantine};
 use affluent_sources::{Connectors, SourceError};
+use datafusion::execution::runtime_env::RuntimeEnv;
 use deltalake::DeltaTable;
 
 pub use load::{LoadReport, LoadScope};
@@ -74,9 +77,69 @@ pub enum TableError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A query ran past its time limit (`[query] timeout`, `model_timeout`) and was stopped.
+    #[error(
+        "{what} stopped after {}, the limit of `{key}` in [query] of affluent.toml: make it cheaper (filter or aggregate earlier) or raise `{key}`",
+        affluent_core::format_period(*limit)
+    )]
+    Timeout {
+        /// What ran (`query`, `model \`NAME\``).
+        what: String,
+        /// The limit.
+        limit: std::time::Duration,
+        /// The key that sets it.
+        key: &'static str,
+    },
+    /// A query needed more memory than its limit (`[query] memory`, `model_memory`) and was
+    /// stopped.
+    #[error(
+        "{what} needs more than {limit} of memory, the limit of `{key}` in [query] of affluent.toml: filter or aggregate earlier, add a LIMIT, or raise `{key}`"
+    )]
+    Memory {
+        /// What ran.
+        what: String,
+        /// The limit.
+        limit: ByteSize,
+        /// The key that sets it.
+        key: &'static str,
+        /// The engine's account of what took the memory.
+        #[source]
+        source: Box<datafusion::error::DataFusionError>,
+    },
+    /// A query's result has more rows than `[query] max_rows`; nothing was cut.
+    #[error(
+        "{what} returns more than {limit} rows, the limit of `max_rows` in [query] of affluent.toml: add a LIMIT or aggregate, or raise `max_rows`"
+    )]
+    TooManyRows {
+        /// What ran.
+        what: String,
+        /// The limit.
+        limit: u64,
+    },
+    /// The query engine panicked while running a query (a bug of DataFusion or arrow that the
+    /// query ran into); the query was stopped and the process goes on.
+    #[error(
+        "{what} failed inside the query engine ({message}); it was stopped, nothing else is affected"
+    )]
+    Engine {
+        /// What ran.
+        what: String,
+        /// The panic's message.
+        message: String,
+    },
 }
 
 impl TableError {
+    /// Whether the error is a bound of `[query]` that the query hit (time, memory, rows): the
+    /// query asked too much, the tables and the engine are fine. Its message is for the user:
+    /// it names the limit and the key that raises it, and carries no engine text.
+    pub fn is_limit(&self) -> bool {
+        matches!(
+            self,
+            TableError::Timeout { .. } | TableError::Memory { .. } | TableError::TooManyRows { .. }
+        )
+    }
+
     pub(crate) fn delta(table: &str) -> impl FnOnce(deltalake::DeltaTableError) -> TableError + '_ {
         move |source| TableError::Delta {
             table: table.to_string(),
@@ -106,6 +169,15 @@ impl TableError {
 #[derive(Clone)]
 pub struct Warehouse {
     connectors: Arc<Connectors>,
+    runtimes: Arc<Runtimes>,
+}
+
+/// The query runtimes of a process, made on first use: every read query (`affluent query`, all
+/// the dashboard's readers) shares one memory pool, models another.
+#[derive(Default)]
+struct Runtimes {
+    read: std::sync::Mutex<Option<Arc<RuntimeEnv>>>,
+    model: std::sync::Mutex<Option<Arc<RuntimeEnv>>>,
 }
 
 impl std::fmt::Debug for Warehouse {
@@ -119,7 +191,32 @@ impl std::fmt::Debug for Warehouse {
 impl Warehouse {
     /// The warehouse of a project, sharing the connectors' runtime (to parse landed entries).
     pub fn new(connectors: Arc<Connectors>) -> Self {
-        Self { connectors }
+        Self {
+            connectors,
+            runtimes: Arc::default(),
+        }
+    }
+
+    /// The runtime (memory pool, spill files) of read queries, or of models.
+    pub(crate) fn runtime(&self, models: bool) -> Result<Arc<RuntimeEnv>, TableError> {
+        let (slot, bounds) = if models {
+            (
+                &self.runtimes.model,
+                bounds::Bounds::model(&self.project().query),
+            )
+        } else {
+            (
+                &self.runtimes.read,
+                bounds::Bounds::read(&self.project().query),
+            )
+        };
+        let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(runtime) = slot.as_ref() {
+            return Ok(runtime.clone());
+        }
+        let runtime = bounds.runtime()?;
+        *slot = Some(runtime.clone());
+        Ok(runtime)
     }
 
     /// The project.

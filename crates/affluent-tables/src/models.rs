@@ -19,6 +19,7 @@ use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use serde::Serialize;
 
+use crate::bounds::Bounds;
 use crate::load::merge;
 use crate::query::{normalize_for_delta, read_only, register};
 use crate::{TableError, Warehouse, table_url};
@@ -152,7 +153,8 @@ impl Warehouse {
                 return Err(self.unknown("model", s, &order));
             }
         }
-        let ctx = self.session().await?;
+        // Models run in their own runtime: `[query] model_memory`, spilling to disk past it.
+        let ctx = self.session_in(true).await?;
         let mut reports = Vec::new();
         for name in order {
             if !selected.is_empty() && !selected.contains(&name) {
@@ -177,34 +179,43 @@ impl Warehouse {
         let _lock = self.lock_table(name)?;
         let sql = self.model_sql(name)?;
         let context = format!("model `{name}`");
-        let mut df = ctx
-            .sql_with_options(&sql, read_only())
-            .await
-            .map_err(TableError::sql(context.clone()))?;
-        if sql.contains("$interval_start") || sql.contains("$interval_end") {
-            let (start, end) = match interval {
-                Some(i) => (i.start.as_microsecond(), i.end.as_microsecond()),
-                None => (i64::MIN / 2, i64::MAX / 2),
-            };
-            let ts = |us: i64| ScalarValue::TimestampMicrosecond(Some(us), Some("UTC".into()));
-            let params = ParamValues::Map(
-                [
-                    ("interval_start".to_string(), ts(start).into()),
-                    ("interval_end".to_string(), ts(end).into()),
-                ]
-                .into_iter()
-                .collect(),
-            );
-            df = df
-                .with_param_values(params)
-                .map_err(TableError::sql(context.clone()))?;
-        }
-        let result_schema = df.schema().inner().clone();
-        let batches: Vec<RecordBatch> = df
-            .collect()
-            .await
-            .map_err(TableError::sql(context.clone()))?
+        // Planned and run in a task of its own: a panic of the engine is this model's error,
+        // and `model_timeout` (when set) stops it.
+        let bounds = Bounds::model(&self.project().query);
+        let (task_ctx, task_context) = (ctx.clone(), context.clone());
+        let (result_schema, batches) = bounds
+            .run(&context, async move {
+                let (ctx, context) = (task_ctx, task_context);
+                let mut df = ctx
+                    .sql_with_options(&sql, read_only())
+                    .await
+                    .map_err(TableError::sql(context.clone()))?;
+                if sql.contains("$interval_start") || sql.contains("$interval_end") {
+                    let (start, end) = match interval {
+                        Some(i) => (i.start.as_microsecond(), i.end.as_microsecond()),
+                        None => (i64::MIN / 2, i64::MAX / 2),
+                    };
+                    let ts =
+                        |us: i64| ScalarValue::TimestampMicrosecond(Some(us), Some("UTC".into()));
+                    let params = ParamValues::Map(
+                        [
+                            ("interval_start".to_string(), ts(start).into()),
+                            ("interval_end".to_string(), ts(end).into()),
+                        ]
+                        .into_iter()
+                        .collect(),
+                    );
+                    df = df
+                        .with_param_values(params)
+                        .map_err(TableError::sql(context.clone()))?;
+                }
+                let pool = ctx.runtime_env().memory_pool.clone();
+                crate::bounds::collect(df, &bounds, &context, &pool).await
+            })
+            .await?;
+        let batches: Vec<RecordBatch> = batches
             .iter()
+            .filter(|b| b.num_rows() > 0)
             .map(normalize_for_delta)
             .collect::<Result<_, _>>()?;
         let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();

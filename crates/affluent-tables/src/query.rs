@@ -16,6 +16,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::DeltaTable;
 use serde::Serialize;
 
+use crate::bounds::Bounds;
 use crate::mapping::ENTRY_COLUMN;
 use crate::{TableError, Warehouse};
 
@@ -67,8 +68,24 @@ pub fn read_only() -> SQLOptions {
 }
 
 impl Warehouse {
-    /// A session with every written table and model registered, and affluent's functions.
+    /// A session with every written table and model registered, and affluent's functions, in
+    /// the read queries' runtime: their memory pool (`[query] memory`), shared by every read
+    /// session of the process.
     pub async fn session(&self) -> Result<SessionContext, TableError> {
+        self.session_in(false).await
+    }
+
+    /// [`Warehouse::session`] in the read queries' runtime, or the models'.
+    pub(crate) async fn session_in(&self, models: bool) -> Result<SessionContext, TableError> {
+        let runtime = self.runtime(models)?;
+        let q = &self.project().query;
+        let max_bytes = if models {
+            Bounds::model(q)
+        } else {
+            Bounds::read(q)
+        }
+        .memory
+        .bytes();
         let config = SessionConfig::new()
             .with_information_schema(true)
             // Strings come back as plain Utf8: what Delta writes and every reader expects.
@@ -76,8 +93,8 @@ impl Warehouse {
                 "datafusion.execution.parquet.schema_force_view_types",
                 false,
             );
-        let ctx = SessionContext::new_with_config(config);
-        crate::udf::register(&ctx);
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        crate::udf::register(&ctx, max_bytes);
         for name in self.names() {
             if let Some(table) = self.open(&name).await? {
                 register(&ctx, &name, &table).await?;
@@ -110,21 +127,23 @@ impl Warehouse {
         Some(crate::mapping::schema_of(&columns?))
     }
 
-    /// Runs a read-only query.
+    /// Runs a read-only query within the bounds of `[query]` (memory, timeout, max_rows). A
+    /// result without rows is one empty batch: CSV gets its header, a table its column names.
     pub async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>, TableError> {
-        let ctx = self.session().await?;
-        let df = ctx
-            .sql_with_options(sql, read_only())
+        let bounds = Bounds::read(&self.project().query);
+        let (warehouse, sql) = (self.clone(), sql.to_string());
+        bounds
+            .run("query", async move {
+                let ctx = warehouse.session().await?;
+                let df = ctx
+                    .sql_with_options(&sql, read_only())
+                    .await
+                    .map_err(TableError::sql("query"))?;
+                let pool = ctx.runtime_env().memory_pool.clone();
+                let (_, batches) = crate::bounds::collect(df, &bounds, "query", &pool).await?;
+                Ok(batches)
+            })
             .await
-            .map_err(TableError::sql("query"))?;
-        let schema = df.schema().inner().clone();
-        let batches = df.collect().await.map_err(TableError::sql("query"))?;
-        // No rows still has columns: CSV gets its header, a table its column names.
-        Ok(if batches.is_empty() {
-            vec![RecordBatch::new_empty(schema)]
-        } else {
-            batches
-        })
     }
 
     /// Every table and model with its size and last commit.
@@ -191,7 +210,8 @@ impl Warehouse {
         Ok(out)
     }
 
-    /// Writes a whole table or model to one file (the lineage column left out).
+    /// Writes a whole table or model to one file (the lineage column left out), batch by batch
+    /// as the table is read: no cap on rows and no time limit, within the read queries' memory.
     pub async fn export(
         &self,
         name: &str,
@@ -207,45 +227,92 @@ impl Warehouse {
                 "`{name}` has no data yet: load it (`affluent ingest`) or run it (`affluent transform`) first"
             )));
         }
-        let ctx = self.session().await?;
-        let df = ctx
-            .table(name)
-            .await
-            .map_err(TableError::sql(format!("export of `{name}`")))?;
-        let keep: Vec<String> = df
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .filter(|n| n != ENTRY_COLUMN)
-            .collect();
-        let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
-        let batches = df
-            .select_columns(&keep)?
-            .collect()
-            .await
-            .map_err(TableError::sql(format!("export of `{name}`")))?;
-        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(TableError::io(dir))?;
-        }
-        let file = std::fs::File::create(out).map_err(TableError::io(out))?;
-        match format {
-            ExportFormat::Csv => write_csv(file, &batches)?,
-            ExportFormat::Parquet => {
-                let schema = batches
-                    .first()
-                    .map(|b| b.schema())
-                    .unwrap_or_else(|| Arc::new(Schema::empty()));
-                let mut writer =
-                    datafusion::parquet::arrow::ArrowWriter::try_new(file, schema, None)?;
-                for b in &batches {
-                    writer.write(b)?;
+        let what = format!("export of `{name}`");
+        let (warehouse, name, out) = (self.clone(), name.to_string(), out.to_path_buf());
+        Bounds::export(&self.project().query)
+            .run(&what.clone(), async move {
+                let ctx = warehouse.session().await?;
+                let df = ctx
+                    .table(name.as_str())
+                    .await
+                    .map_err(TableError::sql(what.clone()))?;
+                let keep: Vec<String> = df
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .filter(|n| n != ENTRY_COLUMN)
+                    .collect();
+                let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+                let mut stream = df
+                    .select_columns(&keep)?
+                    .execute_stream()
+                    .await
+                    .map_err(TableError::sql(what.clone()))?;
+                let schema = stream.schema();
+                if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(TableError::io(dir))?;
                 }
-                writer.close()?;
+                let file = std::fs::File::create(&out).map_err(TableError::io(&out))?;
+                let mut writer = match format {
+                    ExportFormat::Csv => FileWriter::Csv(Box::new(
+                        datafusion::arrow::csv::WriterBuilder::new()
+                            .with_header(true)
+                            .build(std::io::BufWriter::new(file)),
+                    )),
+                    ExportFormat::Parquet => FileWriter::Parquet(Box::new(
+                        datafusion::parquet::arrow::ArrowWriter::try_new(
+                            file,
+                            schema.clone(),
+                            None,
+                        )?,
+                    )),
+                };
+                let mut rows: u64 = 0;
+                while let Some(batch) =
+                    std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await
+                {
+                    let batch = batch.map_err(TableError::sql(what.clone()))?;
+                    rows += batch.num_rows() as u64;
+                    writer.write(&batch)?;
+                }
+                if rows == 0 {
+                    // The header of a CSV without rows.
+                    writer.write(&RecordBatch::new_empty(schema))?;
+                }
+                writer.finish(&out)?;
+                Ok(rows)
+            })
+            .await
+    }
+}
+
+/// The file an export writes, batch by batch.
+enum FileWriter {
+    Csv(Box<datafusion::arrow::csv::Writer<std::io::BufWriter<std::fs::File>>>),
+    Parquet(Box<datafusion::parquet::arrow::ArrowWriter<std::fs::File>>),
+}
+
+impl FileWriter {
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), TableError> {
+        match self {
+            FileWriter::Csv(w) => w.write(batch)?,
+            FileWriter::Parquet(w) => w.write(batch)?,
+        }
+        Ok(())
+    }
+
+    fn finish(self, path: &Path) -> Result<(), TableError> {
+        match self {
+            FileWriter::Csv(w) => {
+                use std::io::Write;
+                w.into_inner().flush().map_err(TableError::io(path))?;
+            }
+            FileWriter::Parquet(w) => {
+                w.close()?;
             }
         }
-        Ok(rows as u64)
+        Ok(())
     }
 }
 

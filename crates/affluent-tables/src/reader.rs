@@ -13,6 +13,7 @@ use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use serde::Serialize;
 
+use crate::bounds::Bounds;
 use crate::query::read_only;
 use crate::{TableError, Warehouse};
 
@@ -126,9 +127,11 @@ fn to_rows(columns: Vec<ColumnInfo>, batches: &[RecordBatch]) -> Result<Rows, Ta
     Ok(Rows { columns, rows })
 }
 
-/// A session over the tables as they were when it was opened.
+/// A session over the tables as they were when it was opened. Every query runs within the
+/// bounds of `[query]`: the read queries' memory pool, `timeout`, `max_rows`.
 pub struct Reader {
     ctx: SessionContext,
+    bounds: Bounds,
     versions: BTreeMap<String, Option<i64>>,
     /// Results of [`Reader::rows_cached`]: valid as long as the reader, which sees fixed versions.
     cache: std::sync::Mutex<HashMap<String, std::sync::Arc<Rows>>>,
@@ -176,6 +179,7 @@ impl Warehouse {
         let ctx = self.session().await?;
         Ok(Reader {
             ctx,
+            bounds: Bounds::read(&self.project().query),
             versions,
             cache: Default::default(),
         })
@@ -188,22 +192,25 @@ impl Reader {
         &self.versions
     }
 
+    /// Plans a query with its parameters bound.
     async fn frame(
-        &self,
+        ctx: &SessionContext,
         sql: &str,
-        params: &HashMap<String, Param>,
+        params: HashMap<String, ScalarValue>,
     ) -> Result<datafusion::dataframe::DataFrame, TableError> {
-        let df = self
-            .ctx
+        let df = ctx
             .sql_with_options(sql, read_only())
             .await
             .map_err(TableError::sql("query"))?;
-        let values: HashMap<String, ScalarValue> = params
+        df.with_param_values(ParamValues::from(params))
+            .map_err(TableError::sql("query parameters"))
+    }
+
+    fn scalars(params: &HashMap<String, Param>) -> HashMap<String, ScalarValue> {
+        params
             .iter()
             .map(|(k, v)| (k.clone(), v.scalar()))
-            .collect();
-        df.with_param_values(ParamValues::from(values))
-            .map_err(TableError::sql("query parameters"))
+            .collect()
     }
 
     /// The columns a query would return, without running it.
@@ -212,27 +219,32 @@ impl Reader {
         sql: &str,
         params: &HashMap<String, Param>,
     ) -> Result<Vec<ColumnInfo>, TableError> {
-        Ok(column_infos(&self.frame(sql, params).await?))
+        let (ctx, sql, params) = (self.ctx.clone(), sql.to_string(), Self::scalars(params));
+        self.bounds
+            .run("query", async move {
+                Ok(column_infos(&Self::frame(&ctx, &sql, params).await?))
+            })
+            .await
     }
 
-    /// Runs a read-only query with bound parameters.
+    /// Runs a read-only query with bound parameters, within the bounds of `[query]`: past
+    /// `max_rows` rows, the memory limit or the timeout it is an error, never a cut result.
     pub async fn batches(
         &self,
         sql: &str,
         params: &HashMap<String, Param>,
     ) -> Result<(Vec<ColumnInfo>, Vec<RecordBatch>), TableError> {
-        let df = self.frame(sql, params).await?;
-        let columns = column_infos(&df);
-        let schema = df.schema().inner().clone();
-        let batches = df.collect().await.map_err(TableError::sql("query"))?;
-        Ok((
-            columns,
-            if batches.is_empty() {
-                vec![RecordBatch::new_empty(schema)]
-            } else {
-                batches
-            },
-        ))
+        let (ctx, sql, params) = (self.ctx.clone(), sql.to_string(), Self::scalars(params));
+        let bounds = self.bounds;
+        self.bounds
+            .run("query", async move {
+                let df = Self::frame(&ctx, &sql, params).await?;
+                let columns = column_infos(&df);
+                let pool = ctx.runtime_env().memory_pool.clone();
+                let (_, batches) = crate::bounds::collect(df, &bounds, "query", &pool).await?;
+                Ok((columns, batches))
+            })
+            .await
     }
 
     /// Runs a query and returns its rows as JSON values.

@@ -5,6 +5,11 @@
 //!   or NULL when none reaches `min_similarity` (0 to 1, default 0). `candidates` is a list:
 //!   `make_array('a', 'b')` or `(SELECT array_agg(name) FROM agencies)`.
 //! - `haversine_km(lat1, lon1, lat2, lon2)`: great-circle distance in kilometres.
+//!
+//! And it bounds the built-ins that build a whole value in one call, outside the query's memory
+//! pool: `repeat`, `lpad`, `rpad`, `array_repeat` (`list_repeat`), and `range` and
+//! `generate_series` over integers compute the size of their result from their arguments and
+//! fail, before allocating, when it is over the query's memory limit.
 
 use std::sync::Arc;
 
@@ -12,16 +17,34 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, StringArr
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::common::{Result, ScalarValue, exec_err};
+use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
     Volatility, create_udf,
 };
 use datafusion::prelude::SessionContext;
 
-/// Registers affluent's functions on a session.
-pub fn register(ctx: &SessionContext) {
+/// Registers affluent's functions on a session, and bounds the built-in functions that build
+/// a large value in one call to `max_bytes` per call (see the module).
+pub fn register(ctx: &SessionContext, max_bytes: u64) {
     ctx.register_udf(ScalarUDF::from(ClosestMatch::new()));
     ctx.register_udf(haversine());
+    for (name, growth) in [
+        ("repeat", Growth::Repeat),
+        ("lpad", Growth::Pad),
+        ("rpad", Growth::Pad),
+        ("array_repeat", Growth::ArrayRepeat),
+        ("range", Growth::Range { inclusive: false }),
+        ("generate_series", Growth::Range { inclusive: true }),
+    ] {
+        if let Ok(builtin) = ctx.udf(name) {
+            ctx.register_udf(ScalarUDF::new_from_shared_impl(Arc::new(Bounded {
+                inner: builtin.inner().clone(),
+                growth,
+                max_bytes,
+            })));
+        }
+    }
 }
 
 /// `closest_match(value, candidates [, min_similarity])`.
@@ -178,6 +201,211 @@ fn haversine() -> ScalarUDF {
             Ok(ColumnarValue::Array(Arc::new(out)))
         }),
     )
+}
+
+/// What a bounded built-in function builds, to size its result before it is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Growth {
+    /// `repeat(text, n)`: the text's bytes times `n`.
+    Repeat,
+    /// `lpad(text, n [, fill])`, `rpad(...)`: `n` characters, at least `n` bytes.
+    Pad,
+    /// `array_repeat(value, n)`: `n` values.
+    ArrayRepeat,
+    /// `range([start,] stop [, step])`, `generate_series(...)` over integers: one 8-byte value
+    /// per step.
+    Range {
+        /// `generate_series` includes `stop`.
+        inclusive: bool,
+    },
+}
+
+/// A built-in function that builds its whole result in one call, outside the query's memory
+/// pool (`repeat('x', 2000000000)` allocates 2 GB at once): its result's size is computed from
+/// its arguments first, and a call whose result would be over `max_bytes` (the query's memory
+/// limit) fails at once with a resources-exhausted error instead of allocating it.
+#[derive(Debug)]
+struct Bounded {
+    inner: Arc<dyn ScalarUDFImpl>,
+    growth: Growth,
+    max_bytes: u64,
+}
+
+impl PartialEq for Bounded {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner.name() == other.inner.name()
+            && self.growth == other.growth
+            && self.max_bytes == other.max_bytes
+    }
+}
+
+impl Eq for Bounded {}
+
+impl std::hash::Hash for Bounded {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.inner.name().hash(state);
+        self.growth.hash(state);
+        self.max_bytes.hash(state);
+    }
+}
+
+/// An argument as integers, row by row (a constant is the same for every row).
+enum Ints {
+    One(Option<i64>),
+    Each(datafusion::arrow::array::Int64Array),
+}
+
+impl Ints {
+    fn of(arg: &ColumnarValue) -> Ints {
+        match arg {
+            // Not an integer: the function itself says so.
+            ColumnarValue::Scalar(s) => match s.cast_to(&DataType::Int64) {
+                Ok(ScalarValue::Int64(v)) => Ints::One(v),
+                _ => Ints::One(None),
+            },
+            ColumnarValue::Array(a) => match cast(a, &DataType::Int64) {
+                Ok(a) => Ints::Each(
+                    a.as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                        .clone(),
+                ),
+                Err(_) => Ints::One(None),
+            },
+        }
+    }
+
+    /// The byte length of a text argument.
+    fn lengths(arg: &ColumnarValue) -> Ints {
+        match arg {
+            ColumnarValue::Scalar(s) => Ints::One(match s {
+                ScalarValue::Utf8(v) | ScalarValue::LargeUtf8(v) | ScalarValue::Utf8View(v) => {
+                    v.as_ref().map(|v| v.len() as i64)
+                }
+                _ => None,
+            }),
+            ColumnarValue::Array(a) => match datafusion::arrow::compute::kernels::length::length(a)
+            {
+                Ok(lengths) => Ints::of(&ColumnarValue::Array(lengths)),
+                // Not text: the function itself says so.
+                Err(_) => Ints::One(None),
+            },
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<i64> {
+        match self {
+            Ints::One(v) => *v,
+            Ints::Each(a) => (!a.is_null(i)).then(|| a.value(i)),
+        }
+    }
+}
+
+impl Bounded {
+    /// Bytes the call's result would hold at least.
+    fn result_bytes(&self, args: &ScalarFunctionArgs) -> u64 {
+        let a = &args.args;
+        let rows = if a.iter().all(|v| matches!(v, ColumnarValue::Scalar(_))) {
+            1
+        } else {
+            args.number_rows
+        };
+        let positive = |v: Option<i64>| v.map_or(0, |v| v.max(0) as u64);
+        let mut total: u64 = 0;
+        match self.growth {
+            Growth::Repeat if a.len() >= 2 => {
+                let (text, n) = (Ints::lengths(&a[0]), Ints::of(&a[1]));
+                for i in 0..rows {
+                    total = total
+                        .saturating_add(positive(text.get(i)).saturating_mul(positive(n.get(i))));
+                }
+            }
+            Growth::Pad if a.len() >= 2 => {
+                let n = Ints::of(&a[1]);
+                for i in 0..rows {
+                    total = total.saturating_add(positive(n.get(i)));
+                }
+            }
+            Growth::ArrayRepeat if a.len() >= 2 => {
+                let width = a[0].data_type().primitive_width().unwrap_or(1).max(1) as u64;
+                let n = Ints::of(&a[1]);
+                for i in 0..rows {
+                    total = total.saturating_add(positive(n.get(i)).saturating_mul(width));
+                }
+            }
+            Growth::Range { inclusive }
+                if !a.is_empty() && a.iter().all(|v| v.data_type().is_integer()) =>
+            {
+                let ints: Vec<Ints> = a.iter().map(Ints::of).collect();
+                for i in 0..rows {
+                    let (start, stop, step) = match ints.as_slice() {
+                        [stop] => (Some(0), stop.get(i), Some(1)),
+                        [start, stop] => (start.get(i), stop.get(i), Some(1)),
+                        [start, stop, step, ..] => (start.get(i), stop.get(i), step.get(i)),
+                        [] => (None, None, None),
+                    };
+                    let (Some(start), Some(stop), Some(step)) = (start, stop, step) else {
+                        continue;
+                    };
+                    let span = i128::from(stop) - i128::from(start);
+                    let steps = if step == 0 || span.signum() != i128::from(step).signum() {
+                        0
+                    } else {
+                        span / i128::from(step) + i128::from(inclusive)
+                    };
+                    let bytes = u64::try_from(steps.saturating_mul(8)).unwrap_or(u64::MAX);
+                    total = total.saturating_add(bytes);
+                }
+            }
+            _ => {}
+        }
+        total
+    }
+}
+
+impl ScalarUDFImpl for Bounded {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(arg_types)
+    }
+
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> Result<datafusion::arrow::datatypes::FieldRef> {
+        self.inner.return_field_from_args(args)
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        self.inner.coerce_types(arg_types)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let bytes = self.result_bytes(&args);
+        if bytes > self.max_bytes {
+            return Err(datafusion::error::DataFusionError::ResourcesExhausted(
+                format!(
+                    "{}() would build {bytes} bytes at once, more than the query's memory limit of {} bytes",
+                    self.inner.name(),
+                    self.max_bytes
+                ),
+            ));
+        }
+        self.inner.invoke_with_args(args)
+    }
+
+    fn documentation(&self) -> Option<&datafusion::logical_expr::Documentation> {
+        self.inner.documentation()
+    }
 }
 
 /// Great-circle distance between two points, in kilometres.

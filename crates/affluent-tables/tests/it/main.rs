@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 mod fixtures;
+mod limits;
 mod loads;
 mod models;
 mod support;
