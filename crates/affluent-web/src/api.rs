@@ -323,7 +323,7 @@ async fn host_guard(State(state): State<AppState>, req: Request, next: Next) -> 
         _ => host,
     }
     .to_ascii_lowercase();
-    if state.allowed_hosts.iter().any(|h| *h == name) {
+    if state.allowed_hosts.contains(&name) {
         return next.run(req).await;
     }
     tracing::warn!(host = %crate::shorten(&name, 64), "dashboard: request for another host refused");

@@ -99,6 +99,9 @@ impl WebError {
             WebError::NotFound(_) => StatusCode::NOT_FOUND,
             WebError::Conflict(_) => StatusCode::CONFLICT,
             WebError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            // A bound of `[query]` (time, memory, rows): the view asks too much; narrower
+            // filters may do.
+            WebError::Query { source, .. } if source.is_limit() => StatusCode::UNPROCESSABLE_ENTITY,
             WebError::Query { .. } | WebError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             WebError::Store(_) | WebError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -127,6 +130,9 @@ impl WebError {
     /// failed and where the detail is, never the cause.
     pub fn public(&self, request_id: &str) -> String {
         match self {
+            WebError::Query { what, source } if source.is_limit() => {
+                format!("{what} stopped: {source} (a narrower period or filter may do)")
+            }
             WebError::Query { what, .. } => format!(
                 "{what} could not be computed; the server's log has the details (request {request_id})"
             ),

@@ -119,11 +119,16 @@ async fn fixture() -> Fixture {
 
 /// The fixture with `dashboard` keys added to `[dashboard]`.
 async fn fixture_with(dashboard: &str) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let project = PROJECT.replace(
+    fixture_from(&PROJECT.replace(
         "locale = \"fr-FR\"\n",
         &format!("locale = \"fr-FR\"\n{dashboard}"),
-    );
+    ))
+    .await
+}
+
+/// The fixture with another project file.
+async fn fixture_from(project: &str) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("affluent.toml"), project).unwrap();
     std::fs::write(dir.path().join("counts.csv"), counts_csv()).unwrap();
     std::fs::write(

@@ -519,3 +519,141 @@ async fn retry_after_pauses_every_request_to_the_host() {
         inside.len()
     );
 }
+
+/// The forms a secret takes on the wire and in a careless server's answers.
+fn wire_forms(secret: &str) -> Vec<String> {
+    use base64::Engine;
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    let form: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+    let json = serde_json::to_string(secret).unwrap();
+    let json = json[1..json.len() - 1].to_string();
+    vec![
+        secret.to_string(),
+        form,
+        utf8_percent_encode(secret, NON_ALPHANUMERIC).to_string(),
+        json.replace('/', "\\/"),
+        base64::engine::general_purpose::STANDARD.encode(secret),
+    ]
+}
+
+#[tokio::test]
+async fn random_secrets_appear_nowhere_in_any_encoding() {
+    use rand::{Rng, SeedableRng};
+    const ALPHABET: &[char] = &[
+        'a', 'b', 'Z', '7', '-', '_', '.', '~', '/', '+', '=', '&', '%', '?', '#', ' ', '"', '\\',
+        'é', '€',
+    ];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+    for round in 0..4 {
+        let mut secret = || -> String {
+            (0..rng.random_range(16..24))
+                .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())])
+                .collect()
+        };
+        let key = secret();
+        // A path segment as written in base_url: characters that end a path (`?`, `#`) or
+        // split it (`/`, `%`, `\`) are not part of one.
+        let path_token: String = secret()
+            .chars()
+            .filter(|c| !"?#/%\\".contains(*c))
+            .collect();
+        let (addr, log) = serve(Arc::new(|hit: &Hit| {
+            // A careless API: it echoes the key in every encoding, in data and in errors.
+            let key = hit.query.get("key").cloned().unwrap_or_default();
+            // In a JSON value: the key as JSON escapes it, and its URL and base64 forms.
+            let forms = wire_forms(&key);
+            let plain = [&forms[1], &forms[2], &forms[4]].map(|f| f.as_str()).join(" | ");
+            let path = hit.path.clone();
+            if hit.path.starts_with("/ok") {
+                json(
+                    200,
+                    &json!({"request": {"path": path, "echo": key, "forms": plain}, "data": [{"a": 1, "seen": key, "forms": plain}]}),
+                )
+            } else {
+                raw(
+                    403,
+                    &[("content-type", "application/json")],
+                    format!(r#"{{"message": "key {} refused at {path}"}}"#, wire_forms(&key)[3]),
+                )
+            }
+        }))
+        .await;
+        let encoded_token: String =
+            url::form_urlencoded::byte_serialize(path_token.as_bytes()).collect();
+        let toml = format!(
+            r#"
+[sources.ok]
+type = "rest"
+client.base_url = "http://{addr}/ok/${{PATH_TOKEN}}"
+client.auth = {{ type = "api_key", name = "key", api_key = "${{API_KEY}}", location = "query" }}
+client.headers = {{ "X-Api-Key" = "${{API_KEY}}" }}
+endpoint.data_selector = "data"
+
+[sources.denied]
+type = "rest"
+client.base_url = "http://{addr}/denied"
+client.auth = {{ type = "api_key", name = "key", api_key = "${{API_KEY}}", location = "query" }}
+retry = {{ max_attempts = 1 }}
+"#
+        );
+        let env = [
+            ("API_KEY", key.as_str()),
+            ("PATH_TOKEN", path_token.as_str()),
+        ];
+        let (dir, project) = project(&toml, &env);
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let c = Connectors::new(project).unwrap();
+        let ok = c.ingest("ok", &opts()).await.unwrap();
+        let denied = c.ingest("denied", &opts()).await.unwrap();
+        assert_eq!(denied.errors.len(), 1, "round {round}");
+        // The server did get the real values (the test is not vacuous).
+        let hits = log.hits();
+        assert!(
+            hits.iter().any(|h| h.query.get("key") == Some(&key)),
+            "round {round}: {:?} {:?}",
+            ok.errors,
+            hits.iter().map(|h| &h.query).collect::<Vec<_>>()
+        );
+        assert!(
+            hits.iter()
+                .any(|h| percent_encoding::percent_decode_str(&h.path)
+                    .decode_utf8_lossy()
+                    .contains(&path_token)),
+            "round {round}: {:?}",
+            hits.iter().map(|h| &h.path).collect::<Vec<_>>()
+        );
+        let mut texts = vec![
+            format!("{ok:?}"),
+            format!("{denied:?}"),
+            String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned(),
+        ];
+        for file in walk(dir.path()) {
+            let bytes = std::fs::read(&file).unwrap();
+            let bytes = if file.to_string_lossy().ends_with(".zst") {
+                zstd::decode_all(bytes.as_slice()).unwrap()
+            } else {
+                bytes
+            };
+            texts.push(String::from_utf8_lossy(&bytes).into_owned());
+        }
+        for text in &texts {
+            for form in wire_forms(&key)
+                .into_iter()
+                .chain(wire_forms(&path_token))
+                .chain([encoded_token.clone()])
+            {
+                assert!(
+                    !text.contains(&form),
+                    "round {round}: {form:?} leaked in: {}",
+                    &text[..text.len().min(800)]
+                );
+            }
+        }
+    }
+}

@@ -511,3 +511,37 @@ async fn favourites_are_bounded_in_kind_size_and_count() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn a_panel_past_the_query_bounds_says_which_bound_not_an_internal_error() {
+    let f = fixture_from(&format!("{PROJECT}\n[query]\nmax_rows = 5\n")).await;
+    let mut c = Client::default();
+    assert_eq!(
+        c.login(&f.app, "vic", "viewer pass").await.status,
+        StatusCode::OK
+    );
+    let r = c
+        .send(
+            &f.app,
+            "GET",
+            "/api/pages/visits/panels/rows?agency=a&period=all",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text());
+    let error = r.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains("max_rows") && error.contains("panel"),
+        "{error}"
+    );
+    // A small result is unaffected.
+    let r = c
+        .send(
+            &f.app,
+            "GET",
+            "/api/pages/visits/panels/total?agency=a",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+}
