@@ -601,7 +601,7 @@ async fn setup(
     let expected = state.setup_token().await?;
     let valid = expected
         .as_deref()
-        .is_some_and(|t| constant_time_eq(t.as_bytes(), body.token.as_bytes()));
+        .is_some_and(|t| crate::auth::constant_time_eq(t.as_bytes(), body.token.as_bytes()));
     if !valid {
         return Err(WebError::Forbidden(if users_exist {
             "this setup link is not valid any more: users exist already (log in, or ask an admin)"
@@ -637,9 +637,6 @@ async fn log_in(
     Ok((token, Json(info)).into_response())
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
 
 // ---------------------------------------------------------------------------------------------
 // Pages
