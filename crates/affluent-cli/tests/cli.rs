@@ -10,6 +10,8 @@ use std::process::{Command, Output};
 mod layers;
 #[path = "cli/scheduler.rs"]
 mod scheduler;
+#[path = "cli/secrets.rs"]
+mod secrets;
 
 fn affluent(project: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_affluent"))
