@@ -79,7 +79,7 @@ pub fn check_source(project: &Project, source: &str) -> Result<()> {
 }
 
 /// How listings print.
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     /// Aligned columns.
     Table,

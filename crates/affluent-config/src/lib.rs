@@ -68,6 +68,8 @@ pub struct Project {
     pub dashboard: schema::DashboardConfig,
     /// `[query]`: the bounds every SQL query runs within.
     pub query: schema::QueryConfig,
+    /// `[compaction]`: when tables merge their small files.
+    pub compaction: schema::CompactionConfig,
     /// `[pages.NAME]`, in menu order.
     pub pages: indexmap::IndexMap<String, schema::PageConfig>,
     /// Knows every secret of the project; share it with whatever writes text out.
@@ -338,6 +340,7 @@ pub fn load_str_for(
         notify: settings.notify,
         dashboard: settings.dashboard,
         query: settings.query,
+        compaction: settings.compaction,
         pages: settings.pages,
         redactor,
         warnings: reporter.warnings,

@@ -55,6 +55,9 @@ pub struct ProjectSettings {
     /// Bounds of every SQL query: memory, time, rows kept.
     #[serde(default)]
     pub query: QueryConfig,
+    /// When tables and models merge their small files, and when replaced files are deleted.
+    #[serde(default)]
+    pub compaction: CompactionConfig,
     /// Dashboard pages, in menu order: `[pages.NAME]`.
     #[serde(default)]
     pub pages: indexmap::IndexMap<String, PageConfig>,

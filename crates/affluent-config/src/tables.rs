@@ -41,6 +41,43 @@ pub struct TableConfig {
     pub columns: indexmap::IndexMap<String, ColumnSpec>,
 }
 
+/// `[compaction]`: how tables and models keep few files. Every load or model run commits at
+/// least one Parquet file; once a table has `files` of them, they are merged into files of
+/// about 128 MiB (Delta's optimize: a commit that changes no row, so loads stay exactly once),
+/// and the files it replaced are deleted `vacuum_after` later.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompactionConfig {
+    /// Merge a table's files after a load or a model run once it has this many (default 32;
+    /// 0: only with `affluent tables optimize`).
+    pub files: Option<usize>,
+    /// Delete files replaced by a merge, a `replace` or a model run this long after (default
+    /// `"2m"`). Earlier versions of a table cannot be read once their files are gone: keep it
+    /// longer than any query on the tables (`[query] timeout`) and any outside reader's scan.
+    pub vacuum_after: Option<crate::values::ConfigDuration>,
+}
+
+impl CompactionConfig {
+    /// Default of `files`.
+    pub const DEFAULT_FILES: usize = 32;
+    /// Default of `vacuum_after`: 2 minutes.
+    pub const DEFAULT_VACUUM_AFTER: std::time::Duration = std::time::Duration::from_secs(120);
+
+    /// `files`, or its default; `None` when automatic compaction is off.
+    pub fn files(&self) -> Option<usize> {
+        match self.files.unwrap_or(Self::DEFAULT_FILES) {
+            0 => None,
+            n => Some(n),
+        }
+    }
+
+    /// `vacuum_after`, or its default.
+    pub fn vacuum_after(&self) -> std::time::Duration {
+        self.vacuum_after
+            .map_or(Self::DEFAULT_VACUUM_AFTER, |d| d.get())
+    }
+}
+
 /// How a load writes a table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]

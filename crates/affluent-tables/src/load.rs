@@ -57,6 +57,8 @@ pub struct LoadReport {
     pub entries: usize,
     /// Rows written (appended, inserted or replaced).
     pub loaded: u64,
+    /// The compaction that followed, if the table had `[compaction] files` files.
+    pub compacted: Option<crate::compact::CompactReport>,
     /// Rows that updated an existing row (merge).
     pub merged: u64,
     /// Rows of the batch dropped because a later row had the same key.
@@ -359,6 +361,13 @@ impl Warehouse {
         }
         let table = state.table;
         report.version = table.as_ref().and_then(|t| t.version());
+        if let Some(table) = table {
+            let (table, compacted) = self.compact_after(name, table).await;
+            if let Some(table) = table {
+                report.version = table.version();
+            }
+            report.compacted = compacted;
+        }
         Ok(report)
     }
 

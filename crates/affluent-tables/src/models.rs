@@ -35,6 +35,8 @@ pub struct ModelReport {
     pub merged: Option<(u64, u64)>,
     /// The Delta version written.
     pub version: Option<u64>,
+    /// The compaction that followed, if the model had `[compaction] files` files.
+    pub compacted: Option<crate::compact::CompactReport>,
     /// Wall time, milliseconds.
     pub duration_ms: u64,
 }
@@ -247,12 +249,22 @@ impl Warehouse {
                 .map_err(TableError::delta(name))?;
             (table, None)
         };
-        register(ctx, name, &table).await?;
+        let written = table.version();
+        let (table, compacted) = self.compact_after(name, table).await;
+        // The session reads the table as it is now (compacted or not).
+        let table = match table {
+            Some(t) => Some(t),
+            None => self.open(name).await?,
+        };
+        if let Some(table) = &table {
+            register(ctx, name, table).await?;
+        }
         Ok(ModelReport {
+            compacted,
             model: name.to_string(),
             rows,
             merged,
-            version: table.version(),
+            version: written,
             duration_ms: started.elapsed().as_millis() as u64,
         })
     }

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
+mod compact;
 mod fixtures;
 mod limits;
 mod loads;

@@ -1,0 +1,162 @@
+//! Few files per table: small files merged (Delta's optimize) and replaced files deleted
+//! (vacuum), after loads and model runs or with `affluent tables optimize`.
+//!
+//! An optimize commit changes no row (its actions are `dataChange = false`), and the Delta log
+//! keeps every transaction, so the `(affluent-load, N)` of the last load stays in the table's
+//! state: exactly-once loads, replays and each row's landing entry are untouched. It runs under
+//! the table's lock, like loads and model runs.
+
+use std::num::NonZeroU64;
+
+use deltalake::DeltaTable;
+use serde::Serialize;
+
+use crate::{TableError, Warehouse};
+
+/// The size merged files aim at.
+const TARGET_FILE_SIZE: u64 = 128 << 20;
+
+/// What a compaction did to one table.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CompactReport {
+    /// The table or model.
+    pub table: String,
+    /// Data files of the table before.
+    pub files_before: usize,
+    /// Data files of the table after.
+    pub files_after: usize,
+    /// Files deleted from disk (replaced earlier than `vacuum_after` ago).
+    pub deleted: usize,
+    /// The table's version after.
+    pub version: Option<u64>,
+}
+
+impl Warehouse {
+    /// Merges a table's small files and deletes the files replaced long enough ago
+    /// (`[compaction] vacuum_after`), whatever their number. `None`: never written.
+    pub async fn optimize(&self, name: &str) -> Result<Option<CompactReport>, TableError> {
+        if !self.names().iter().any(|n| n == name) {
+            return Err(self.unknown("table or model", name, &self.names()));
+        }
+        let _lock = self.lock_table(name)?;
+        let Some(table) = self.open(name).await? else {
+            return Ok(None);
+        };
+        self.compact_locked(name, table).await.map(Some)
+    }
+
+    /// After a load or a model run (the table's lock held): compacts when the table has
+    /// `[compaction] files` data files or more. Returns the table as it is after.
+    pub(crate) async fn compact_if_due(
+        &self,
+        name: &str,
+        table: DeltaTable,
+    ) -> Result<(DeltaTable, Option<CompactReport>), TableError> {
+        let Some(threshold) = self.project().compaction.files() else {
+            return Ok((table, None));
+        };
+        // Due when the version has many files (appends), or when many replaced files are still
+        // on disk (merges and replaces rewrite files: few are current, many are left behind).
+        let current = data_files(&table, name)?;
+        let on_disk = parquet_on_disk(&self.table_dir(name));
+        if current < threshold && on_disk.saturating_sub(current) < threshold {
+            return Ok((table, None));
+        }
+        let report = self.compact_locked(name, table).await?;
+        tracing::info!(
+            table = name,
+            files_before = report.files_before,
+            files_after = report.files_after,
+            deleted = report.deleted,
+            "compacted"
+        );
+        let table = self.open(name).await?.ok_or_else(|| {
+            TableError::Invalid(format!("table `{name}` vanished while compacting"))
+        })?;
+        Ok((table, Some(report)))
+    }
+
+    /// [`Warehouse::compact_if_due`] after a commit that stands whatever happens here: a
+    /// failed compaction is logged, and the files stay as they were. Returns the table as it
+    /// is after (`None` when the compaction failed midway: open it again).
+    pub(crate) async fn compact_after(
+        &self,
+        name: &str,
+        table: DeltaTable,
+    ) -> (Option<DeltaTable>, Option<CompactReport>) {
+        match self.compact_if_due(name, table).await {
+            Ok((table, report)) => (Some(table), report),
+            Err(e) => {
+                tracing::warn!(
+                    table = name,
+                    "compaction failed, the files stay: {}",
+                    affluent_core::error_chain(&e)
+                );
+                (None, None)
+            }
+        }
+    }
+
+    async fn compact_locked(
+        &self,
+        name: &str,
+        table: DeltaTable,
+    ) -> Result<CompactReport, TableError> {
+        let err = TableError::delta(name);
+        let files_before = data_files(&table, name)?;
+        let target = NonZeroU64::new(TARGET_FILE_SIZE).unwrap_or(NonZeroU64::MIN);
+        let (table, _metrics) = table
+            .optimize()
+            .with_target_size(target)
+            .await
+            .map_err(err)?;
+        let files_after = data_files(&table, name)?;
+        let retention = chrono::Duration::from_std(self.project().compaction.vacuum_after())
+            .unwrap_or(chrono::Duration::MAX);
+        let (table, vacuumed) = table
+            .vacuum()
+            .with_retention_period(retention)
+            // Delta's 7-day floor is for readers we cannot see; affluent's readers swap to the
+            // new version within a second, and `vacuum_after` is the user's choice.
+            .with_enforce_retention_duration(false)
+            .await
+            .map_err(TableError::delta(name))?;
+        Ok(CompactReport {
+            table: name.to_string(),
+            files_before,
+            files_after,
+            deleted: vacuumed.files_deleted.len(),
+            version: table.version(),
+        })
+    }
+}
+
+/// Parquet files under a table's folder (partitions included), current or not.
+fn parquet_on_disk(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                if path.ends_with("_delta_log") {
+                    0
+                } else {
+                    parquet_on_disk(&path)
+                }
+            } else {
+                usize::from(path.extension().is_some_and(|x| x == "parquet"))
+            }
+        })
+        .sum()
+}
+
+/// The data files of a table's current version.
+fn data_files(table: &DeltaTable, name: &str) -> Result<usize, TableError> {
+    Ok(table
+        .get_file_uris()
+        .map_err(TableError::delta(name))?
+        .count())
+}
