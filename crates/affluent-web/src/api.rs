@@ -12,7 +12,10 @@ use affluent_config::schema::{PageConfig, PanelConfig, PanelKind};
 use affluent_core::TaskId;
 use axum::Json;
 use axum::Router;
-use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Path, Query, Request, State};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{
+    ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Path, Query, Request, State,
+};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
@@ -21,6 +24,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{delete, get, post};
 use axum_csrf::CsrfToken;
 use futures::{Stream, StreamExt};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tower_http::compression::CompressionLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -38,7 +42,7 @@ use crate::{AppState, ErrorBody, WebError, assets};
 #[openapi(
     info(
         title = "affluent dashboard API",
-        description = "Everything the dashboard's pages show, as JSON. Log in with POST /api/login; send the CSRF token of GET /api/session as X-CSRF-Token on every POST and DELETE."
+        description = "Everything the dashboard's pages show, as JSON. Log in with POST /api/login (the session is a cookie); send the CSRF token of GET /api/session as X-CSRF-Token on every POST and DELETE (403 without it). Every error is `{\"error\", \"request_id\"}` (ErrorBody), the id also in the `x-request-id` header. A request for a Host the dashboard does not answer to (`[dashboard] allowed_hosts`) is refused with 400."
     ),
     paths(
         session_info,
@@ -74,7 +78,8 @@ use crate::{AppState, ErrorBody, WebError, assets};
         UserInfo,
         NewUser,
         Role,
-        crate::live::Change
+        crate::live::Change,
+        ServerSentEvent
     ))
 )]
 #[derive(Debug)]
@@ -186,6 +191,85 @@ pub async fn request_id(req: Request, next: Next) -> Response {
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     response
+}
+
+// ---------------------------------------------------------------------------------------------
+// Extractors whose rejections are API errors
+
+/// An error answer outside [`WebError`]: an extractor's rejection, with the API's error body.
+fn rejected(status: StatusCode, text: &str) -> Response {
+    (
+        status,
+        Json(ErrorBody {
+            error: crate::shorten(text, 300),
+            request_id: crate::request_id(),
+        }),
+    )
+        .into_response()
+}
+
+/// `axum::Json`, whose rejections (415 without a JSON `Content-Type`, 400 not JSON, 422 JSON of
+/// another shape, 413 too large) answer with the error body of every other error.
+#[derive(Debug)]
+struct ApiJson<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => {
+                let text = match &rejection {
+                    JsonRejection::MissingJsonContentType(_) => {
+                        "send the body as JSON, with `Content-Type: application/json`".to_string()
+                    }
+                    JsonRejection::JsonSyntaxError(_) => {
+                        format!("the body is not JSON: {}", rejection.body_text())
+                    }
+                    JsonRejection::JsonDataError(_) => {
+                        format!(
+                            "the body is not what this endpoint takes: {}",
+                            rejection.body_text()
+                        )
+                    }
+                    _ => rejection.body_text(),
+                };
+                Err(rejected(rejection.status(), &text))
+            }
+        }
+    }
+}
+
+/// `axum::extract::Path`, whose rejection (a segment that is not UTF-8) is an API error.
+#[derive(Debug)]
+struct ApiPath<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(value)| ApiPath(value))
+            .map_err(|r: PathRejection| rejected(r.status(), &r.body_text()))
+    }
+}
+
+/// `axum::extract::Query`, whose rejection (a query string that does not decode) is an API
+/// error.
+#[derive(Debug)]
+struct ApiQuery<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| ApiQuery(value))
+            .map_err(|r: QueryRejection| rejected(r.status(), &r.body_text()))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -492,7 +576,10 @@ async fn session_payload(
 }
 
 #[utoipa::path(get, path = "/api/session", tag = "session",
-    responses((status = 200, description = "The session and a CSRF token (also set as a cookie)", body = SessionInfo)))]
+    responses(
+        (status = 200, description = "The session and a CSRF token (also set as a cookie)", body = SessionInfo),
+        (status = 500, description = "Internal error (the detail is in the server's log, under the request id)", body = ErrorBody),
+        (status = 503, description = "The state store does not answer: try again shortly", body = ErrorBody)))]
 async fn session_info(
     State(state): State<AppState>,
     session: Session,
@@ -514,11 +601,13 @@ pub struct LoginBody {
 #[utoipa::path(post, path = "/api/login", tag = "session", request_body = LoginBody,
     responses(
         (status = 200, description = "Logged in", body = SessionInfo),
-        (status = 400, description = "Not a JSON body with a name and a password", body = ErrorBody),
+        (status = 400, description = "Not a JSON body with a name and a password (any content type is read as JSON), or larger than 64 KiB", body = ErrorBody),
         (status = 401, description = "Wrong name or password", body = ErrorBody),
-        (status = 403, description = "Missing CSRF token", body = ErrorBody),
-        (status = 429, description = "Too many failures for this account and address, this network or this account: wait the `Retry-After` seconds (waits double with each failure)", body = ErrorBody),
-        (status = 503, description = "Too many password checks at once: try again (`Retry-After`)", body = ErrorBody)))]
+        (status = 403, description = "No valid CSRF token: send the `csrf` of GET /api/session as X-CSRF-Token", body = ErrorBody),
+        (status = 429, description = "Too many failures for this account and address, this network or this account: wait the `Retry-After` seconds (waits double with each failure)", body = ErrorBody,
+            headers(("retry-after" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "Internal error (the detail is in the server's log, under the request id)", body = ErrorBody),
+        (status = 503, description = "Too many password checks at once, or the state store does not answer: try again (`Retry-After`)", body = ErrorBody)))]
 async fn login(
     State(state): State<AppState>,
     session: Session,
@@ -570,7 +659,10 @@ async fn login(
 }
 
 #[utoipa::path(post, path = "/api/logout", tag = "session",
-    responses((status = 204, description = "Logged out")))]
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = 403, description = "No valid CSRF token: send the `csrf` of GET /api/session as X-CSRF-Token", body = ErrorBody),
+        (status = 503, description = "The state store does not answer: try again shortly", body = ErrorBody)))]
 async fn logout(session: Session) -> Result<StatusCode, WebError> {
     session.flush().await.map_err(WebError::store)?;
     Ok(StatusCode::NO_CONTENT)
@@ -581,21 +673,33 @@ async fn logout(session: Session) -> Result<StatusCode, WebError> {
 pub struct SetupBody {
     /// The token of the setup link printed at start.
     pub token: String,
-    /// The admin's name.
+    /// The admin's name: 1 to 64 letters, digits, `_`, `-`, `.` or `@`.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_.@-]+$")]
     pub name: String,
     /// The admin's password (8 characters or more).
+    #[schema(min_length = 8)]
     pub password: String,
 }
+
+// The schemas' `min_length` of passwords is this bound.
+const _: () = assert!(crate::auth::MIN_PASSWORD == 8);
 
 #[utoipa::path(post, path = "/api/setup", tag = "session", request_body = SetupBody,
     responses(
         (status = 200, description = "Admin created and logged in", body = SessionInfo),
-        (status = 403, description = "Wrong token, or users exist already", body = ErrorBody)))]
+        (status = 400, description = "Not JSON, or an invalid name or password", body = ErrorBody),
+        (status = 403, description = "Wrong token, users exist already, or no valid CSRF token", body = ErrorBody),
+        (status = 409, description = "The name is taken", body = ErrorBody),
+        (status = 413, description = "The body is larger than 2 MiB", body = ErrorBody),
+        (status = 415, description = "The body is not sent as `Content-Type: application/json`", body = ErrorBody),
+        (status = 422, description = "JSON, but not of the request body's schema (a missing or mistyped field)", body = ErrorBody),
+        (status = 500, description = "Internal error (the detail is in the server's log, under the request id)", body = ErrorBody),
+        (status = 503, description = "The state store does not answer: try again shortly", body = ErrorBody)))]
 async fn setup(
     State(state): State<AppState>,
     session: Session,
     token: CsrfToken,
-    Json(body): Json<SetupBody>,
+    ApiJson(body): ApiJson<SetupBody>,
 ) -> Result<Response, WebError> {
     let users_exist = state.users.count().await? > 0;
     let expected = state.setup_token().await?;
@@ -642,7 +746,8 @@ async fn log_in(
 
 #[utoipa::path(get, path = "/api/pages", tag = "pages",
     responses((status = 200, description = "Pages and their panels", body = Vec<PageSummary>),
-        (status = 401, body = ErrorBody)))]
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 503, description = "The state store does not answer: try again shortly", body = ErrorBody)))]
 async fn list_pages(State(state): State<AppState>, _user: CurrentUser) -> Json<Vec<PageSummary>> {
     Json(summaries(&state))
 }
@@ -700,17 +805,23 @@ fn table_view(q: &[(String, String)]) -> Result<TableView, WebError> {
 
 /// Query parameters: the page's filters by name (`?agency=lyon_1&period=last_8_weeks`), and
 /// for tables `_sort`, `_dir` (`asc`/`desc`), `_offset`, `_limit`.
-type FilterQuery = Query<Vec<(String, String)>>;
+type FilterQuery = ApiQuery<Vec<(String, String)>>;
 
 #[utoipa::path(get, path = "/api/pages/{page}/filters", tag = "pages",
+    description = "The page's filters are query parameters named after them (`?agency=lyon_1&period=last_8_weeks`; see GET /api/pages/{page}/filters); a filter left out takes its default.",
     params(("page" = String, Path, description = "Page name")),
     responses((status = 200, description = "Filters with options and current values", body = Vec<ResolvedFilter>),
-        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 400, description = "A filter value is invalid", body = ErrorBody),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 404, description = "No such page or panel", body = ErrorBody),
+        (status = 422, description = "The query stopped at a bound of `[query]` (time, memory, rows): a narrower period or filter may do", body = ErrorBody),
+        (status = 500, description = "The query failed (the detail is in the server's log, under the request id)", body = ErrorBody),
+        (status = 503, description = "The state store does not answer: try again shortly", body = ErrorBody)))]
 async fn page_filters(
     State(state): State<AppState>,
     _user: CurrentUser,
-    Path(page): Path<String>,
-    Query(q): FilterQuery,
+    ApiPath(page): ApiPath<String>,
+    ApiQuery(q): FilterQuery,
 ) -> Result<Json<Vec<ResolvedFilter>>, WebError> {
     let page_cfg = find_page(&state, &page)?;
     let reader = state.live.reader().await;
@@ -719,15 +830,24 @@ async fn page_filters(
 }
 
 #[utoipa::path(get, path = "/api/pages/{page}/panels/{panel}", tag = "pages",
-    params(("page" = String, Path, description = "Page name"), ("panel" = String, Path, description = "Panel name")),
+    description = "The page's filters are query parameters named after them (`?agency=lyon_1&period=last_8_weeks`; see GET /api/pages/{page}/filters); a filter left out takes its default.",
+    params(("page" = String, Path, description = "Page name"), ("panel" = String, Path, description = "Panel name"),
+        ("_sort" = Option<String>, Query, description = "Tables: the column to sort by"),
+        ("_dir" = Option<String>, Query, description = "Tables: `desc` sorts descending, anything else ascending"),
+        ("_offset" = Option<u64>, Query, minimum = 0, maximum = 18446744073709551615_u64, description = "Tables: rows to skip"),
+        ("_limit" = Option<u64>, Query, minimum = 0, maximum = 18446744073709551615_u64, description = "Tables: rows to return (at most 10000)")),
     responses((status = 200, description = "The panel's rows for the filters in the query string", body = PanelData),
-        (status = 400, description = "A filter value is invalid", body = ErrorBody),
-        (status = 500, description = "The panel's query failed (the detail is in the server's log, under the request id)", body = ErrorBody)))]
+        (status = 400, description = "A filter value or a table parameter is invalid", body = ErrorBody),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 404, description = "No such page or panel", body = ErrorBody),
+        (status = 422, description = "The query stopped at a bound of `[query]` (time, memory, rows): a narrower period or filter may do", body = ErrorBody),
+        (status = 500, description = "The query failed (the detail is in the server's log, under the request id)", body = ErrorBody),
+        (status = 503, description = "The state store does not answer: try again shortly", body = ErrorBody)))]
 async fn panel(
     State(state): State<AppState>,
     _user: CurrentUser,
-    Path((page, panel)): Path<(String, String)>,
-    Query(q): FilterQuery,
+    ApiPath((page, panel)): ApiPath<(String, String)>,
+    ApiQuery(q): FilterQuery,
 ) -> Result<Json<PanelData>, WebError> {
     let page_cfg = find_page(&state, &page)?;
     let panel_cfg = find_panel(page_cfg, &page, &panel)?;
@@ -740,14 +860,24 @@ async fn panel(
 }
 
 #[utoipa::path(get, path = "/api/pages/{page}/panels/{panel}/csv", tag = "pages",
-    params(("page" = String, Path, description = "Page name"), ("panel" = String, Path, description = "Panel name")),
-    responses((status = 200, description = "Every row of the panel as CSV", content_type = "text/csv"),
-        (status = 500, description = "The panel's query failed", body = ErrorBody)))]
+    description = "The page's filters are query parameters named after them (`?agency=lyon_1&period=last_8_weeks`; see GET /api/pages/{page}/filters); a filter left out takes its default.",
+    params(("page" = String, Path, description = "Page name"), ("panel" = String, Path, description = "Panel name"),
+        ("_sort" = Option<String>, Query, description = "Tables: the column to sort by"),
+        ("_dir" = Option<String>, Query, description = "Tables: `desc` sorts descending, anything else ascending"),
+        ("_offset" = Option<u64>, Query, minimum = 0, maximum = 18446744073709551615_u64, description = "Tables: rows to skip"),
+        ("_limit" = Option<u64>, Query, minimum = 0, maximum = 18446744073709551615_u64, description = "Tables: rows to return (at most 10000)")),
+    responses((status = 200, description = "Every row of the panel as CSV", body = String, content_type = "text/csv"),
+        (status = 400, description = "A filter value or a table parameter is invalid, or a text panel (no rows)", body = ErrorBody),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 404, description = "No such page or panel", body = ErrorBody),
+        (status = 422, description = "The query stopped at a bound of `[query]` (time, memory, rows): a narrower period or filter may do", body = ErrorBody),
+        (status = 500, description = "The query failed (the detail is in the server's log, under the request id)", body = ErrorBody),
+        (status = 503, description = "The state store does not answer: try again shortly", body = ErrorBody)))]
 async fn panel_csv(
     State(state): State<AppState>,
     _user: CurrentUser,
-    Path((page, panel)): Path<(String, String)>,
-    Query(q): FilterQuery,
+    ApiPath((page, panel)): ApiPath<(String, String)>,
+    ApiQuery(q): FilterQuery,
 ) -> Result<Response, WebError> {
     let page_cfg = find_page(&state, &page)?;
     let panel_cfg = find_panel(page_cfg, &page, &panel)?;
@@ -778,7 +908,7 @@ async fn panel_csv(
 async fn panel_geojson(
     State(state): State<AppState>,
     _user: CurrentUser,
-    Path((page, panel)): Path<(String, String)>,
+    ApiPath((page, panel)): ApiPath<(String, String)>,
 ) -> Result<Response, WebError> {
     let page_cfg = find_page(&state, &page)?;
     let panel_cfg = find_panel(page_cfg, &page, &panel)?;
@@ -793,10 +923,65 @@ async fn panel_geojson(
     Ok(([(header::CONTENT_TYPE, "application/geo+json")], body).into_response())
 }
 
+/// One event of `GET /api/events`, as OpenAPI 3.1 describes a `text/event-stream`: an object
+/// of the event's fields, `data` JSON text (`contentSchema`).
+#[derive(Debug)]
+struct ServerSentEvent;
+
+impl utoipa::PartialSchema for ServerSentEvent {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        let event = |name: &str, description: &str, data: serde_json::Value| {
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .description(Some(description))
+                .property(
+                    "event",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some([name])),
+                )
+                .required("event")
+                .property(
+                    "data",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .content_media_type("application/json")
+                        .extensions(Some(utoipa::openapi::extensions::Extensions::from_iter([
+                            ("contentSchema", data),
+                        ]))),
+                )
+                .required("data")
+        };
+        let hello = serde_json::json!({
+            "type": "object",
+            "required": ["updated"],
+            "properties": {"updated": {"type": "string", "description": "The tables' last update, RFC 3339"}}
+        });
+        let change = serde_json::to_value(<crate::live::Change as utoipa::PartialSchema>::schema())
+            .unwrap_or_default();
+        OneOfBuilder::new()
+            .item(event(
+                "hello",
+                "First: when the tables were last updated",
+                hello,
+            ))
+            .item(event(
+                "change",
+                "Tables with a new commit (a Change)",
+                change,
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for ServerSentEvent {}
+
 #[utoipa::path(get, path = "/api/events", tag = "pages",
     responses(
-        (status = 200, description = "Server-sent events: `hello` (data: `{\"updated\": RFC 3339}`) with the last update, then `change` (data: a `Change`) with the tables that changed. The stream ends when the session does (logout, expiry, a new password, the user removed).", body = crate::live::Change, content_type = "text/event-stream"),
-        (status = 401, description = "Not logged in", body = ErrorBody)))]
+        (status = 200, description = "Server-sent events, each described by ServerSentEvent: `hello` first (data: `{\"updated\": RFC 3339}`, the last update), then `change` (data: a Change) when tables change, and keep-alive comments. The stream ends when the session does (logout, expiry, a new password, the user removed).", body = ServerSentEvent, content_type = "text/event-stream"),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 503, description = "The state store does not answer: try again shortly", body = ErrorBody)))]
 async fn events(
     State(state): State<AppState>,
     session: Session,
@@ -854,15 +1039,19 @@ async fn events(
 pub struct NewFavourite {
     /// The page.
     pub page: String,
-    /// The values of the page's `favourite` filters.
-    #[schema(value_type = Object)]
+    /// The values of the page's `favourite` filters (exactly those), by filter name: text (256
+    /// characters at most), a number, true/false or null.
+    #[schema(value_type = std::collections::HashMap<String, FavouriteValue>)]
     pub params: serde_json::Map<String, serde_json::Value>,
-    /// What to show in "My favourites".
+    /// What to show in "My favourites" (200 characters at most; by default the values).
+    #[schema(max_length = 200)]
     pub label: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/favourites", tag = "favourites",
-    responses((status = 200, description = "The user's favourites", body = Vec<Favourite>)))]
+    responses((status = 200, description = "The user's favourites", body = Vec<Favourite>),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 503, description = "The state store does not answer: try again shortly", body = ErrorBody)))]
 async fn list_favourites(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -872,11 +1061,19 @@ async fn list_favourites(
 
 #[utoipa::path(post, path = "/api/favourites", tag = "favourites", request_body = NewFavourite,
     responses((status = 200, description = "Starred; the user's favourites", body = Vec<Favourite>),
-        (status = 400, body = ErrorBody)))]
+        (status = 400, description = "Not JSON, or not a favourite of this page: `params` must hold exactly the page's `favourite` filters, each a text (256 characters at most), a number, true/false or null; the label 200 characters at most", body = ErrorBody),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 403, description = "No valid CSRF token: send the `csrf` of GET /api/session as X-CSRF-Token", body = ErrorBody),
+        (status = 404, description = "No such page", body = ErrorBody),
+        (status = 409, description = "The user has the most favourites kept (200): remove one first", body = ErrorBody),
+        (status = 413, description = "The body is larger than 2 MiB", body = ErrorBody),
+        (status = 415, description = "The body is not sent as `Content-Type: application/json`", body = ErrorBody),
+        (status = 422, description = "JSON, but not of the request body's schema (a missing or mistyped field)", body = ErrorBody),
+        (status = 503, description = "The state store does not answer: try again shortly", body = ErrorBody)))]
 async fn add_favourite(
     State(state): State<AppState>,
     user: CurrentUser,
-    Json(body): Json<NewFavourite>,
+    ApiJson(body): ApiJson<NewFavourite>,
 ) -> Result<Json<Vec<Favourite>>, WebError> {
     let page_cfg = find_page(&state, &body.page)?;
     if page_cfg.favourite.is_empty() {
@@ -951,11 +1148,15 @@ async fn add_favourite(
 
 #[utoipa::path(delete, path = "/api/favourites/{id}", tag = "favourites",
     params(("id" = String, Path, description = "Favourite id")),
-    responses((status = 204, description = "Removed"), (status = 404, body = ErrorBody)))]
+    responses((status = 204, description = "Removed"),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 403, description = "No valid CSRF token: send the `csrf` of GET /api/session as X-CSRF-Token", body = ErrorBody),
+        (status = 404, description = "The user has no such favourite", body = ErrorBody),
+        (status = 503, description = "The state store does not answer: try again shortly", body = ErrorBody)))]
 async fn remove_favourite(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, WebError> {
     if state.favourites.remove(&user.name, &id).await? {
         Ok(StatusCode::NO_CONTENT)
@@ -964,22 +1165,49 @@ async fn remove_favourite(
     }
 }
 
+/// A value of a favourite's filter: text (256 characters at most), a number, true/false or null.
+#[derive(Debug)]
+struct FavouriteValue;
+
+impl utoipa::PartialSchema for FavouriteValue {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .max_length(Some(crate::sessions::MAX_FAVOURITE_VALUE)),
+            )
+            .item(ObjectBuilder::new().schema_type(Type::Number))
+            .item(ObjectBuilder::new().schema_type(Type::Boolean))
+            .item(ObjectBuilder::new().schema_type(Type::Null))
+            .into()
+    }
+}
+
+impl ToSchema for FavouriteValue {}
+
 // ---------------------------------------------------------------------------------------------
 // Users (admins)
 
 /// A user to create.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewUser {
-    /// Login name.
+    /// Login name: 1 to 64 letters, digits, `_`, `-`, `.` or `@`.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_.@-]+$")]
     pub name: String,
     /// Password (8 characters or more).
+    #[schema(min_length = 8)]
     pub password: String,
     /// Role.
     pub role: Role,
 }
 
 #[utoipa::path(get, path = "/api/users", tag = "users",
-    responses((status = 200, body = Vec<UserInfo>), (status = 403, description = "Not an admin", body = ErrorBody)))]
+    responses((status = 200, description = "Every user", body = Vec<UserInfo>),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 503, description = "The state store does not answer: try again shortly", body = ErrorBody)))]
 async fn list_users(
     State(state): State<AppState>,
     _admin: AdminUser,
@@ -988,11 +1216,19 @@ async fn list_users(
 }
 
 #[utoipa::path(post, path = "/api/users", tag = "users", request_body = NewUser,
-    responses((status = 200, body = Vec<UserInfo>), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, description = "Created; every user", body = Vec<UserInfo>),
+        (status = 400, description = "Not JSON, or an invalid name or password", body = ErrorBody),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 403, description = "Not an admin, or no valid CSRF token", body = ErrorBody),
+        (status = 409, description = "The name is taken", body = ErrorBody),
+        (status = 413, description = "The body is larger than 2 MiB", body = ErrorBody),
+        (status = 415, description = "The body is not sent as `Content-Type: application/json`", body = ErrorBody),
+        (status = 422, description = "JSON, but not of the request body's schema (a missing or mistyped field)", body = ErrorBody),
+        (status = 503, description = "The state store does not answer: try again shortly", body = ErrorBody)))]
 async fn add_user(
     State(state): State<AppState>,
     _admin: AdminUser,
-    Json(body): Json<NewUser>,
+    ApiJson(body): ApiJson<NewUser>,
 ) -> Result<Json<Vec<UserInfo>>, WebError> {
     state
         .users
@@ -1003,14 +1239,20 @@ async fn add_user(
 
 #[utoipa::path(delete, path = "/api/users/{name}", tag = "users",
     params(("name" = String, Path, description = "User name")),
-    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204, description = "Removed; their sessions and favourites too"),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 403, description = "Not an admin, or no valid CSRF token", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 409, description = "An admin cannot remove themselves", body = ErrorBody),
+        (status = 503, description = "The state store does not answer: try again shortly", body = ErrorBody)))]
 async fn remove_user(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, WebError> {
     if name == admin.name {
-        return Err(WebError::Invalid("you cannot remove yourself".to_string()));
+        // The request is well formed; what it asks conflicts with who asks.
+        return Err(WebError::Conflict("you cannot remove yourself".to_string()));
     }
     state.users.remove(&name).await?;
     Ok(StatusCode::NO_CONTENT)

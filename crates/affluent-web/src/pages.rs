@@ -358,7 +358,7 @@ pub struct Comparison {
     /// Last day of the previous period.
     pub previous_end: String,
     /// The value over the previous period.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub previous: serde_json::Value,
     /// Change in percent, when both values are numbers and the previous one is not zero.
     pub change_pct: Option<f64>,
@@ -378,7 +378,7 @@ pub struct PanelData {
     #[schema(value_type = Vec<Object>)]
     pub columns: Vec<ColumnInfo>,
     /// Rows, in column order.
-    #[schema(value_type = Vec<Vec<Object>>)]
+    #[schema(value_type = Vec<Vec<Value>>)]
     pub rows: Vec<Vec<serde_json::Value>>,
     /// For tables: rows in all pages.
     pub total: Option<u64>,

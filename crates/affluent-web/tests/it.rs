@@ -1034,3 +1034,6 @@ async fn answers_are_not_cached_and_invented_methods_make_no_metric() {
     let r = Client::default().send(&app, "GET", "/healthz", None).await;
     assert_eq!(r.headers["strict-transport-security"], "max-age=31536000");
 }
+
+#[path = "it/contract.rs"]
+mod contract;
