@@ -55,11 +55,16 @@ impl Warehouse {
         let Some(threshold) = self.project().compaction.files() else {
             return Ok((table, None));
         };
-        // Due when the version has many files (appends), or when many replaced files are still
-        // on disk (merges and replaces rewrite files: few are current, many are left behind).
+        // Due when the version has many files (appends). Merges and replaces rewrite files
+        // instead: few are current, and the replaced ones wait on disk for their vacuum.
         let current = data_files(&table, name)?;
-        let on_disk = parquet_on_disk(&self.table_dir(name));
-        if current < threshold && on_disk.saturating_sub(current) < threshold {
+        if current < threshold {
+            let left = parquet_on_disk(&self.table_dir(name)).saturating_sub(current);
+            if left >= threshold && vacuum_due(&self.table_dir(name), self.vacuum_after()) {
+                let (table, deleted) = self.vacuum(name, table).await?;
+                tracing::debug!(table = name, deleted, "replaced files deleted");
+                return Ok((table, None));
+            }
             return Ok((table, None));
         }
         let report = self.compact_locked(name, table).await?;
@@ -111,8 +116,31 @@ impl Warehouse {
             .await
             .map_err(err)?;
         let files_after = data_files(&table, name)?;
-        let retention = chrono::Duration::from_std(self.project().compaction.vacuum_after())
-            .unwrap_or(chrono::Duration::MAX);
+        let (table, deleted) = self.vacuum(name, table).await?;
+        Ok(CompactReport {
+            table: name.to_string(),
+            files_before,
+            files_after,
+            deleted,
+            version: table.version(),
+        })
+    }
+}
+
+impl Warehouse {
+    fn vacuum_after(&self) -> std::time::Duration {
+        self.project().compaction.vacuum_after()
+    }
+
+    /// Deletes the files replaced more than `vacuum_after` ago (the table's lock held).
+    async fn vacuum(
+        &self,
+        name: &str,
+        table: DeltaTable,
+    ) -> Result<(DeltaTable, usize), TableError> {
+        let retention =
+            chrono::Duration::from_std(self.vacuum_after()).unwrap_or(chrono::Duration::MAX);
+        vacuumed_now(&self.table_dir(name));
         let (table, vacuumed) = table
             .vacuum()
             .with_retention_period(retention)
@@ -121,14 +149,54 @@ impl Warehouse {
             .with_enforce_retention_duration(false)
             .await
             .map_err(TableError::delta(name))?;
-        Ok(CompactReport {
-            table: name.to_string(),
-            files_before,
-            files_after,
-            deleted: vacuumed.files_deleted.len(),
-            version: table.version(),
-        })
+        Ok((table, vacuumed.files_deleted.len()))
     }
+
+    /// Deletes, in every table and model, the files replaced more than `vacuum_after` ago:
+    /// what a long-running process calls now and then, so that replaced files do not wait for
+    /// the table's next load. Returns the files deleted.
+    pub async fn tidy(&self) -> Result<usize, TableError> {
+        let mut deleted = 0;
+        for name in self.names() {
+            let dir = self.table_dir(&name);
+            if parquet_on_disk(&dir) == 0 {
+                continue;
+            }
+            let _lock = self.lock_table(&name)?;
+            let Some(table) = self.open(&name).await? else {
+                continue;
+            };
+            if parquet_on_disk(&dir) > data_files(&table, &name)? {
+                deleted += self.vacuum(&name, table).await?.1;
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+/// When each table was last vacuumed by this process.
+fn vacuums()
+-> &'static std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, std::time::Instant>> {
+    static LAST: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, std::time::Instant>>,
+    > = std::sync::OnceLock::new();
+    LAST.get_or_init(Default::default)
+}
+
+fn vacuumed_now(dir: &std::path::Path) {
+    vacuums()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(dir.to_path_buf(), std::time::Instant::now());
+}
+
+/// Whether this process last vacuumed the table `every` ago or more (or never).
+fn vacuum_due(dir: &std::path::Path, every: std::time::Duration) -> bool {
+    vacuums()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(dir)
+        .is_none_or(|at| at.elapsed() >= every)
 }
 
 /// Parquet files under a table's folder (partitions included), current or not.

@@ -108,7 +108,29 @@ pub async fn schedule(
             project.redactor.clone(),
         ));
     }
+    // Files replaced by compactions, merges and replaces are deleted once `vacuum_after` old,
+    // without waiting for the table's next load.
+    let tidy = {
+        let warehouse = runtime.warehouse.clone();
+        let every = project
+            .compaction
+            .vacuum_after()
+            .max(std::time::Duration::from_secs(30));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match warehouse.tidy().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!("{n} replaced table files deleted"),
+                    Err(e) => tracing::warn!("tidying tables: {}", affluent_core::error_chain(&e)),
+                }
+            }
+        })
+    };
     let result = scheduler.run(crate::signals::shutdown()).await;
+    tidy.abort();
     if let Some(server) = dashboard {
         server.shutdown().await;
     }
