@@ -135,10 +135,40 @@ pub struct Reader {
     versions: BTreeMap<String, Option<i64>>,
     /// Results of [`Reader::rows_cached`]: valid as long as the reader, which sees fixed versions.
     cache: std::sync::Mutex<HashMap<String, std::sync::Arc<Rows>>>,
+    /// Results of [`Reader::batches`] (every panel's query), by query and bound values, within
+    /// [`RESULT_CACHE_BYTES`]: valid as long as the reader too.
+    results: std::sync::Mutex<ResultCache>,
 }
 
 /// Entries kept by [`Reader::rows_cached`] before it starts over.
 const CACHE_ENTRIES: usize = 512;
+
+/// Bytes of Arrow arrays the result cache of a reader keeps; a result over a quarter of it is
+/// not kept.
+pub const RESULT_CACHE_BYTES: usize = 64 << 20;
+
+type CachedResult = std::sync::Arc<(Vec<ColumnInfo>, Vec<RecordBatch>)>;
+
+#[derive(Default)]
+struct ResultCache {
+    entries: HashMap<String, (CachedResult, usize)>,
+    bytes: usize,
+    hits: u64,
+    misses: u64,
+}
+
+/// How a reader's result cache did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CacheStats {
+    /// Queries answered from the cache.
+    pub hits: u64,
+    /// Queries run.
+    pub misses: u64,
+    /// Results kept.
+    pub entries: usize,
+    /// Their size, bytes of Arrow arrays.
+    pub bytes: usize,
+}
 
 impl std::fmt::Debug for Reader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -182,6 +212,7 @@ impl Warehouse {
             bounds: Bounds::read(&self.project().query),
             versions,
             cache: Default::default(),
+            results: Default::default(),
         })
     }
 }
@@ -229,14 +260,27 @@ impl Reader {
 
     /// Runs a read-only query with bound parameters, within the bounds of `[query]`: past
     /// `max_rows` rows, the memory limit or the timeout it is an error, never a cut result.
+    /// The result is remembered for the life of the reader (its tables do not change; a new
+    /// commit brings a new reader): the same panel with the same filters runs once.
     pub async fn batches(
         &self,
         sql: &str,
         params: &HashMap<String, Param>,
     ) -> Result<(Vec<ColumnInfo>, Vec<RecordBatch>), TableError> {
+        let key = cache_key(sql, params);
+        {
+            let mut cache = self.results.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((hit, _)) = cache.entries.get(&key) {
+                let hit = hit.clone();
+                cache.hits += 1;
+                return Ok((hit.0.clone(), hit.1.clone()));
+            }
+            cache.misses += 1;
+        }
         let (ctx, sql, params) = (self.ctx.clone(), sql.to_string(), Self::scalars(params));
         let bounds = self.bounds;
-        self.bounds
+        let (columns, batches) = self
+            .bounds
             .run("query", async move {
                 let df = Self::frame(&ctx, &sql, params).await?;
                 let columns = column_infos(&df);
@@ -244,7 +288,32 @@ impl Reader {
                 let (_, batches) = crate::bounds::collect(df, &bounds, "query", &pool).await?;
                 Ok((columns, batches))
             })
-            .await
+            .await?;
+        let size: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
+        if size <= RESULT_CACHE_BYTES / 4 {
+            let mut cache = self.results.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.bytes + size > RESULT_CACHE_BYTES {
+                cache.entries.clear();
+                cache.bytes = 0;
+            }
+            let entry = std::sync::Arc::new((columns.clone(), batches.clone()));
+            if let Some((_, old)) = cache.entries.insert(key, (entry, size)) {
+                cache.bytes -= old;
+            }
+            cache.bytes += size;
+        }
+        Ok((columns, batches))
+    }
+
+    /// How the result cache did so far.
+    pub fn cache_stats(&self) -> CacheStats {
+        let cache = self.results.lock().unwrap_or_else(|e| e.into_inner());
+        CacheStats {
+            hits: cache.hits,
+            misses: cache.misses,
+            entries: cache.entries.len(),
+            bytes: cache.bytes,
+        }
     }
 
     /// Runs a query and returns its rows as JSON values.
@@ -264,9 +333,7 @@ impl Reader {
         sql: &str,
         params: &HashMap<String, Param>,
     ) -> Result<std::sync::Arc<Rows>, TableError> {
-        let mut bound: Vec<(&String, &Param)> = params.iter().collect();
-        bound.sort_by(|a, b| a.0.cmp(b.0));
-        let key = format!("{sql}\u{0}{bound:?}");
+        let key = cache_key(sql, params);
         if let Some(hit) = self
             .cache
             .lock()
@@ -328,6 +395,13 @@ impl Reader {
         crate::query::write_csv(&mut buf, &batches)?;
         Ok(buf)
     }
+}
+
+/// A query and its bound values as one text (the values in name order).
+fn cache_key(sql: &str, params: &HashMap<String, Param>) -> String {
+    let mut bound: Vec<(&String, &Param)> = params.iter().collect();
+    bound.sort_by(|a, b| a.0.cmp(b.0));
+    format!("{sql}\u{0}{bound:?}")
 }
 
 /// Text cells that a spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, a

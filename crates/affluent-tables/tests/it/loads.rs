@@ -315,3 +315,42 @@ station = "station"
     assert!(again.iter().all(|r| r.entries == 0), "{again:?}");
     assert_eq!(p.count("stations").await, 2);
 }
+
+#[tokio::test]
+async fn a_reader_runs_a_query_once_per_bound_values_and_a_new_reader_sees_new_commits() {
+    use affluent_tables::Param;
+    use std::collections::HashMap;
+    let p = TestProject::new(PROJECT);
+    p.land(
+        "readings",
+        "r1",
+        br#"[{"id": 1, "value": 1.5, "at": "2024-01-01T00:00:00Z"},
+             {"id": 2, "value": 2.5, "at": "2024-01-02T00:00:00Z"}]"#,
+    );
+    load(&p).await;
+    let reader = p.warehouse.reader().await.unwrap();
+    let sql = "SELECT id FROM typed WHERE id >= $min ORDER BY id";
+    let min = |v: i64| HashMap::from([("min".to_string(), Param::Int(v))]);
+    let first = reader.rows(sql, &min(1)).await.unwrap();
+    let again = reader.rows(sql, &min(1)).await.unwrap();
+    assert_eq!(first.rows, again.rows);
+    assert_eq!(first.rows.len(), 2);
+    assert_eq!(reader.rows(sql, &min(2)).await.unwrap().rows.len(), 1);
+    let stats = reader.cache_stats();
+    assert_eq!(
+        (stats.hits, stats.misses, stats.entries),
+        (1, 2, 2),
+        "{stats:?}"
+    );
+    assert!(stats.bytes > 0);
+    // A new commit: a new reader sees it; the old one keeps answering for its versions.
+    p.land(
+        "readings",
+        "r2",
+        br#"[{"id": 3, "value": 3.5, "at": "2024-01-03T00:00:00Z"}]"#,
+    );
+    load(&p).await;
+    let fresh = p.warehouse.reader().await.unwrap();
+    assert_eq!(fresh.rows(sql, &min(1)).await.unwrap().rows.len(), 3);
+    assert_eq!(reader.rows(sql, &min(1)).await.unwrap().rows.len(), 2);
+}
