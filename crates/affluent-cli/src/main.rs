@@ -68,6 +68,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(cli.log_format, cli.verbose);
+    init_panic_hook();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -105,6 +106,30 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode> {
         Command::Landing(a) => landing::run(ctx, a).await,
         Command::Quarantine(a) => quarantine::run(ctx, a).await,
     }
+}
+
+/// A panic (a bug of affluent or of a library; a query's is caught and becomes its error) is one
+/// log line with its place, in the log's format, rather than Rust's report. `RUST_BACKTRACE`
+/// set keeps Rust's report, with the backtrace.
+fn init_panic_hook() {
+    if std::env::var_os("RUST_BACKTRACE").is_some() {
+        return;
+    }
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_string());
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(
+            "internal error{place}: {message} (a bug: please report it with this line; RUST_BACKTRACE=1 shows the backtrace)"
+        );
+    }));
 }
 
 fn init_logs(format: LogFormat, verbose: u8) {
