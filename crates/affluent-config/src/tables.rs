@@ -48,7 +48,7 @@ pub struct TableConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CompactionConfig {
-    /// Merge a table's files after a load or a model run once it has this many (default 32;
+    /// Merge a table's files after a load or a model run once it has this many (default 16;
     /// 0: only with `affluent tables optimize`).
     pub files: Option<usize>,
     /// Delete files replaced by a merge, a `replace` or a model run this long after (default
@@ -59,7 +59,7 @@ pub struct CompactionConfig {
 
 impl CompactionConfig {
     /// Default of `files`.
-    pub const DEFAULT_FILES: usize = 32;
+    pub const DEFAULT_FILES: usize = 16;
     /// Default of `vacuum_after`: 2 minutes.
     pub const DEFAULT_VACUUM_AFTER: std::time::Duration = std::time::Duration::from_secs(120);
 
