@@ -305,6 +305,35 @@ endpoint.paginator = {{ type = "page_number" }}
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
 
+impl Captured {
+    /// Every log line of this thread, at every level, while the guard lives.
+    fn install() -> (Self, tracing::subscriber::DefaultGuard) {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .finish();
+        (captured, tracing::subscriber::set_default(subscriber))
+    }
+}
+
+/// The text of every file under `dir` (landing bodies decompressed), but the project file.
+fn written_texts(dir: &std::path::Path) -> Vec<String> {
+    walk(dir)
+        .into_iter()
+        .map(|file| {
+            let bytes = std::fs::read(&file).unwrap();
+            let bytes = if file.to_string_lossy().ends_with(".zst") {
+                zstd::decode_all(bytes.as_slice()).unwrap()
+            } else {
+                bytes
+            };
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+        .collect()
+}
+
 impl std::io::Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0.lock().unwrap().extend_from_slice(buf);
@@ -344,13 +373,7 @@ client.auth = {{ type = "api_key", name = "key", api_key = "${{API_KEY}}", locat
     );
     let env = [("API_KEY", CANARY)];
     let (dir, project) = project(&toml, &env);
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = Captured::install();
 
     let c = Connectors::new(project).unwrap();
     let ok = c.ingest("ok", &opts()).await.unwrap();
@@ -370,16 +393,7 @@ client.auth = {{ type = "api_key", name = "key", api_key = "${{API_KEY}}", locat
         format!("{denied:?}"),
         String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned(),
     ];
-    for file in walk(dir.path()) {
-        let bytes = std::fs::read(&file).unwrap();
-        if file.to_string_lossy().ends_with(".zst") {
-            texts.push(
-                String::from_utf8_lossy(&zstd::decode_all(bytes.as_slice()).unwrap()).into_owned(),
-            );
-        } else {
-            texts.push(String::from_utf8_lossy(&bytes).into_owned());
-        }
-    }
+    texts.extend(written_texts(dir.path()));
     assert!(texts.len() > 4);
     for t in &texts {
         assert!(
@@ -601,13 +615,7 @@ retry = {{ max_attempts = 1 }}
             ("PATH_TOKEN", path_token.as_str()),
         ];
         let (dir, project) = project(&toml, &env);
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || writer.clone())
-            .finish();
-        let _guard = tracing::subscriber::set_default(subscriber);
+        let (captured, _guard) = Captured::install();
         let c = Connectors::new(project).unwrap();
         let ok = c.ingest("ok", &opts()).await.unwrap();
         let denied = c.ingest("denied", &opts()).await.unwrap();
@@ -633,15 +641,7 @@ retry = {{ max_attempts = 1 }}
             format!("{denied:?}"),
             String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned(),
         ];
-        for file in walk(dir.path()) {
-            let bytes = std::fs::read(&file).unwrap();
-            let bytes = if file.to_string_lossy().ends_with(".zst") {
-                zstd::decode_all(bytes.as_slice()).unwrap()
-            } else {
-                bytes
-            };
-            texts.push(String::from_utf8_lossy(&bytes).into_owned());
-        }
+        texts.extend(written_texts(dir.path()));
         for text in &texts {
             for form in wire_forms(&key)
                 .into_iter()
