@@ -301,6 +301,15 @@ endpoint.paginator = {{ type = "page_number" }}
     );
 }
 
+/// Sources `ok` (at `ok_path`, its key in the query and in `X-Api-Key`) and `denied` (its key
+/// in the query, with `denied_extra` keys) on a server that echoes keys back.
+fn echo_sources(addr: std::net::SocketAddr, ok_path: &str, denied_extra: &str) -> String {
+    let auth = r#"client.auth = { type = "api_key", name = "key", api_key = "${API_KEY}", location = "query" }"#;
+    format!(
+        "[sources.ok]\ntype = \"rest\"\nclient.base_url = \"http://{addr}{ok_path}\"\n{auth}\nclient.headers = {{ \"X-Api-Key\" = \"${{API_KEY}}\" }}\nendpoint.data_selector = \"data\"\n\n[sources.denied]\ntype = \"rest\"\nclient.base_url = \"http://{addr}/denied\"\n{auth}\n{denied_extra}"
+    )
+}
+
 /// A tracing writer into a shared buffer.
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -356,21 +365,7 @@ async fn canary_secret_appears_nowhere() {
         }
     }))
     .await;
-    let toml = format!(
-        r#"
-[sources.ok]
-type = "rest"
-client.base_url = "http://{addr}/ok"
-client.auth = {{ type = "api_key", name = "key", api_key = "${{API_KEY}}", location = "query" }}
-client.headers = {{ "X-Api-Key" = "${{API_KEY}}" }}
-endpoint.data_selector = "data"
-
-[sources.denied]
-type = "rest"
-client.base_url = "http://{addr}/denied"
-client.auth = {{ type = "api_key", name = "key", api_key = "${{API_KEY}}", location = "query" }}
-"#
-    );
+    let toml = echo_sources(addr, "/ok", "");
     let env = [("API_KEY", CANARY)];
     let (dir, project) = project(&toml, &env);
     let (captured, _guard) = Captured::install();
@@ -594,22 +589,7 @@ async fn random_secrets_appear_nowhere_in_any_encoding() {
         .await;
         let encoded_token: String =
             url::form_urlencoded::byte_serialize(path_token.as_bytes()).collect();
-        let toml = format!(
-            r#"
-[sources.ok]
-type = "rest"
-client.base_url = "http://{addr}/ok/${{PATH_TOKEN}}"
-client.auth = {{ type = "api_key", name = "key", api_key = "${{API_KEY}}", location = "query" }}
-client.headers = {{ "X-Api-Key" = "${{API_KEY}}" }}
-endpoint.data_selector = "data"
-
-[sources.denied]
-type = "rest"
-client.base_url = "http://{addr}/denied"
-client.auth = {{ type = "api_key", name = "key", api_key = "${{API_KEY}}", location = "query" }}
-retry = {{ max_attempts = 1 }}
-"#
-        );
+        let toml = echo_sources(addr, "/ok/${PATH_TOKEN}", "retry = { max_attempts = 1 }\n");
         let env = [
             ("API_KEY", key.as_str()),
             ("PATH_TOKEN", path_token.as_str()),
