@@ -1,34 +1,43 @@
 //! The raw landing zone: every response body (or CSV file) kept compressed with its metadata,
-//! written atomically **before** it is parsed, so anything that reached affluent can be replayed
-//! without the network. And the quarantine, where records that do not fit are kept with their
-//! reason.
+//! durable **before** its interval counts as landed and before any load reads it, so anything
+//! that reached affluent can be replayed without the network. And the quarantine, where records
+//! that do not fit are kept with their reason.
 //!
-//! Layout under `DATA_DIR/landing/SOURCE/YYYY-MM-DD/` (UTC day of fetch):
-//! - `ENTRY.body.zst`: the body, zstd-compressed;
-//! - `ENTRY.meta.json`: [`EntryMeta`], written after the body: an entry exists once its meta does;
-//! - `ENTRY.rejected.json`: present when the body turned out not to be data (an error payload,
-//!   malformed JSON); loads skip such entries, but they are kept for diagnosis.
+//! Layout under `DATA_DIR/landing/SOURCE/`: segments, `STAMP-PID-N.seg`, each written by one
+//! process and only appended to (format in [`segment`]). A process gathers the entries of its
+//! runs in a block in memory and writes it when it is full or a run ends; [`Landing::sync`] makes
+//! everything written durable with one fsync per segment (group commit) and is what a run calls
+//! before it reports success. Rejections (an entry that turned out to be an error payload or
+//! malformed JSON) are records of their own; loads skip rejected entries, which are kept for
+//! diagnosis.
 //!
-//! Entry ids sort in fetch order. Landing files are removed by a retention policy only, never by
+//! Entry ids sort in fetch order and stay the address of an entry (list, show, replay, lineage,
+//! retention) whichever segment holds it. Landing is removed by a retention policy only, never by
 //! a load. This crate knows nothing of HTTP or tables.
 
+mod index;
+mod legacy;
+mod prune;
 mod quarantine;
+pub mod segment;
+mod writer;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use affluent_core::Interval;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use index::SourceIndex;
+pub use prune::PruneReport;
 pub use quarantine::{Quarantine, Reject};
-
-/// zstd level for bodies: fast, and JSON compresses well at it.
-const ZSTD_LEVEL: i32 = 3;
+use writer::Writer;
 
 /// Landing errors.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +51,7 @@ pub enum LandingError {
         source: std::io::Error,
     },
     /// A metadata file does not parse.
-    #[error("corrupt landing metadata {}: {reason}", path.display())]
+    #[error("corrupt landing data {}: {reason}", path.display())]
     Corrupt {
         /// The file.
         path: PathBuf,
@@ -57,6 +66,18 @@ pub enum LandingError {
         /// The entry.
         entry_id: String,
     },
+    /// Entries of a run were not made durable (a failed write or fsync, a full disk).
+    #[error(
+        "landing lost entries of run {run_id} of source {source_name} before they were durable: {reason}"
+    )]
+    Lost {
+        /// The source.
+        source_name: String,
+        /// The run.
+        run_id: String,
+        /// The failure.
+        reason: String,
+    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LandingError + '_ {
@@ -66,7 +87,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LandingError + '_ {
     }
 }
 
-/// What was requested and received, as kept next to the body. URLs, params and bodies are
+/// What was requested and received, as kept with the body. URLs, params and bodies are
 /// stored already redacted: no secret is ever written here.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EntryMeta {
@@ -87,7 +108,7 @@ pub struct EntryMeta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_body: Option<serde_json::Value>,
     /// Fan-out and page variables of the request.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub vars: BTreeMap<String, String>,
     /// Page number in its request chain, 0 first.
     #[serde(default)]
@@ -95,7 +116,7 @@ pub struct EntryMeta {
     /// HTTP status (200 for files).
     pub status: u16,
     /// Useful response headers (content type, ETag, Last-Modified, Date, Link).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
     /// When it was received.
     pub fetched_at: Timestamp,
@@ -106,8 +127,6 @@ pub struct EntryMeta {
     pub content_hash: String,
     /// Uncompressed size.
     pub bytes: u64,
-    /// Size on disk.
-    pub compressed_bytes: u64,
 }
 
 /// What the caller knows of an entry before it is written; the store fills in id, hash and sizes.
@@ -139,19 +158,79 @@ pub struct NewEntry {
     pub interval: Option<Interval>,
 }
 
-/// A landing entry and whether it was rejected.
+/// A landing entry as listed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     /// Its metadata.
     pub meta: EntryMeta,
     /// Why its body is not data, if it is not.
     pub rejected: Option<String>,
+    /// Its share of the bytes on disk (bodies are compressed by block).
+    pub stored_bytes: u64,
 }
 
-/// The landing zone of a project.
+/// The landing zone of a project. Clones share one writer per source and one index: open it
+/// once per process and pass it around.
 #[derive(Debug, Clone)]
 pub struct Landing {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     root: PathBuf,
+    writers: Mutex<HashMap<String, Writer>>,
+    /// Held for a whole sync: a second sync waits for the first, then finds its entries durable
+    /// or syncs them.
+    sync: Mutex<()>,
+    indexes: Mutex<HashMap<String, SourceIndex>>,
+    bodies: Mutex<BodyCache>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let writers = self.writers.get_mut().unwrap_or_else(|e| e.into_inner());
+        for writer in writers.values_mut() {
+            let (work, _) = writer.take_sync_work();
+            for file in work.files {
+                let _ = file.sync_data();
+            }
+            for dir in work.dirs {
+                let _ = sync_dir(&dir);
+            }
+        }
+    }
+}
+
+/// The bodies of recently read blocks: a load reads the entries of a block one after another.
+#[derive(Debug, Default)]
+struct BodyCache {
+    blocks: std::collections::VecDeque<(BlockKey, Arc<Vec<u8>>)>,
+    bytes: usize,
+}
+
+/// A block: its segment and offset.
+type BlockKey = (Arc<Path>, u64);
+
+const BODY_CACHE_BYTES: usize = 32 << 20;
+
+impl BodyCache {
+    fn get(&self, key: &BlockKey) -> Option<Arc<Vec<u8>>> {
+        self.blocks
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn put(&mut self, key: BlockKey, bodies: Arc<Vec<u8>>) {
+        self.bytes += bodies.len();
+        self.blocks.push_back((key, bodies));
+        while self.bytes > BODY_CACHE_BYTES && self.blocks.len() > 1 {
+            if let Some((_, old)) = self.blocks.pop_front() {
+                self.bytes -= old.len();
+            }
+        }
+    }
 }
 
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
@@ -161,35 +240,36 @@ pub fn content_hash(body: &[u8]) -> String {
     hex::encode(Sha256::digest(body))
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Landing {
     /// The landing zone under `DATA_DIR/landing`.
     pub fn open(data_dir: &Path) -> Self {
         Self {
-            root: data_dir.join("landing"),
+            inner: Arc::new(Inner {
+                root: data_dir.join("landing"),
+                writers: Mutex::default(),
+                sync: Mutex::default(),
+                indexes: Mutex::default(),
+                bodies: Mutex::default(),
+            }),
         }
     }
 
     /// The folder of a source.
     pub fn source_dir(&self, source: &str) -> PathBuf {
-        self.root.join(source)
+        self.inner.root.join(source)
     }
 
-    /// Writes a body and its metadata atomically (temp file, fsync, rename; body first, meta
-    /// last) and returns the metadata. Called before the body is parsed.
+    /// Adds a body and its metadata to the source's segment and returns the metadata. The
+    /// entry is durable after the next [`Landing::sync`]; it is visible to this process at once.
     pub fn write(&self, new: NewEntry, body: &[u8]) -> Result<EntryMeta, LandingError> {
         let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);
         let stamp = jiff::fmt::strtime::format("%Y%m%dT%H%M%S%.6fZ", new.fetched_at)
             .unwrap_or_else(|_| new.fetched_at.as_microsecond().to_string());
         let entry_id = format!("{stamp}-{}-{seq:06}", new.run_id);
-        let day = jiff::fmt::strtime::format("%Y-%m-%d", new.fetched_at)
-            .unwrap_or_else(|_| "unknown-day".to_string());
-        let dir = self.source_dir(&new.source).join(day);
-        create_private_dir(&dir)?;
-
-        let compressed = zstd::bulk::compress(body, ZSTD_LEVEL).map_err(io(&dir))?;
-        let body_path = dir.join(format!("{entry_id}.body.zst"));
-        write_atomic(&body_path, &compressed)?;
-
         let meta = EntryMeta {
             entry_id,
             source: new.source,
@@ -206,77 +286,111 @@ impl Landing {
             interval: new.interval,
             content_hash: content_hash(body),
             bytes: body.len() as u64,
-            compressed_bytes: compressed.len() as u64,
         };
-        let meta_path = dir.join(format!("{}.meta.json", meta.entry_id));
-        let json = serde_json::to_vec_pretty(&meta).map_err(|e| LandingError::Corrupt {
-            path: meta_path.clone(),
-            reason: e.to_string(),
-        })?;
-        write_atomic(&meta_path, &json)?;
-        sync_dir(&dir)?;
+        self.with_writer(&meta.source, |w| w.push_entry(meta.clone(), body))?;
         Ok(meta)
     }
 
     /// Marks an entry as not data (an error payload, malformed JSON), with the reason. The body
-    /// stays for diagnosis; loads skip it.
+    /// stays for diagnosis; loads skip it. Durable with the entry's run, at its sync.
     pub fn reject(&self, meta: &EntryMeta, reason: &str) -> Result<(), LandingError> {
-        let path = self.entry_path(meta, "rejected.json");
-        let json = serde_json::json!({ "reason": reason, "at": Timestamp::now() });
-        write_atomic(&path, json.to_string().as_bytes())
+        self.with_writer(&meta.source, |w| {
+            w.push_reject(&meta.run_id, &meta.entry_id, reason);
+            Ok(())
+        })
     }
 
-    fn entry_path(&self, meta: &EntryMeta, suffix: &str) -> PathBuf {
-        let day = jiff::fmt::strtime::format("%Y-%m-%d", meta.fetched_at)
-            .unwrap_or_else(|_| "unknown-day".to_string());
-        self.source_dir(&meta.source)
-            .join(day)
-            .join(format!("{}.{suffix}", meta.entry_id))
+    fn with_writer<T>(
+        &self,
+        source: &str,
+        f: impl FnOnce(&mut Writer) -> Result<T, LandingError>,
+    ) -> Result<T, LandingError> {
+        let mut writers = lock(&self.inner.writers);
+        let writer = writers
+            .entry(source.to_string())
+            .or_insert_with(|| Writer::new(self.source_dir(source)));
+        f(writer)
+    }
+
+    /// Makes everything written so far durable (one fsync per segment written to, whoever
+    /// wrote), then says whether `run_id` lost entries on the way. A run calls it before it
+    /// reports success: its interval counts as landed only after.
+    pub fn sync(&self, run_id: &str) -> Result<(), LandingError> {
+        let _one_at_a_time = lock(&self.inner.sync);
+        let mut work = Vec::new();
+        {
+            let mut writers = lock(&self.inner.writers);
+            for (source, writer) in writers.iter_mut() {
+                let (w, error) = writer.take_sync_work();
+                if let Some(e) = error {
+                    tracing::error!(source = source.as_str(), "landing write failed: {e}");
+                }
+                work.push((source.clone(), w));
+            }
+        }
+        for (source, w) in work {
+            let result = w
+                .files
+                .iter()
+                .try_for_each(|f| f.sync_data())
+                .map_err(io(&self.source_dir(&source)))
+                .and_then(|()| w.dirs.iter().try_for_each(|d| sync_dir(d)));
+            if let Err(e) = result {
+                tracing::error!(source = source.as_str(), "landing sync failed: {e}");
+                self.with_writer(&source, |writer| {
+                    writer.sync_failed(w.runs, &e.to_string());
+                    Ok(())
+                })?;
+            }
+        }
+        let mut writers = lock(&self.inner.writers);
+        for (source, writer) in writers.iter_mut() {
+            if let Some(reason) = writer.take_lost(run_id) {
+                return Err(LandingError::Lost {
+                    source_name: source.clone(),
+                    run_id: run_id.to_string(),
+                    reason,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes (without fsync) what this process holds in memory for a source, so that a read
+    /// of its folder sees it.
+    fn flush(&self, source: &str) -> Result<(), LandingError> {
+        let mut writers = lock(&self.inner.writers);
+        match writers.get_mut(source) {
+            Some(w) => w.flush(),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops appending to the source's open segment, so that a prune may rewrite it.
+    fn close_writer(&self, source: &str) -> Result<(), LandingError> {
+        let mut writers = lock(&self.inner.writers);
+        match writers.get_mut(source) {
+            Some(w) => w.close(),
+            None => Ok(()),
+        }
+    }
+
+    /// The index of a source, refreshed from its folder (legacy files migrated first).
+    fn index<T>(&self, source: &str, f: impl FnOnce(&SourceIndex) -> T) -> Result<T, LandingError> {
+        self.flush(source)?;
+        let dir = self.source_dir(source);
+        let mut indexes = lock(&self.inner.indexes);
+        let index = indexes.entry(source.to_string()).or_default();
+        let others = index.refresh(&dir)?;
+        if legacy::migrate(&dir, source, &others, index)? {
+            index.refresh(&dir)?;
+        }
+        Ok(f(index))
     }
 
     /// Every entry of a source, in fetch order.
     pub fn list(&self, source: &str) -> Result<Vec<Entry>, LandingError> {
-        let dir = self.source_dir(source);
-        let mut entries = Vec::new();
-        let days = match fs::read_dir(&dir) {
-            Ok(days) => days,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(entries),
-            Err(e) => return Err(io(&dir)(e)),
-        };
-        for day in days {
-            let day = day.map_err(io(&dir))?.path();
-            if !day.is_dir() {
-                continue;
-            }
-            for file in fs::read_dir(&day).map_err(io(&day))? {
-                let path = file.map_err(io(&day))?.path();
-                let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-                    continue;
-                };
-                if !name.ends_with(".meta.json") || name.starts_with('.') {
-                    continue;
-                }
-                let text = fs::read(&path).map_err(io(&path))?;
-                let meta: EntryMeta =
-                    serde_json::from_slice(&text).map_err(|e| LandingError::Corrupt {
-                        path: path.clone(),
-                        reason: e.to_string(),
-                    })?;
-                let rejected_path = day.join(format!("{}.rejected.json", meta.entry_id));
-                let rejected = match fs::read(&rejected_path) {
-                    Ok(bytes) => Some(
-                        serde_json::from_slice::<serde_json::Value>(&bytes)
-                            .ok()
-                            .and_then(|v| v["reason"].as_str().map(str::to_string))
-                            .unwrap_or_else(|| "rejected".to_string()),
-                    ),
-                    Err(_) => None,
-                };
-                entries.push(Entry { meta, rejected });
-            }
-        }
-        entries.sort_by(|a, b| a.meta.entry_id.cmp(&b.meta.entry_id));
-        Ok(entries)
+        self.index(source, SourceIndex::entries)
     }
 
     /// Finds one entry by id.
@@ -292,142 +406,82 @@ impl Landing {
 
     /// The uncompressed body of an entry.
     pub fn read_body(&self, meta: &EntryMeta) -> Result<Vec<u8>, LandingError> {
-        let path = self.entry_path(meta, "body.zst");
-        let compressed = fs::read(&path).map_err(io(&path))?;
-        zstd::bulk::decompress(&compressed, meta.bytes as usize + 1).map_err(io(&path))
+        self.read_body_by_id(&meta.source, &meta.entry_id)?
+            .ok_or_else(|| LandingError::NotFound {
+                source_name: meta.source.clone(),
+                entry_id: meta.entry_id.clone(),
+            })
     }
 
     /// Whether the body of an entry known by id is still in landing.
     pub fn has_body_by_id(&self, source: &str, entry_id: &str) -> bool {
-        self.body_path_by_id(source, entry_id)
-            .is_some_and(|p| p.is_file())
+        if let Some(index) = lock(&self.inner.indexes).get(source)
+            && index.contains(entry_id)
+        {
+            return true;
+        }
+        self.pending_body(source, entry_id).is_some()
+            || self
+                .index(source, |i| i.contains(entry_id))
+                .unwrap_or(false)
     }
 
-    fn body_path_by_id(&self, source: &str, entry_id: &str) -> Option<PathBuf> {
-        let day = day_of_id(entry_id)?;
-        Some(
-            self.source_dir(source)
-                .join(day)
-                .join(format!("{entry_id}.body.zst")),
-        )
+    fn pending_body(&self, source: &str, entry_id: &str) -> Option<Vec<u8>> {
+        lock(&self.inner.writers)
+            .get(source)
+            .and_then(|w| w.pending_body(entry_id))
     }
 
-    /// The body of an entry known by id only (its day is part of the id); `None` when the entry
-    /// is gone (removed by retention).
+    /// The body of an entry known by id only; `None` when the entry is gone (removed by
+    /// retention).
     pub fn read_body_by_id(
         &self,
         source: &str,
         entry_id: &str,
     ) -> Result<Option<Vec<u8>>, LandingError> {
-        let Some(path) = self.body_path_by_id(source, entry_id) else {
-            return Ok(None);
-        };
-        match fs::read(&path) {
-            Ok(compressed) => {
-                let mut out = Vec::new();
-                zstd::stream::copy_decode(compressed.as_slice(), &mut out).map_err(io(&path))?;
-                Ok(Some(out))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io(&path)(e)),
+        if let Some(body) = self.pending_body(source, entry_id) {
+            return Ok(Some(body));
         }
+        for attempt in 0..2 {
+            let Some(location) = self.index(source, |i| i.location(entry_id).cloned())? else {
+                return Ok(None);
+            };
+            let key = (location.segment.clone(), location.block);
+            let cached = lock(&self.inner.bodies).get(&key);
+            let bodies = match cached {
+                Some(b) => b,
+                None => match segment::read_bodies(&location.segment, location.block) {
+                    Ok(b) => {
+                        let b = Arc::new(b);
+                        lock(&self.inner.bodies).put(key, b.clone());
+                        b
+                    }
+                    // Replaced by a prune since it was indexed: read the folder again.
+                    Err(LandingError::Io { source: cause, .. })
+                        if attempt == 0 && cause.kind() == std::io::ErrorKind::NotFound =>
+                    {
+                        if let Some(index) = lock(&self.inner.indexes).get_mut(source) {
+                            index.clear();
+                        }
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                },
+            };
+            let (start, end) = (
+                location.offset as usize,
+                (location.offset + location.len) as usize,
+            );
+            return match bodies.get(start..end) {
+                Some(body) => Ok(Some(body.to_vec())),
+                None => Err(LandingError::Corrupt {
+                    path: location.segment.to_path_buf(),
+                    reason: format!("entry {entry_id} lies outside its block"),
+                }),
+            };
+        }
+        Ok(None)
     }
-}
-
-/// What a prune did (or, dry, would do).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PruneReport {
-    /// Entries removed: past retention and either rejected or safely loaded.
-    pub removed_entries: u64,
-    /// Leftovers of interrupted writes removed (a body without metadata, a temp file).
-    pub removed_orphans: u64,
-    /// Bytes freed on disk.
-    pub bytes_freed: u64,
-    /// Entries past retention kept because no load has taken their records yet.
-    pub kept_not_loaded: u64,
-    /// Entries within retention.
-    pub kept_recent: u64,
-}
-
-impl Landing {
-    /// Applies a retention policy to a source: removes entries fetched before `cutoff` that are
-    /// rejected or for which `is_loaded` says their records are safely in every table that needs
-    /// them, and leftovers of interrupted writes older than `cutoff`. Entries nobody loaded are
-    /// never removed, whatever their age. With `dry_run`, only counts.
-    pub fn prune(
-        &self,
-        source: &str,
-        cutoff: Timestamp,
-        is_loaded: &dyn Fn(&EntryMeta) -> bool,
-        dry_run: bool,
-    ) -> Result<PruneReport, LandingError> {
-        let mut report = PruneReport::default();
-        let remove = |path: &Path, report: &mut PruneReport| -> Result<(), LandingError> {
-            let size = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-            if !dry_run {
-                match fs::remove_file(path) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(path)(e)),
-                    _ => {}
-                }
-            }
-            report.bytes_freed += size;
-            Ok(())
-        };
-        let mut known: std::collections::HashSet<String> = std::collections::HashSet::new();
-        for entry in self.list(source)? {
-            known.insert(entry.meta.entry_id.clone());
-            if entry.meta.fetched_at >= cutoff {
-                report.kept_recent += 1;
-                continue;
-            }
-            if entry.rejected.is_none() && !is_loaded(&entry.meta) {
-                report.kept_not_loaded += 1;
-                continue;
-            }
-            // Metadata last: an entry without it is invisible, never half-listed.
-            for suffix in ["body.zst", "rejected.json", "meta.json"] {
-                remove(&self.entry_path(&entry.meta, suffix), &mut report)?;
-            }
-            report.removed_entries += 1;
-        }
-        let dir = self.source_dir(source);
-        let Ok(days) = fs::read_dir(&dir) else {
-            return Ok(report);
-        };
-        for day in days.flatten().map(|d| d.path()).filter(|p| p.is_dir()) {
-            for file in fs::read_dir(&day).map_err(io(&day))?.flatten() {
-                let path = file.path();
-                let name = file.file_name().to_string_lossy().into_owned();
-                let orphan_body = name
-                    .strip_suffix(".body.zst")
-                    .is_some_and(|id| !known.contains(id));
-                let temp = name.starts_with('.') && name.contains(".tmp-");
-                let old = file
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| Timestamp::try_from(t).ok())
-                    .is_some_and(|t| t < cutoff);
-                if (orphan_body || temp) && old {
-                    remove(&path, &mut report)?;
-                    report.removed_orphans += 1;
-                }
-            }
-            if !dry_run {
-                // Removes the day folder only when empty.
-                let _ = fs::remove_dir(&day);
-            }
-        }
-        Ok(report)
-    }
-}
-
-/// `20240101T...` -> `2024-01-01`.
-fn day_of_id(entry_id: &str) -> Option<String> {
-    let d = entry_id.get(..8)?;
-    d.chars()
-        .all(|c| c.is_ascii_digit())
-        .then(|| format!("{}-{}-{}", &d[..4], &d[4..6], &d[6..8]))
 }
 
 /// Writes a file so that it is either absent or complete: temp file, fsync, rename.
@@ -477,157 +531,4 @@ fn sync_dir(dir: &Path) -> Result<(), LandingError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[cfg(unix)]
-    #[test]
-    fn landed_files_and_folders_are_the_owner_s_only() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let landing = Landing::open(dir.path());
-        let meta = landing.write(new_entry("api"), b"[1]").unwrap();
-        let mut seen = 0;
-        let mut stack = vec![dir.path().join("landing")];
-        while let Some(p) = stack.pop() {
-            let mode = fs::metadata(&p).unwrap().permissions().mode();
-            assert_eq!(mode & 0o077, 0, "{} is {mode:o}", p.display());
-            seen += 1;
-            if p.is_dir() {
-                stack.extend(fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
-            }
-        }
-        assert!(
-            seen >= 5,
-            "landing/, its source, its day, body and meta: {seen}"
-        );
-        assert!(!meta.entry_id.is_empty());
-    }
-
-    #[test]
-    fn concurrent_writes_of_one_file_each_succeed() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.json");
-        std::thread::scope(|s| {
-            for i in 0..8 {
-                let path = &path;
-                s.spawn(move || {
-                    for j in 0..50 {
-                        write_atomic(path, format!("{i}-{j}").as_bytes()).unwrap();
-                    }
-                });
-            }
-        });
-        let last = std::fs::read_to_string(&path).unwrap();
-        assert!(last.ends_with("-49"), "{last}");
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-        assert_eq!(leftovers.len(), 1, "no temporary file left");
-    }
-
-    fn new_entry(source: &str) -> NewEntry {
-        NewEntry {
-            source: source.into(),
-            run_id: "r1".into(),
-            kind: "http".into(),
-            url: "https://x/y?apikey=***".into(),
-            method: Some("GET".into()),
-            request_body: None,
-            vars: BTreeMap::new(),
-            page: 0,
-            status: 200,
-            headers: BTreeMap::new(),
-            fetched_at: Timestamp::now(),
-            interval: None,
-        }
-    }
-
-    #[test]
-    fn round_trips_bodies_in_order_and_marks_rejections() {
-        let dir = tempfile::tempdir().unwrap();
-        let landing = Landing::open(dir.path());
-        let a = landing.write(new_entry("s"), b"[1,2,3]").unwrap();
-        let b = landing.write(new_entry("s"), b"{\"oops\":").unwrap();
-        landing.reject(&b, "malformed JSON").unwrap();
-        let entries = landing.list("s").unwrap();
-        assert_eq!(entries.len(), 2);
-        assert_eq!(entries[0].meta, a);
-        assert_eq!(entries[0].rejected, None);
-        assert_eq!(entries[1].rejected.as_deref(), Some("malformed JSON"));
-        assert_eq!(landing.read_body(&a).unwrap(), b"[1,2,3]");
-        let by_id = landing.read_body_by_id("s", &a.entry_id).unwrap();
-        assert_eq!(by_id.as_deref(), Some(&b"[1,2,3]"[..]));
-        assert_eq!(
-            landing
-                .read_body_by_id("s", "20000101T000000.000000Z-x-1")
-                .unwrap(),
-            None
-        );
-        assert_eq!(a.content_hash, content_hash(b"[1,2,3]"));
-        assert!(landing.list("other").unwrap().is_empty());
-    }
-
-    #[test]
-    fn prune_removes_only_old_rejected_or_loaded_entries_and_orphans() {
-        let dir = tempfile::tempdir().unwrap();
-        let landing = Landing::open(dir.path());
-        let old = |_: ()| {
-            let mut e = new_entry("s");
-            e.fetched_at = "2020-01-01T00:00:00Z".parse().unwrap();
-            e
-        };
-        let loaded = landing.write(old(()), b"[1]").unwrap();
-        let not_loaded = landing.write(old(()), b"[2]").unwrap();
-        let rejected = landing.write(old(()), b"{").unwrap();
-        landing.reject(&rejected, "malformed").unwrap();
-        let recent = landing.write(new_entry("s"), b"[3]").unwrap();
-        // An interrupted write: a body whose metadata never made it.
-        let orphan = landing
-            .entry_path(&loaded, "x")
-            .with_file_name("20200101T000000.000000Z-dead-000001.body.zst");
-        fs::write(&orphan, b"x").unwrap();
-        let cutoff: Timestamp = "2025-01-01T00:00:00Z".parse().unwrap();
-        let is_loaded = |m: &EntryMeta| m.entry_id == loaded.entry_id;
-        // The orphan is new on disk: kept until it is older than the cutoff.
-        let dry = landing.prune("s", cutoff, &is_loaded, true).unwrap();
-        assert_eq!(
-            (dry.removed_entries, dry.kept_not_loaded, dry.kept_recent),
-            (2, 1, 1)
-        );
-        assert_eq!(
-            landing.list("s").unwrap().len(),
-            4,
-            "a dry run removes nothing"
-        );
-        let later = Timestamp::now() + jiff::SignedDuration::from_secs(60);
-        let report = landing.prune("s", later, &is_loaded, false).unwrap();
-        assert_eq!(report.removed_entries, 2);
-        assert_eq!(report.removed_orphans, 1);
-        let left: Vec<String> = landing
-            .list("s")
-            .unwrap()
-            .into_iter()
-            .map(|e| e.meta.entry_id)
-            .collect();
-        assert_eq!(
-            left,
-            [not_loaded.entry_id, recent.entry_id],
-            "unloaded entries stay, whatever their age"
-        );
-        assert!(!orphan.exists());
-    }
-
-    #[test]
-    fn leaves_no_temp_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let landing = Landing::open(dir.path());
-        let meta = landing.write(new_entry("s"), &vec![b'x'; 100_000]).unwrap();
-        let day_dir = landing.entry_path(&meta, "x");
-        let names: Vec<String> = fs::read_dir(day_dir.parent().unwrap())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(names.len(), 2, "{names:?}");
-        assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
-        assert!(meta.compressed_bytes < meta.bytes / 10);
-    }
-}
+mod tests;

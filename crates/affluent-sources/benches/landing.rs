@@ -104,7 +104,7 @@ fn main() {
         let affluent_secs = started.elapsed().as_secs_f64();
         let peak_during = rss_mib("VmHWM:");
         assert_eq!(summary.records as usize, total, "{:?}", summary.errors);
-        let stored: u64 = connectors.landing().list("wb").unwrap().iter().map(|e| e.meta.compressed_bytes).sum();
+        let stored: u64 = connectors.landing().list("wb").unwrap().iter().map(|e| e.stored_bytes).sum();
 
         let out = tempfile::tempdir().unwrap();
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../bench/reference_paged_fetch.py");

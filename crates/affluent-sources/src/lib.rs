@@ -283,6 +283,8 @@ impl Connectors {
                 shared: &self.shared,
             };
             let records = connector.run(ctx, &mut summary).await?;
+            // Durable before the run reports success (and its interval counts as landed).
+            self.shared.landing().sync(run_id)?;
             summary.duration_ms = started.elapsed().as_millis() as u64;
             Ok((summary, distinct_values(&records, collect)))
         })

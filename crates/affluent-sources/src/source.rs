@@ -100,6 +100,8 @@ pub struct Shared {
     /// Pauses per host asked for by `Retry-After`.
     pub(crate) pauses: Arc<HostPauses>,
     source_limits: Mutex<HashMap<String, Arc<Limits>>>,
+    /// One landing per process: its writers group the entries of concurrent runs.
+    landing: Landing,
 }
 
 impl Shared {
@@ -112,6 +114,7 @@ impl Shared {
             .map(|(h, c)| (h.clone(), Arc::new(Limits::new(format!("host:{h}"), c))))
             .collect();
         Ok(Self {
+            landing: Landing::open(&project.data_dir),
             project,
             quotas,
             hosts,
@@ -122,7 +125,7 @@ impl Shared {
 
     /// The landing zone.
     pub fn landing(&self) -> Landing {
-        Landing::open(&self.project.data_dir)
+        self.landing.clone()
     }
 
     /// The quarantine.

@@ -141,6 +141,7 @@ fn print_entries(entries: &[affluent_landing::Entry], format: Format) -> Result<
             for e in entries {
                 let mut v = serde_json::to_value(&e.meta)?;
                 v["rejected"] = serde_json::json!(e.rejected);
+                v["stored_bytes"] = serde_json::json!(e.stored_bytes);
                 println!("{}", serde_json::to_string(&v)?);
             }
         }
@@ -160,14 +161,14 @@ fn print_entries(entries: &[affluent_landing::Entry], format: Format) -> Result<
                 };
                 println!(
                     "{:<40} {:<20} {:>6} {:>10} {:>10}  {:<9} {}",
-                    m.entry_id, fetched, m.status, m.bytes, m.compressed_bytes, state, m.url
+                    m.entry_id, fetched, m.status, m.bytes, e.stored_bytes, state, m.url
                 );
                 if let Some(reason) = &e.rejected {
                     println!("{:<40} rejected: {reason}", "");
                 }
             }
             let bytes: u64 = entries.iter().map(|e| e.meta.bytes).sum();
-            let stored: u64 = entries.iter().map(|e| e.meta.compressed_bytes).sum();
+            let stored: u64 = entries.iter().map(|e| e.stored_bytes).sum();
             println!("{} entries, {bytes} bytes ({stored} stored)", entries.len());
         }
     }

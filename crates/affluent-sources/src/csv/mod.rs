@@ -165,6 +165,8 @@ impl CsvSource {
                     entry_id: meta.entry_id.clone(),
                 },
             );
+            // The cache points at the entry: durable first.
+            landing.sync(ctx.run_id)?;
             cache.flush()?;
             report(summary);
         }

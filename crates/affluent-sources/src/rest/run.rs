@@ -172,7 +172,10 @@ impl RestRun<'_> {
                 observer.observe(&Progress::Requests(progress.clone()));
             }
         }
-        if let Some(cache) = &self.cache
+        // The change cache points at landed entries: they are made durable first.
+        if let Err(e) = self.landing.sync(&self.run_id) {
+            errors.push(e.into());
+        } else if let Some(cache) = &self.cache
             && let Err(e) = cache.flush()
         {
             errors.push(e);
