@@ -168,12 +168,13 @@ impl SourceIndex {
         self.by_id.contains_key(entry_id)
     }
 
-    /// Every entry, in fetch order.
-    pub(crate) fn entries(&self) -> Vec<Entry> {
+    /// The entries `keep` accepts, in fetch order.
+    pub(crate) fn entries(&self, keep: impl Fn(&EntryMeta) -> bool) -> Vec<Entry> {
         let mut out: Vec<Entry> = self
             .segments
             .values()
             .flat_map(|s| s.entries.iter())
+            .filter(|e| keep(&e.meta))
             .map(|e| Entry {
                 meta: e.meta.clone(),
                 rejected: self.rejection(&e.meta.entry_id).map(str::to_string),

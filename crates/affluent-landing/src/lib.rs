@@ -390,7 +390,17 @@ impl Landing {
 
     /// Every entry of a source, in fetch order.
     pub fn list(&self, source: &str) -> Result<Vec<Entry>, LandingError> {
-        self.index(source, SourceIndex::entries)
+        self.list_where(source, |_| true)
+    }
+
+    /// The entries of a source that `keep` accepts, in fetch order (the others are not copied:
+    /// a load asks for the few entries no load took yet).
+    pub fn list_where(
+        &self,
+        source: &str,
+        keep: impl Fn(&EntryMeta) -> bool,
+    ) -> Result<Vec<Entry>, LandingError> {
+        self.index(source, |i| i.entries(keep))
     }
 
     /// Finds one entry by id.

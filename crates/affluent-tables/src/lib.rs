@@ -171,7 +171,12 @@ impl TableError {
 pub struct Warehouse {
     connectors: Arc<Connectors>,
     runtimes: Arc<Runtimes>,
+    /// Per table: the committed loads read so far and the landing entries they took.
+    ledgers: Arc<std::sync::Mutex<LedgerCache>>,
 }
+
+/// Per table: how many committed loads were read, and the landing entries they took.
+type LedgerCache = std::collections::HashMap<String, (i64, Arc<std::collections::HashSet<String>>)>;
 
 /// The query runtimes of a process, made on first use: every read query (`affluent query`, all
 /// the dashboard's readers) shares one memory pool, models another.
@@ -195,6 +200,7 @@ impl Warehouse {
         Self {
             connectors,
             runtimes: Arc::default(),
+            ledgers: Arc::default(),
         }
     }
 

@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use affluent_config::schema::{TableConfig, WriteMode};
 use affluent_landing::{Entry, Reject, write_atomic};
@@ -158,37 +159,48 @@ impl Warehouse {
             Some(t) => committed_load(&t, table).await?,
             None => 0,
         };
-        self.ledger_entries(table, committed)
+        Ok(self.ledger_entries(table, committed)?.as_ref().clone())
     }
 
-    fn ledger_entries(&self, table: &str, committed: i64) -> Result<HashSet<String>, TableError> {
-        let dir = self.ledger_dir(table);
-        let mut ledgers: Vec<Ledger> = Vec::new();
-        match std::fs::read_dir(&dir) {
-            Ok(rd) => {
-                for file in rd.flatten() {
-                    let path = file.path();
-                    if path.extension().is_none_or(|e| e != "json") {
-                        continue;
-                    }
-                    let text = std::fs::read(&path).map_err(TableError::io(&path))?;
-                    let ledger: Ledger = serde_json::from_slice(&text).map_err(|e| {
-                        TableError::Invalid(format!("corrupt load ledger {}: {e}", path.display()))
-                    })?;
-                    if ledger.load <= committed {
-                        ledgers.push(ledger);
-                    }
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(TableError::io(&dir)(e)),
+    /// The entries taken by the committed loads `1..=committed` of a table. Committed ledgers
+    /// never change, so each is read once per process; a table rebuilt from nothing (fewer
+    /// committed loads than cached) is read again.
+    fn ledger_entries(
+        &self,
+        table: &str,
+        committed: i64,
+    ) -> Result<Arc<HashSet<String>>, TableError> {
+        let cache = self.ledgers.clone();
+        let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+        let (upto, entries) = cache
+            .entry(table.to_string())
+            .or_insert_with(|| (0, Arc::default()));
+        if *upto > committed {
+            *upto = 0;
+            *entries = Arc::default();
         }
-        // Every committed load counts, resets included: an entry taken once is never taken
-        // again by a pending load (a replace table must not fall back to an older run).
-        Ok(ledgers
-            .iter()
-            .flat_map(|l| l.entries.iter().cloned())
-            .collect())
+        if *upto == committed {
+            return Ok(entries.clone());
+        }
+        let dir = self.ledger_dir(table);
+        let set = Arc::make_mut(entries);
+        for n in *upto + 1..=committed {
+            let path = dir.join(format!("{n:010}.json"));
+            let text = match std::fs::read(&path) {
+                Ok(text) => text,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(TableError::io(&path)(e)),
+            };
+            let ledger: Ledger = serde_json::from_slice(&text).map_err(|e| {
+                TableError::Invalid(format!("corrupt load ledger {}: {e}", path.display()))
+            })?;
+            // Every committed load counts, resets included: an entry taken once is never
+            // taken again by a pending load (a replace table must not fall back to an older
+            // run).
+            set.extend(ledger.entries);
+        }
+        *upto = committed;
+        Ok(entries.clone())
     }
 
     /// Whether every table fed by the entry's source has loaded it (for landing retention).
@@ -262,40 +274,31 @@ impl Warehouse {
             None => 0,
         };
         let loaded = self.ledger_entries(name, committed)?;
-        let listed = self.landing().list(&config.source)?;
-        if matches!(
-            scope,
-            LoadScope::Replay {
-                from: None,
-                to: None
-            }
-        ) {
-            let present: HashSet<&str> = listed.iter().map(|e| e.meta.entry_id.as_str()).collect();
-            let gone = loaded
-                .iter()
-                .filter(|e| !present.contains(e.as_str()))
-                .count();
-            if gone > 0 {
-                return Err(TableError::Invalid(format!(
-                    "table `{name}`: {gone} loaded landing entries of `{}` are no longer in landing (removed by retention); rebuilding the whole table would drop their rows. Replay a window instead (--from/--to)",
-                    config.source
-                )));
-            }
-        }
-        let all: Vec<Entry> = listed
-            .into_iter()
-            .filter(|e| e.rejected.is_none())
-            .collect();
         let (mut chosen, mut reset): (Vec<Entry>, bool) = match scope {
+            // Only the entries no committed load took, without copying the others.
             LoadScope::Pending => (
-                all.into_iter()
-                    .filter(|e| !loaded.contains(&e.meta.entry_id))
-                    .collect(),
+                self.landing()
+                    .list_where(&config.source, |m| !loaded.contains(&m.entry_id))?,
                 false,
             ),
             LoadScope::Replay { from, to } => {
+                let listed = self.landing().list(&config.source)?;
                 let unbounded = from.is_none() && to.is_none();
-                let chosen = all
+                if unbounded {
+                    let present: HashSet<&str> =
+                        listed.iter().map(|e| e.meta.entry_id.as_str()).collect();
+                    let gone = loaded
+                        .iter()
+                        .filter(|e| !present.contains(e.as_str()))
+                        .count();
+                    if gone > 0 {
+                        return Err(TableError::Invalid(format!(
+                            "table `{name}`: {gone} loaded landing entries of `{}` are no longer in landing (removed by retention); rebuilding the whole table would drop their rows. Replay a window instead (--from/--to)",
+                            config.source
+                        )));
+                    }
+                }
+                let chosen = listed
                     .into_iter()
                     .filter(|e| from.is_none_or(|f| e.meta.fetched_at >= f))
                     .filter(|e| to.is_none_or(|t| e.meta.fetched_at < t))
@@ -303,6 +306,7 @@ impl Warehouse {
                 (chosen, unbounded)
             }
         };
+        chosen.retain(|e| e.rejected.is_none());
         let mut report = LoadReport {
             table: name.to_string(),
             version: table.as_ref().and_then(|t| t.version()),
