@@ -14,8 +14,9 @@ use crate::values::ConfigDuration;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SchedulerConfig {
-    /// Catch-up, retry and backfill runs in flight at once over every source (default 4); live
-    /// runs are not counted.
+    /// Catch-up, retry and backfill runs in flight at once over every source (default 16); live
+    /// runs are not counted. A source's requests in flight stay within its own `concurrency`
+    /// whatever the number of its runs, so more runs mean fewer, larger loads during a catch-up.
     pub concurrency: Option<usize>,
     /// How long a claimed interval stays claimed without renewal (default `"60s"`).
     pub lease: Option<ConfigDuration>,

@@ -112,7 +112,8 @@ pub struct Options {
     /// This process's identity in leases (see [`worker_id`]).
     pub worker: String,
     /// Catch-up, retry and backfill runs in flight at once, over every task (live runs are not
-    /// counted: they always start on time).
+    /// counted: they always start on time). Each source's requests stay within its own
+    /// `concurrency`, however many of its runs are in flight.
     pub concurrency: usize,
     /// How long a claim holds without renewal.
     pub lease: Duration,
@@ -152,7 +153,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             worker: worker_id(),
-            concurrency: 4,
+            concurrency: 16,
             lease: Duration::from_secs(60),
             retry_initial: Duration::from_secs(30),
             retry_max: Duration::from_secs(3600),

@@ -102,6 +102,10 @@ pub struct Shared {
     source_limits: Mutex<HashMap<String, Arc<Limits>>>,
     /// One landing per process: its writers group the entries of concurrent runs.
     landing: Landing,
+    /// The HTTP connection pool of the REST sources, made by the first run.
+    http: Mutex<Option<reqwest::Client>>,
+    /// Per source, its requests in flight across its runs.
+    request_slots: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
 }
 
 impl Shared {
@@ -115,6 +119,8 @@ impl Shared {
             .collect();
         Ok(Self {
             landing: Landing::open(&project.data_dir),
+            http: Mutex::default(),
+            request_slots: Mutex::default(),
             project,
             quotas,
             hosts,
@@ -131,6 +137,26 @@ impl Shared {
     /// The quarantine.
     pub fn quarantine(&self) -> Quarantine {
         Quarantine::open(&self.project.data_dir)
+    }
+
+    /// The HTTP client of the process's REST sources (one connection pool).
+    pub(crate) fn http_client(&self) -> Result<reqwest::Client, SourceError> {
+        let mut slot = self.http.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = slot.as_ref() {
+            return Ok(client.clone());
+        }
+        let client = crate::rest::http::build_client()?;
+        *slot = Some(client.clone());
+        Ok(client)
+    }
+
+    /// The request slots of a source (`concurrency` of them), the same for every run of the
+    /// process.
+    pub(crate) fn request_slots(&self, name: &str, n: usize) -> Arc<tokio::sync::Semaphore> {
+        let mut map = self.request_slots.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(name.to_string())
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(n)))
+            .clone()
     }
 
     /// The limiter of a source, the same for every run of the process.

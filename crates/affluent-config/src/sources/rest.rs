@@ -45,7 +45,8 @@ pub struct RestSourceConfig {
     /// Length of the default data interval when `ingest` is given no `--from/--to`: the last
     /// complete period (default `"1d"`).
     pub interval: Option<ConfigDuration>,
-    /// How many requests of this source may be in flight at once (default 4).
+    /// How many requests of this source may be in flight at once, over all its runs of the
+    /// process (default 4).
     pub concurrency: Option<usize>,
     /// Guard on the number of pages fetched per request chain (default 1000).
     pub max_pages: Option<u32>,

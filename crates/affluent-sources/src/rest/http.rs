@@ -228,6 +228,8 @@ impl std::fmt::Debug for HttpClient {
 
 /// Everything an [`HttpClient`] is built from.
 pub struct HttpClientParts {
+    /// The connection pool ([`build_client`]), shared by the runs of a process.
+    pub client: reqwest::Client,
     /// Redactor of the project.
     pub redactor: Arc<Redactor>,
     /// Retry policy.
@@ -264,16 +266,22 @@ impl std::fmt::Debug for HttpClientParts {
     }
 }
 
+/// The HTTP client of a process: one connection pool, so runs reuse kept-alive connections and
+/// the system's certificates are read once.
+pub fn build_client() -> Result<reqwest::Client, SourceError> {
+    reqwest::Client::builder()
+        .user_agent(concat!("affluent/", env!("CARGO_PKG_VERSION")))
+        // Redirects are followed by `send_once`, which decides per hop whether the next origin
+        // may see the credentials.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| SourceError::Plan(format!("cannot build the HTTP client: {e}")))
+}
+
 impl HttpClient {
     /// Builds a client.
     pub fn new(parts: HttpClientParts) -> Result<Self, SourceError> {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("affluent/", env!("CARGO_PKG_VERSION")))
-            // Redirects are followed by `send_once`, which decides per hop whether the next
-            // origin may see the credentials.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| SourceError::Plan(format!("cannot build the HTTP client: {e}")))?;
+        let client = parts.client;
         let mut headers = HeaderMap::new();
         for (k, v) in parts.headers {
             let name = HeaderName::from_bytes(k.as_bytes())

@@ -31,6 +31,8 @@ pub struct RestSource {
     origin: url::Origin,
     selector: Option<JsonPath>,
     parent: Option<(String, JsonPath)>,
+    /// The change cache, opened by the first run of the process and shared by the next ones.
+    cache: std::sync::Mutex<Option<Arc<ChangeCache>>>,
 }
 
 impl RestSource {
@@ -56,7 +58,24 @@ impl RestSource {
             origin,
             selector,
             parent,
+            cache: std::sync::Mutex::default(),
         })
+    }
+}
+
+impl RestSource {
+    fn change_cache(
+        &self,
+        data_dir: &std::path::Path,
+        name: &str,
+    ) -> Result<Arc<ChangeCache>, SourceError> {
+        let mut slot = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(cache) = slot.as_ref() {
+            return Ok(cache.clone());
+        }
+        let cache = Arc::new(ChangeCache::open(data_dir, name)?);
+        *slot = Some(cache.clone());
+        Ok(cache)
     }
 }
 
@@ -91,6 +110,7 @@ impl Source for RestSource {
             let shared = ctx.shared;
             let project = &shared.project;
             let client = HttpClient::new(HttpClientParts {
+                client: shared.http_client()?,
                 redactor: project.redactor.clone(),
                 retry: RetryPolicy::from(rest.retry.as_ref()),
                 timeout: Duration::from_secs(rest.client.timeout_secs.unwrap_or(30)),
@@ -106,7 +126,7 @@ impl Source for RestSource {
             })?;
             let stats = client.stats.clone();
             let cache = if rest.change_detection.unwrap_or(true) {
-                Some(ChangeCache::open(&project.data_dir, ctx.name)?)
+                Some(self.change_cache(&project.data_dir, ctx.name)?)
             } else {
                 None
             };
@@ -120,6 +140,7 @@ impl Source for RestSource {
                 interval: ctx.interval,
                 tz: project.source_timezone(ctx.name),
                 counters: Arc::default(),
+                slots: shared.request_slots(ctx.name, rest.concurrency.unwrap_or(4).max(1)),
             };
             let calls = run.plan(ctx.parent_values)?;
             let (records, errors) = run.run(calls, ctx.collect, ctx.observer).await;

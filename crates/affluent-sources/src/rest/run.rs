@@ -65,7 +65,7 @@ pub(super) struct RestRun<'a> {
     /// Landing zone.
     pub landing: Landing,
     /// Change detection, when enabled.
-    pub cache: Option<ChangeCache>,
+    pub cache: Option<Arc<ChangeCache>>,
     /// Run id.
     pub run_id: String,
     /// The data interval.
@@ -74,6 +74,9 @@ pub(super) struct RestRun<'a> {
     pub tz: TimeZone,
     /// Counters.
     pub counters: Arc<RestCounters>,
+    /// The source's request slots, shared by its concurrent runs: `concurrency` bounds the
+    /// source's requests in flight, not each run's.
+    pub slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl RestRun<'_> {
@@ -151,7 +154,11 @@ impl RestRun<'_> {
         };
         let concurrency = self.config.concurrency.unwrap_or(4).max(1);
         let mut stream = futures::stream::iter(calls)
-            .map(|call| self.run_chain(call, collect))
+            .map(|call| async move {
+                // A chain's pages go one after another: one slot per chain.
+                let _slot = self.slots.acquire().await;
+                self.run_chain(call, collect).await
+            })
             .buffer_unordered(concurrency);
         let mut records = Vec::new();
         let mut errors = Vec::new();

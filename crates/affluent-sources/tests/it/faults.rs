@@ -637,3 +637,54 @@ async fn random_secrets_appear_nowhere_in_any_encoding() {
         }
     }
 }
+
+/// `concurrency` bounds a source's requests in flight over all its runs, not each run's: four
+/// intervals ingested at once with `concurrency = 2` never have more than two requests out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_bounds_the_source_s_requests_across_its_runs() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let now = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let app = axum::Router::new().fallback({
+        let (now, most) = (now.clone(), most.clone());
+        move || async move {
+            let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(n, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            now.fetch_sub(1, Ordering::SeqCst);
+            axum::Json(json!([{"x": 1}]))
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let toml = format!(
+        "[sources.api]\ntype = \"rest\"\nconcurrency = 2\nclient.base_url = \"http://{addr}/\"\nendpoint.params = {{ v = \"{{v}}\", day = \"{{interval.start:%Y-%m-%d}}\" }}\nfan_out.values = {{ v = [\"a\", \"b\", \"c\", \"d\", \"e\", \"f\"] }}\n"
+    );
+    let (_dir, project) = project(&toml, &[]);
+    let c = Connectors::new(project).unwrap();
+    let day = |d: u32| IngestOptions {
+        interval: Some(interval(
+            &format!("2024-01-{d:02}T00:00:00Z"),
+            &format!("2024-01-{:02}T00:00:00Z", d + 1),
+        )),
+        observer: None,
+    };
+    let (o1, o2, o3, o4) = (day(1), day(2), day(3), day(4));
+    let runs = tokio::join!(
+        c.ingest("api", &o1),
+        c.ingest("api", &o2),
+        c.ingest("api", &o3),
+        c.ingest("api", &o4)
+    );
+    for r in [runs.0, runs.1, runs.2, runs.3] {
+        let r = r.unwrap();
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        assert_eq!(r.landed, 6);
+    }
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        2,
+        "requests in flight at most, over four runs"
+    );
+}
