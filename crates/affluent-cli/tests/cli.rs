@@ -974,6 +974,15 @@ fn demo_backfills_its_example_offline() {
         "{t}"
     );
     assert!(t.contains(" 0 failed, 0 left to another process"), "{t}");
+    assert!(
+        t.contains("1 week(s) landed, loaded and modelled")
+            && t.contains("the dashboard is complete"),
+        "{t}"
+    );
+    // A week of responses in one landing segment, not a file per response.
+    let landing = dir.path().join(".affluent/landing/footfall_api");
+    let files: Vec<_> = std::fs::read_dir(&landing).unwrap().collect();
+    assert_eq!(files.len(), 1, "{files:?}");
     let o = affluent(
         dir.path(),
         &[

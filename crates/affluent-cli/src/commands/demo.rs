@@ -138,6 +138,7 @@ async fn demo_login(runtime: &Runtime) -> Result<String> {
 }
 
 async fn footfall(dir: &Path, args: &Args) -> Result<ExitCode> {
+    let started = std::time::Instant::now();
     let simulator = affluent_simulate::Server::footfall(0, affluent_simulate::Options::default())
         .await
         .context("cannot start the footfall simulator")?;
@@ -208,6 +209,11 @@ async fn footfall(dir: &Path, args: &Args) -> Result<ExitCode> {
         },
     )
     .await?;
+    eprintln!(
+        "{} week(s) landed, loaded and modelled {:.1} s after start: the dashboard is complete",
+        args.weeks,
+        started.elapsed().as_secs_f64()
+    );
     if args.no_run {
         return Ok(code);
     }
