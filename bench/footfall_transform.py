@@ -8,6 +8,7 @@
 
 Usage: bench/footfall_transform.py AFFLUENT_BIN PYTHON [RUNS]   (PYTHON: a venv with duckdb,
 fuzzywuzzy, python-Levenshtein, pandas, pyarrow, pyspark). Prints medians and ratios.
+ENGINES=affluent,duckdb runs only those (PySpark needs Java and a large download).
 """
 import os, shutil, statistics, subprocess, sys, tempfile, time
 
@@ -48,13 +49,16 @@ def reference(script, out_suffix):
     return t
 
 
+engines = os.environ.get("ENGINES", "affluent,duckdb,spark").split(",")
 results = {}
 for name, fn in [("affluent", affluent),
                  ("duckdb", lambda: reference("footfall_duckdb.py", ".parquet")),
                  ("spark", lambda: reference("footfall_spark.py", ""))]:
+    if name not in engines:
+        continue
     times = [fn() for _ in range(runs)]
     results[name] = statistics.median(times)
     print(f"{name:9} median {results[name]:.3f} s over {runs} runs: " + ", ".join(f"{t:.3f}" for t in times))
-for name in ("duckdb", "spark"):
+for name in [e for e in ("duckdb", "spark") if e in results]:
     ratio = results[name] / results["affluent"]
     print(f"{name} time / affluent time: {ratio:.2f} ({'affluent' if ratio > 1 else name} faster)")
