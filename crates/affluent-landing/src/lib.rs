@@ -526,14 +526,24 @@ pub fn create_private_dir(dir: &Path) -> Result<(), LandingError> {
 
 /// A new file readable by this user only (0600 on Unix).
 fn private_file(path: &Path) -> std::io::Result<File> {
+    private_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+}
+
+/// Options that create files readable by this user only (0600 on Unix); the caller adds how it
+/// opens them (write, append, create_new).
+pub fn private_options() -> fs::OpenOptions {
+    #[allow(unused_mut)]
     let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    options.open(path)
+    options
 }
 
 fn sync_dir(dir: &Path) -> Result<(), LandingError> {

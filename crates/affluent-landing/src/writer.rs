@@ -7,9 +7,9 @@
 //! next UTC day of fetch or at [`SEGMENT_BYTES`].
 
 use std::collections::BTreeSet;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -167,7 +167,11 @@ impl Writer {
         let path = self
             .dir
             .join(format!("{stamp}-{}-{n}.seg", std::process::id()));
-        let file = new_private_file(&path).map_err(io(&path))?;
+        let file = crate::private_options()
+            .append(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io(&path))?;
         // Held while this process may append: a prune leaves the segment alone meanwhile.
         file.lock().map_err(io(&path))?;
         Ok(Open {
@@ -216,16 +220,4 @@ impl Writer {
 /// `2024-01-01`: the UTC day of a fetch.
 pub(crate) fn day_of(at: Timestamp) -> String {
     jiff::fmt::strtime::format("%Y-%m-%d", at).unwrap_or_else(|_| "unknown-day".to_string())
-}
-
-/// A file created new, readable by this user only (0600 on Unix), opened for appending.
-fn new_private_file(path: &Path) -> std::io::Result<File> {
-    let mut options = fs::OpenOptions::new();
-    options.append(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)
 }

@@ -253,14 +253,10 @@ fn append_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         affluent_landing::create_private_dir(dir).map_err(std::io::Error::other)?;
     }
-    let mut options = std::fs::OpenOptions::new();
-    options.append(true).create(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
+    let mut file = affluent_landing::private_options()
+        .append(true)
+        .create(true)
+        .open(path)?;
     file.write_all(bytes)?;
     file.sync_data()
 }
