@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::segment::{self, Record};
-use crate::{Entry, EntryMeta, LandingError, io};
+use crate::{Entry, LandingError, io};
 
 /// Where an entry's body is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,12 +21,17 @@ pub(crate) struct Location {
     pub(crate) len: u64,
 }
 
-/// One entry as indexed.
+/// One entry as indexed: what listing and retention choose by, and where the rest is. The
+/// metadata itself stays on disk (read again from its block when an entry is listed), so a
+/// process that lands for months holds about 250 bytes per entry, not the whole metadata.
 #[derive(Debug, Clone)]
 pub(crate) struct Indexed {
-    pub(crate) meta: EntryMeta,
+    pub(crate) entry_id: Box<str>,
+    pub(crate) fetched_at: jiff::Timestamp,
     pub(crate) location: Location,
     pub(crate) stored: u64,
+    /// Its line in the block's metadata section.
+    pub(crate) line: usize,
 }
 
 /// What has been read of one segment.
@@ -94,7 +99,7 @@ impl SourceIndex {
             let scan = segment::scan(&path, known.end)?;
             let segment: Arc<Path> = Arc::from(path.as_path());
             for (block, records) in scan.blocks {
-                for record in records {
+                for (line, record) in records.into_iter().enumerate() {
                     match record {
                         Record::Entry {
                             meta,
@@ -112,9 +117,11 @@ impl SourceIndex {
                                 self.by_id.insert(meta.entry_id.clone(), location.clone());
                             }
                             known.entries.push(Indexed {
-                                meta: *meta,
+                                entry_id: meta.entry_id.into_boxed_str(),
+                                fetched_at: meta.fetched_at,
                                 location,
                                 stored,
+                                line,
                             });
                         }
                         Record::Reject {
@@ -143,7 +150,7 @@ impl SourceIndex {
         for segment in self.segments.values() {
             for e in &segment.entries {
                 self.by_id
-                    .insert(e.meta.entry_id.clone(), e.location.clone());
+                    .insert(e.entry_id.to_string(), e.location.clone());
             }
             for (id, reason) in &segment.rejects {
                 self.rejected.insert(id.clone(), reason.clone());
@@ -168,23 +175,56 @@ impl SourceIndex {
         self.by_id.contains_key(entry_id)
     }
 
-    /// The entries `keep` accepts, in fetch order.
-    pub(crate) fn entries(&self, keep: impl Fn(&EntryMeta) -> bool) -> Vec<Entry> {
-        let mut out: Vec<Entry> = self
+    /// The entries `keep` accepts (by id and fetch time), in fetch order, their metadata read
+    /// from their blocks (each block once).
+    pub(crate) fn entries(
+        &self,
+        keep: impl Fn(&str, jiff::Timestamp) -> bool,
+    ) -> Result<Vec<Entry>, LandingError> {
+        let mut chosen: Vec<&Indexed> = self
             .segments
             .values()
             .flat_map(|s| s.entries.iter())
-            .filter(|e| keep(&e.meta))
-            .map(|e| Entry {
-                meta: e.meta.clone(),
-                rejected: self.rejection(&e.meta.entry_id).map(str::to_string),
-                stored_bytes: e.stored,
-            })
+            .filter(|e| keep(&e.entry_id, e.fetched_at))
             .collect();
+        // Block by block, then back in fetch order.
+        chosen.sort_by(|a, b| {
+            (&a.location.segment, a.location.block, a.line).cmp(&(
+                &b.location.segment,
+                b.location.block,
+                b.line,
+            ))
+        });
+        let mut out = Vec::with_capacity(chosen.len());
+        let mut block: Option<(&Location, Vec<Record>)> = None;
+        for e in chosen {
+            let same = block.as_ref().is_some_and(|(l, _)| {
+                l.segment == e.location.segment && l.block == e.location.block
+            });
+            if !same {
+                let records = segment::read_records(&e.location.segment, e.location.block)?;
+                block = Some((&e.location, records));
+            }
+            let records = &block.as_ref().expect("read above").1;
+            let Some(Record::Entry { meta, .. }) = records.get(e.line) else {
+                return Err(LandingError::Corrupt {
+                    path: e.location.segment.to_path_buf(),
+                    reason: format!(
+                        "the block at byte {} no longer holds entry {}",
+                        e.location.block, e.entry_id
+                    ),
+                });
+            };
+            out.push(Entry {
+                meta: (**meta).clone(),
+                rejected: self.rejection(&e.entry_id).map(str::to_string),
+                stored_bytes: e.stored,
+            });
+        }
         out.sort_by(|a, b| a.meta.entry_id.cmp(&b.meta.entry_id));
         // A prune writes a segment's kept entries to a new one before removing the old one: a
         // refresh in between sees them twice.
         out.dedup_by(|a, b| a.meta.entry_id == b.meta.entry_id);
-        out
+        Ok(out)
     }
 }

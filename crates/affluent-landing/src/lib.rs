@@ -390,17 +390,17 @@ impl Landing {
 
     /// Every entry of a source, in fetch order.
     pub fn list(&self, source: &str) -> Result<Vec<Entry>, LandingError> {
-        self.list_where(source, |_| true)
+        self.list_where(source, |_, _| true)
     }
 
-    /// The entries of a source that `keep` accepts, in fetch order (the others are not copied:
-    /// a load asks for the few entries no load took yet).
+    /// The entries of a source that `keep` accepts by id and fetch time, in fetch order (only
+    /// their metadata is read: a load asks for the few entries no load took yet).
     pub fn list_where(
         &self,
         source: &str,
-        keep: impl Fn(&EntryMeta) -> bool,
+        keep: impl Fn(&str, Timestamp) -> bool,
     ) -> Result<Vec<Entry>, LandingError> {
-        self.index(source, |i| i.entries(keep))
+        self.index(source, |i| i.entries(keep))?
     }
 
     /// Finds one entry by id.

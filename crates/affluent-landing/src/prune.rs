@@ -10,10 +10,10 @@ use std::path::Path;
 
 use jiff::Timestamp;
 
-use crate::index::SourceIndex;
+use crate::index::{Indexed, SourceIndex};
 use crate::segment::{self, Record};
 use crate::writer::Writer;
-use crate::{EntryMeta, Landing, LandingError, io, sync_dir};
+use crate::{Landing, LandingError, io, sync_dir};
 
 /// What a prune did (or, dry, would do).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,14 +32,14 @@ pub struct PruneReport {
 
 impl Landing {
     /// Applies a retention policy to a source: removes entries fetched before `cutoff` that are
-    /// rejected or for which `is_loaded` says their records are safely in every table that needs
-    /// them, and leftovers of interrupted writes older than `cutoff`. Entries nobody loaded are
+    /// rejected or for which `is_loaded` (given the entry id) says their records are safely in
+    /// every table that needs them, and leftovers of interrupted writes older than `cutoff`. Entries nobody loaded are
     /// never removed, whatever their age. With `dry_run`, only counts.
     pub fn prune(
         &self,
         source: &str,
         cutoff: Timestamp,
-        is_loaded: &dyn Fn(&EntryMeta) -> bool,
+        is_loaded: &dyn Fn(&str) -> bool,
         dry_run: bool,
     ) -> Result<PruneReport, LandingError> {
         if !dry_run {
@@ -60,30 +60,30 @@ impl Landing {
             .values()
             .flat_map(|s| s.rejects.iter().map(|(id, _)| id.clone()))
             .collect();
-        let removable = |meta: &EntryMeta| {
-            meta.fetched_at < cutoff && (rejected.contains(&meta.entry_id) || is_loaded(meta))
+        let removable = |e: &Indexed| {
+            e.fetched_at < cutoff && (rejected.contains(&*e.entry_id) || is_loaded(&e.entry_id))
         };
         let kept: HashSet<String> = index
             .segments
             .values()
             .flat_map(|s| s.entries.iter())
-            .filter(|e| !removable(&e.meta))
-            .map(|e| e.meta.entry_id.clone())
+            .filter(|e| !removable(e))
+            .map(|e| e.entry_id.to_string())
             .collect();
 
         for (path, seg) in &index.segments {
             let Some(_guard) = claim(path)? else {
                 // Still being written: everything in it counts as kept.
                 for e in &seg.entries {
-                    count_kept(&mut report, &e.meta, cutoff);
+                    count_kept(&mut report, e, cutoff);
                 }
                 continue;
             };
             let old_tail = seg.tail > 0 && modified_before(path, cutoff);
             let mut gone = 0u64;
             for e in &seg.entries {
-                if kept.contains(&e.meta.entry_id) {
-                    count_kept(&mut report, &e.meta, cutoff);
+                if kept.contains(&*e.entry_id) {
+                    count_kept(&mut report, e, cutoff);
                 } else {
                     gone += 1;
                 }
@@ -95,7 +95,7 @@ impl Landing {
             report.removed_entries += gone;
             report.removed_orphans += u64::from(old_tail);
             let size = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-            let keeps_some = seg.entries.iter().any(|e| kept.contains(&e.meta.entry_id))
+            let keeps_some = seg.entries.iter().any(|e| kept.contains(&*e.entry_id))
                 || seg.rejects.iter().any(|(id, _)| kept.contains(id));
             if !keeps_some {
                 if !dry_run {
@@ -108,7 +108,7 @@ impl Landing {
                 let freed: u64 = seg
                     .entries
                     .iter()
-                    .filter(|e| !kept.contains(&e.meta.entry_id))
+                    .filter(|e| !kept.contains(&*e.entry_id))
                     .map(|e| e.stored)
                     .sum();
                 report.bytes_freed += freed + if old_tail { seg.tail } else { 0 };
@@ -128,8 +128,8 @@ impl Landing {
     }
 }
 
-fn count_kept(report: &mut PruneReport, meta: &EntryMeta, cutoff: Timestamp) {
-    if meta.fetched_at >= cutoff {
+fn count_kept(report: &mut PruneReport, e: &Indexed, cutoff: Timestamp) {
+    if e.fetched_at >= cutoff {
         report.kept_recent += 1;
     } else {
         report.kept_not_loaded += 1;

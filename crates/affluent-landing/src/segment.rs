@@ -217,16 +217,7 @@ pub(crate) fn scan(path: &Path, from: u64) -> Result<Scan, LandingError> {
         if crc32fast::hash(&meta) != header.meta_crc {
             break;
         }
-        let lines = zstd::stream::decode_all(meta.as_slice()).map_err(io(path))?;
-        let mut records = Vec::new();
-        for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            let record: Record =
-                serde_json::from_slice(line).map_err(|e| LandingError::Corrupt {
-                    path: path.to_path_buf(),
-                    reason: format!("block at byte {pos}: {e}"),
-                })?;
-            records.push(record);
-        }
+        let records = decode_records(path, pos, &meta)?;
         reader
             .seek_relative(header.body_len as i64)
             .map_err(io(path))?;
@@ -238,16 +229,49 @@ pub(crate) fn scan(path: &Path, from: u64) -> Result<Scan, LandingError> {
     Ok(scan)
 }
 
-/// The uncompressed body section of the block at `offset`.
-pub(crate) fn read_bodies(path: &Path, offset: u64) -> Result<Vec<u8>, LandingError> {
+/// The records of the block at `offset` (its metadata section, checked and decoded).
+pub(crate) fn read_records(path: &Path, offset: u64) -> Result<Vec<Record>, LandingError> {
     let mut file = File::open(path).map_err(io(path))?;
+    let header = read_header(&mut file, path, offset)?;
+    let mut meta = vec![0u8; header.meta_len as usize];
+    file.read_exact(&mut meta).map_err(io(path))?;
+    if crc32fast::hash(&meta) != header.meta_crc {
+        return Err(LandingError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("the metadata of the block at byte {offset} fails its checksum"),
+        });
+    }
+    decode_records(path, offset, &meta)
+}
+
+fn read_header(file: &mut File, path: &Path, offset: u64) -> Result<Header, LandingError> {
     let mut bytes = [0u8; HEADER as usize];
     file.seek(SeekFrom::Start(offset)).map_err(io(path))?;
     file.read_exact(&mut bytes).map_err(io(path))?;
-    let header = Header::decode(&bytes).ok_or_else(|| LandingError::Corrupt {
+    Header::decode(&bytes).ok_or_else(|| LandingError::Corrupt {
         path: path.to_path_buf(),
         reason: format!("no valid block at byte {offset}"),
-    })?;
+    })
+}
+
+fn decode_records(path: &Path, offset: u64, meta: &[u8]) -> Result<Vec<Record>, LandingError> {
+    let lines = zstd::stream::decode_all(meta).map_err(io(path))?;
+    lines
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            serde_json::from_slice(line).map_err(|e| LandingError::Corrupt {
+                path: path.to_path_buf(),
+                reason: format!("block at byte {offset}: {e}"),
+            })
+        })
+        .collect()
+}
+
+/// The uncompressed body section of the block at `offset`.
+pub(crate) fn read_bodies(path: &Path, offset: u64) -> Result<Vec<u8>, LandingError> {
+    let mut file = File::open(path).map_err(io(path))?;
+    let header = read_header(&mut file, path, offset)?;
     let mut section = vec![0u8; header.body_len as usize];
     file.seek(SeekFrom::Start(offset + HEADER + header.meta_len))
         .map_err(io(path))?;

@@ -304,7 +304,7 @@ fn prune_removes_only_old_rejected_or_loaded_entries_and_cut_short_blocks() {
 
     let landing = Landing::open(dir.path());
     let cutoff: Timestamp = "2025-01-01T00:00:00Z".parse().unwrap();
-    let is_loaded = |m: &EntryMeta| m.entry_id == loaded.entry_id;
+    let is_loaded = |id: &str| id == loaded.entry_id;
     let dry = landing.prune("s", cutoff, &is_loaded, true).unwrap();
     assert_eq!(
         (dry.removed_entries, dry.kept_not_loaded, dry.kept_recent),
@@ -355,7 +355,7 @@ fn a_reader_that_indexed_a_segment_before_a_prune_rewrote_it_still_reads_its_bod
     assert_eq!(reader.list("s").unwrap().len(), 2);
     let cutoff: Timestamp = "2025-01-01T00:00:00Z".parse().unwrap();
     let report = writer
-        .prune("s", cutoff, &|m| m.entry_id == gone.entry_id, false)
+        .prune("s", cutoff, &|id| id == gone.entry_id, false)
         .unwrap();
     assert_eq!(report.removed_entries, 1);
     assert_eq!(reader.read_body(&kept).unwrap(), b"[2]");

@@ -278,11 +278,15 @@ impl Warehouse {
             // Only the entries no committed load took, without copying the others.
             LoadScope::Pending => (
                 self.landing()
-                    .list_where(&config.source, |m| !loaded.contains(&m.entry_id))?,
+                    .list_where(&config.source, |id, _| !loaded.contains(id))?,
                 false,
             ),
             LoadScope::Replay { from, to } => {
-                let listed = self.landing().list(&config.source)?;
+                let in_window =
+                    |t: Timestamp| from.is_none_or(|f| t >= f) && to.is_none_or(|end| t < end);
+                let listed = self
+                    .landing()
+                    .list_where(&config.source, |_, t| in_window(t))?;
                 let unbounded = from.is_none() && to.is_none();
                 if unbounded {
                     let present: HashSet<&str> =
@@ -298,12 +302,7 @@ impl Warehouse {
                         )));
                     }
                 }
-                let chosen = listed
-                    .into_iter()
-                    .filter(|e| from.is_none_or(|f| e.meta.fetched_at >= f))
-                    .filter(|e| to.is_none_or(|t| e.meta.fetched_at < t))
-                    .collect();
-                (chosen, unbounded)
+                (listed, unbounded)
             }
         };
         chosen.retain(|e| e.rejected.is_none());

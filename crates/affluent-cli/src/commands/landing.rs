@@ -95,7 +95,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
                     .loaded_by_every_table(&name)
                     .await?
                     .unwrap_or_default();
-                let is_loaded = |m: &affluent_landing::EntryMeta| loaded.contains(&m.entry_id);
+                let is_loaded = |entry_id: &str| loaded.contains(entry_id);
                 let r = connectors
                     .landing()
                     .prune(&name, cutoff, &is_loaded, dry_run)?;
