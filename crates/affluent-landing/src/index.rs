@@ -41,6 +41,8 @@ pub(crate) struct SegmentIndex {
     pub(crate) end: u64,
     /// Bytes after it (a cut-short block, or one being written).
     pub(crate) tail: u64,
+    /// The tail starts with a block that fails its checks (see [`segment::Scan::corrupt`]).
+    pub(crate) corrupt: bool,
     pub(crate) entries: Vec<Indexed>,
     /// Rejections recorded in this segment (of entries here or elsewhere).
     pub(crate) rejects: Vec<(String, String)>,
@@ -90,13 +92,29 @@ impl SourceIndex {
         let names: std::collections::HashSet<&Path> =
             present.iter().map(|(p, _)| p.as_path()).collect();
         self.segments.retain(|p, _| names.contains(p.as_path()));
-        let rebuild = self.segments.len() != before;
+        let mut rebuild = self.segments.len() != before;
+        let mut gone = Vec::new();
         for (path, len) in present {
             let known = self.segments.entry(path.clone()).or_default();
             if known.end + known.tail == len && len > 0 {
                 continue;
             }
-            let scan = segment::scan(&path, known.end)?;
+            if len < known.end {
+                // Not a segment that only grew: read it again from the start.
+                *known = SegmentIndex::default();
+                rebuild = true;
+            }
+            let scan = match segment::scan(&path, known.end) {
+                Ok(scan) => scan,
+                // Removed by a prune since the folder was read.
+                Err(LandingError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    gone.push(path.clone());
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let segment: Arc<Path> = Arc::from(path.as_path());
             for (block, records) in scan.blocks {
                 for (line, record) in records.into_iter().enumerate() {
@@ -137,6 +155,18 @@ impl SourceIndex {
             }
             known.end = scan.end;
             known.tail = scan.tail;
+            known.corrupt = scan.corrupt;
+            if scan.corrupt {
+                tracing::error!(
+                    segment = %path.display(),
+                    at = scan.end,
+                    "landing segment has a block that fails its checks: entries after it are not read (prune leaves the segment alone)"
+                );
+            }
+        }
+        for path in gone {
+            self.segments.remove(&path);
+            rebuild = true;
         }
         if rebuild {
             self.rebuild_maps();

@@ -3,7 +3,7 @@
 //! old files are removed only once the segment holding it is durable, and an entry already in a
 //! segment (a migration cut short) is not copied twice.
 
-use std::fs;
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use crate::index::SourceIndex;
@@ -80,6 +80,14 @@ pub(crate) fn migrate(
         sync_dir(d)?;
     }
     drop(writer);
+    // An entry skipped above may sit in a segment that a migration cut short wrote but did not
+    // sync: every segment is durable before a legacy file goes.
+    for path in index.segments.keys() {
+        File::open(path)
+            .and_then(|f| f.sync_data())
+            .map_err(io(path))?;
+    }
+    sync_dir(dir)?;
     for meta_path in &done {
         let stem = entry_stem(meta_path);
         for suffix in ["body.zst", "rejected.json"] {

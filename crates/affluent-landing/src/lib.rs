@@ -400,7 +400,21 @@ impl Landing {
         source: &str,
         keep: impl Fn(&str, Timestamp) -> bool,
     ) -> Result<Vec<Entry>, LandingError> {
-        self.index(source, |i| i.entries(keep))?
+        // A load must not take what this process has not made durable: its rows would outlive
+        // their landing entry after a power loss.
+        self.sync("")?;
+        match self.index(source, |i| i.entries(&keep))? {
+            // A segment replaced by a prune since it was indexed: read the folder again.
+            Err(LandingError::Io { source: cause, .. })
+                if cause.kind() == std::io::ErrorKind::NotFound =>
+            {
+                if let Some(index) = lock(&self.inner.indexes).get_mut(source) {
+                    index.clear();
+                }
+                self.index(source, |i| i.entries(&keep))?
+            }
+            other => other,
+        }
     }
 
     /// Finds one entry by id.

@@ -72,8 +72,10 @@ impl Landing {
             .collect();
 
         for (path, seg) in &index.segments {
-            let Some(_guard) = claim(path)? else {
-                // Still being written: everything in it counts as kept.
+            let claimed = if seg.corrupt { None } else { claim(path)? };
+            let Some(_guard) = claimed else {
+                // Still being written, or damaged past its readable part (what follows may be
+                // valid): everything in it counts as kept.
                 for e in &seg.entries {
                     count_kept(&mut report, e, cutoff);
                 }
@@ -195,6 +197,10 @@ fn rewrite(dir: &Path, path: &Path, kept: &HashSet<String>) -> Result<u64, Landi
     for file in &work.files {
         file.sync_data().map_err(io(dir))?;
         written += file.metadata().map(|m| m.len()).unwrap_or(0);
+    }
+    // The new segment's folder entry too, before the caller removes the old one.
+    for d in &work.dirs {
+        sync_dir(d)?;
     }
     Ok(written)
 }

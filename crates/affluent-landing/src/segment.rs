@@ -176,7 +176,9 @@ impl Header {
 
     /// The whole block's size on disk.
     pub(crate) fn total(&self) -> u64 {
-        HEADER + self.meta_len + self.body_len
+        HEADER
+            .saturating_add(self.meta_len)
+            .saturating_add(self.body_len)
     }
 }
 
@@ -190,6 +192,9 @@ pub(crate) struct Scan {
     /// Bytes past `end` that are not a complete valid block (a write cut short, or one still
     /// under way in another process).
     pub(crate) tail: u64,
+    /// The tail starts with a whole block that fails its checks (not a write cut short): what
+    /// follows may be valid, so nothing may remove it.
+    pub(crate) corrupt: bool,
 }
 
 /// Reads the blocks of a segment from `from` on, stopping at the first incomplete or invalid one.
@@ -207,14 +212,16 @@ pub(crate) fn scan(path: &Path, from: u64) -> Result<Scan, LandingError> {
         let mut bytes = [0u8; HEADER as usize];
         reader.read_exact(&mut bytes).map_err(io(path))?;
         let Some(header) = Header::decode(&bytes) else {
+            scan.corrupt = true;
             break;
         };
-        if pos + header.total() > len {
+        if pos.checked_add(header.total()).is_none_or(|end| end > len) {
             break;
         }
         let mut meta = vec![0u8; header.meta_len as usize];
         reader.read_exact(&mut meta).map_err(io(path))?;
         if crc32fast::hash(&meta) != header.meta_crc {
+            scan.corrupt = true;
             break;
         }
         let records = decode_records(path, pos, &meta)?;
@@ -225,7 +232,7 @@ pub(crate) fn scan(path: &Path, from: u64) -> Result<Scan, LandingError> {
         pos += header.total();
         scan.end = pos;
     }
-    scan.tail = len - scan.end;
+    scan.tail = len.saturating_sub(scan.end);
     Ok(scan)
 }
 

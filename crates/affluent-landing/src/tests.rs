@@ -483,3 +483,31 @@ fn killed_writers_lose_no_acknowledged_entry_and_land_no_half_one() {
     landing.sync("r1").unwrap();
     assert_eq!(Landing::open(dir.path()).read_body(&meta).unwrap(), b"[1]");
 }
+
+#[test]
+fn prune_leaves_a_damaged_segment_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let landing = Landing::open(dir.path());
+    let mut old = new_entry("s");
+    old.fetched_at = "2020-01-01T00:00:00Z".parse().unwrap();
+    let mut ends = Vec::new();
+    for i in 0..3 {
+        landing
+            .write(old.clone(), format!("[{i}]").as_bytes())
+            .unwrap();
+        landing.sync("r1").unwrap();
+        ends.push(fs::metadata(&segments(&landing, "s")[0]).unwrap().len());
+    }
+    drop(landing);
+    let path = segments(&Landing::open(dir.path()), "s")[0].clone();
+    // The second block's header no longer checks: the third, valid, follows it.
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[ends[0] as usize + 9] ^= 0xff;
+    fs::write(&path, &bytes).unwrap();
+    let landing = Landing::open(dir.path());
+    assert_eq!(landing.list("s").unwrap().len(), 1);
+    let later = Timestamp::now() + jiff::SignedDuration::from_secs(60);
+    let report = landing.prune("s", later, &|_| true, false).unwrap();
+    assert_eq!((report.removed_entries, report.removed_orphans), (0, 0));
+    assert_eq!(fs::read(&path).unwrap(), bytes, "untouched");
+}

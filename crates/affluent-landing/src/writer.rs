@@ -197,8 +197,16 @@ impl Writer {
     /// segment is not appended to again.
     pub(crate) fn sync_failed(&mut self, runs: BTreeSet<String>, message: &str) {
         self.open = None;
-        self.lost
-            .extend(runs.into_iter().map(|r| (r, message.to_string())));
+        // Blocks appended since the sync took its work went to the same files: a later fsync of
+        // them could succeed without their pages, so their runs are lost too.
+        self.unsynced.clear();
+        self.unsynced_dirs.clear();
+        let later = std::mem::take(&mut self.unsynced_runs);
+        self.lost.extend(
+            runs.into_iter()
+                .chain(later)
+                .map(|r| (r, message.to_string())),
+        );
     }
 
     /// Whether a run lost entries to a failed write or sync (and forgets it).

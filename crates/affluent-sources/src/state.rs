@@ -195,23 +195,6 @@ impl ChangeCache {
             return Ok(());
         }
         let state = &mut *guard;
-        if state.logged + state.changed.len() > 2 * state.entries.len() + 1024 {
-            // Snapshot first, then the log goes: a crash in between replays the log over a
-            // snapshot that already holds it, to the same result.
-            write_json(&self.path, &state.entries)?;
-            match std::fs::remove_file(&self.log) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(SourceError::Landing(LandingError::Io {
-                        path: self.log.clone(),
-                        source: e,
-                    }));
-                }
-                _ => {}
-            }
-            state.logged = 0;
-            state.changed.clear();
-            return Ok(());
-        }
         let mut text = Vec::new();
         if state.torn {
             text.push(b'\n');
@@ -234,15 +217,33 @@ impl ChangeCache {
                 text.push(b'\n');
             }
         }
-        append_synced(&self.log, &text).map_err(|source| {
-            SourceError::Landing(LandingError::Io {
+        if let Err(source) = append_synced(&self.log, &text) {
+            // Perhaps half written: the next append starts on a new line.
+            state.torn = true;
+            return Err(SourceError::Landing(LandingError::Io {
                 path: self.log.clone(),
                 source,
-            })
-        })?;
+            }));
+        }
         state.logged += state.changed.len();
         state.changed.clear();
         state.torn = false;
+        if state.logged > 2 * state.entries.len() + 1024 {
+            // The log holds every change, the newest last; the snapshot is written from the
+            // same state, then the log goes. A crash in between replays the log over a
+            // snapshot that already holds it, to the same result.
+            write_json(&self.path, &state.entries)?;
+            match std::fs::remove_file(&self.log) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(SourceError::Landing(LandingError::Io {
+                        path: self.log.clone(),
+                        source: e,
+                    }));
+                }
+                _ => {}
+            }
+            state.logged = 0;
+        }
         Ok(())
     }
 }
