@@ -73,12 +73,7 @@ pub(crate) fn migrate(
     if let Some(e) = error {
         return Err(e);
     }
-    for file in &work.files {
-        file.sync_data().map_err(io(dir))?;
-    }
-    for d in &work.dirs {
-        sync_dir(d)?;
-    }
+    work.perform(dir)?;
     drop(writer);
     // An entry skipped above may sit in a segment that a migration cut short wrote but did not
     // sync: every segment is durable before a legacy file goes.

@@ -192,12 +192,7 @@ impl Drop for Inner {
         let writers = self.writers.get_mut().unwrap_or_else(|e| e.into_inner());
         for writer in writers.values_mut() {
             let (work, _) = writer.take_sync_work();
-            for file in work.files {
-                let _ = file.sync_data();
-            }
-            for dir in work.dirs {
-                let _ = sync_dir(&dir);
-            }
+            let _ = work.perform(&self.root);
         }
     }
 }
@@ -329,13 +324,7 @@ impl Landing {
             }
         }
         for (source, w) in work {
-            let result = w
-                .files
-                .iter()
-                .try_for_each(|f| f.sync_data())
-                .map_err(io(&self.source_dir(&source)))
-                .and_then(|()| w.dirs.iter().try_for_each(|d| sync_dir(d)));
-            if let Err(e) = result {
+            if let Err(e) = w.perform(&self.source_dir(&source)) {
                 tracing::error!(source = source.as_str(), "landing sync failed: {e}");
                 self.with_writer(&source, |writer| {
                     writer.sync_failed(w.runs, &e.to_string());

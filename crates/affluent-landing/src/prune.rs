@@ -193,14 +193,11 @@ fn rewrite(dir: &Path, path: &Path, kept: &HashSet<String>) -> Result<u64, Landi
     if let Some(e) = error {
         return Err(e);
     }
-    let mut written = 0;
-    for file in &work.files {
-        file.sync_data().map_err(io(dir))?;
-        written += file.metadata().map(|m| m.len()).unwrap_or(0);
-    }
-    // The new segment's folder entry too, before the caller removes the old one.
-    for d in &work.dirs {
-        sync_dir(d)?;
-    }
-    Ok(written)
+    // Data and the new segment's folder entry, before the caller removes the old one.
+    work.perform(dir)?;
+    Ok(work
+        .files
+        .iter()
+        .map(|f| f.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum())
 }

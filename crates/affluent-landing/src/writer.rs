@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -39,6 +39,17 @@ pub(crate) struct SyncWork {
     pub(crate) files: Vec<Arc<File>>,
     pub(crate) dirs: Vec<PathBuf>,
     pub(crate) runs: BTreeSet<String>,
+}
+
+impl SyncWork {
+    /// Fsyncs the files written to, then the folders of new segments. `dir` names the place in
+    /// an error.
+    pub(crate) fn perform(&self, dir: &Path) -> Result<(), LandingError> {
+        for file in &self.files {
+            file.sync_data().map_err(io(dir))?;
+        }
+        self.dirs.iter().try_for_each(|d| crate::sync_dir(d))
+    }
 }
 
 /// The writer of one source.
