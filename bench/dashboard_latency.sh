@@ -11,17 +11,7 @@ duration="${DURATION:-20s}"
 dir="$(mktemp -d)"
 trap 'kill $server 2>/dev/null || true; rm -rf "$dir"' EXIT
 
-python3 - "$dir/visits.csv" "$rows" <<'PY'
-import random, sys, datetime
-path, n = sys.argv[1], int(sys.argv[2])
-start = datetime.date(2020, 1, 1)
-rnd = random.Random(4)
-with open(path, "w") as f:
-    f.write("day,agency,counter,visits\n")
-    for i in range(n):
-        day = start + datetime.timedelta(days=(i // 150) % 1461)
-        f.write(f"{day},agency_{i % 50},{i % 3},{rnd.randint(0, 500)}\n")
-PY
+python3 bench/visits_csv.py "$dir/visits.csv" "$rows"
 cat > "$dir/affluent.toml" <<'TOML'
 name = "bench"
 [sources.visits]

@@ -63,6 +63,7 @@ enum Command {
     Simulate(simulate::Args),
     Landing(landing::Args),
     Quarantine(quarantine::Args),
+    Alerts(alerts::Args),
 }
 
 fn main() -> ExitCode {
@@ -105,6 +106,7 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode> {
         Command::Simulate(a) => simulate::run(a).await,
         Command::Landing(a) => landing::run(ctx, a).await,
         Command::Quarantine(a) => quarantine::run(ctx, a).await,
+        Command::Alerts(a) => alerts::run(ctx, a).await,
     }
 }
 

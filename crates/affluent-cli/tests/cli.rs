@@ -6,6 +6,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+#[path = "cli/alerts.rs"]
+mod alerts;
 #[path = "cli/layers.rs"]
 mod layers;
 #[path = "cli/scheduler.rs"]

@@ -5,6 +5,7 @@
 //! or [`LoadError::Invalid`] with all the problems found. Nothing downstream re-validates.
 //! This crate reads the project file and `.env`, and nothing else.
 
+mod alerts;
 mod dashboard;
 mod diagnostics;
 pub mod env;
@@ -72,6 +73,8 @@ pub struct Project {
     pub compaction: schema::CompactionConfig,
     /// `[pages.NAME]`, in menu order.
     pub pages: indexmap::IndexMap<String, schema::PageConfig>,
+    /// `[alerts.NAME]`, checked.
+    pub alerts: BTreeMap<String, schema::Alert>,
     /// Knows every secret of the project; share it with whatever writes text out.
     pub redactor: Arc<Redactor>,
     /// Problems that do not stop the project (a secret written in clear, ...).
@@ -308,6 +311,7 @@ pub fn load_str_for(
     scheduler::check(&mut reporter, &settings, &root_for_spans);
     dashboard::check(&mut reporter, project_dir, &settings, &root_for_spans);
     query::check(&mut reporter, &settings, &root_for_spans);
+    alerts::check(&mut reporter, &settings.alerts, &root_for_spans);
 
     if !reporter.diagnostics.is_empty() {
         return Err(LoadError::Invalid(ConfigErrors(reporter.diagnostics)));
@@ -342,6 +346,7 @@ pub fn load_str_for(
         query: settings.query,
         compaction: settings.compaction,
         pages: settings.pages,
+        alerts: alerts::build(settings.alerts),
         redactor,
         warnings: reporter.warnings,
         unavailable,

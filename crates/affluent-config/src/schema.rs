@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+pub use crate::alerts::*;
 pub use crate::dashboard::*;
 pub use crate::query::*;
 pub use crate::scheduler::*;
@@ -61,6 +62,9 @@ pub struct ProjectSettings {
     /// Dashboard pages, in menu order: `[pages.NAME]`.
     #[serde(default)]
     pub pages: indexmap::IndexMap<String, PageConfig>,
+    /// Rules over the tables and models that fire alerts: `[alerts.NAME]`.
+    #[serde(default)]
+    pub alerts: BTreeMap<String, AlertConfig>,
 }
 
 /// `[landing]`.

@@ -293,15 +293,33 @@ impl Connectors {
     /// The records of one landing entry, parsed again from landing alone (no network): the
     /// building block of loads and replays. Rejected entries have no records.
     pub fn records_of(&self, entry: &Entry) -> Result<(Vec<Value>, Vec<Reject>), SourceError> {
+        let (connector, body) = self.landed(entry)?;
+        connector.records(entry, &body)
+    }
+
+    /// The connector and the body of a landing entry that was not rejected.
+    fn landed(&self, entry: &Entry) -> Result<(&dyn Source, Vec<u8>), SourceError> {
         if let Some(reason) = &entry.rejected {
             return Err(SourceError::Plan(format!(
                 "landing entry {} was rejected: {reason}",
                 entry.meta.entry_id
             )));
         }
-        let connector = self.source(&entry.meta.source)?;
+        let connector = self.source(&entry.meta.source)?.as_ref();
         let body = self.landing().read_body(&entry.meta)?;
-        connector.records(entry, &body)
+        Ok((connector, body))
+    }
+
+    /// The records of one landing entry in chunks of at most `max` ([`Source::records_chunked`]):
+    /// what a load holds at a time.
+    pub fn records_chunked(
+        &self,
+        entry: &Entry,
+        max: usize,
+        each: &mut dyn FnMut(Vec<Value>, Vec<Reject>),
+    ) -> Result<(), SourceError> {
+        let (connector, body) = self.landed(entry)?;
+        connector.records_chunked(entry, &body, max, each)
     }
 }
 

@@ -56,6 +56,29 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     /// The records of one landed body, parsed again from landing alone (no network).
     fn records(&self, entry: &Entry, body: &[u8])
     -> Result<(Vec<Value>, Vec<Reject>), SourceError>;
+
+    /// The records of one landed body in chunks of at most `max` records, each handed to `each`
+    /// with the rejects found since the previous one, so that a load holds one chunk at a time.
+    /// The default parses the whole body, then hands it over chunk by chunk.
+    fn records_chunked(
+        &self,
+        entry: &Entry,
+        body: &[u8],
+        max: usize,
+        each: &mut dyn FnMut(Vec<Value>, Vec<Reject>),
+    ) -> Result<(), SourceError> {
+        let (records, mut rejects) = self.records(entry, body)?;
+        let max = max.max(1);
+        let mut records = records.into_iter().peekable();
+        while records.peek().is_some() {
+            let chunk: Vec<Value> = records.by_ref().take(max).collect();
+            each(chunk, std::mem::take(&mut rejects));
+        }
+        if !rejects.is_empty() {
+            each(Vec::new(), rejects);
+        }
+        Ok(())
+    }
 }
 
 /// What the runtime hands one run of a source.

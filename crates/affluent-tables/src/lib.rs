@@ -14,8 +14,10 @@ pub mod compact;
 pub mod load;
 pub mod mapping;
 pub mod models;
+pub mod parts;
 pub mod query;
 pub mod reader;
+pub mod system;
 pub mod udf;
 
 use std::path::{Path, PathBuf};
@@ -256,10 +258,16 @@ impl Warehouse {
         self.tables_dir().join(name)
     }
 
-    /// Every table and model name, tables first.
+    /// Every table and model name, tables first, then the tables affluent writes itself
+    /// ([`Warehouse::system_tables`]).
     pub fn names(&self) -> Vec<String> {
         let p = self.project();
-        p.tables.keys().chain(p.models.keys()).cloned().collect()
+        p.tables
+            .keys()
+            .chain(p.models.keys())
+            .cloned()
+            .chain(self.system_tables())
+            .collect()
     }
 
     /// Opens a table or model by name; `Ok(None)` when it was never written.

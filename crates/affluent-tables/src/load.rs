@@ -25,13 +25,18 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::mapping::{ENTRY_COLUMN, Mapper};
+use crate::parts::{Part, unify};
 use crate::{TableError, Warehouse, table_url};
 
 /// The application id of load transactions in the Delta log.
 pub const LOAD_APP_ID: &str = "affluent-load";
 
-/// Records per commit at most (a load of many entries is split into several commits).
+/// Records per commit at most (a load of many entries is split into several commits; one entry
+/// is never split).
 const MAX_RECORDS_PER_COMMIT: usize = 500_000;
+
+/// Records parsed and mapped at a time: what a load holds as JSON values.
+const MAP_CHUNK: usize = 16_384;
 
 /// Which landing entries a load takes.
 #[derive(Debug, Clone, Default)]
@@ -322,44 +327,45 @@ impl Warehouse {
         }
         report.entries = chosen.len();
 
-        // Chunks of entries, each one commit; records are parsed chunk by chunk, so memory
-        // stays bounded by the chunk, not the backlog.
+        // Groups of entries, each one commit. Each entry's records are parsed and mapped chunk
+        // by chunk and only their Arrow columns are kept, so memory holds one chunk of records
+        // and the group's columns, not the backlog's records.
         let whole_table = write == WriteMode::Replace && config.replace_by.is_none();
         let mut state = ChunkState {
             table,
             committed,
             first: true,
         };
-        let mut chunk = Vec::new();
-        let mut chunk_records = Vec::new();
-        let mut count = 0usize;
+        let mut group = Group::default();
+        let mut existing = None;
         let total = chosen.len();
         let per_commit = records_per_commit();
         for (i, entry) in chosen.drain(..).enumerate() {
             let last = i + 1 == total;
-            match self.connectors().records_of(&entry) {
-                Ok((records, _)) => {
-                    count += records.len();
-                    chunk_records.push((entry.meta.entry_id.clone(), records));
-                    chunk.push(entry);
-                }
+            if group.entries.is_empty() {
+                // The table's schema as the group's commit will find it (its types win).
+                existing = match &state.table {
+                    Some(t) if !(reset && state.first) => Some(arrow_schema(t, name).await?),
+                    _ => None,
+                };
+            }
+            match self.map_entry(&entry, &mapper, &config.source, name, existing.as_deref()) {
+                Ok(mapped) => group.add(entry, mapped),
                 // The entry stays pending: fixing the project file and loading again takes it.
                 Err(e) => report.errors.push(format!("{}: {e}", entry.meta.entry_id)),
             }
-            if !chunk.is_empty() && (last || (count >= per_commit && !whole_table)) {
-                self.commit_chunk(
+            if !group.entries.is_empty() && (last || (group.records >= per_commit && !whole_table))
+            {
+                self.commit_group(
                     name,
                     &config,
-                    &mapper,
                     scope,
                     reset,
                     &mut state,
-                    std::mem::take(&mut chunk),
-                    std::mem::take(&mut chunk_records),
+                    std::mem::take(&mut group),
                     &mut report,
                 )
                 .await?;
-                count = 0;
             }
         }
         let table = state.table;
@@ -374,28 +380,60 @@ impl Warehouse {
         Ok(report)
     }
 
+    /// The rows of one landing entry, mapped chunk by chunk of [`MAP_CHUNK`] records.
+    fn map_entry(
+        &self,
+        entry: &Entry,
+        mapper: &Mapper,
+        source: &str,
+        table: &str,
+        existing: Option<&datafusion::arrow::datatypes::Schema>,
+    ) -> Result<Mapped, String> {
+        let id = &entry.meta.entry_id;
+        let mut mapped = Mapped::default();
+        let mut failed = None;
+        self.connectors()
+            .records_chunked(entry, MAP_CHUNK, &mut |records, _| {
+                // The parser's own rejects were quarantined when the entry landed.
+                if failed.is_some() || records.is_empty() {
+                    return;
+                }
+                mapped.records += records.len();
+                let (rows, mut rejects) =
+                    mapper.map(source, table, &[(id.clone(), records)], existing);
+                mapped.rejects.append(&mut rejects);
+                match Part::of(&rows) {
+                    Ok(part) => mapped.parts.push(part),
+                    Err(e) => failed = Some(e.to_string()),
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(mapped),
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
-    async fn commit_chunk(
+    async fn commit_group(
         &self,
         name: &str,
         config: &TableConfig,
-        mapper: &Mapper,
         scope: &LoadScope,
         reset: bool,
         state: &mut ChunkState,
-        entries: Vec<Entry>,
-        records: Vec<(String, Vec<serde_json::Value>)>,
+        group: Group,
         report: &mut LoadReport,
     ) -> Result<(), TableError> {
         let write = config.write.unwrap_or(WriteMode::Append);
         let first = std::mem::replace(&mut state.first, false);
-        let existing = match &state.table {
-            // A reset rebuilds the table: the schema starts again from the records.
-            Some(t) if !(reset && first) => Some(arrow_schema(t, name).await?),
-            _ => None,
-        };
-        let (mut rows, rejects) = mapper.map(&config.source, name, &records, existing.as_deref());
-        drop(records);
+        let Group {
+            entries,
+            parts,
+            rejects,
+            ..
+        } = group;
+        let mut rows = unify(parts)?;
         if write == WriteMode::Replace
             && config.replace_by.is_none()
             && let Some(last_run) = entries.last().map(|e| e.meta.run_id.clone())
@@ -405,20 +443,19 @@ impl Warehouse {
                 .filter(|e| e.meta.run_id == last_run)
                 .map(|e| e.meta.entry_id.as_str())
                 .collect();
-            rows.retain_entries(|e| newest.contains(e));
+            rows.retain_entries(|e| newest.contains(e))?;
         }
         self.quarantine_rejects(config, name, &entries, &rejects)?;
         report.quarantined += rejects.len() as u64;
         if write == WriteMode::Merge {
             report.superseded +=
-                rows.dedupe(&config.primary_key, config.order_by.as_deref()) as u64;
+                rows.dedupe(&config.primary_key, config.order_by.as_deref())? as u64;
         }
         if rows.columns.is_empty() && state.table.as_ref().is_none_or(|t| t.version().is_none()) {
             // Nothing to build a schema from yet: the entries stay pending.
             return Ok(());
         }
-        let batch = rows.to_batch()?;
-        drop(rows);
+        let batches = rows.into_batches();
         let n = state.committed + 1;
         let ledger = Ledger {
             load: n,
@@ -447,14 +484,14 @@ impl Warehouse {
                 ),
             ]);
         let entry_ids: BTreeSet<String> = ledger.entries.iter().cloned().collect();
-        let rows_in = batch.num_rows() as u64;
+        let rows_in = batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
         let replay_range = matches!(scope, LoadScope::Replay { .. }) && !reset;
         let (new_table, inserted, updated) = self
             .write_batch(
                 name,
                 config,
                 state.table.take(),
-                batch,
+                batches,
                 commit,
                 WriteKind::pick(write, reset && first, replay_range, config),
                 &entry_ids,
@@ -494,7 +531,7 @@ impl Warehouse {
         name: &str,
         config: &TableConfig,
         table: Option<DeltaTable>,
-        batch: RecordBatch,
+        batches: Vec<RecordBatch>,
         commit: CommitProperties,
         kind: WriteKind,
         entries: &BTreeSet<String>,
@@ -509,7 +546,7 @@ impl Warehouse {
         let err = TableError::delta(name);
         match kind {
             WriteKind::Merge if exists => {
-                let source = SessionContext::new().read_batch(batch)?;
+                let source = SessionContext::new().read_batches(batches)?;
                 let (table, inserted, updated) = merge(
                     table,
                     name,
@@ -523,7 +560,7 @@ impl Warehouse {
             }
             WriteKind::ReplaceWhole => {
                 let t = table
-                    .write(vec![batch])
+                    .write(batches)
                     .with_save_mode(SaveMode::Overwrite)
                     .with_schema_mode(SchemaMode::Overwrite)
                     .with_commit_properties(commit)
@@ -532,8 +569,8 @@ impl Warehouse {
                 Ok((t, None, 0))
             }
             WriteKind::ReplaceValues(column) if exists => {
-                let values = distinct_literals(&batch, &column)?;
-                let builder = table.write(vec![batch]).with_commit_properties(commit);
+                let values = distinct_literals(&batches, &column)?;
+                let builder = table.write(batches).with_commit_properties(commit);
                 let t = if values.is_empty() {
                     builder.with_save_mode(SaveMode::Append)
                 } else {
@@ -556,7 +593,7 @@ impl Warehouse {
                     .collect::<Vec<_>>()
                     .join(", ");
                 let t = table
-                    .write(vec![batch])
+                    .write(batches)
                     .with_save_mode(SaveMode::Overwrite)
                     .with_replace_where(format!("{} IN ({list})", quote(ENTRY_COLUMN)))
                     .with_commit_properties(commit)
@@ -566,7 +603,7 @@ impl Warehouse {
             }
             _ => {
                 let t = table
-                    .write(vec![batch])
+                    .write(batches)
                     .with_save_mode(SaveMode::Append)
                     .with_schema_mode(SchemaMode::Merge)
                     .with_commit_properties(commit)
@@ -578,7 +615,33 @@ impl Warehouse {
     }
 }
 
-/// What successive chunks of one load share.
+/// One entry's rows: the Arrow parts of its chunks, the records that did not map.
+#[derive(Debug, Default)]
+struct Mapped {
+    records: usize,
+    parts: Vec<Part>,
+    rejects: Vec<Reject>,
+}
+
+/// The entries of one commit, mapped.
+#[derive(Debug, Default)]
+struct Group {
+    entries: Vec<Entry>,
+    records: usize,
+    parts: Vec<Part>,
+    rejects: Vec<Reject>,
+}
+
+impl Group {
+    fn add(&mut self, entry: Entry, mapped: Mapped) {
+        self.entries.push(entry);
+        self.records += mapped.records;
+        self.parts.extend(mapped.parts);
+        self.rejects.extend(mapped.rejects);
+    }
+}
+
+/// What successive commits of one load share.
 struct ChunkState {
     table: Option<DeltaTable>,
     committed: i64,
@@ -703,7 +766,19 @@ pub(crate) fn quote(name: &str) -> String {
 }
 
 /// The distinct values of a column as SQL literals.
-fn distinct_literals(batch: &RecordBatch, column: &str) -> Result<Vec<String>, TableError> {
+fn distinct_literals(batches: &[RecordBatch], column: &str) -> Result<Vec<String>, TableError> {
+    let mut out = BTreeSet::new();
+    for batch in batches {
+        distinct_literals_of(batch, column, &mut out)?;
+    }
+    Ok(out.into_iter().collect())
+}
+
+fn distinct_literals_of(
+    batch: &RecordBatch,
+    column: &str,
+    out: &mut BTreeSet<String>,
+) -> Result<(), TableError> {
     use datafusion::arrow::util::display::array_value_to_string;
     let Some(array) = batch.column_by_name(column) else {
         return Err(TableError::Invalid(format!(
@@ -711,7 +786,6 @@ fn distinct_literals(batch: &RecordBatch, column: &str) -> Result<Vec<String>, T
         )));
     };
     let numeric = array.data_type().is_numeric();
-    let mut out = BTreeSet::new();
     for i in 0..array.len() {
         if array.is_null(i) {
             continue;
@@ -730,5 +804,5 @@ fn distinct_literals(batch: &RecordBatch, column: &str) -> Result<Vec<String>, T
             }
         });
     }
-    Ok(out.into_iter().collect())
+    Ok(())
 }

@@ -117,6 +117,9 @@ pub struct Rows {
     pub cells: Vec<Vec<Cell>>,
     /// The landing entry of each row.
     pub entries: Vec<String>,
+    /// Per column: whether its type was inferred from no value (every value null), so that a
+    /// later batch's values decide it ([`crate::parts::unify`]).
+    pub unknown: Vec<bool>,
 }
 
 impl Mapper {
@@ -200,20 +203,23 @@ impl Mapper {
 
         // 2. Columns: the table's own first, then declared, then new inferred fields.
         let mut columns: Vec<(String, TableType)> = Vec::new();
+        let mut unknown: Vec<bool> = Vec::new();
         let mut index: BTreeMap<String, usize> = BTreeMap::new();
-        let mut add = |name: &str, kind: TableType, columns: &mut Vec<(String, TableType)>| {
-            if !index.contains_key(name) {
-                index.insert(name.to_string(), columns.len());
-                columns.push((name.to_string(), kind));
-            }
-        };
+        let mut add =
+            |name: &str, kind: Option<TableType>, columns: &mut Vec<(String, TableType)>| {
+                if !index.contains_key(name) {
+                    index.insert(name.to_string(), columns.len());
+                    columns.push((name.to_string(), kind.unwrap_or(TableType::String)));
+                    unknown.push(kind.is_none());
+                }
+            };
         if let Some(schema) = existing {
             for field in schema.fields() {
                 if field.name() == ENTRY_COLUMN {
                     continue;
                 }
                 let kind = table_type_of(field.data_type()).unwrap_or(TableType::Json);
-                add(field.name(), kind, &mut columns);
+                add(field.name(), Some(kind), &mut columns);
             }
         }
         let mut pending: Vec<String> = Vec::new();
@@ -234,7 +240,7 @@ impl Mapper {
                 .iter()
                 .find(|d| d.name == name)
                 .and_then(|d| d.kind);
-            let kind = declared.unwrap_or_else(|| {
+            let kind = declared.or_else(|| {
                 infer(raw_rows.iter().filter_map(|(_, _, fields)| {
                     fields.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
                 }))
@@ -245,6 +251,7 @@ impl Mapper {
         // 3. Cast each row; a row with a value that does not fit is rejected whole.
         let mut rows = Rows {
             columns: columns.clone(),
+            unknown,
             ..Rows::default()
         };
         'rows: for (entry_index, location, fields) in raw_rows {
@@ -419,8 +426,9 @@ pub fn column_name(field: &str) -> String {
     }
 }
 
-/// The narrowest type holding every value: bool, int, float, else string; nested values are JSON.
-fn infer<'a>(values: impl Iterator<Item = &'a Value>) -> TableType {
+/// The narrowest type holding every value: bool, int, float, else string; nested values are
+/// JSON. `None` when every value is null.
+fn infer<'a>(values: impl Iterator<Item = &'a Value>) -> Option<TableType> {
     let mut kind: Option<TableType> = None;
     for v in values {
         let this = match v {
@@ -441,7 +449,7 @@ fn infer<'a>(values: impl Iterator<Item = &'a Value>) -> TableType {
             _ => TableType::String,
         });
     }
-    kind.unwrap_or(TableType::String)
+    kind
 }
 
 fn kind_of(v: &Value) -> &'static str {
@@ -618,65 +626,6 @@ pub fn schema_of(columns: &[(String, TableType)]) -> SchemaRef {
 }
 
 impl Rows {
-    /// Keeps, per primary key, only the latest row: the greatest `order_by` value, or the last
-    /// to arrive. Returns how many rows were dropped.
-    pub fn dedupe(&mut self, key: &[String], order_by: Option<&str>) -> usize {
-        if key.is_empty() {
-            return 0;
-        }
-        let idx: Vec<usize> = key
-            .iter()
-            .filter_map(|k| self.columns.iter().position(|(n, _)| n == k))
-            .collect();
-        let order = order_by.and_then(|o| self.columns.iter().position(|(n, _)| n == o));
-        let mut best: std::collections::HashMap<Vec<String>, usize> = Default::default();
-        for (i, row) in self.cells.iter().enumerate() {
-            let k: Vec<String> = idx.iter().map(|&c| row[c].key_text()).collect();
-            match best.get(&k) {
-                Some(&j) => {
-                    let newer = match order {
-                        // Arrival order: a later row wins; with `order_by`, a later row wins ties.
-                        Some(o) => {
-                            !matches!(
-                                row[o].partial_cmp(&self.cells[j][o]),
-                                Some(std::cmp::Ordering::Less)
-                            ) || self.cells[j][o] == Cell::Null
-                        }
-                        None => true,
-                    };
-                    if newer {
-                        best.insert(k, i);
-                    }
-                }
-                None => {
-                    best.insert(k, i);
-                }
-            }
-        }
-        let before = self.cells.len();
-        let mut keep: Vec<usize> = best.into_values().collect();
-        keep.sort_unstable();
-        let mut cells = std::mem::take(&mut self.cells);
-        let mut entries = std::mem::take(&mut self.entries);
-        for i in keep {
-            self.cells.push(std::mem::take(&mut cells[i]));
-            self.entries.push(std::mem::take(&mut entries[i]));
-        }
-        before - self.cells.len()
-    }
-
-    /// Keeps only the rows whose landing entry passes `keep`.
-    pub fn retain_entries(&mut self, keep: impl Fn(&str) -> bool) {
-        let cells = std::mem::take(&mut self.cells);
-        let entries = std::mem::take(&mut self.entries);
-        for (row, entry) in cells.into_iter().zip(entries) {
-            if keep(&entry) {
-                self.cells.push(row);
-                self.entries.push(entry);
-            }
-        }
-    }
-
     /// The rows as one record batch.
     pub fn to_batch(&self) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
         let schema = schema_of(&self.columns);
@@ -827,10 +776,11 @@ mod tests {
     #[test]
     fn inference_widens() {
         let vals = [json!(1), json!(2.5)];
-        assert_eq!(infer(vals.iter()), TableType::Float);
+        assert_eq!(infer(vals.iter()), Some(TableType::Float));
         let vals = [json!(1), json!("x")];
-        assert_eq!(infer(vals.iter()), TableType::String);
+        assert_eq!(infer(vals.iter()), Some(TableType::String));
         let vals = [json!(null), json!(true)];
-        assert_eq!(infer(vals.iter()), TableType::Bool);
+        assert_eq!(infer(vals.iter()), Some(TableType::Bool));
+        assert_eq!(infer([json!(null)].iter()), None);
     }
 }

@@ -1,5 +1,6 @@
 //! One module per subcommand: its clap arguments (`Args`) and its `run`.
 
+pub mod alerts;
 pub mod backfill;
 pub mod demo;
 pub mod export;

@@ -57,7 +57,28 @@ impl Source for CsvSource {
             .map_err(SourceError::Plan)?;
         Ok((parsed.records, parsed.rejects))
     }
+
+    fn records_chunked(
+        &self,
+        entry: &Entry,
+        body: &[u8],
+        max: usize,
+        each: &mut dyn FnMut(Vec<Value>, Vec<Reject>),
+    ) -> Result<(), SourceError> {
+        parse::parse_chunks(
+            body,
+            &self.config,
+            &entry.meta.source,
+            &entry.meta.entry_id,
+            max.max(1),
+            each,
+        )
+        .map_err(SourceError::Plan)
+    }
 }
+
+/// Records per chunk when a file is parsed at ingest (counted and quarantined, not kept).
+const INGEST_CHUNK: usize = 16_384;
 
 impl CsvSource {
     fn read_files(
@@ -130,31 +151,41 @@ impl CsvSource {
                 &bytes,
             )?;
             summary.landed += 1;
-            match parse::parse(&bytes, &self.config, source, &meta.entry_id) {
-                Ok(parsed) => {
-                    quarantine.put(source, &meta.entry_id, &parsed.rejects)?;
-                    summary.records += parsed.records.len() as u64;
-                    summary.quarantined += parsed.rejects.len() as u64;
-                    if !parsed.rejects.is_empty() {
-                        summary.warnings.push(format!(
-                            "{shown}: {} rows quarantined (first: {} {})",
-                            parsed.rejects.len(),
-                            parsed.rejects[0].location,
-                            parsed.rejects[0].reason
-                        ));
-                    }
+            let mut records = 0u64;
+            let mut rejects: Vec<Reject> = Vec::new();
+            let parsed = parse::parse_chunks(
+                &bytes,
+                &self.config,
+                source,
+                &meta.entry_id,
+                INGEST_CHUNK,
+                &mut |chunk, found| {
+                    records += chunk.len() as u64;
+                    rejects.extend(found);
                     if ctx.collect {
-                        collected.extend(parsed.records);
+                        collected.extend(chunk);
                     }
-                }
-                Err(reason) => {
-                    landing.reject(&meta, &reason)?;
-                    summary.errors.push(format!("{shown}: {reason}"));
-                    // Not remembered as seen: after a fix to the project file, the same bytes
-                    // are read again.
-                    report(summary);
-                    continue;
-                }
+                },
+            );
+            if let Err(reason) = parsed {
+                landing.reject(&meta, &reason)?;
+                summary.errors.push(format!("{shown}: {reason}"));
+                // Not remembered as seen: after a fix to the project file, the same bytes
+                // are read again.
+                report(summary);
+                continue;
+            }
+            parse::in_file_order(&mut rejects);
+            quarantine.put(source, &meta.entry_id, &rejects)?;
+            summary.records += records;
+            summary.quarantined += rejects.len() as u64;
+            if let Some(first) = rejects.first() {
+                summary.warnings.push(format!(
+                    "{shown}: {} rows quarantined (first: {} {})",
+                    rejects.len(),
+                    first.location,
+                    first.reason
+                ));
             }
             cache.put(
                 &key,

@@ -45,14 +45,58 @@ pub fn files(
     Ok(out)
 }
 
-/// Parses one landed file. An error is a problem with the whole file (a declared column missing
-/// from the header); row problems are rejects.
+/// Parses one landed file whole. An error is a problem with the whole file (a declared column
+/// missing from the header); row problems are rejects, in file order.
 pub fn parse(
     bytes: &[u8],
     config: &CsvSourceConfig,
     source: &str,
     entry_id: &str,
 ) -> Result<Parsed, String> {
+    let mut parsed = Parsed::default();
+    parse_chunks(
+        bytes,
+        config,
+        source,
+        entry_id,
+        usize::MAX,
+        &mut |records, rejects| {
+            parsed.records.extend(records);
+            parsed.rejects.extend(rejects);
+        },
+    )?;
+    in_file_order(&mut parsed.rejects);
+    Ok(parsed)
+}
+
+/// Sorts the rejects of one file by line, whichever pass caught them.
+pub fn in_file_order(rejects: &mut [Reject]) {
+    rejects.sort_by_key(|r| {
+        r.location
+            .trim_start_matches("line ")
+            .parse::<u64>()
+            .unwrap_or(0)
+    });
+}
+
+/// What the first pass over a file learns: its header and the type of each column.
+struct Layout {
+    header: Vec<String>,
+    types: Vec<ColumnType>,
+}
+
+/// Parses one landed file in chunks of at most `max` records, handed to `each` with the rejects
+/// found since the previous chunk; memory stays bounded by a chunk, not the file. When a column
+/// is not declared, a first pass infers its type from every row of the right width; the pass
+/// that builds the records casts. An error is a problem with the whole file.
+pub fn parse_chunks(
+    bytes: &[u8],
+    config: &CsvSourceConfig,
+    source: &str,
+    entry_id: &str,
+    max: usize,
+    each: &mut dyn FnMut(Vec<Value>, Vec<Reject>),
+) -> Result<(), String> {
     let encoding = config
         .encoding
         .as_deref()
@@ -70,14 +114,14 @@ pub fn parse(
         .and_then(|d| d.bytes().next())
         .unwrap_or(b'"');
     let has_header = config.has_header.unwrap_or(true);
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .quote(quote)
-        .has_headers(has_header)
-        .flexible(true)
-        .from_reader(text.as_bytes());
-
-    let mut parsed = Parsed::default();
+    let reader = || {
+        csv::ReaderBuilder::new()
+            .delimiter(delimiter)
+            .quote(quote)
+            .has_headers(has_header)
+            .flexible(true)
+            .from_reader(text.as_bytes())
+    };
     let reject = |line: u64, field: Option<&str>, reason: String, raw: String| Reject {
         source: source.to_string(),
         entry_id: entry_id.to_string(),
@@ -86,8 +130,27 @@ pub fn parse(
         reason,
         raw,
     };
+    let joined = |record: &csv::StringRecord| {
+        record
+            .iter()
+            .collect::<Vec<_>>()
+            .join(&(delimiter as char).to_string())
+    };
+    // Whether a row is one to cast: the same answer in both passes.
+    let fits = |record: &csv::StringRecord, width: usize| -> Result<(), String> {
+        if had_errors && record.iter().any(|c| c.contains('\u{FFFD}')) {
+            Err(format!("bytes not valid in encoding {}", encoding.name()))
+        } else if record.len() != width {
+            Err(format!("expected {width} fields, found {}", record.len()))
+        } else {
+            Ok(())
+        }
+    };
+
+    // The header, then pass 1 when a column's type must be inferred: widths and inference.
+    let mut first = reader();
     let mut header: Vec<String> = if has_header {
-        reader
+        first
             .headers()
             .map_err(|e| format!("cannot read the header row: {e}"))?
             .iter()
@@ -96,47 +159,51 @@ pub fn parse(
     } else {
         Vec::new()
     };
-    let mut rows: Vec<(u64, Vec<String>)> = Vec::new();
-    for result in reader.records() {
-        match result {
-            Ok(record) => {
+    let infers = !has_header || header.iter().any(|h| !config.columns.contains_key(h));
+    let mut rejects = Vec::new();
+    let mut inference: Vec<Inference> = Vec::new();
+    let mut record = csv::StringRecord::new();
+    loop {
+        if !infers {
+            break;
+        }
+        match first.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {
                 let line = record.position().map(|p| p.line()).unwrap_or(0);
-                let raw = record
-                    .iter()
-                    .collect::<Vec<_>>()
-                    .join(&(delimiter as char).to_string());
                 if header.is_empty() {
                     header = (1..=record.len()).map(|i| format!("column_{i}")).collect();
                 }
-                if had_errors && raw.contains('\u{FFFD}') {
-                    parsed.rejects.push(reject(
-                        line,
-                        None,
-                        format!("bytes not valid in encoding {}", encoding.name()),
-                        raw,
-                    ));
-                } else if record.len() != header.len() {
-                    parsed.rejects.push(reject(
-                        line,
-                        None,
-                        format!("expected {} fields, found {}", header.len(), record.len()),
-                        raw,
-                    ));
-                } else {
-                    rows.push((line, record.iter().map(str::to_string).collect()));
+                if inference.is_empty() {
+                    inference = header
+                        .iter()
+                        .map(|name| Inference::new(config.columns.contains_key(name)))
+                        .collect();
+                }
+                match fits(&record, header.len()) {
+                    Ok(()) => {
+                        for (cell, inferred) in record.iter().zip(&mut inference) {
+                            inferred.see(cell);
+                        }
+                    }
+                    Err(reason) => rejects.push(reject(line, None, reason, joined(&record))),
                 }
             }
             Err(e) => {
                 let line = e.position().map(|p| p.line()).unwrap_or(0);
-                parsed.rejects.push(reject(
+                rejects.push(reject(
                     line,
                     None,
                     format!("unreadable row: {e}"),
                     String::new(),
                 ));
+                if !matches!(e.kind(), csv::ErrorKind::Utf8 { .. }) {
+                    break;
+                }
             }
         }
     }
+    drop(first);
     for declared in config.columns.keys() {
         if !header.contains(declared) {
             return Err(format!(
@@ -145,55 +212,126 @@ pub fn parse(
             ));
         }
     }
-    let types: Vec<ColumnType> = header
-        .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            config
-                .columns
-                .get(name)
-                .copied()
-                .unwrap_or_else(|| infer(rows.iter().map(|(_, r)| r[i].as_str())))
-        })
-        .collect();
+    let layout = Layout {
+        types: header
+            .iter()
+            .enumerate()
+            .map(|(i, name)| match config.columns.get(name) {
+                Some(t) => *t,
+                None => inference.get(i).map_or(ColumnType::String, Inference::kind),
+            })
+            .collect(),
+        header,
+    };
 
-    'rows: for (line, row) in rows {
-        let mut object = Map::with_capacity(header.len());
-        for ((name, ty), cell) in header.iter().zip(&types).zip(&row) {
-            match cast(cell, *ty) {
-                Ok(v) => {
-                    object.insert(name.clone(), v);
+    // Pass 2: cast the rows that fit, chunk by chunk (and reject the others, unless pass 1
+    // did).
+    let mut second = reader();
+    if has_header {
+        second
+            .headers()
+            .map_err(|e| format!("cannot read the header row: {e}"))?;
+    }
+    let mut chunk = Vec::new();
+    loop {
+        match second.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                if !infers {
+                    let line = e.position().map(|p| p.line()).unwrap_or(0);
+                    rejects.push(reject(
+                        line,
+                        None,
+                        format!("unreadable row: {e}"),
+                        String::new(),
+                    ));
                 }
-                Err(reason) => {
-                    let raw = row.join(&(delimiter as char).to_string());
-                    parsed.rejects.push(reject(line, Some(name), reason, raw));
-                    continue 'rows;
+                if matches!(e.kind(), csv::ErrorKind::Utf8 { .. }) {
+                    continue;
                 }
+                break;
             }
         }
-        parsed.records.push(Value::Object(object));
-    }
-    // Rejects in file order, whichever check caught them.
-    parsed.rejects.sort_by_key(|r| {
-        r.location
-            .trim_start_matches("line ")
-            .parse::<u64>()
-            .unwrap_or(0)
-    });
-    Ok(parsed)
-}
-
-fn infer<'a>(cells: impl Iterator<Item = &'a str> + Clone) -> ColumnType {
-    let non_empty = || cells.clone().map(str::trim).filter(|c| !c.is_empty());
-    if non_empty().next().is_none() {
-        return ColumnType::String;
-    }
-    for ty in [ColumnType::Int, ColumnType::Float, ColumnType::Bool] {
-        if non_empty().all(|c| cast(c, ty).is_ok()) {
-            return ty;
+        let line = record.position().map(|p| p.line()).unwrap_or(0);
+        if let Err(reason) = fits(&record, layout.header.len()) {
+            if !infers {
+                rejects.push(reject(line, None, reason, joined(&record)));
+            }
+            continue;
+        }
+        match cast_row(&record, &layout) {
+            Ok(object) => chunk.push(Value::Object(object)),
+            Err((name, reason)) => {
+                rejects.push(reject(line, Some(name), reason, joined(&record)));
+            }
+        }
+        if chunk.len() >= max {
+            each(std::mem::take(&mut chunk), std::mem::take(&mut rejects));
         }
     }
-    ColumnType::String
+    if !chunk.is_empty() || !rejects.is_empty() {
+        each(chunk, rejects);
+    }
+    Ok(())
+}
+
+fn cast_row<'a>(
+    record: &csv::StringRecord,
+    layout: &'a Layout,
+) -> Result<Map<String, Value>, (&'a str, String)> {
+    let mut object = Map::with_capacity(layout.header.len());
+    for ((name, ty), cell) in layout.header.iter().zip(&layout.types).zip(record) {
+        let v = cast(cell, *ty).map_err(|reason| (name.as_str(), reason))?;
+        object.insert(name.clone(), v);
+    }
+    Ok(object)
+}
+
+/// The type an undeclared column can take, learned cell by cell: the narrowest of integer,
+/// number and boolean that every non-empty cell casts to, else string.
+struct Inference {
+    declared: bool,
+    seen: bool,
+    int: bool,
+    float: bool,
+    bool: bool,
+}
+
+impl Inference {
+    fn new(declared: bool) -> Self {
+        Self {
+            declared,
+            seen: false,
+            int: true,
+            float: true,
+            bool: true,
+        }
+    }
+
+    fn see(&mut self, cell: &str) {
+        if self.declared {
+            return;
+        }
+        let c = cell.trim();
+        if c.is_empty() {
+            return;
+        }
+        self.seen = true;
+        self.int = self.int && cast(c, ColumnType::Int).is_ok();
+        self.float = self.float && cast(c, ColumnType::Float).is_ok();
+        self.bool = self.bool && cast(c, ColumnType::Bool).is_ok();
+    }
+
+    fn kind(&self) -> ColumnType {
+        match self {
+            Self { seen: false, .. } => ColumnType::String,
+            Self { int: true, .. } => ColumnType::Int,
+            Self { float: true, .. } => ColumnType::Float,
+            Self { bool: true, .. } => ColumnType::Bool,
+            _ => ColumnType::String,
+        }
+    }
 }
 
 fn cast(cell: &str, ty: ColumnType) -> Result<Value, String> {

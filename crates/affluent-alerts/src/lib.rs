@@ -1,0 +1,395 @@
+//! Alerts: `[alerts.NAME]` rules evaluated over the tables and models.
+//!
+//! An evaluation runs the alert's read-only query, takes each entity's latest observation (and
+//! the one before it), and checks the condition on it ([`rules`]). A condition that starts to
+//! hold **fires**: a row in the [`ALERT_FIRINGS`] Delta table with the entity, the severity, the
+//! values and a message in the project's locale. It does not fire again for that entity until
+//! it has stopped holding (it is then *cleared*), or until `cooldown` has passed.
+//!
+//! Exactly once: the state of every entity (active or not, when it last fired) and the
+//! evaluation's firings are written to `DATA_DIR/state/alerts/NAME.json` (atomically) before the
+//! firings are appended to the table, in a commit carrying the transaction
+//! `(affluent-alert:NAME, N)`. An evaluation that finds its predecessor's firings missing from
+//! the table (a crash between the two writes) appends them first; one that finds them there
+//! does not. So a crash neither loses nor repeats a firing.
+//!
+//! Knows no HTTP, terminal or command line; notifications (email, webhook, the dashboard's seen
+//! state) build on [`Evaluation::fired`].
+
+pub mod rules;
+mod state;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use affluent_config::schema::{Alert, Severity, TableType};
+use affluent_tables::mapping::{Cell, Rows as TableRows};
+use affluent_tables::system::ALERT_FIRINGS;
+use affluent_tables::{TableError, Warehouse};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::rules::{Layout, NumberFormat};
+use crate::state::{EntityState, State};
+
+/// Errors of alerts.
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    /// No alert of that name.
+    #[error("no alert named `{name}`{hint} (known: {known})")]
+    Unknown {
+        /// The name asked for.
+        name: String,
+        /// `; did you mean …?`, or nothing.
+        hint: String,
+        /// The project's alerts.
+        known: String,
+    },
+    /// The query or the firings table failed.
+    #[error(transparent)]
+    Table(#[from] TableError),
+    /// The query does not give what the alert reads.
+    #[error("{0}")]
+    Invalid(String),
+    /// The state file could not be read or written.
+    #[error("alert state {path}: {source}")]
+    State {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One firing: a row of [`ALERT_FIRINGS`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Firing {
+    /// The alert.
+    pub alert: String,
+    /// The entity, as JSON text of its key columns (`{"artist_id":"a1"}`).
+    pub entity: String,
+    /// `info`, `warning` or `critical`.
+    pub severity: String,
+    /// The message, in the project's locale.
+    pub message: String,
+    /// The value compared (the condition's first comparison).
+    pub value: Option<f64>,
+    /// Its previous value.
+    pub previous: Option<f64>,
+    /// The relative change.
+    pub change: Option<f64>,
+    /// The observation's time (the `time` column's value), as text.
+    pub observed_at: Option<String>,
+    /// When it fired.
+    pub fired_at: Timestamp,
+    /// The evaluation that fired it.
+    pub evaluation: i64,
+}
+
+/// What an evaluation found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Evaluation {
+    /// The alert.
+    pub alert: String,
+    /// Its number (0 for a dry run).
+    pub evaluation: i64,
+    /// Entities observed.
+    pub entities: usize,
+    /// Entities on which the condition holds now.
+    pub holding: usize,
+    /// New firings.
+    pub fired: Vec<Firing>,
+    /// Entities whose condition stopped holding.
+    pub cleared: usize,
+    /// Firings of an earlier evaluation appended by this one (after a crash).
+    pub recovered: usize,
+    /// Entities that could not be evaluated (a value that is not a number), with the reason.
+    pub errors: Vec<String>,
+}
+
+/// Whether an evaluation records what it finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Firings appended, state kept.
+    Record,
+    /// Nothing written (`affluent alerts test`).
+    DryRun,
+}
+
+/// An alert as `affluent alerts list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertInfo {
+    /// The alert.
+    pub name: String,
+    /// Its severity.
+    pub severity: Severity,
+    /// Its last evaluation (0: never).
+    pub evaluations: i64,
+    /// When it was last evaluated.
+    pub evaluated_at: Option<Timestamp>,
+    /// Entities on which it holds (as of the last evaluation).
+    pub active: usize,
+    /// Entities it knows.
+    pub entities: usize,
+}
+
+/// The alerts of a project, over its warehouse.
+#[derive(Debug, Clone)]
+pub struct Alerts {
+    warehouse: Warehouse,
+}
+
+/// The application id of an alert's appends to [`ALERT_FIRINGS`].
+fn app_id(name: &str) -> String {
+    format!("affluent-alert:{name}")
+}
+
+impl Alerts {
+    /// The alerts of the warehouse's project.
+    pub fn new(warehouse: Warehouse) -> Self {
+        Self { warehouse }
+    }
+
+    fn alert(&self, name: &str) -> Result<&Alert, AlertError> {
+        let alerts = &self.warehouse.project().alerts;
+        alerts.get(name).ok_or_else(|| {
+            let known: Vec<&str> = alerts.keys().map(String::as_str).collect();
+            AlertError::Unknown {
+                name: name.to_string(),
+                hint: affluent_core::closest(name, &known)
+                    .map(|k| format!("; did you mean `{k}`?"))
+                    .unwrap_or_default(),
+                known: if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                },
+            }
+        })
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.warehouse
+            .project()
+            .data_dir
+            .join("state")
+            .join("alerts")
+    }
+
+    /// Every alert with its state.
+    pub fn list(&self) -> Result<Vec<AlertInfo>, AlertError> {
+        let dir = self.dir();
+        self.warehouse
+            .project()
+            .alerts
+            .iter()
+            .map(|(name, alert)| {
+                let state = State::read(&dir, name)?;
+                Ok(AlertInfo {
+                    name: name.clone(),
+                    severity: alert.severity,
+                    evaluations: state.evaluation,
+                    evaluated_at: state.evaluated_at,
+                    active: state.entities.values().filter(|e| e.active).count(),
+                    entities: state.entities.len(),
+                })
+            })
+            .collect()
+    }
+
+    /// Evaluates every alert, in name order.
+    pub async fn evaluate_all(&self, now: Timestamp) -> Result<Vec<Evaluation>, AlertError> {
+        let mut out = Vec::new();
+        for name in self.warehouse.project().alerts.keys() {
+            out.push(self.evaluate(name, Mode::Record, now).await?);
+        }
+        Ok(out)
+    }
+
+    /// Evaluates one alert over the tables as they are now.
+    pub async fn evaluate(
+        &self,
+        name: &str,
+        mode: Mode,
+        now: Timestamp,
+    ) -> Result<Evaluation, AlertError> {
+        let alert = self.alert(name)?.clone();
+        let dir = self.dir();
+        // One evaluation of an alert at a time, across processes.
+        let _lock = (mode == Mode::Record)
+            .then(|| state::lock(&dir, name))
+            .transpose()?;
+        let mut state = State::read(&dir, name)?;
+        let mut report = Evaluation {
+            alert: name.to_string(),
+            ..Evaluation::default()
+        };
+        if mode == Mode::Record && !state.pending.is_empty() {
+            let committed = self
+                .warehouse
+                .app_version(ALERT_FIRINGS, &app_id(name))
+                .await?;
+            if committed < state.evaluation {
+                report.recovered = state.pending.len();
+                self.append(name, &state.pending, state.evaluation).await?;
+            }
+            state.pending.clear();
+        }
+
+        let reader = self.warehouse.reader().await?;
+        let rows = reader.rows(&alert.sql, &HashMap::new()).await?;
+        let layout = Layout::new(name, &alert, &rows).map_err(AlertError::Invalid)?;
+        let observations = rules::observations(&layout, rows);
+        let format = NumberFormat::of(
+            self.warehouse
+                .project()
+                .dashboard
+                .locale
+                .as_deref()
+                .unwrap_or("en-GB"),
+        );
+        let evaluation = state.evaluation + 1;
+        let time_at = alert
+            .time
+            .as_deref()
+            .and_then(|t| layout.columns.iter().position(|c| c == t));
+        report.entities = observations.len();
+        let mut entities: BTreeMap<String, EntityState> = state.entities.clone();
+        for obs in &observations {
+            let before = entities.get(&obs.key).cloned().unwrap_or_default();
+            let compared = match rules::holds(&alert.condition, &layout, obs) {
+                Ok(c) => c,
+                Err(e) => {
+                    report.errors.push(format!("{}: {e}", obs.key));
+                    continue;
+                }
+            };
+            let Some(compared) = compared else {
+                if before.active {
+                    report.cleared += 1;
+                }
+                entities.insert(
+                    obs.key.clone(),
+                    EntityState {
+                        active: false,
+                        ..before
+                    },
+                );
+                continue;
+            };
+            report.holding += 1;
+            let cooled = match (alert.cooldown, before.fired_at) {
+                (Some(cooldown), Some(at)) => now
+                    .duration_since(at)
+                    .try_into()
+                    .is_ok_and(|d: std::time::Duration| d >= cooldown),
+                _ => false,
+            };
+            let fires = !before.active || cooled;
+            if fires {
+                report.fired.push(Firing {
+                    alert: name.to_string(),
+                    entity: obs.key.clone(),
+                    severity: alert.severity.as_str().to_string(),
+                    message: rules::message(&alert, &layout, obs, &compared, format),
+                    value: compared.value,
+                    previous: compared.previous,
+                    change: compared.change,
+                    observed_at: time_at.and_then(|t| match obs.latest.get(t) {
+                        None | Some(serde_json::Value::Null) => None,
+                        Some(serde_json::Value::String(s)) => Some(s.clone()),
+                        Some(v) => Some(v.to_string()),
+                    }),
+                    fired_at: now,
+                    evaluation,
+                });
+            }
+            entities.insert(
+                obs.key.clone(),
+                EntityState {
+                    active: true,
+                    fired_at: if fires { Some(now) } else { before.fired_at },
+                },
+            );
+        }
+        if mode == Mode::DryRun {
+            return Ok(report);
+        }
+        report.evaluation = evaluation;
+        let next = State {
+            evaluation,
+            evaluated_at: Some(now),
+            entities,
+            pending: report.fired.clone(),
+        };
+        // The state (with the firings) first, then the firings: see the crate's docs.
+        next.write(&dir, name)?;
+        if !report.fired.is_empty() {
+            self.append(name, &report.fired, evaluation).await?;
+        }
+        tracing::info!(
+            alert = name,
+            evaluation,
+            entities = report.entities,
+            fired = report.fired.len(),
+            cleared = report.cleared,
+            "alert evaluated"
+        );
+        Ok(report)
+    }
+
+    async fn append(
+        &self,
+        name: &str,
+        firings: &[Firing],
+        evaluation: i64,
+    ) -> Result<(), AlertError> {
+        let columns: Vec<(String, TableType)> = [
+            ("alert", TableType::String),
+            ("entity", TableType::String),
+            ("severity", TableType::String),
+            ("message", TableType::String),
+            ("value", TableType::Float),
+            ("previous", TableType::Float),
+            ("change", TableType::Float),
+            ("observed_at", TableType::String),
+            ("fired_at", TableType::Timestamp),
+            ("evaluation", TableType::Int),
+        ]
+        .into_iter()
+        .map(|(n, t)| (n.to_string(), t))
+        .collect();
+        let float = |x: Option<f64>| x.map_or(Cell::Null, Cell::Float);
+        let cells = firings
+            .iter()
+            .map(|f| {
+                vec![
+                    Cell::Str(f.alert.clone()),
+                    Cell::Str(f.entity.clone()),
+                    Cell::Str(f.severity.clone()),
+                    Cell::Str(f.message.clone()),
+                    float(f.value),
+                    float(f.previous),
+                    float(f.change),
+                    f.observed_at.clone().map_or(Cell::Null, Cell::Str),
+                    Cell::Timestamp(f.fired_at.as_microsecond()),
+                    Cell::Int(f.evaluation),
+                ]
+            })
+            .collect();
+        let rows = TableRows {
+            unknown: vec![false; columns.len()],
+            columns,
+            cells,
+            entries: firings
+                .iter()
+                .map(|f| format!("alert:{}:{}", f.alert, f.evaluation))
+                .collect(),
+        };
+        self.warehouse
+            .append_rows(ALERT_FIRINGS, &rows, &app_id(name), evaluation)
+            .await?;
+        Ok(())
+    }
+}

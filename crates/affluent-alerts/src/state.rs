@@ -1,0 +1,79 @@
+//! An alert's state file, `DATA_DIR/state/alerts/NAME.json`: the last evaluation's number, each
+//! entity's state, and the firings of that evaluation until the table is known to hold them.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::{AlertError, Firing};
+
+/// One entity's state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct EntityState {
+    /// Whether the condition held at the last evaluation that observed the entity.
+    pub(crate) active: bool,
+    /// When it last fired.
+    pub(crate) fired_at: Option<Timestamp>,
+}
+
+/// An alert's state.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct State {
+    /// The last recorded evaluation (0: none).
+    pub(crate) evaluation: i64,
+    /// When it ran.
+    pub(crate) evaluated_at: Option<Timestamp>,
+    /// Per entity (JSON text of its key columns).
+    pub(crate) entities: BTreeMap<String, EntityState>,
+    /// The firings of evaluation `evaluation`, until the table holds them.
+    pub(crate) pending: Vec<Firing>,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AlertError + '_ {
+    move |source| AlertError::State {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl State {
+    /// The state of an alert (empty when it never ran).
+    pub(crate) fn read(dir: &Path, name: &str) -> Result<Self, AlertError> {
+        let path = dir.join(format!("{name}.json"));
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                io(&path)(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("not a state file ({e}); move it aside to start the alert afresh"),
+                ))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    /// Writes it atomically (temporary file, fsync, rename).
+    pub(crate) fn write(&self, dir: &Path, name: &str) -> Result<(), AlertError> {
+        let path = dir.join(format!("{name}.json"));
+        let bytes = serde_json::to_vec(self).map_err(|e| io(&path)(std::io::Error::other(e)))?;
+        affluent_landing::write_atomic(&path, &bytes)
+            .map_err(|e| io(&path)(std::io::Error::other(e.to_string())))
+    }
+}
+
+/// Holds `NAME.lock` in the state folder until dropped: one recording evaluation of an alert
+/// at a time, across processes.
+pub(crate) fn lock(dir: &Path, name: &str) -> Result<std::fs::File, AlertError> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let path = dir.join(format!("{name}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io(&path))?;
+    file.lock().map_err(io(&path))?;
+    Ok(file)
+}

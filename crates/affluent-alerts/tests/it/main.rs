@@ -1,0 +1,427 @@
+//! Alerts over real Delta tables: each rule kind fires, does not fire, does not repeat, clears
+//! and fires again, day by day; messages in the project's locale; firings exactly once in the
+//! `alert_firings` table.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use affluent_alerts::{AlertError, Alerts, Mode};
+use affluent_config::Environment;
+use affluent_landing::NewEntry;
+use affluent_sources::Connectors;
+use affluent_tables::query::{OutputFormat, render};
+use affluent_tables::{LoadScope, Warehouse};
+use jiff::{Timestamp, ToSpan};
+
+struct Project {
+    _dir: tempfile::TempDir,
+    warehouse: Warehouse,
+    alerts: Alerts,
+    day: usize,
+}
+
+const BASE: &str = r#"
+[dashboard]
+locale = "fr-FR"
+
+[sources.obs]
+type = "rest"
+client.base_url = "http://127.0.0.1:9/"
+
+[tables.history]
+source = "obs"
+[tables.history.columns]
+entity = { path = "entity", type = "string" }
+day = { path = "day", type = "string" }
+followers = { path = "followers", type = "float" }
+score = { path = "score", type = "float" }
+"#;
+
+impl Project {
+    fn new(alerts: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("affluent.toml"),
+            format!("{BASE}\n{alerts}"),
+        )
+        .unwrap();
+        let project =
+            affluent_config::load_with_env(dir.path(), &Environment::from_map(Default::default()))
+                .unwrap_or_else(|e| panic!("{e}"));
+        let warehouse = Warehouse::new(Arc::new(Connectors::new(project).unwrap()));
+        Self {
+            _dir: dir,
+            alerts: Alerts::new(warehouse.clone()),
+            warehouse,
+            day: 0,
+        }
+    }
+
+    fn now(&self) -> Timestamp {
+        let base: Timestamp = "2024-01-01T08:00:00Z".parse().unwrap();
+        base + (12 * self.day as i64).hours()
+    }
+
+    /// Lands and loads one day of observations `(entity, followers, score)`.
+    async fn observe(&mut self, rows: &[(&str, f64, f64)]) {
+        self.day += 1;
+        let day = format!("2024-01-{:02}", self.day);
+        let records: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(e, f, s)| serde_json::json!({"entity": e, "day": day, "followers": f, "score": s}))
+            .collect();
+        self.warehouse
+            .landing()
+            .write(
+                NewEntry {
+                    source: "obs".into(),
+                    run_id: format!("r{}", self.day),
+                    kind: "http".into(),
+                    url: "http://127.0.0.1:9/obs".into(),
+                    method: Some("GET".into()),
+                    request_body: None,
+                    vars: BTreeMap::new(),
+                    page: 0,
+                    status: 200,
+                    headers: BTreeMap::new(),
+                    fetched_at: Timestamp::now(),
+                    interval: None,
+                },
+                serde_json::to_vec(&records).unwrap().as_slice(),
+            )
+            .unwrap();
+        self.warehouse
+            .load_table("history", &LoadScope::Pending)
+            .await
+            .unwrap();
+    }
+
+    /// Evaluates the alert and returns the entities that fired, sorted.
+    async fn fired(&self, alert: &str) -> Vec<String> {
+        let e = self
+            .alerts
+            .evaluate(alert, Mode::Record, self.now())
+            .await
+            .unwrap();
+        assert!(e.errors.is_empty(), "{:?}", e.errors);
+        let mut out: Vec<String> = e
+            .fired
+            .iter()
+            .map(|f| {
+                let v: serde_json::Value = serde_json::from_str(&f.entity).unwrap();
+                v["entity"].as_str().unwrap().to_string()
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    async fn csv(&self, sql: &str) -> String {
+        let batches = self.warehouse.query(sql).await.unwrap();
+        render(&batches, OutputFormat::Csv).unwrap()
+    }
+}
+
+fn alert(name: &str, when: &str, extra: &str) -> String {
+    format!(
+        r#"
+[alerts.{name}]
+sql = "SELECT entity, day, followers, score FROM history"
+entity = ["entity"]
+time = "day"
+message = "{{entity}}: {{value:int}} ({{change:pct}})"
+when = {when}
+{extra}
+"#
+    )
+}
+
+/// Day by day: the observations, then the entities expected to fire after loading them.
+type Days<'a> = &'a [(&'a [(&'a str, f64, f64)], &'a [&'a str])];
+
+async fn run_case(name: &str, when: &str, extra: &str, days: Days<'_>) {
+    let mut p = Project::new(&alert(name, when, extra));
+    for (i, (rows, expected)) in days.iter().enumerate() {
+        p.observe(rows).await;
+        let fired = p.fired(name).await;
+        assert_eq!(
+            fired,
+            expected.to_vec(),
+            "alert `{name}` ({when}), day {}",
+            i + 1
+        );
+    }
+    // Every firing is in the table once.
+    let total: usize = days.iter().map(|(_, f)| f.len()).sum();
+    let counted = p
+        .csv(&format!(
+            "SELECT count(*) AS n FROM alert_firings WHERE alert = '{name}'"
+        ))
+        .await;
+    assert_eq!(counted.lines().nth(1), Some(total.to_string().as_str()));
+}
+
+#[tokio::test]
+async fn threshold_fires_once_while_it_holds_and_again_after_it_cleared() {
+    run_case(
+        "big",
+        "{ value = \"followers\", above = 100 }",
+        "",
+        &[
+            (&[("a", 50.0, 0.0), ("b", 150.0, 0.0)], &["b"]),
+            (&[("a", 150.0, 0.0), ("b", 160.0, 0.0)], &["a"]),
+            (&[("a", 90.0, 0.0), ("b", 170.0, 0.0)], &[]),
+            (&[("a", 120.0, 0.0), ("b", 171.0, 0.0)], &["a"]),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn growth_against_the_previous_observation() {
+    run_case(
+        "growth",
+        "{ value = \"followers\", change_above = 0.05 }",
+        "",
+        &[
+            // No previous observation: no change, nothing fires.
+            (&[("a", 100.0, 0.0)], &[]),
+            (&[("a", 110.0, 0.0)], &["a"]),
+            (&[("a", 120.0, 0.0)], &[]),
+            (&[("a", 121.0, 0.0)], &[]),
+            (&[("a", 130.0, 0.0)], &["a"]),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn drop_against_the_previous_observation() {
+    run_case(
+        "drop",
+        "{ value = \"followers\", change_below = -0.05 }",
+        "",
+        &[
+            (&[("a", 100.0, 0.0), ("b", 100.0, 0.0)], &[]),
+            (&[("a", 90.0, 0.0), ("b", 99.0, 0.0)], &["a"]),
+            (&[("a", 80.0, 0.0), ("b", 90.0, 0.0)], &["b"]),
+            (&[("a", 80.0, 0.0), ("b", 90.0, 0.0)], &[]),
+            (&[("a", 70.0, 0.0), ("b", 90.0, 0.0)], &["a"]),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn crossing_a_level_between_two_observations() {
+    run_case(
+        "hundred_k",
+        "{ value = \"followers\", crosses_above = 100000 }",
+        "",
+        &[
+            (&[("a", 99_000.0, 0.0)], &[]),
+            (&[("a", 100_500.0, 0.0)], &["a"]),
+            // Still above: it does not cross again.
+            (&[("a", 101_000.0, 0.0)], &[]),
+            (&[("a", 99_000.0, 0.0)], &[]),
+            (&[("a", 100_000.0, 0.0)], &["a"]),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn compound_trending_needs_growth_and_score() {
+    run_case(
+        "trending",
+        "{ all = [{ value = \"followers\", change_above = 0.15 }, { value = \"score\", above = 60 }] }",
+        "",
+        &[
+            (&[("a", 100.0, 70.0), ("b", 100.0, 90.0)], &[]),
+            (&[("a", 120.0, 70.0), ("b", 105.0, 90.0)], &["a"]),
+            // Growth without the score: cleared.
+            (&[("a", 150.0, 50.0), ("b", 106.0, 90.0)], &[]),
+            (&[("a", 180.0, 65.0), ("b", 130.0, 91.0)], &["a", "b"]),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn cooldown_fires_again_while_the_condition_holds() {
+    // Evaluations are 12 hours apart: with a 1-day cooldown, every other one fires again.
+    run_case(
+        "hot",
+        "{ value = \"followers\", above = 100 }",
+        "cooldown = \"1d\"",
+        &[
+            (&[("a", 150.0, 0.0)], &["a"]),
+            (&[("a", 150.0, 0.0)], &[]),
+            (&[("a", 150.0, 0.0)], &["a"]),
+            (&[("a", 150.0, 0.0)], &[]),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn messages_are_written_in_the_project_locale() {
+    let mut p = Project::new(
+        r#"
+[alerts.growth]
+sql = "SELECT entity, day, followers FROM history"
+entity = ["entity"]
+time = "day"
+severity = "info"
+message = "Croissance de {change:pct} des followers ({previous:int} → {value:int})"
+when = { value = "followers", change_above = 0.05 }
+"#,
+    );
+    p.observe(&[("a", 50_000.0, 0.0)]).await;
+    p.observe(&[("a", 56_422.0, 0.0)]).await;
+    let e = p
+        .alerts
+        .evaluate("growth", Mode::Record, p.now())
+        .await
+        .unwrap();
+    assert_eq!(e.fired.len(), 1);
+    let f = &e.fired[0];
+    assert_eq!(
+        f.message,
+        "Croissance de 12,8 % des followers (50 000 → 56 422)"
+    );
+    assert_eq!(f.severity, "info");
+    assert_eq!(f.observed_at.as_deref(), Some("2024-01-02"));
+    assert_eq!(f.previous, Some(50_000.0));
+    let csv = p
+        .csv("SELECT alert, entity, message, value FROM alert_firings")
+        .await;
+    assert!(
+        csv.contains("growth,\"{\"\"entity\"\":\"\"a\"\"}\",Croissance de 12,8 %")
+            || csv.contains("Croissance de 12,8 % des followers (50 000 → 56 422)"),
+        "{csv}"
+    );
+}
+
+#[tokio::test]
+async fn a_dry_run_records_nothing() {
+    let mut p = Project::new(&alert("big", "{ value = \"followers\", above = 100 }", ""));
+    p.observe(&[("a", 150.0, 0.0)]).await;
+    for _ in 0..2 {
+        let e = p
+            .alerts
+            .evaluate("big", Mode::DryRun, p.now())
+            .await
+            .unwrap();
+        assert_eq!(e.fired.len(), 1, "a dry run does not remember it fired");
+    }
+    assert!(p.warehouse.open("alert_firings").await.unwrap().is_none());
+    assert_eq!(p.alerts.list().unwrap()[0].evaluations, 0);
+    assert_eq!(p.fired("big").await, vec!["a"]);
+    let listed = p.alerts.list().unwrap();
+    assert_eq!((listed[0].evaluations, listed[0].active), (1, 1));
+}
+
+#[tokio::test]
+async fn a_crash_between_the_state_and_the_table_is_healed_once() {
+    let mut p = Project::new(&alert("big", "{ value = \"followers\", above = 100 }", ""));
+    p.observe(&[("a", 150.0, 0.0), ("b", 200.0, 0.0)]).await;
+    // What a process killed after writing the state of evaluation 1, before appending its
+    // firings, leaves: the state with the firings pending, and no table.
+    let dry = p
+        .alerts
+        .evaluate("big", Mode::DryRun, p.now())
+        .await
+        .unwrap();
+    let state_dir = p.warehouse.project().data_dir.join("state/alerts");
+    std::fs::create_dir_all(&state_dir).unwrap();
+    let mut fired = dry.fired.clone();
+    for f in &mut fired {
+        f.evaluation = 1;
+    }
+    let state = serde_json::json!({
+        "evaluation": 1,
+        "evaluated_at": p.now(),
+        "entities": {
+            "{\"entity\":\"a\"}": {"active": true, "fired_at": p.now()},
+            "{\"entity\":\"b\"}": {"active": true, "fired_at": p.now()},
+        },
+        "pending": fired,
+    });
+    std::fs::write(state_dir.join("big.json"), state.to_string()).unwrap();
+    let e = p
+        .alerts
+        .evaluate("big", Mode::Record, p.now())
+        .await
+        .unwrap();
+    assert_eq!((e.recovered, e.fired.len()), (2, 0));
+    // Again: the table holds evaluation 1 now, nothing is appended twice.
+    let e = p
+        .alerts
+        .evaluate("big", Mode::Record, p.now())
+        .await
+        .unwrap();
+    assert_eq!((e.recovered, e.fired.len()), (0, 0));
+    let csv = p
+        .csv("SELECT evaluation, count(*) AS n FROM alert_firings GROUP BY evaluation")
+        .await;
+    assert_eq!(csv.trim(), "evaluation,n\n1,2");
+}
+
+#[tokio::test]
+async fn bad_names_and_columns_say_what_to_do() {
+    let mut p = Project::new(
+        r#"
+[alerts.typo]
+sql = "SELECT entity, day, followers FROM history"
+entity = ["entity"]
+time = "day"
+message = "{entity} {folowers}"
+when = { value = "followers", above = 1 }
+"#,
+    );
+    p.observe(&[("a", 150.0, 0.0)]).await;
+    let err = p
+        .alerts
+        .evaluate("typo", Mode::Record, p.now())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("message's placeholder `folowers` is not a column of its query"),
+        "{err}"
+    );
+    let err = p
+        .alerts
+        .evaluate("tpyo", Mode::DryRun, p.now())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AlertError::Unknown { .. }));
+    assert!(err.to_string().contains("did you mean `typo`"), "{err}");
+}
+
+#[test]
+fn the_project_file_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("affluent.toml"),
+        format!(
+            "{BASE}\n{}",
+            r#"
+[alerts.growth]
+sql = "SELECT * FROM history"
+message = "{change:money}"
+when = { value = "followers", change_above = 0.05 }
+"#
+        ),
+    )
+    .unwrap();
+    let err =
+        affluent_config::load_with_env(dir.path(), &Environment::from_map(Default::default()))
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("set `time`"), "{err}");
+    assert!(err.contains("unknown format `money`"), "{err}");
+}

@@ -1,0 +1,105 @@
+//! `affluent alerts ...`: the project's alert rules, evaluated over the tables as they are.
+
+use std::process::ExitCode;
+
+use affluent_alerts::{Alerts, Evaluation, Mode};
+use anyhow::Result;
+use clap::Subcommand;
+
+use crate::context::{Calls, Context};
+
+/// Alert rules: list them, try one over current data, or evaluate them.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: AlertsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum AlertsCommand {
+    /// Every alert with its severity, evaluations and active entities.
+    List,
+    /// Evaluate one alert over current data and show what would fire; records nothing.
+    Test {
+        /// The alert.
+        name: String,
+    },
+    /// Evaluate alerts (all by default) and record their firings in `alert_firings`.
+    Run {
+        /// Alerts to evaluate (default: all).
+        names: Vec<String>,
+    },
+}
+
+fn show(e: &Evaluation, dry: bool) {
+    println!(
+        "{}: {} entities, condition holds on {}, {} {}, {} cleared{}",
+        e.alert,
+        e.entities,
+        e.holding,
+        e.fired.len(),
+        if dry { "would fire" } else { "fired" },
+        e.cleared,
+        if e.recovered > 0 {
+            format!(
+                ", {} firings of an interrupted evaluation recorded",
+                e.recovered
+            )
+        } else {
+            String::new()
+        }
+    );
+    for f in &e.fired {
+        println!("  [{}] {} {}", f.severity, f.entity, f.message);
+    }
+    for err in &e.errors {
+        println!("  not evaluated: {err}");
+    }
+}
+
+/// Runs the command.
+pub async fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
+    let warehouse = ctx.warehouse(Calls::NoSource)?;
+    if warehouse.project().alerts.is_empty() {
+        println!("no alert in the project: declare [alerts.NAME] with `sql`, `when` and `message`");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let alerts = Alerts::new(warehouse);
+    let now = jiff::Timestamp::now();
+    match args.command {
+        AlertsCommand::List => {
+            for a in alerts.list()? {
+                let last = a.evaluated_at.map_or("never evaluated".to_string(), |t| {
+                    format!("last evaluated {t}")
+                });
+                println!(
+                    "{} [{}]: {} evaluations, {last}, active on {} of {} entities",
+                    a.name,
+                    a.severity.as_str(),
+                    a.evaluations,
+                    a.active,
+                    a.entities
+                );
+            }
+        }
+        AlertsCommand::Test { name } => {
+            let e = alerts.evaluate(&name, Mode::DryRun, now).await?;
+            show(&e, true);
+        }
+        AlertsCommand::Run { names } => {
+            let evaluations = if names.is_empty() {
+                alerts.evaluate_all(now).await?
+            } else {
+                let mut out = Vec::new();
+                for n in &names {
+                    out.push(alerts.evaluate(n, Mode::Record, now).await?);
+                }
+                out
+            };
+            for e in &evaluations {
+                show(e, false);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,392 @@
+//! `[alerts.NAME]`: rules over a read-only query of the tables and models, and their checks.
+//!
+//! ```toml
+//! [alerts.followers_growth]
+//! sql = "SELECT artist_id, name, day, followers FROM artist_history"
+//! entity = ["artist_id"]          # one state per artist
+//! time = "day"                    # orders an artist's observations
+//! severity = "info"
+//! message = "Croissance de {change:pct} des followers ({previous:int} → {value:int})"
+//! when = { value = "followers", change_above = 0.05 }
+//! ```
+//!
+//! A rule holds or not on each entity's latest observation (compared with the one before for
+//! `change_*` and `crosses_*`). It fires when it starts to hold, and not again for that entity
+//! until it has stopped holding (or, with `cooldown`, once that long has passed).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+use toml::de::DeTable;
+
+use crate::diagnostics::Reporter;
+use crate::validate::{check_name, span_in};
+use crate::values::ConfigDuration;
+
+/// `[alerts.NAME]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertConfig {
+    /// The observations: a read-only query over the tables and models, one row per entity and
+    /// time.
+    pub sql: String,
+    /// Columns naming the entity a row observes (an artist, a station); each entity has its own
+    /// state. Empty: the whole query is one entity.
+    #[serde(default)]
+    pub entity: Vec<String>,
+    /// The column ordering an entity's observations (its latest is the last); needed by
+    /// `change_*` and `crosses_*`, which compare it with the one before. Default: query order.
+    pub time: Option<String>,
+    /// The condition on the latest observation.
+    pub when: ConditionConfig,
+    /// `info`, `warning` (default) or `critical`.
+    pub severity: Option<Severity>,
+    /// The message of a firing. `{column}` is a value of the latest observation; `{value}`,
+    /// `{previous}`, `{change}` (relative, 0.123 = +12.3 %) are those of the first comparison
+    /// of `when`. `{name:pct}` shows a ratio as a percentage, `{name:int}` and `{name:num}` a
+    /// number, in `[dashboard] locale`.
+    pub message: String,
+    /// Fire again for an entity whose condition still holds once this long has passed since its
+    /// last firing (`"1d"`). Default: only after the condition has stopped holding.
+    pub cooldown: Option<ConfigDuration>,
+}
+
+/// How serious a firing is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// For information.
+    Info,
+    /// Needs a look (the default).
+    Warning,
+    /// Needs action.
+    Critical,
+}
+
+impl Severity {
+    /// Its name in the project file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// A condition: one comparison on a column (`value` with one of `above`, `below`,
+/// `change_above`, `change_below`, `crosses_above`, `crosses_below`), or `all` / `any` of
+/// conditions.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionConfig {
+    /// The numeric column compared.
+    pub value: Option<String>,
+    /// Holds when the value is greater than this.
+    pub above: Option<f64>,
+    /// Holds when the value is less than this.
+    pub below: Option<f64>,
+    /// Holds when the value grew by more than this ratio since the entity's previous
+    /// observation (`0.05`: more than +5 %).
+    pub change_above: Option<f64>,
+    /// Holds when the value changed by less than this ratio (`-0.05`: a drop of more than 5 %).
+    pub change_below: Option<f64>,
+    /// Holds when the value reached this level, having been below it at the previous
+    /// observation (`100000`: 100k followers reached).
+    pub crosses_above: Option<f64>,
+    /// Holds when the value fell below this level, having been at or above it before.
+    pub crosses_below: Option<f64>,
+    /// Holds when every one of these holds.
+    #[serde(default)]
+    pub all: Vec<ConditionConfig>,
+    /// Holds when one of these holds.
+    #[serde(default)]
+    pub any: Vec<ConditionConfig>,
+}
+
+/// What a comparison compares.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Comparison {
+    /// `value > x`.
+    Above(f64),
+    /// `value < x`.
+    Below(f64),
+    /// `(value - previous) / |previous| > x`.
+    ChangeAbove(f64),
+    /// `(value - previous) / |previous| < x`.
+    ChangeBelow(f64),
+    /// `previous < x <= value`.
+    CrossesAbove(f64),
+    /// `value < x <= previous`.
+    CrossesBelow(f64),
+}
+
+impl Comparison {
+    /// Whether it compares with the previous observation.
+    pub fn needs_previous(self) -> bool {
+        !matches!(self, Comparison::Above(_) | Comparison::Below(_))
+    }
+}
+
+/// A checked condition.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    /// A comparison on a column.
+    Compare {
+        /// The column.
+        column: String,
+        /// The comparison.
+        comparison: Comparison,
+    },
+    /// Every one holds.
+    All(Vec<Condition>),
+    /// One holds.
+    Any(Vec<Condition>),
+}
+
+impl Condition {
+    /// Whether a comparison of it needs the previous observation.
+    pub fn needs_previous(&self) -> bool {
+        match self {
+            Condition::Compare { comparison, .. } => comparison.needs_previous(),
+            Condition::All(c) | Condition::Any(c) => c.iter().any(Condition::needs_previous),
+        }
+    }
+
+    /// Its columns, in order.
+    pub fn columns(&self) -> Vec<&str> {
+        match self {
+            Condition::Compare { column, .. } => vec![column.as_str()],
+            Condition::All(c) | Condition::Any(c) => c.iter().flat_map(|c| c.columns()).collect(),
+        }
+    }
+}
+
+impl ConditionConfig {
+    /// The checked condition, or what is wrong with it.
+    pub fn condition(&self) -> Result<Condition, String> {
+        let comparisons: Vec<Comparison> = [
+            self.above.map(Comparison::Above),
+            self.below.map(Comparison::Below),
+            self.change_above.map(Comparison::ChangeAbove),
+            self.change_below.map(Comparison::ChangeBelow),
+            self.crosses_above.map(Comparison::CrossesAbove),
+            self.crosses_below.map(Comparison::CrossesBelow),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let groups = usize::from(!self.all.is_empty()) + usize::from(!self.any.is_empty());
+        match (comparisons.as_slice(), groups, &self.value) {
+            ([c], 0, Some(column)) => {
+                if let Comparison::ChangeAbove(x) | Comparison::ChangeBelow(x) = c
+                    && !x.is_finite()
+                {
+                    return Err("a change must be a finite ratio (0.05 is +5 %)".into());
+                }
+                Ok(Condition::Compare {
+                    column: column.clone(),
+                    comparison: *c,
+                })
+            }
+            ([_], 0, None) => Err("a comparison needs `value`, the column it compares".into()),
+            ([], 1, None) => {
+                let list = if self.all.is_empty() {
+                    &self.any
+                } else {
+                    &self.all
+                };
+                let inner = list
+                    .iter()
+                    .map(ConditionConfig::condition)
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(if self.all.is_empty() {
+                    Condition::Any(inner)
+                } else {
+                    Condition::All(inner)
+                })
+            }
+            ([], 0, _) => Err(
+                "no comparison: give `value` and one of `above`, `below`, `change_above`, `change_below`, `crosses_above`, `crosses_below`, or `all` / `any`".into(),
+            ),
+            _ => Err(
+                "give one comparison (`value` with one of `above`, `below`, `change_above`, `change_below`, `crosses_above`, `crosses_below`) or one of `all` / `any` per condition; combine several with `all`".into(),
+            ),
+        }
+    }
+}
+
+/// A checked `[alerts.NAME]`, as the project holds it.
+#[derive(Debug, Clone)]
+pub struct Alert {
+    /// The observations' query.
+    pub sql: String,
+    /// The entity's columns.
+    pub entity: Vec<String>,
+    /// The column ordering observations.
+    pub time: Option<String>,
+    /// The condition.
+    pub condition: Condition,
+    /// The severity.
+    pub severity: Severity,
+    /// The message template.
+    pub message: String,
+    /// Its placeholders, with their format.
+    pub placeholders: Vec<(String, Option<String>)>,
+    /// How long before a condition that still holds fires again.
+    pub cooldown: Option<std::time::Duration>,
+}
+
+/// The checked alerts (called once [`check`] found no error).
+pub(crate) fn build(alerts: BTreeMap<String, AlertConfig>) -> BTreeMap<String, Alert> {
+    alerts
+        .into_iter()
+        .filter_map(|(name, a)| {
+            let condition = a.when.condition().ok()?;
+            let placeholders = message_placeholders(&a.message).ok()?;
+            Some((
+                name,
+                Alert {
+                    sql: a.sql,
+                    entity: a.entity,
+                    time: a.time,
+                    condition,
+                    severity: a.severity.unwrap_or(Severity::Warning),
+                    message: a.message,
+                    placeholders,
+                    cooldown: a.cooldown.map(ConfigDuration::get),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// The placeholders of a message: `{name}` or `{name:format}`.
+pub fn message_placeholders(message: &str) -> Result<Vec<(String, Option<String>)>, String> {
+    let mut out = Vec::new();
+    let mut rest = message;
+    while let Some(start) = rest.find('{') {
+        let Some(len) = rest[start..].find('}') else {
+            return Err(format!(
+                "unclosed `{{` in the message at {:?}",
+                &rest[start..]
+            ));
+        };
+        let inner = &rest[start + 1..start + len];
+        let (name, format) = match inner.split_once(':') {
+            Some((n, f)) => (n.trim(), Some(f.trim().to_string())),
+            None => (inner.trim(), None),
+        };
+        if name.is_empty() {
+            return Err(
+                "an empty `{}` in the message: name a column, `value`, `previous` or `change`"
+                    .into(),
+            );
+        }
+        if let Some(f) = &format
+            && !["pct", "int", "num"].contains(&f.as_str())
+        {
+            return Err(format!(
+                "unknown format `{f}` of `{{{name}:{f}}}`: use `pct`, `int` or `num`"
+            ));
+        }
+        out.push((name.to_string(), format));
+        rest = &rest[start + len + 1..];
+    }
+    Ok(out)
+}
+
+pub(crate) fn check(
+    reporter: &mut Reporter<'_>,
+    alerts: &BTreeMap<String, AlertConfig>,
+    root: &Spanned<DeTable<'_>>,
+) {
+    for (name, alert) in alerts {
+        let at = |path: &[&str]| {
+            let mut full = vec!["alerts", name.as_str()];
+            full.extend_from_slice(path);
+            span_in(root, &full)
+        };
+        check_name(reporter, "alert", name, at(&[]));
+        if alert.sql.trim().is_empty() {
+            reporter.error(at(&["sql"]), format!("alert `{name}` has an empty `sql`"));
+        }
+        match alert.when.condition() {
+            Ok(condition) => {
+                if condition.needs_previous() && alert.time.is_none() {
+                    reporter.error(
+                        at(&["when"]),
+                        format!(
+                            "alert `{name}` compares with the previous observation: set `time`, the column that orders an entity's observations"
+                        ),
+                    );
+                }
+            }
+            Err(e) => reporter.error(at(&["when"]), format!("alert `{name}`: {e}")),
+        }
+        if let Err(e) = message_placeholders(&alert.message) {
+            reporter.error(at(&["message"]), format!("alert `{name}`: {e}"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn when(text: &str) -> ConditionConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn conditions_are_one_comparison_or_a_group() {
+        assert_eq!(
+            when("value = 'f'\nchange_above = 0.05")
+                .condition()
+                .unwrap(),
+            Condition::Compare {
+                column: "f".into(),
+                comparison: Comparison::ChangeAbove(0.05)
+            }
+        );
+        let both = when("value = 'f'\nabove = 1\nbelow = 2").condition();
+        assert!(both.unwrap_err().contains("one comparison"));
+        let bare = when("above = 1").condition();
+        assert!(bare.unwrap_err().contains("needs `value`"));
+        let empty = when("value = 'f'").condition();
+        assert!(empty.unwrap_err().contains("no comparison"));
+        let group =
+            when("all = [{ value = 'g', change_above = 0.15 }, { value = 's', above = 60 }]")
+                .condition()
+                .unwrap();
+        assert!(group.needs_previous());
+        assert_eq!(group.columns(), vec!["g", "s"]);
+    }
+
+    #[test]
+    fn message_placeholders_are_read_with_their_format() {
+        assert_eq!(
+            message_placeholders(
+                "Croissance de {change:pct} ({previous:int} → {value:int}) {name}"
+            )
+            .unwrap(),
+            vec![
+                ("change".to_string(), Some("pct".to_string())),
+                ("previous".to_string(), Some("int".to_string())),
+                ("value".to_string(), Some("int".to_string())),
+                ("name".to_string(), None),
+            ]
+        );
+        assert!(
+            message_placeholders("{x:money}")
+                .unwrap_err()
+                .contains("unknown format")
+        );
+        assert!(
+            message_placeholders("open {x")
+                .unwrap_err()
+                .contains("unclosed")
+        );
+    }
+}

@@ -1,0 +1,70 @@
+//! Tables affluent writes itself rather than loading them from a source: the alerts' firings
+//! ([`ALERT_FIRINGS`]). They are Delta tables like the others (queried, shown, exported), and
+//! each append carries an application transaction `(app, version)` in the same commit as its
+//! rows, so a writer that retries after a crash appends once.
+
+use deltalake::DeltaTable;
+use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::operations::write::SchemaMode;
+use deltalake::protocol::SaveMode;
+
+use crate::mapping::Rows;
+use crate::{TableError, Warehouse, table_url};
+
+/// The table of alert firings, present when the project has `[alerts.*]`.
+pub const ALERT_FIRINGS: &str = "alert_firings";
+
+impl Warehouse {
+    /// The tables affluent writes itself, for this project.
+    pub fn system_tables(&self) -> Vec<String> {
+        if self.project().alerts.is_empty() {
+            Vec::new()
+        } else {
+            vec![ALERT_FIRINGS.to_string()]
+        }
+    }
+
+    /// The last version `app` committed to a table (0: none, or no table).
+    pub async fn app_version(&self, name: &str, app: &str) -> Result<i64, TableError> {
+        let Some(table) = self.open(name).await? else {
+            return Ok(0);
+        };
+        let Ok(state) = table.snapshot() else {
+            return Ok(0);
+        };
+        Ok(state
+            .transaction_version(table.log_store().as_ref(), app)
+            .await
+            .map_err(TableError::delta(name))?
+            .unwrap_or(0))
+    }
+
+    /// Appends rows to a system table in one commit that records `(app, version)`; the table
+    /// is created by the first append and gains new columns as its rows do. Returns the
+    /// table's version.
+    pub async fn append_rows(
+        &self,
+        name: &str,
+        rows: &Rows,
+        app: &str,
+        version: i64,
+    ) -> Result<Option<u64>, TableError> {
+        let _lock = self.lock_table(name)?;
+        let batch = rows.to_batch()?;
+        let table = DeltaTable::try_from_url(table_url(&self.table_dir(name))?)
+            .await
+            .map_err(TableError::delta(name))?;
+        let commit = CommitProperties::default()
+            .with_application_transaction(Transaction::new(app, version))
+            .with_metadata([("affluent.writer".to_string(), serde_json::json!(app))]);
+        let table = table
+            .write(vec![batch])
+            .with_save_mode(SaveMode::Append)
+            .with_schema_mode(SchemaMode::Merge)
+            .with_commit_properties(commit)
+            .await
+            .map_err(TableError::delta(name))?;
+        Ok(table.version())
+    }
+}
