@@ -13,8 +13,9 @@
 //! the table (a crash between the two writes) appends them first; one that finds them there
 //! does not. So a crash neither loses nor repeats a firing.
 //!
-//! Knows no HTTP, terminal or command line; notifications (email, webhook, the dashboard's seen
-//! state) build on [`Evaluation::fired`].
+//! [`Alerts::notify`] sends the firings of an evaluation pass to the channels each alert names
+//! (`notify = ["email", "webhook"]`): one email and one webhook document per pass, not one per
+//! firing. Knows no terminal or command line.
 
 pub mod rules;
 mod state;
@@ -22,7 +23,8 @@ mod state;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
-use affluent_config::schema::{Alert, Severity, TableType};
+use affluent_config::schema::{Alert, AlertChannel, Severity, TableType};
+use affluent_notify::{Channels, NotifyError};
 use affluent_tables::mapping::{Cell, Rows as TableRows};
 use affluent_tables::system::ALERT_FIRINGS;
 use affluent_tables::{TableError, Warehouse};
@@ -134,10 +136,22 @@ pub struct AlertInfo {
     pub entities: usize,
 }
 
+/// What [`Alerts::notify`] sent.
+#[derive(Debug, Default)]
+pub struct Sent {
+    /// Firings in the email (0: none sent).
+    pub emailed: usize,
+    /// Firings in the webhook document (0: none sent).
+    pub posted: usize,
+    /// Deliveries that failed (secrets redacted).
+    pub errors: Vec<NotifyError>,
+}
+
 /// The alerts of a project, over its warehouse.
 #[derive(Debug, Clone)]
 pub struct Alerts {
     warehouse: Warehouse,
+    channels: Channels,
 }
 
 /// The application id of an alert's appends to [`ALERT_FIRINGS`].
@@ -148,7 +162,88 @@ fn app_id(name: &str) -> String {
 impl Alerts {
     /// The alerts of the warehouse's project.
     pub fn new(warehouse: Warehouse) -> Self {
-        Self { warehouse }
+        let project = warehouse.project();
+        let notify = project.notify.as_ref();
+        let channels = Channels::new(
+            notify.and_then(|n| n.webhook.clone()),
+            notify.and_then(|n| n.email.clone()),
+            project.redactor.clone(),
+        );
+        Self {
+            warehouse,
+            channels,
+        }
+    }
+
+    /// Sends the firings of an evaluation pass to the channels of their alerts: one email
+    /// listing them, one webhook document holding them. Failures are returned, not raised:
+    /// the firings are recorded whatever becomes of their delivery.
+    pub async fn notify(&self, evaluations: &[Evaluation]) -> Sent {
+        let project = self.warehouse.project();
+        let redact = |text: &str| project.redactor.redact(text);
+        let wanted = |channel: AlertChannel| -> Vec<&Firing> {
+            evaluations
+                .iter()
+                .filter(|e| {
+                    project
+                        .alerts
+                        .get(&e.alert)
+                        .is_some_and(|a| a.notify.contains(&channel))
+                })
+                .flat_map(|e| &e.fired)
+                .collect()
+        };
+        let mut sent = Sent::default();
+        let posted = wanted(AlertChannel::Webhook);
+        if !posted.is_empty() {
+            let firings: Vec<serde_json::Value> = posted
+                .iter()
+                .map(|f| {
+                    let mut v = serde_json::to_value(f).unwrap_or_default();
+                    if let Some(m) = v.get_mut("message") {
+                        *m = serde_json::Value::String(redact(&f.message));
+                    }
+                    v
+                })
+                .collect();
+            let doc = serde_json::json!({
+                "project": project.name,
+                "event": "alerts",
+                "firings": firings,
+                "at": Timestamp::now().to_string(),
+            });
+            match self.channels.post(&doc).await {
+                Ok(()) => sent.posted = posted.len(),
+                Err(e) => sent.errors.push(e),
+            }
+        }
+        let emailed = wanted(AlertChannel::Email);
+        if !emailed.is_empty() {
+            let subject = format!(
+                "[affluent] {}: {} alert{}",
+                project.name,
+                emailed.len(),
+                if emailed.len() == 1 { "" } else { "s" }
+            );
+            let mut body = String::new();
+            for f in &emailed {
+                body.push_str(&format!(
+                    "[{}] {} {}: {}\n",
+                    f.severity,
+                    f.alert,
+                    f.entity,
+                    redact(&f.message)
+                ));
+            }
+            match self.channels.email(&subject, &body).await {
+                Ok(()) => sent.emailed = emailed.len(),
+                Err(e) => sent.errors.push(e),
+            }
+        }
+        for e in &sent.errors {
+            tracing::warn!("alert notification failed: {e}");
+        }
+        sent
     }
 
     fn alert(&self, name: &str) -> Result<&Alert, AlertError> {
@@ -196,6 +291,44 @@ impl Alerts {
                 })
             })
             .collect()
+    }
+
+    /// The alerts whose query reads one of these tables or models, in name order.
+    pub fn reading(&self, changed: &[&str]) -> Result<Vec<String>, AlertError> {
+        let mut out = Vec::new();
+        for (name, alert) in &self.warehouse.project().alerts {
+            let reads = self
+                .warehouse
+                .tables_read(&alert.sql, &format!("alert `{name}`"))?;
+            if changed.iter().any(|c| reads.contains(*c)) {
+                out.push(name.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Evaluates the alerts reading one of these tables or models (they have a new version),
+    /// records their firings and sends them; what fails is logged, never raised: a run's data
+    /// is loaded whatever becomes of its alerts.
+    pub async fn after_change(&self, changed: &[&str]) -> Vec<Evaluation> {
+        let names = match self.reading(changed) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!("alerts not evaluated: {e}");
+                return Vec::new();
+            }
+        };
+        let mut evaluations = Vec::new();
+        for name in names {
+            match self.evaluate(&name, Mode::Record, Timestamp::now()).await {
+                Ok(e) => evaluations.push(e),
+                Err(e) => tracing::warn!(alert = name, "alert not evaluated: {e}"),
+            }
+        }
+        if !evaluations.is_empty() {
+            self.notify(&evaluations).await;
+        }
+        evaluations
     }
 
     /// Evaluates every alert, in name order.

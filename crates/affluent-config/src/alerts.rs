@@ -50,6 +50,21 @@ pub struct AlertConfig {
     /// Fire again for an entity whose condition still holds once this long has passed since its
     /// last firing (`"1d"`). Default: only after the condition has stopped holding.
     pub cooldown: Option<ConfigDuration>,
+    /// Where firings are sent besides the `alert_firings` table: `"email"` (`[notify.email]`,
+    /// one message per evaluation pass) and `"webhook"` (`[notify.webhook]`, one JSON document
+    /// per pass, retried).
+    #[serde(default)]
+    pub notify: Vec<AlertChannel>,
+}
+
+/// A channel firings are sent to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertChannel {
+    /// `[notify.email]`.
+    Email,
+    /// `[notify.webhook]`.
+    Webhook,
 }
 
 /// How serious a firing is.
@@ -236,6 +251,8 @@ pub struct Alert {
     pub placeholders: Vec<(String, Option<String>)>,
     /// How long before a condition that still holds fires again.
     pub cooldown: Option<std::time::Duration>,
+    /// Where firings are sent.
+    pub notify: Vec<AlertChannel>,
 }
 
 /// The checked alerts (called once [`check`] found no error).
@@ -256,6 +273,7 @@ pub(crate) fn build(alerts: BTreeMap<String, AlertConfig>) -> BTreeMap<String, A
                     message: a.message,
                     placeholders,
                     cooldown: a.cooldown.map(ConfigDuration::get),
+                    notify: a.notify,
                 },
             ))
         })
@@ -299,9 +317,21 @@ pub fn message_placeholders(message: &str) -> Result<Vec<(String, Option<String>
 
 pub(crate) fn check(
     reporter: &mut Reporter<'_>,
-    alerts: &BTreeMap<String, AlertConfig>,
+    settings: &crate::schema::ProjectSettings,
     root: &Spanned<DeTable<'_>>,
 ) {
+    let alerts = &settings.alerts;
+    let system = "alert_firings";
+    if !alerts.is_empty()
+        && (settings.tables.contains_key(system) || settings.models.contains_key(system))
+    {
+        reporter.error(
+            span_in(root, &["tables", system]).or_else(|| span_in(root, &["models", system])),
+            format!(
+                "`{system}` is the table of alert firings: give this table or model another name"
+            ),
+        );
+    }
     for (name, alert) in alerts {
         let at = |path: &[&str]| {
             let mut full = vec!["alerts", name.as_str()];
@@ -327,6 +357,27 @@ pub(crate) fn check(
         }
         if let Err(e) = message_placeholders(&alert.message) {
             reporter.error(at(&["message"]), format!("alert `{name}`: {e}"));
+        }
+        let notify = settings.notify.as_ref();
+        for channel in &alert.notify {
+            let (missing, section, by) = match channel {
+                AlertChannel::Email => (
+                    notify.is_none_or(|n| n.email.is_none()),
+                    "[notify.email]",
+                    "email",
+                ),
+                AlertChannel::Webhook => (
+                    notify.is_none_or(|n| n.webhook.is_none()),
+                    "[notify.webhook]",
+                    "webhook",
+                ),
+            };
+            if missing {
+                reporter.error(
+                    at(&["notify"]),
+                    format!("alert `{name}` notifies by {by} but the project has no {section}: add it, or remove the channel"),
+                );
+            }
         }
     }
 }

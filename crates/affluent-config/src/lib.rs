@@ -311,7 +311,7 @@ pub fn load_str_for(
     scheduler::check(&mut reporter, &settings, &root_for_spans);
     dashboard::check(&mut reporter, project_dir, &settings, &root_for_spans);
     query::check(&mut reporter, &settings, &root_for_spans);
-    alerts::check(&mut reporter, &settings.alerts, &root_for_spans);
+    alerts::check(&mut reporter, &settings, &root_for_spans);
 
     if !reporter.diagnostics.is_empty() {
         return Err(LoadError::Invalid(ConfigErrors(reporter.diagnostics)));

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use affluent_alerts::Alerts;
 use affluent_core::{Interval, TaskId, TaskKind, error_chain};
 use affluent_scheduler::{Executor, RunCounts, RunFailure, TaskSpec, Trigger};
 use affluent_sources::IngestOptions;
@@ -12,6 +13,8 @@ use affluent_tables::{LoadReport, LoadScope, TableError, Warehouse};
 #[derive(Debug)]
 pub struct Pipeline {
     warehouse: Warehouse,
+    /// Evaluated after a load or a model gives a table they read a new version.
+    alerts: Alerts,
     /// Table writes of this process one at a time: the table locks are file locks that block a
     /// thread, and runs of one process share the runtime's few threads.
     writes: tokio::sync::Mutex<()>,
@@ -25,6 +28,7 @@ impl Pipeline {
     /// The executor over a warehouse.
     pub fn new(warehouse: Warehouse) -> Self {
         Self {
+            alerts: Alerts::new(warehouse.clone()),
             warehouse,
             writes: tokio::sync::Mutex::new(()),
             largest_run: Mutex::default(),
@@ -57,6 +61,14 @@ impl Pipeline {
             .warehouse
             .load_source(source, &LoadScope::Pending)
             .await?;
+        let changed: Vec<&str> = reports
+            .iter()
+            .filter(|r| r.commits > 0)
+            .map(|r| r.table.as_str())
+            .collect();
+        if !changed.is_empty() {
+            self.alerts.after_change(&changed).await;
+        }
         let mut tickets = self.load_tickets.lock().unwrap_or_else(|e| e.into_inner());
         let entry = tickets.entry(source.to_string()).or_default();
         entry.1 = entry.1.max(covers);
@@ -123,6 +135,7 @@ impl Pipeline {
             .transform(&[model.to_string()], Some(interval))
             .await
             .map_err(|e| RunFailure::from(error_chain(&e)))?;
+        self.alerts.after_change(&[model]).await;
         let rows: u64 = reports.iter().map(|r| r.rows).sum();
         Ok(RunCounts {
             records: rows as i64,

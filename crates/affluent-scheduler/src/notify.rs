@@ -2,12 +2,11 @@
 //! every success. A notification that cannot be sent is logged, never fatal to the run.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use affluent_config::schema::{NotifyConfig, NotifyOn};
 use affluent_core::{Redactor, TaskId};
+use affluent_notify::Channels;
 use jiff::Timestamp;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::RunRow;
 
@@ -38,7 +37,7 @@ impl Event {
 pub struct Notifier {
     project: String,
     config: NotifyConfig,
-    http: reqwest::Client,
+    channels: Channels,
     redactor: Arc<Redactor>,
 }
 
@@ -47,11 +46,12 @@ impl Notifier {
     pub fn new(project: &str, config: NotifyConfig, redactor: Arc<Redactor>) -> Self {
         Self {
             project: project.to_string(),
+            channels: Channels::new(
+                config.webhook.clone(),
+                config.email.clone(),
+                redactor.clone(),
+            ),
             config,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap_or_default(),
             redactor,
         }
     }
@@ -99,59 +99,23 @@ impl Notifier {
     /// Sends the event everywhere configured; failures are logged.
     pub async fn send(&self, event: Event, task: &TaskId, start: Timestamp, run: Option<&RunRow>) {
         let doc = self.document(event, task, start, run);
-        if let Some(hook) = &self.config.webhook {
-            let mut req = self.http.post(&hook.url).json(&doc);
-            for (k, v) in &hook.headers {
-                req = req.header(k, v);
-            }
-            match req.send().await {
-                Ok(r) if r.status().is_success() => {}
-                Ok(r) => tracing::warn!("webhook answered {}", r.status()),
-                Err(e) => tracing::warn!(
-                    "webhook failed: {}",
-                    self.redactor.redact(&e.without_url().to_string())
-                ),
-            }
+        if let Err(e) = self.channels.post(&doc).await {
+            tracing::warn!("notification failed: {e}");
         }
-        if let Some(email) = &self.config.email
-            && let Err(e) = self.email(email, event, task, &doc).await
-        {
-            tracing::warn!("email notification failed: {}", self.redactor.redact(&e));
-        }
-    }
-
-    async fn email(
-        &self,
-        email: &affluent_config::schema::EmailConfig,
-        event: Event,
-        task: &TaskId,
-        doc: &serde_json::Value,
-    ) -> Result<(), String> {
-        let subject = format!("[affluent] {}: {} {}", self.project, task, event.as_str());
-        let mut body = String::new();
-        if let Some(map) = doc.as_object() {
-            for (k, v) in map {
-                if !v.is_null() {
-                    let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
-                    body.push_str(&format!("{k}: {text}\n"));
+        if self.channels.has_email() {
+            let subject = format!("[affluent] {}: {} {}", self.project, task, event.as_str());
+            let mut body = String::new();
+            if let Some(map) = doc.as_object() {
+                for (k, v) in map {
+                    if !v.is_null() {
+                        let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                        body.push_str(&format!("{k}: {text}\n"));
+                    }
                 }
             }
+            if let Err(e) = self.channels.email(&subject, &body).await {
+                tracing::warn!("notification failed: {e}");
+            }
         }
-        let mut builder = Message::builder()
-            .from(email.from.parse().map_err(|e| format!("from: {e}"))?)
-            .subject(subject);
-        for to in &email.to {
-            builder = builder.to(to.parse().map_err(|e| format!("to {to}: {e}"))?);
-        }
-        let message = builder.body(body).map_err(|e| e.to_string())?;
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&email.smtp_url)
-            .map_err(|e| e.to_string())?
-            .timeout(Some(Duration::from_secs(10)))
-            .build();
-        transport
-            .send(message)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
     }
 }

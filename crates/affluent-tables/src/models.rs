@@ -71,31 +71,33 @@ impl Warehouse {
         }
     }
 
-    /// What each model reads (tables and models), from its SQL.
-    pub fn model_dependencies(&self) -> Result<BTreeMap<String, BTreeSet<String>>, TableError> {
+    /// The tables and models a query reads, from its SQL (CTE names and unknown names left
+    /// out: the query's own run reports those).
+    pub fn tables_read(&self, sql: &str, context: &str) -> Result<BTreeSet<String>, TableError> {
         let ctx = SessionContext::new();
         let state = ctx.state();
         let known: Vec<String> = self.names();
+        let statement = state
+            .sql_to_statement(sql, &Dialect::Generic)
+            .map_err(TableError::sql(context.to_string()))?;
+        let refs = state
+            .resolve_table_references(&statement)
+            .map_err(TableError::sql(context.to_string()))?;
+        Ok(refs
+            .into_iter()
+            .map(|r| r.table().to_string())
+            .filter(|t| known.contains(t))
+            .collect())
+    }
+
+    /// What each model reads (tables and models), from its SQL.
+    pub fn model_dependencies(&self) -> Result<BTreeMap<String, BTreeSet<String>>, TableError> {
         let mut deps = BTreeMap::new();
         for name in self.project().models.keys() {
             let sql = self.model_sql(name)?;
-            let statement = state
-                .sql_to_statement(&sql, &Dialect::Generic)
-                .map_err(TableError::sql(format!("model `{name}`")))?;
-            let refs = state
-                .resolve_table_references(&statement)
-                .map_err(TableError::sql(format!("model `{name}`")))?;
-            let mut reads = BTreeSet::new();
-            for r in refs {
-                let table = r.table().to_string();
-                if table == *name {
-                    return Err(TableError::Invalid(format!("model `{name}` reads itself")));
-                }
-                if !known.contains(&table) {
-                    // A CTE name is a reference too: only complain when the SQL fails.
-                    continue;
-                }
-                reads.insert(table);
+            let reads = self.tables_read(&sql, &format!("model `{name}`"))?;
+            if reads.contains(name) {
+                return Err(TableError::Invalid(format!("model `{name}` reads itself")));
             }
             deps.insert(name.clone(), reads);
         }

@@ -424,4 +424,100 @@ when = { value = "followers", change_above = 0.05 }
             .to_string();
     assert!(err.contains("set `time`"), "{err}");
     assert!(err.contains("unknown format `money`"), "{err}");
+
+    std::fs::write(
+        dir.path().join("affluent.toml"),
+        format!(
+            "{BASE}\n{}\nnotify = [\"email\"]\n",
+            alert("a", "{ value = \"followers\", above = 1 }", "")
+        ),
+    )
+    .unwrap();
+    let err =
+        affluent_config::load_with_env(dir.path(), &Environment::from_map(Default::default()))
+            .unwrap_err()
+            .to_string();
+    assert!(
+        err.contains("notifies by email but the project has no [notify.email]"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn firings_reach_the_webhook_and_the_mailbox_once_per_pass() {
+    use affluent_notify::testing::{smtp_sink, webhook_receiver_failing};
+    // The webhook fails twice before it accepts: the document is retried, not lost.
+    let (hook, bodies) = webhook_receiver_failing(2).await;
+    let (smtp, mails) = smtp_sink().await;
+    let mut p = Project::new(&format!(
+        r#"
+[notify.webhook]
+url = "{hook}"
+[notify.email]
+smtp_url = "{smtp}"
+from = "affluent@example.org"
+to = ["label@example.org"]
+{}
+notify = ["email", "webhook"]
+{}
+notify = ["email"]
+"#,
+        alert("big", "{ value = \"followers\", above = 100 }", ""),
+        alert("small", "{ value = \"followers\", below = 10 }", ""),
+    ));
+    p.observe(&[("a", 150.0, 0.0), ("b", 5.0, 0.0), ("c", 500.0, 0.0)])
+        .await;
+    let evaluations = p.alerts.evaluate_all(p.now()).await.unwrap();
+    assert_eq!(evaluations.len(), 2);
+    let sent = p.alerts.notify(&evaluations).await;
+    assert!(sent.errors.is_empty(), "{:?}", sent.errors);
+    assert_eq!((sent.posted, sent.emailed), (2, 3));
+    let bodies = bodies.lock().unwrap().clone();
+    // Two refused attempts and the accepted one, each the same document.
+    assert_eq!(bodies.len(), 3, "{bodies:?}");
+    let doc = &bodies[2];
+    assert_eq!(doc["event"], "alerts");
+    let entities: Vec<&str> = doc["firings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["entity"].as_str().unwrap())
+        .collect();
+    assert_eq!(entities, vec!["{\"entity\":\"a\"}", "{\"entity\":\"c\"}"]);
+    let mails = mails.lock().unwrap().clone();
+    assert_eq!(mails.len(), 1, "one email for the pass: {mails:?}");
+    assert!(mails[0].contains("3 alerts"), "{}", mails[0]);
+    assert!(
+        mails[0].contains("[warning] small {\"entity\":\"b\"}: b: 5"),
+        "{}",
+        mails[0]
+    );
+
+    // Nothing new fires: nothing is sent.
+    let evaluations = p.alerts.evaluate_all(p.now()).await.unwrap();
+    let sent = p.alerts.notify(&evaluations).await;
+    assert_eq!((sent.posted, sent.emailed), (0, 0));
+}
+
+#[tokio::test]
+async fn a_webhook_that_keeps_failing_is_reported_and_the_firing_kept() {
+    use affluent_notify::testing::webhook_receiver_failing;
+    let (hook, bodies) = webhook_receiver_failing(usize::MAX).await;
+    let mut p = Project::new(&format!(
+        "[notify.webhook]\nurl = \"{hook}\"\n{}\nnotify = [\"webhook\"]\n",
+        alert("big", "{ value = \"followers\", above = 100 }", "")
+    ));
+    p.observe(&[("a", 150.0, 0.0)]).await;
+    let evaluations = p.alerts.evaluate_all(p.now()).await.unwrap();
+    let sent = p.alerts.notify(&evaluations).await;
+    assert_eq!(sent.posted, 0);
+    assert_eq!(sent.errors.len(), 1);
+    assert!(
+        sent.errors[0].to_string().contains("503"),
+        "{}",
+        sent.errors[0]
+    );
+    assert_eq!(bodies.lock().unwrap().len(), 3, "three attempts");
+    let csv = p.csv("SELECT count(*) AS n FROM alert_firings").await;
+    assert_eq!(csv.lines().nth(1), Some("1"));
 }

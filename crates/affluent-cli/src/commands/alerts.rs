@@ -24,7 +24,8 @@ enum AlertsCommand {
         /// The alert.
         name: String,
     },
-    /// Evaluate alerts (all by default) and record their firings in `alert_firings`.
+    /// Evaluate alerts (all by default), record their firings in `alert_firings` and send them
+    /// to the alerts' channels.
     Run {
         /// Alerts to evaluate (default: all).
         names: Vec<String>,
@@ -98,6 +99,16 @@ pub async fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
             };
             for e in &evaluations {
                 show(e, false);
+            }
+            let sent = alerts.notify(&evaluations).await;
+            if sent.emailed > 0 || sent.posted > 0 {
+                println!(
+                    "sent: {} firings by email, {} by webhook",
+                    sent.emailed, sent.posted
+                );
+            }
+            for e in &sent.errors {
+                println!("not sent: {e}");
             }
         }
     }

@@ -553,3 +553,45 @@ fn sigterm_stops_cleanly_and_a_restart_resumes() {
     let end = finish(&project, start, &log);
     assert_eq!(actual(&project), expected(start, end));
 }
+
+/// `affluent run` evaluates an alert each time a load gives its table a new version: it fires
+/// once when it starts to hold, not again at every load while it still holds.
+#[test]
+fn run_evaluates_alerts_after_each_load() {
+    let server = FeedServer::start(0.0);
+    let dir = tempfile::tempdir().expect("tmp");
+    let start = now_s() - 8;
+    let project = feed_project(&dir.path().join("p"), server.port, start, "");
+    let mut toml = std::fs::read_to_string(project.join("affluent.toml")).expect("read");
+    toml.push_str(
+        r#"
+[alerts.records_arrived]
+sql = "SELECT count(*) AS n FROM feed_records"
+message = "{n:int} records loaded"
+when = { value = "n", above = 0 }
+"#,
+    );
+    std::fs::write(project.join("affluent.toml"), toml).expect("write");
+    let log = dir.path().join("run.log");
+    finish(&project, start, &log);
+    let fired = query(
+        &project,
+        "SELECT count(*) AS firings, min(evaluation) AS first FROM alert_firings",
+    );
+    assert_eq!(
+        fired,
+        "firings,first\n1,1\n",
+        "{}",
+        tail(&std::fs::read_to_string(&log).unwrap_or_default())
+    );
+    let o = super::affluent(&project, &["alerts", "list"]);
+    let listed = super::text(&o);
+    assert!(listed.contains("active on 1 of 1 entities"), "{listed}");
+    let evaluations: u64 = listed
+        .split("records_arrived [warning]: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(evaluations >= 2, "evaluated after each load: {listed}");
+}
