@@ -81,6 +81,8 @@ pub struct Firing {
     pub previous: Option<f64>,
     /// The relative change.
     pub change: Option<f64>,
+    /// An anomaly's robust z-score.
+    pub score: Option<f64>,
     /// The observation's time (the `time` column's value), as text.
     pub observed_at: Option<String>,
     /// When it fired.
@@ -429,6 +431,7 @@ impl Alerts {
                     value: compared.value,
                     previous: compared.previous,
                     change: compared.change,
+                    score: compared.score,
                     observed_at: time_at.and_then(|t| match obs.latest.get(t) {
                         None | Some(serde_json::Value::Null) => None,
                         Some(serde_json::Value::String(s)) => Some(s.clone()),
@@ -486,6 +489,7 @@ impl Alerts {
             ("value", TableType::Float),
             ("previous", TableType::Float),
             ("change", TableType::Float),
+            ("score", TableType::Float),
             ("observed_at", TableType::String),
             ("fired_at", TableType::Timestamp),
             ("evaluation", TableType::Int),
@@ -505,6 +509,7 @@ impl Alerts {
                     float(f.value),
                     float(f.previous),
                     float(f.change),
+                    float(f.score),
                     f.observed_at.clone().map_or(Cell::Null, Cell::Str),
                     Cell::Timestamp(f.fired_at.as_microsecond()),
                     Cell::Int(f.evaluation),

@@ -3,11 +3,11 @@
 
 use std::collections::HashMap;
 
-use affluent_config::schema::{Alert, Comparison, Condition};
+use affluent_config::schema::{Alert, Baseline, BaselineKind, Comparison, Condition};
 use affluent_tables::reader::Rows;
 use serde_json::Value;
 
-/// An entity's latest observation and the one before it.
+/// An entity's latest observation and those before it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observation {
     /// The entity, as its key columns' values (`{"artist_id": "a1"}`), in JSON text: its state's
@@ -15,8 +15,15 @@ pub struct Observation {
     pub key: String,
     /// The latest row, in the query's column order.
     pub latest: Vec<Value>,
-    /// The row before it, when the entity has one.
-    pub previous: Option<Vec<Value>>,
+    /// The rows before it, oldest first (the last is the previous observation).
+    pub earlier: Vec<Vec<Value>>,
+}
+
+impl Observation {
+    /// The observation before the latest.
+    pub fn previous(&self) -> Option<&Vec<Value>> {
+        self.earlier.last()
+    }
 }
 
 /// The values of the comparison a message shows: the first of the condition.
@@ -24,10 +31,13 @@ pub struct Observation {
 pub struct Compared {
     /// The value compared.
     pub value: Option<f64>,
-    /// Its previous value.
+    /// What it was compared with: the previous value, the baseline, or the median of an
+    /// anomaly's window.
     pub previous: Option<f64>,
-    /// The relative change from the previous value.
+    /// The relative change from it.
     pub change: Option<f64>,
+    /// An anomaly's robust z-score.
+    pub score: Option<f64>,
 }
 
 /// Where the columns an alert reads are in its query's rows.
@@ -65,7 +75,7 @@ impl Layout {
             find(column, "condition's column")?;
         }
         for (name, _) in &alert.placeholders {
-            if !["value", "previous", "change"].contains(&name.as_str()) {
+            if !["value", "previous", "change", "score"].contains(&name.as_str()) {
                 find(name, "message's placeholder")?;
             }
         }
@@ -97,11 +107,11 @@ fn time_order(a: &Value, b: &Value) -> std::cmp::Ordering {
     }
 }
 
-/// Each entity's latest observation (the greatest time, the last in query order on ties) and
-/// the one before it, in order of first appearance.
+/// Each entity's observations ordered by time (query order on ties: the last is the latest),
+/// in order of first appearance.
 pub fn observations(layout: &Layout, rows: Rows) -> Vec<Observation> {
     let mut order: Vec<String> = Vec::new();
-    let mut last: HashMap<String, (Vec<Value>, Option<Vec<Value>>)> = HashMap::new();
+    let mut by_entity: HashMap<String, Vec<Vec<Value>>> = HashMap::new();
     for row in rows.rows {
         let key = {
             let mut map = serde_json::Map::new();
@@ -113,38 +123,128 @@ pub fn observations(layout: &Layout, rows: Rows) -> Vec<Observation> {
             }
             Value::Object(map).to_string()
         };
-        match last.get_mut(&key) {
+        match by_entity.get_mut(&key) {
+            Some(list) => list.push(row),
             None => {
                 order.push(key.clone());
-                last.insert(key, (row, None));
-            }
-            Some((latest, previous)) => {
-                let newer = layout
-                    .time
-                    .is_none_or(|t| time_order(&row[t], &latest[t]) != std::cmp::Ordering::Less);
-                if newer {
-                    *previous = Some(std::mem::replace(latest, row));
-                } else if previous.as_ref().is_none_or(|p| {
-                    layout
-                        .time
-                        .is_some_and(|t| time_order(&row[t], &p[t]) != std::cmp::Ordering::Less)
-                }) {
-                    *previous = Some(row);
-                }
+                by_entity.insert(key, vec![row]);
             }
         }
     }
     order
         .into_iter()
         .filter_map(|key| {
-            let (latest, previous) = last.remove(&key)?;
+            let mut rows = by_entity.remove(&key)?;
+            if let Some(t) = layout.time {
+                // Stable: rows of equal time keep their query order.
+                rows.sort_by(|a, b| time_order(&a[t], &b[t]));
+            }
+            let latest = rows.pop()?;
             Some(Observation {
                 key,
                 latest,
-                previous,
+                earlier: rows,
             })
         })
         .collect()
+}
+
+/// A time value as a civil date and time (a date is its midnight; an instant is read in UTC).
+fn civil_time(v: &Value) -> Option<jiff::civil::DateTime> {
+    let Value::String(s) = v else {
+        return None;
+    };
+    let s = s.trim();
+    if let Ok(ts) = s.parse::<jiff::Timestamp>() {
+        return Some(ts.to_zoned(jiff::tz::TimeZone::UTC).datetime());
+    }
+    if let Ok(dt) = s.parse::<jiff::civil::DateTime>() {
+        return Some(dt);
+    }
+    s.parse::<jiff::civil::Date>()
+        .ok()
+        .map(|d| d.to_datetime(jiff::civil::Time::midnight()))
+}
+
+/// The baseline of an observation: the mean of the entity's values at the same weekday and
+/// time N weeks back (or the same hour N days back), over those it has.
+fn baseline(
+    layout: &Layout,
+    obs: &Observation,
+    column: usize,
+    name: &str,
+    b: Baseline,
+) -> Result<Option<f64>, String> {
+    let Some(t) = layout.time else {
+        return Ok(None);
+    };
+    let Some(now) = civil_time(&obs.latest[t]) else {
+        return Ok(None);
+    };
+    let step = match b.kind {
+        BaselineKind::Weekday => jiff::Span::new().days(7),
+        BaselineKind::Hour => jiff::Span::new().days(1),
+    };
+    let hour = |d: jiff::civil::DateTime| (d.date(), d.hour());
+    let mut wanted = Vec::new();
+    let mut at = now;
+    for _ in 0..b.count {
+        let Ok(back) = at.checked_sub(step) else {
+            break;
+        };
+        at = back;
+        wanted.push(at);
+    }
+    let mut sum = 0.0;
+    let mut n = 0u32;
+    for row in &obs.earlier {
+        let Some(when) = civil_time(&row[t]) else {
+            continue;
+        };
+        let same = match b.kind {
+            BaselineKind::Weekday => wanted.contains(&when),
+            BaselineKind::Hour => wanted.iter().any(|w| hour(*w) == hour(when)),
+        };
+        if same && let Some(x) = number(row.get(column), name)? {
+            sum += x;
+            n += 1;
+        }
+    }
+    Ok((n > 0).then(|| sum / f64::from(n)))
+}
+
+fn median(values: &mut [f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(|a, b| a.total_cmp(b));
+    let mid = values.len() / 2;
+    Some(if values.len().is_multiple_of(2) {
+        (values[mid - 1] + values[mid]) / 2.0
+    } else {
+        values[mid]
+    })
+}
+
+/// The robust z-score of `value` against the previous `window` values: 0.6745 × (value −
+/// median) / MAD, with the median and the MAD (median absolute deviation) of those values.
+/// `None` with fewer than 3 values; infinite when they are all equal and `value` is not.
+pub fn robust_z(value: f64, previous: &[f64]) -> Option<(f64, f64)> {
+    if previous.len() < 3 {
+        return None;
+    }
+    let mut values = previous.to_vec();
+    let m = median(&mut values)?;
+    let mut deviations: Vec<f64> = previous.iter().map(|x| (x - m).abs()).collect();
+    let mad = median(&mut deviations)?;
+    let z = if mad > 0.0 {
+        0.6745 * (value - m) / mad
+    } else if value == m {
+        0.0
+    } else {
+        f64::INFINITY.copysign(value - m)
+    };
+    Some((z, m))
 }
 
 /// A cell as a number: JSON numbers, and text that reads as one; null is no value.
@@ -176,27 +276,65 @@ pub fn holds(
                 return Err(format!("no column `{column}`"));
             };
             let value = number(obs.latest.get(c), column)?;
-            let previous = match &obs.previous {
-                Some(p) => number(p.get(c), column)?,
-                None => None,
-            };
-            let change = match (value, previous) {
+            let change_from = |v: Option<f64>, p: Option<f64>| match (v, p) {
                 (Some(v), Some(p)) if p != 0.0 => Some((v - p) / p.abs()),
                 _ => None,
             };
-            let compared = Compared {
+            let mut compared = Compared {
                 value,
-                previous,
-                change,
+                ..Compared::default()
             };
-            let ok = match (*comparison, value, previous, change) {
-                (Comparison::Above(x), Some(v), _, _) => v > x,
-                (Comparison::Below(x), Some(v), _, _) => v < x,
-                (Comparison::ChangeAbove(x), _, _, Some(ch)) => ch > x,
-                (Comparison::ChangeBelow(x), _, _, Some(ch)) => ch < x,
-                (Comparison::CrossesAbove(x), Some(v), Some(p), _) => p < x && v >= x,
-                (Comparison::CrossesBelow(x), Some(v), Some(p), _) => p >= x && v < x,
-                _ => false,
+            let ok = match *comparison {
+                Comparison::Above(x) => value.is_some_and(|v| v > x),
+                Comparison::Below(x) => value.is_some_and(|v| v < x),
+                Comparison::ChangeAbove(_)
+                | Comparison::ChangeBelow(_)
+                | Comparison::CrossesAbove(_)
+                | Comparison::CrossesBelow(_) => {
+                    let previous = match obs.previous() {
+                        Some(p) => number(p.get(c), column)?,
+                        None => None,
+                    };
+                    compared.previous = previous;
+                    compared.change = change_from(value, previous);
+                    match (*comparison, value, previous, compared.change) {
+                        (Comparison::ChangeAbove(x), _, _, Some(ch)) => ch > x,
+                        (Comparison::ChangeBelow(x), _, _, Some(ch)) => ch < x,
+                        (Comparison::CrossesAbove(x), Some(v), Some(p), _) => p < x && v >= x,
+                        (Comparison::CrossesBelow(x), Some(v), Some(p), _) => p >= x && v < x,
+                        _ => false,
+                    }
+                }
+                Comparison::BaselineAbove(x, b) | Comparison::BaselineBelow(x, b) => {
+                    let base = baseline(layout, obs, c, column, b)?;
+                    compared.previous = base;
+                    compared.change = change_from(value, base);
+                    match (*comparison, compared.change) {
+                        (Comparison::BaselineAbove(..), Some(ch)) => ch > x,
+                        (Comparison::BaselineBelow(..), Some(ch)) => ch < x,
+                        _ => false,
+                    }
+                }
+                Comparison::Anomaly { z, window } => {
+                    let mut previous = Vec::new();
+                    for row in obs.earlier.iter().rev() {
+                        if previous.len() == window {
+                            break;
+                        }
+                        if let Some(x) = number(row.get(c), column)? {
+                            previous.push(x);
+                        }
+                    }
+                    match value.and_then(|v| robust_z(v, &previous)) {
+                        Some((score, m)) => {
+                            compared.previous = Some(m);
+                            compared.change = change_from(value, Some(m));
+                            compared.score = Some(score);
+                            score.abs() > z
+                        }
+                        None => false,
+                    }
+                }
             };
             Ok(ok.then_some(compared))
         }
@@ -312,6 +450,7 @@ pub fn message(
             "value" => n(compared.value),
             "previous" => n(compared.previous),
             "change" => n(compared.change),
+            "score" => n(compared.score),
             other => layout
                 .at(other)
                 .and_then(|c| obs.latest.get(c).cloned())
@@ -361,6 +500,18 @@ pub fn message(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn robust_z_scores_outliers_against_median_and_mad() {
+        // median 10, deviations 0,1,1,2,2 -> MAD 1
+        let (z, m) = robust_z(20.0, &[10.0, 9.0, 11.0, 8.0, 12.0]).unwrap();
+        assert_eq!(m, 10.0);
+        assert!((z - 6.745).abs() < 1e-9, "{z}");
+        assert_eq!(robust_z(5.0, &[1.0, 2.0]), None);
+        let (z, _) = robust_z(3.0, &[2.0, 2.0, 2.0]).unwrap();
+        assert!(z.is_infinite() && z > 0.0);
+        assert_eq!(robust_z(2.0, &[2.0, 2.0, 2.0]).unwrap().0, 0.0);
+    }
 
     #[test]
     fn numbers_follow_the_locale() {

@@ -43,8 +43,9 @@ pub struct AlertConfig {
     /// `info`, `warning` (default) or `critical`.
     pub severity: Option<Severity>,
     /// The message of a firing. `{column}` is a value of the latest observation; `{value}`,
-    /// `{previous}`, `{change}` (relative, 0.123 = +12.3 %) are those of the first comparison
-    /// of `when`. `{name:pct}` shows a ratio as a percentage, `{name:int}` and `{name:num}` a
+    /// `{previous}` (the baseline, or the median of an anomaly's window), `{change}` (relative,
+    /// 0.123 = +12.3 %) and `{score}` (an anomaly's robust z-score) are those of the first
+    /// comparison of `when`. `{name:pct}` shows a ratio as a percentage, `{name:int}` and `{name:num}` a
     /// number, in `[dashboard] locale`.
     pub message: String,
     /// Fire again for an entity whose condition still holds once this long has passed since its
@@ -91,8 +92,8 @@ impl Severity {
 }
 
 /// A condition: one comparison on a column (`value` with one of `above`, `below`,
-/// `change_above`, `change_below`, `crosses_above`, `crosses_below`), or `all` / `any` of
-/// conditions.
+/// `change_above`, `change_below`, `crosses_above`, `crosses_below`, `baseline_above`,
+/// `baseline_below`, `anomaly`), or `all` / `any` of conditions.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConditionConfig {
@@ -112,12 +113,77 @@ pub struct ConditionConfig {
     pub crosses_above: Option<f64>,
     /// Holds when the value fell below this level, having been at or above it before.
     pub crosses_below: Option<f64>,
+    /// Holds when the value differs from its baseline by more than this ratio (`0.2`: 20 %
+    /// above the baseline); the baseline is `baseline`.
+    pub baseline_above: Option<f64>,
+    /// Holds when the value differs from its baseline by less than this ratio (`-0.2`).
+    pub baseline_below: Option<f64>,
+    /// The baseline of `baseline_above` / `baseline_below`: the mean of the entity's values at
+    /// the same weekday and time over the previous N weeks (`"4 same weekdays"`) or at the same
+    /// hour over the previous N days (`"7 same hours"`).
+    pub baseline: Option<Baseline>,
+    /// Holds when the value is an outlier of the entity's previous `window` values: its robust
+    /// z-score (0.6745 × (value − median) / MAD) is beyond this in either direction (`3.5`).
+    pub anomaly: Option<f64>,
+    /// The values `anomaly` compares with (default 28 observations).
+    pub window: Option<usize>,
     /// Holds when every one of these holds.
     #[serde(default)]
     pub all: Vec<ConditionConfig>,
     /// Holds when one of these holds.
     #[serde(default)]
     pub any: Vec<ConditionConfig>,
+}
+
+/// A baseline: the same weekday over the previous weeks, or the same hour over the previous
+/// days. Written `"4 same weekdays"`, `"7 same hours"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Baseline {
+    /// How many earlier periods.
+    pub count: u32,
+    /// Which.
+    pub kind: BaselineKind,
+}
+
+/// The period a baseline steps back by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BaselineKind {
+    /// A week: the same weekday (and time of day).
+    Weekday,
+    /// A day: the same hour of the day.
+    Hour,
+}
+
+impl std::str::FromStr for Baseline {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let words: Vec<&str> = s.split_whitespace().collect();
+        let bad = || {
+            format!(
+                "invalid baseline {s:?}: write \"N same weekdays\" or \"N same hours\" (e.g. \"4 same weekdays\")"
+            )
+        };
+        let [n, "same", unit] = words.as_slice() else {
+            return Err(bad());
+        };
+        let count: u32 = n.parse().map_err(|_| bad())?;
+        if count == 0 {
+            return Err(bad());
+        }
+        let kind = match *unit {
+            "weekday" | "weekdays" => BaselineKind::Weekday,
+            "hour" | "hours" => BaselineKind::Hour,
+            _ => return Err(bad()),
+        };
+        Ok(Self { count, kind })
+    }
+}
+
+impl<'de> Deserialize<'de> for Baseline {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// What a comparison compares.
@@ -135,10 +201,21 @@ pub enum Comparison {
     CrossesAbove(f64),
     /// `value < x <= previous`.
     CrossesBelow(f64),
+    /// `(value - baseline) / |baseline| > x`.
+    BaselineAbove(f64, Baseline),
+    /// `(value - baseline) / |baseline| < x`.
+    BaselineBelow(f64, Baseline),
+    /// `|robust z-score| > z` over the previous `window` values.
+    Anomaly {
+        /// The threshold.
+        z: f64,
+        /// The values compared with.
+        window: usize,
+    },
 }
 
 impl Comparison {
-    /// Whether it compares with the previous observation.
+    /// Whether it compares with earlier observations (and so needs `time`).
     pub fn needs_previous(self) -> bool {
         !matches!(self, Comparison::Above(_) | Comparison::Below(_))
     }
@@ -181,6 +258,24 @@ impl Condition {
 impl ConditionConfig {
     /// The checked condition, or what is wrong with it.
     pub fn condition(&self) -> Result<Condition, String> {
+        if self.baseline.is_some() && self.baseline_above.is_none() && self.baseline_below.is_none()
+        {
+            return Err("`baseline` goes with `baseline_above` or `baseline_below`".into());
+        }
+        if (self.baseline_above.is_some() || self.baseline_below.is_some())
+            && self.baseline.is_none()
+        {
+            return Err(
+                "`baseline_above` / `baseline_below` need `baseline`, e.g. \"4 same weekdays\""
+                    .into(),
+            );
+        }
+        if self.window.is_some() && self.anomaly.is_none() {
+            return Err("`window` goes with `anomaly`".into());
+        }
+        if self.window.is_some_and(|w| w < 3) {
+            return Err("`window` must be at least 3 observations".into());
+        }
         let comparisons: Vec<Comparison> = [
             self.above.map(Comparison::Above),
             self.below.map(Comparison::Below),
@@ -188,6 +283,16 @@ impl ConditionConfig {
             self.change_below.map(Comparison::ChangeBelow),
             self.crosses_above.map(Comparison::CrossesAbove),
             self.crosses_below.map(Comparison::CrossesBelow),
+            self.baseline_above
+                .zip(self.baseline)
+                .map(|(x, b)| Comparison::BaselineAbove(x, b)),
+            self.baseline_below
+                .zip(self.baseline)
+                .map(|(x, b)| Comparison::BaselineBelow(x, b)),
+            self.anomaly.map(|z| Comparison::Anomaly {
+                z,
+                window: self.window.unwrap_or(28),
+            }),
         ]
         .into_iter()
         .flatten()
@@ -223,10 +328,10 @@ impl ConditionConfig {
                 })
             }
             ([], 0, _) => Err(
-                "no comparison: give `value` and one of `above`, `below`, `change_above`, `change_below`, `crosses_above`, `crosses_below`, or `all` / `any`".into(),
+                "no comparison: give `value` and one of `above`, `below`, `change_above`, `change_below`, `crosses_above`, `crosses_below`, `baseline_above`, `baseline_below`, `anomaly`, or `all` / `any`".into(),
             ),
             _ => Err(
-                "give one comparison (`value` with one of `above`, `below`, `change_above`, `change_below`, `crosses_above`, `crosses_below`) or one of `all` / `any` per condition; combine several with `all`".into(),
+                "give one comparison (`value` with one of `above`, `below`, `change_above`, `change_below`, `crosses_above`, `crosses_below`, `baseline_above`, `baseline_below`, `anomaly`) or one of `all` / `any` per condition; combine several with `all`".into(),
             ),
         }
     }

@@ -72,6 +72,20 @@ impl Project {
             .iter()
             .map(|(e, f, s)| serde_json::json!({"entity": e, "day": day, "followers": f, "score": s}))
             .collect();
+        self.land(&records).await;
+    }
+
+    /// Lands and loads observations `(entity, day, followers)` of any days at once.
+    async fn observe_days(&mut self, rows: &[(&str, String, f64)]) {
+        self.day += 1;
+        let records: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(e, d, f)| serde_json::json!({"entity": e, "day": d, "followers": f, "score": 0}))
+            .collect();
+        self.land(&records).await;
+    }
+
+    async fn land(&mut self, records: &[serde_json::Value]) {
         self.warehouse
             .landing()
             .write(
@@ -89,7 +103,7 @@ impl Project {
                     fetched_at: Timestamp::now(),
                     interval: None,
                 },
-                serde_json::to_vec(&records).unwrap().as_slice(),
+                serde_json::to_vec(records).unwrap().as_slice(),
             )
             .unwrap();
         self.warehouse
@@ -520,4 +534,82 @@ async fn a_webhook_that_keeps_failing_is_reported_and_the_firing_kept() {
     assert_eq!(bodies.lock().unwrap().len(), 3, "three attempts");
     let csv = p.csv("SELECT count(*) AS n FROM alert_firings").await;
     assert_eq!(csv.lines().nth(1), Some("1"));
+}
+
+/// `2024-01-01` + n days (2024-01-01 is a Monday).
+fn day(n: i64) -> String {
+    let d: jiff::civil::Date = "2024-01-01".parse().unwrap();
+    (d + n.days()).to_string()
+}
+
+#[tokio::test]
+async fn baseline_of_the_same_weekdays() {
+    let mut p = Project::new(&alert(
+        "busy_monday",
+        "{ value = \"followers\", baseline_above = 0.2, baseline = \"4 same weekdays\" }",
+        "",
+    ));
+    // Four weeks: Mondays 100, other days 50.
+    let weeks: Vec<(&str, String, f64)> = (0..28)
+        .map(|n| ("a", day(n), if n % 7 == 0 { 100.0 } else { 50.0 }))
+        .collect();
+    p.observe_days(&weeks).await;
+    // The fifth Monday is 130: 30 % above its baseline (the four Mondays' mean, 100), though
+    // far below no other day's value is it compared with.
+    assert!(
+        p.fired("busy_monday").await.is_empty(),
+        "a Sunday at 50 vs 50"
+    );
+    p.observe_days(&[("a", day(28), 130.0)]).await;
+    let e = p
+        .alerts
+        .evaluate("busy_monday", Mode::DryRun, p.now())
+        .await
+        .unwrap();
+    assert_eq!(e.fired.len(), 1);
+    assert_eq!(e.fired[0].previous, Some(100.0));
+    assert!((e.fired[0].change.unwrap() - 0.3).abs() < 1e-12);
+    assert_eq!(p.fired("busy_monday").await, vec!["a"]);
+    // A Monday at 110 is within 20 % of its baseline (now 107.5 with the 130): cleared.
+    p.observe_days(&[("a", day(35), 110.0)]).await;
+    assert!(p.fired("busy_monday").await.is_empty());
+    p.observe_days(&[("a", day(42), 200.0)]).await;
+    assert_eq!(p.fired("busy_monday").await, vec!["a"]);
+}
+
+#[tokio::test]
+async fn robust_z_score_anomaly_over_a_window() {
+    let mut p = Project::new(&alert(
+        "odd",
+        "{ value = \"followers\", anomaly = 3.5, window = 14 }",
+        "",
+    ));
+    let normal = [
+        100.0, 101.0, 99.0, 102.0, 98.0, 100.0, 101.0, 99.0, 100.0, 102.0, 98.0, 101.0, 99.0, 100.0,
+    ];
+    let rows: Vec<(&str, String, f64)> = normal
+        .iter()
+        .enumerate()
+        .map(|(n, v)| ("a", day(n as i64), *v))
+        .collect();
+    p.observe_days(&rows).await;
+    assert!(p.fired("odd").await.is_empty());
+    // Within the spread of the window: no anomaly.
+    p.observe_days(&[("a", day(14), 103.0)]).await;
+    assert!(p.fired("odd").await.is_empty());
+    p.observe_days(&[("a", day(15), 150.0)]).await;
+    let e = p
+        .alerts
+        .evaluate("odd", Mode::DryRun, p.now())
+        .await
+        .unwrap();
+    let score = e.fired[0].score.unwrap();
+    assert!(score > 3.5, "{score}");
+    assert_eq!(e.fired[0].previous, Some(100.0), "the window's median");
+    assert_eq!(p.fired("odd").await, vec!["a"]);
+    // A drop is an anomaly too, after the spike cleared.
+    p.observe_days(&[("a", day(16), 100.0)]).await;
+    assert!(p.fired("odd").await.is_empty());
+    p.observe_days(&[("a", day(17), 40.0)]).await;
+    assert_eq!(p.fired("odd").await, vec!["a"]);
 }
