@@ -455,7 +455,20 @@ impl Warehouse {
             // Nothing to build a schema from yet: the entries stay pending.
             return Ok(());
         }
-        let batches = rows.into_batches();
+        let columns = rows.columns.clone();
+        let mut batches = rows.into_batches();
+        if batches.is_empty() {
+            // Entries without a row (an empty page) are still taken, by a commit of no row.
+            let schema = if !columns.is_empty() {
+                crate::mapping::schema_of(&columns)
+            } else {
+                match &state.table {
+                    Some(t) => arrow_schema(t, name).await?,
+                    None => return Ok(()),
+                }
+            };
+            batches.push(RecordBatch::new_empty(schema));
+        }
         let n = state.committed + 1;
         let ledger = Ledger {
             load: n,
@@ -544,8 +557,11 @@ impl Warehouse {
         };
         let exists = table.version().is_some();
         let err = TableError::delta(name);
+        // A merge of no row commits nothing, and so would not record the load's transaction:
+        // an append of no row does.
+        let no_rows = batches.iter().all(|b| b.num_rows() == 0);
         match kind {
-            WriteKind::Merge if exists => {
+            WriteKind::Merge if exists && !no_rows => {
                 let source = SessionContext::new().read_batches(batches)?;
                 let (table, inserted, updated) = merge(
                     table,

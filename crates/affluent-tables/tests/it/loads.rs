@@ -354,3 +354,46 @@ async fn a_reader_runs_a_query_once_per_bound_values_and_a_new_reader_sees_new_c
     assert_eq!(fresh.rows(sql, &min(1)).await.unwrap().rows.len(), 3);
     assert_eq!(reader.rows(sql, &min(1)).await.unwrap().rows.len(), 2);
 }
+
+#[tokio::test]
+async fn an_empty_page_is_taken_by_a_commit_of_no_row() {
+    let p = TestProject::new(PROJECT);
+    p.land(
+        "readings",
+        "r1",
+        br#"[{"id": 1, "value": 1.5, "at": "2024-01-01T00:00:00Z"}]"#,
+    );
+    load(&p).await;
+    p.land("readings", "r2", b"[]");
+    let reports = load(&p).await;
+    for r in &reports {
+        assert_eq!((r.entries, r.commits, r.loaded), (1, 1, 0), "{r}");
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+    }
+    // Taken: the next load has nothing to do.
+    for r in load(&p).await {
+        assert_eq!(r.entries, 0, "{r}");
+    }
+    assert_eq!(p.count("readings").await, 1);
+    assert_eq!(p.count("typed").await, 1);
+}
+
+#[tokio::test]
+async fn inferred_types_widen_across_the_entries_of_one_commit() {
+    let p = TestProject::new(PROJECT);
+    // An integer in one entry, a number in the next, text in a third: one commit, one
+    // inference over all of them, as if they were one entry.
+    p.land("readings", "r1", br#"[{"id": 1, "v": 2, "w": 1}]"#);
+    p.land("readings", "r2", br#"[{"id": 2, "v": 2.5, "w": "x"}]"#);
+    p.land("readings", "r3", br#"[{"id": 3, "v": null, "w": null}]"#);
+    let reports = load(&p).await;
+    let readings = reports.iter().find(|r| r.table == "readings").unwrap();
+    assert_eq!((readings.commits, readings.loaded), (1, 3), "{readings}");
+    let csv = p
+        .csv("SELECT id, v, w, arrow_typeof(v) AS tv, arrow_typeof(w) AS tw FROM readings ORDER BY id")
+        .await;
+    assert_eq!(
+        csv,
+        "id,v,w,tv,tw\n1,2.0,1,Float64,Utf8View\n2,2.5,x,Float64,Utf8View\n3,,,Float64,Utf8View\n"
+    );
+}
