@@ -2,7 +2,8 @@
 # Memory and time of loading a large CSV: `affluent ingest` (land the file, parse it, load a Delta
 # table) of ROWS rows, whole process, peak RSS from /usr/bin/time; beside it, DuckDB reading the
 # same file into one Parquet file (a reference for what a columnar reader needs), when PYTHON has
-# duckdb. Nothing is asserted.
+# duckdb. Then `affluent alerts test` of an anomaly rule over every row (150 entities, robust
+# z-score over 28 days). Nothing is asserted.
 #   cargo build --release -p affluent-cli
 #   bench/csv_load_memory.sh [target/release/affluent] [python-with-duckdb]
 set -euo pipefail
@@ -28,10 +29,20 @@ day = { path = "day", type = "date" }
 agency = { path = "agency", type = "string" }
 counter = { path = "counter", type = "int" }
 visits = { path = "visits", type = "int" }
+[query]
+max_rows = 5000000
+[alerts.odd_day]
+sql = "SELECT agency, counter, day, visits FROM visits"
+entity = ["agency", "counter"]
+time = "day"
+message = "{agency} {counter}: {visits:int} visits on {day}"
+when = { value = "visits", anomaly = 3.5, window = 28 }
 TOML
 /usr/bin/time -f "affluent ingest (land + load): %e s, peak RSS %M KiB" \
   "$bin" --project "$dir" ingest visits >/dev/null
 "$bin" --project "$dir" query "SELECT count(*) AS rows, sum(visits) AS visits FROM visits"
+/usr/bin/time -f "affluent alerts test (anomaly over every row): %e s, peak RSS %M KiB" \
+  "$bin" --project "$dir" alerts test odd_day | head -1
 
 if [ -n "$python" ]; then
   /usr/bin/time -f "DuckDB read_csv -> Parquet: %e s, peak RSS %M KiB" "$python" - "$dir" <<'PY'
