@@ -123,7 +123,7 @@ fn widen_array(array: &ArrayRef, from: TableType, to: TableType) -> Result<Array
 
 /// The parts under one schema: columns in order of first appearance (the table's own first,
 /// as every part lists them first), inferred types widened, missing columns null; small
-/// batches gathered into batches of up to [`BATCH_ROWS`] rows.
+/// batches gathered into batches of up to 65,536 rows.
 pub fn unify(parts: Vec<Part>) -> Result<Batches, ArrowError> {
     let mut columns: Vec<(String, Option<TableType>)> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
