@@ -106,8 +106,9 @@ pub struct Evaluation {
     pub fired: Vec<Firing>,
     /// Entities whose condition stopped holding.
     pub cleared: usize,
-    /// Firings of an earlier evaluation appended by this one (after a crash).
-    pub recovered: usize,
+    /// Firings of the previous evaluation that it had not appended (a crash between its state
+    /// and its append): appended by this one, and sent with its own.
+    pub recovered: Vec<Firing>,
     /// Entities that could not be evaluated (a value that is not a number), with the reason.
     pub errors: Vec<String>,
 }
@@ -136,6 +137,15 @@ pub struct AlertInfo {
     pub active: usize,
     /// Entities it knows.
     pub entities: usize,
+}
+
+/// The evaluations of several alerts, and the alerts that could not be evaluated.
+#[derive(Debug, Default)]
+pub struct Pass {
+    /// Evaluations, in order.
+    pub evaluations: Vec<Evaluation>,
+    /// Alerts that failed, with why.
+    pub errors: Vec<(String, AlertError)>,
 }
 
 /// What [`Alerts::notify`] sent.
@@ -192,7 +202,7 @@ impl Alerts {
                         .get(&e.alert)
                         .is_some_and(|a| a.notify.contains(&channel))
                 })
-                .flat_map(|e| &e.fired)
+                .flat_map(|e| e.recovered.iter().chain(&e.fired))
                 .collect()
         };
         let mut sent = Sent::default();
@@ -295,51 +305,55 @@ impl Alerts {
             .collect()
     }
 
-    /// The alerts whose query reads one of these tables or models, in name order.
-    pub fn reading(&self, changed: &[&str]) -> Result<Vec<String>, AlertError> {
+    /// The alerts whose query reads one of these tables or models, in name order; an alert
+    /// whose SQL does not parse is left out, with a warning.
+    pub fn reading(&self, changed: &[&str]) -> Vec<String> {
         let mut out = Vec::new();
         for (name, alert) in &self.warehouse.project().alerts {
-            let reads = self
+            match self
                 .warehouse
-                .tables_read(&alert.sql, &format!("alert `{name}`"))?;
-            if changed.iter().any(|c| reads.contains(*c)) {
-                out.push(name.clone());
+                .tables_read(&alert.sql, &format!("alert `{name}`"))
+            {
+                Ok(reads) if changed.iter().any(|c| reads.contains(*c)) => out.push(name.clone()),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(alert = name, "alert not evaluated: {e}"),
             }
         }
-        Ok(out)
+        out
     }
 
     /// Evaluates the alerts reading one of these tables or models (they have a new version),
     /// records their firings and sends them; what fails is logged, never raised: a run's data
     /// is loaded whatever becomes of its alerts.
     pub async fn after_change(&self, changed: &[&str]) -> Vec<Evaluation> {
-        let names = match self.reading(changed) {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::warn!("alerts not evaluated: {e}");
-                return Vec::new();
-            }
-        };
-        let mut evaluations = Vec::new();
-        for name in names {
-            match self.evaluate(&name, Mode::Record, Timestamp::now()).await {
-                Ok(e) => evaluations.push(e),
-                Err(e) => tracing::warn!(alert = name, "alert not evaluated: {e}"),
-            }
+        let names = self.reading(changed);
+        if names.is_empty() {
+            return Vec::new();
         }
-        if !evaluations.is_empty() {
-            self.notify(&evaluations).await;
+        let pass = self.evaluate_many(&names, Timestamp::now()).await;
+        for (name, e) in &pass.errors {
+            tracing::warn!(alert = name, "alert not evaluated: {e}");
         }
-        evaluations
+        self.notify(&pass.evaluations).await;
+        pass.evaluations
     }
 
-    /// Evaluates every alert, in name order.
-    pub async fn evaluate_all(&self, now: Timestamp) -> Result<Vec<Evaluation>, AlertError> {
-        let mut out = Vec::new();
-        for name in self.warehouse.project().alerts.keys() {
-            out.push(self.evaluate(name, Mode::Record, now).await?);
+    /// Evaluates alerts (every one when `names` is empty), in order, recording their firings;
+    /// an alert that fails does not stop the others.
+    pub async fn evaluate_many(&self, names: &[String], now: Timestamp) -> Pass {
+        let all: Vec<String> = if names.is_empty() {
+            self.warehouse.project().alerts.keys().cloned().collect()
+        } else {
+            names.to_vec()
+        };
+        let mut pass = Pass::default();
+        for name in all {
+            match self.evaluate(&name, Mode::Record, now).await {
+                Ok(e) => pass.evaluations.push(e),
+                Err(e) => pass.errors.push((name, e)),
+            }
         }
-        Ok(out)
+        pass
     }
 
     /// Evaluates one alert over the tables as they are now.
@@ -352,9 +366,10 @@ impl Alerts {
         let alert = self.alert(name)?.clone();
         let dir = self.dir();
         // One evaluation of an alert at a time, across processes.
-        let _lock = (mode == Mode::Record)
-            .then(|| state::lock(&dir, name))
-            .transpose()?;
+        let _lock = match mode {
+            Mode::Record => Some(state::lock(&dir, name).await?),
+            Mode::DryRun => None,
+        };
         let mut state = State::read(&dir, name)?;
         let mut report = Evaluation {
             alert: name.to_string(),
@@ -366,8 +381,8 @@ impl Alerts {
                 .app_version(ALERT_FIRINGS, &app_id(name))
                 .await?;
             if committed < state.evaluation {
-                report.recovered = state.pending.len();
                 self.append(name, &state.pending, state.evaluation).await?;
+                report.recovered = std::mem::take(&mut state.pending);
             }
             state.pending.clear();
         }

@@ -91,9 +91,12 @@ impl Layout {
     }
 }
 
-/// Orders two time values: numbers as numbers, text as text (ISO dates and times sort), else
-/// by their JSON text; null first.
+/// Orders two time values: dates and instants as such, numbers as numbers, other text as text,
+/// else by their JSON text; null first.
 fn time_order(a: &Value, b: &Value) -> std::cmp::Ordering {
+    if let (Some(x), Some(y)) = (civil_time(a), civil_time(b)) {
+        return x.cmp(&y);
+    }
     match (a, b) {
         (Value::Null, Value::Null) => std::cmp::Ordering::Equal,
         (Value::Null, _) => std::cmp::Ordering::Less,
@@ -280,9 +283,17 @@ pub fn holds(
                 (Some(v), Some(p)) if p != 0.0 => Some((v - p) / p.abs()),
                 _ => None,
             };
+            // The previous observation's value, for every kind (a threshold's message may show
+            // it); baselines and anomalies compare with something else and say so.
+            let previous = match obs.previous() {
+                Some(p) => number(p.get(c), column)?,
+                None => None,
+            };
             let mut compared = Compared {
                 value,
-                ..Compared::default()
+                previous,
+                change: change_from(value, previous),
+                score: None,
             };
             let ok = match *comparison {
                 Comparison::Above(x) => value.is_some_and(|v| v > x),
@@ -291,12 +302,6 @@ pub fn holds(
                 | Comparison::ChangeBelow(_)
                 | Comparison::CrossesAbove(_)
                 | Comparison::CrossesBelow(_) => {
-                    let previous = match obs.previous() {
-                        Some(p) => number(p.get(c), column)?,
-                        None => None,
-                    };
-                    compared.previous = previous;
-                    compared.change = change_from(value, previous);
                     match (*comparison, value, previous, compared.change) {
                         (Comparison::ChangeAbove(x), _, _, Some(ch)) => ch > x,
                         (Comparison::ChangeBelow(x), _, _, Some(ch)) => ch < x,

@@ -64,8 +64,9 @@ impl State {
 }
 
 /// Holds `NAME.lock` in the state folder until dropped: one recording evaluation of an alert
-/// at a time, across processes.
-pub(crate) fn lock(dir: &Path, name: &str) -> Result<std::fs::File, AlertError> {
+/// at a time, across processes. Waits for another holder on a blocking thread, not the
+/// runtime's.
+pub(crate) async fn lock(dir: &Path, name: &str) -> Result<std::fs::File, AlertError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let path = dir.join(format!("{name}.lock"));
     let file = std::fs::OpenOptions::new()
@@ -74,6 +75,15 @@ pub(crate) fn lock(dir: &Path, name: &str) -> Result<std::fs::File, AlertError> 
         .write(true)
         .open(&path)
         .map_err(io(&path))?;
-    file.lock().map_err(io(&path))?;
-    Ok(file)
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            tracing::info!(alert = name, "waiting for another evaluation of the alert");
+            let waited = tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+                .await
+                .map_err(|e| io(&path)(std::io::Error::other(e)))?;
+            waited.map_err(io(&path))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(io(&path)(e)),
+    }
 }

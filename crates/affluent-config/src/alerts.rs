@@ -29,7 +29,8 @@ use crate::values::ConfigDuration;
 #[serde(deny_unknown_fields)]
 pub struct AlertConfig {
     /// The observations: a read-only query over the tables and models, one row per entity and
-    /// time.
+    /// time. An entity the query does not return keeps its state (active or not) until it
+    /// returns again: filter by time in the query only if that is what you mean.
     pub sql: String,
     /// Columns naming the entity a row observes (an artist, a station); each entity has its own
     /// state. Empty: the whole query is one entity.

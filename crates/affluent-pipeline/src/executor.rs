@@ -48,7 +48,7 @@ impl Pipeline {
             entry.0 += 1;
             entry.0
         };
-        let _writing = self.writes.lock().await;
+        let writing = self.writes.lock().await;
         let covers = {
             let tickets = self.load_tickets.lock().unwrap_or_else(|e| e.into_inner());
             let (issued, done) = tickets.get(source).copied().unwrap_or_default();
@@ -61,6 +61,14 @@ impl Pipeline {
             .warehouse
             .load_source(source, &LoadScope::Pending)
             .await?;
+        {
+            let mut tickets = self.load_tickets.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = tickets.entry(source.to_string()).or_default();
+            entry.1 = entry.1.max(covers);
+        }
+        drop(writing);
+        // Alerts (and their notifications) outside the write lock: the next loads need not
+        // wait for an SMTP server.
         let changed: Vec<&str> = reports
             .iter()
             .filter(|r| r.commits > 0)
@@ -69,9 +77,6 @@ impl Pipeline {
         if !changed.is_empty() {
             self.alerts.after_change(&changed).await;
         }
-        let mut tickets = self.load_tickets.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = tickets.entry(source.to_string()).or_default();
-        entry.1 = entry.1.max(covers);
         Ok(Some(reports))
     }
 
@@ -129,12 +134,13 @@ impl Pipeline {
     }
 
     async fn transform(&self, model: &str, interval: Interval) -> Result<RunCounts, RunFailure> {
-        let _writing = self.writes.lock().await;
+        let writing = self.writes.lock().await;
         let reports = self
             .warehouse
             .transform(&[model.to_string()], Some(interval))
             .await
             .map_err(|e| RunFailure::from(error_chain(&e)))?;
+        drop(writing);
         self.alerts.after_change(&[model]).await;
         let rows: u64 = reports.iter().map(|r| r.rows).sum();
         Ok(RunCounts {

@@ -398,9 +398,10 @@ impl Warehouse {
                 if failed.is_some() || records.is_empty() {
                     return;
                 }
+                let first = mapped.records;
                 mapped.records += records.len();
                 let (rows, mut rejects) =
-                    mapper.map(source, table, &[(id.clone(), records)], existing);
+                    mapper.map(source, table, &[(id.clone(), records)], existing, first);
                 mapped.rejects.append(&mut rejects);
                 match Part::of(&rows) {
                     Ok(part) => mapped.parts.push(part),

@@ -164,20 +164,23 @@ impl Mapper {
     }
 
     /// Maps the records of several landing entries. `existing` is the table's current schema
-    /// (its column types win over inference). Returns the rows and the rejects.
+    /// (its column types win over inference); `first` is the number of the entries' records
+    /// before these (a chunk of a larger entry), so that a reject says `record N` of the entry.
+    /// Returns the rows and the rejects.
     pub fn map(
         &self,
         source: &str,
         table: &str,
         batches: &[(String, Vec<Value>)],
         existing: Option<&Schema>,
+        first: usize,
     ) -> (Rows, Vec<Reject>) {
         // 1. Each record (or exploded element) as named raw values.
         let mut raw_rows: Vec<RawRow> = Vec::new();
         let mut rejects = Vec::new();
         for (entry_index, (entry_id, records)) in batches.iter().enumerate() {
             for (i, record) in records.iter().enumerate() {
-                let location = format!("record {}", i + 1);
+                let location = format!("record {}", first + i + 1);
                 match self.explode_record(record) {
                     Ok(elements) => {
                         for (j, element) in elements.iter().enumerate() {

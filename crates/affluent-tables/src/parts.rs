@@ -98,11 +98,20 @@ fn widen_array(array: &ArrayRef, from: TableType, to: TableType) -> Result<Array
             text(&|i| a.value(i).to_string())
         }
         (TableType::Float, TableType::String | TableType::Json) => {
+            // A part's number column holds the integers of its chunk as whole floats: written
+            // back without a fraction, as their JSON text was (`1`, not `1.0`). A value that
+            // was `1.0` in the JSON becomes `1` too: the one place where the chunk-by-chunk
+            // inference differs from one inference over every record.
             let a = array.as_primitive::<Float64Type>();
             text(&|i| {
-                serde_json::Number::from_f64(a.value(i))
-                    .map(|n| n.to_string())
-                    .unwrap_or_else(|| a.value(i).to_string())
+                let x = a.value(i);
+                if x.fract() == 0.0 && x.abs() < 9.0e15 {
+                    format!("{}", x as i64)
+                } else {
+                    serde_json::Number::from_f64(x)
+                        .map(|n| n.to_string())
+                        .unwrap_or_else(|| x.to_string())
+                }
             })
         }
         (TableType::Bool, TableType::String | TableType::Json) => {
@@ -110,6 +119,9 @@ fn widen_array(array: &ArrayRef, from: TableType, to: TableType) -> Result<Array
             text(&|i| a.value(i).to_string())
         }
         (TableType::String, TableType::Json) => {
+            // Text becomes a JSON string. (Numbers a mixed chunk had turned into text become
+            // JSON strings too, where one inference over every record would have kept them
+            // numbers.)
             let a = array.as_string::<i32>();
             text(&|i| serde_json::Value::String(a.value(i).to_string()).to_string())
         }
@@ -155,8 +167,14 @@ pub fn unify(parts: Vec<Part>) -> Result<Batches, ArrowError> {
             continue;
         }
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(out.columns.len() + 1);
+        let positions: HashMap<&str, usize> = part
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, (n, _))| (n.as_str(), i))
+            .collect();
         for (name, kind) in &out.columns {
-            let at = part.columns.iter().position(|(n, _)| n == name);
+            let at = positions.get(name.as_str()).copied();
             arrays.push(match at {
                 Some(c) if !part.unknown[c] => {
                     widen_array(part.batch.column(c), part.columns[c].1, *kind)?

@@ -370,14 +370,14 @@ async fn a_crash_between_the_state_and_the_table_is_healed_once() {
         .evaluate("big", Mode::Record, p.now())
         .await
         .unwrap();
-    assert_eq!((e.recovered, e.fired.len()), (2, 0));
+    assert_eq!((e.recovered.len(), e.fired.len()), (2, 0));
     // Again: the table holds evaluation 1 now, nothing is appended twice.
     let e = p
         .alerts
         .evaluate("big", Mode::Record, p.now())
         .await
         .unwrap();
-    assert_eq!((e.recovered, e.fired.len()), (0, 0));
+    assert_eq!((e.recovered.len(), e.fired.len()), (0, 0));
     let csv = p
         .csv("SELECT evaluation, count(*) AS n FROM alert_firings GROUP BY evaluation")
         .await;
@@ -481,7 +481,9 @@ notify = ["email"]
     ));
     p.observe(&[("a", 150.0, 0.0), ("b", 5.0, 0.0), ("c", 500.0, 0.0)])
         .await;
-    let evaluations = p.alerts.evaluate_all(p.now()).await.unwrap();
+    let pass = p.alerts.evaluate_many(&[], p.now()).await;
+    assert!(pass.errors.is_empty(), "{:?}", pass.errors);
+    let evaluations = pass.evaluations;
     assert_eq!(evaluations.len(), 2);
     let sent = p.alerts.notify(&evaluations).await;
     assert!(sent.errors.is_empty(), "{:?}", sent.errors);
@@ -508,7 +510,7 @@ notify = ["email"]
     );
 
     // Nothing new fires: nothing is sent.
-    let evaluations = p.alerts.evaluate_all(p.now()).await.unwrap();
+    let evaluations = p.alerts.evaluate_many(&[], p.now()).await.evaluations;
     let sent = p.alerts.notify(&evaluations).await;
     assert_eq!((sent.posted, sent.emailed), (0, 0));
 }
@@ -522,7 +524,7 @@ async fn a_webhook_that_keeps_failing_is_reported_and_the_firing_kept() {
         alert("big", "{ value = \"followers\", above = 100 }", "")
     ));
     p.observe(&[("a", 150.0, 0.0)]).await;
-    let evaluations = p.alerts.evaluate_all(p.now()).await.unwrap();
+    let evaluations = p.alerts.evaluate_many(&[], p.now()).await.evaluations;
     let sent = p.alerts.notify(&evaluations).await;
     assert_eq!(sent.posted, 0);
     assert_eq!(sent.errors.len(), 1);

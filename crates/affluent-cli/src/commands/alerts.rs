@@ -41,10 +41,10 @@ fn show(e: &Evaluation, dry: bool) {
         e.fired.len(),
         if dry { "would fire" } else { "fired" },
         e.cleared,
-        if e.recovered > 0 {
+        if !e.recovered.is_empty() {
             format!(
                 ", {} firings of an interrupted evaluation recorded",
-                e.recovered
+                e.recovered.len()
             )
         } else {
             String::new()
@@ -88,19 +88,11 @@ pub async fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
             show(&e, true);
         }
         AlertsCommand::Run { names } => {
-            let evaluations = if names.is_empty() {
-                alerts.evaluate_all(now).await?
-            } else {
-                let mut out = Vec::new();
-                for n in &names {
-                    out.push(alerts.evaluate(n, Mode::Record, now).await?);
-                }
-                out
-            };
-            for e in &evaluations {
+            let pass = alerts.evaluate_many(&names, now).await;
+            for e in &pass.evaluations {
                 show(e, false);
             }
-            let sent = alerts.notify(&evaluations).await;
+            let sent = alerts.notify(&pass.evaluations).await;
             if sent.emailed > 0 || sent.posted > 0 {
                 println!(
                     "sent: {} firings by email, {} by webhook",
@@ -109,6 +101,12 @@ pub async fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
             }
             for e in &sent.errors {
                 println!("not sent: {e}");
+            }
+            for (name, e) in &pass.errors {
+                eprintln!("error: alert `{name}`: {e}");
+            }
+            if !pass.errors.is_empty() {
+                return Ok(ExitCode::FAILURE);
             }
         }
     }
