@@ -397,3 +397,20 @@ async fn inferred_types_widen_across_the_entries_of_one_commit() {
         "id,v,w,tv,tw\n1,2.0,1,Float64,Utf8View\n2,2.5,x,Float64,Utf8View\n3,,,Float64,Utf8View\n"
     );
 }
+
+#[tokio::test]
+async fn a_reject_past_the_first_chunk_keeps_its_record_number() {
+    let p = TestProject::new(PROJECT);
+    // More records than one mapping chunk (16,384): the bad one is record 20,000 of the entry.
+    let mut records: Vec<serde_json::Value> = (1..20_000)
+        .map(|i| serde_json::json!({"id": i, "value": 1.0, "at": "2024-01-01T00:00:00Z"}))
+        .collect();
+    records.push(serde_json::json!({"id": 20_000, "value": "n/a", "at": "2024-01-01T00:00:00Z"}));
+    p.land("readings", "r1", &serde_json::to_vec(&records).unwrap());
+    let reports = load(&p).await;
+    let typed = reports.iter().find(|r| r.table == "typed").unwrap();
+    assert_eq!((typed.loaded, typed.quarantined), (19_999, 1), "{typed:?}");
+    let rejects = p.warehouse.quarantine().list("readings").unwrap();
+    assert_eq!(rejects.len(), 1);
+    assert_eq!(rejects[0].location, "record 20000");
+}
