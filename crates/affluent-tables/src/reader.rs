@@ -100,30 +100,30 @@ fn column_infos(df: &datafusion::dataframe::DataFrame) -> Vec<ColumnInfo> {
 }
 
 fn to_rows(columns: Vec<ColumnInfo>, batches: &[RecordBatch]) -> Result<Rows, TableError> {
+    // Batch by batch: the JSON text and objects of one batch at a time, not of the result.
+    let mut rows = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
     let mut buf = Vec::new();
-    {
-        let mut writer = datafusion::arrow::json::WriterBuilder::new()
-            .with_explicit_nulls(true)
-            .build::<_, datafusion::arrow::json::writer::JsonArray>(&mut buf);
-        let refs: Vec<&RecordBatch> = batches.iter().collect();
-        writer.write_batches(&refs)?;
-        writer.finish()?;
-    }
-    let objects: Vec<serde_json::Map<String, serde_json::Value>> = if buf.is_empty() {
-        Vec::new()
-    } else {
-        serde_json::from_slice(&buf)
-            .map_err(|e| TableError::Invalid(format!("cannot read query rows: {e}")))?
-    };
-    let rows = objects
-        .into_iter()
-        .map(|mut o| {
+    for batch in batches {
+        buf.clear();
+        {
+            let mut writer = datafusion::arrow::json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, datafusion::arrow::json::writer::JsonArray>(&mut buf);
+            writer.write(batch)?;
+            writer.finish()?;
+        }
+        if buf.is_empty() {
+            continue;
+        }
+        let objects: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_slice(&buf)
+            .map_err(|e| TableError::Invalid(format!("cannot read query rows: {e}")))?;
+        rows.extend(objects.into_iter().map(|mut o| {
             columns
                 .iter()
                 .map(|c| o.remove(&c.name).unwrap_or(serde_json::Value::Null))
-                .collect()
-        })
-        .collect();
+                .collect::<Vec<_>>()
+        }));
+    }
     Ok(Rows { columns, rows })
 }
 
