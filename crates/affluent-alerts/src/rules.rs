@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use affluent_config::schema::{Alert, Baseline, BaselineKind, Comparison, Condition};
+use affluent_config::schema::{Alert, Baseline, BaselineKind, Comparison, Condition, MessagePiece};
 use affluent_tables::reader::Rows;
 use serde_json::Value;
 
@@ -74,7 +74,10 @@ impl Layout {
         for column in alert.condition.columns() {
             find(column, "condition's column")?;
         }
-        for (name, _) in &alert.placeholders {
+        for piece in &alert.template {
+            let MessagePiece::Field { name, .. } = piece else {
+                continue;
+            };
             if !["value", "previous", "change", "score"].contains(&name.as_str()) {
                 find(name, "message's placeholder")?;
             }
@@ -483,23 +486,14 @@ pub fn message(
             },
         }
     };
-    let mut out = String::new();
-    let mut rest = alert.message.as_str();
-    while let Some(start) = rest.find('{') {
-        let Some(len) = rest[start..].find('}') else {
-            break;
-        };
-        out.push_str(&rest[..start]);
-        let inner = &rest[start + 1..start + len];
-        let (name, f) = match inner.split_once(':') {
-            Some((n, f)) => (n.trim(), Some(f.trim())),
-            None => (inner.trim(), None),
-        };
-        out.push_str(&shown(&value_of(name), f));
-        rest = &rest[start + len + 1..];
-    }
-    out.push_str(rest);
-    out
+    alert
+        .template
+        .iter()
+        .map(|piece| match piece {
+            MessagePiece::Text(t) => t.clone(),
+            MessagePiece::Field { name, format } => shown(&value_of(name), format.as_deref()),
+        })
+        .collect()
 }
 
 #[cfg(test)]

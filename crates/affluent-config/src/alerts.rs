@@ -353,8 +353,8 @@ pub struct Alert {
     pub severity: Severity,
     /// The message template.
     pub message: String,
-    /// Its placeholders, with their format.
-    pub placeholders: Vec<(String, Option<String>)>,
+    /// The message template, read into its pieces.
+    pub template: Vec<MessagePiece>,
     /// How long before a condition that still holds fires again.
     pub cooldown: Option<std::time::Duration>,
     /// Where firings are sent.
@@ -367,7 +367,7 @@ pub(crate) fn build(alerts: BTreeMap<String, AlertConfig>) -> BTreeMap<String, A
         .into_iter()
         .filter_map(|(name, a)| {
             let condition = a.when.condition().ok()?;
-            let placeholders = message_placeholders(&a.message).ok()?;
+            let template = message_template(&a.message).ok()?;
             Some((
                 name,
                 Alert {
@@ -377,7 +377,7 @@ pub(crate) fn build(alerts: BTreeMap<String, AlertConfig>) -> BTreeMap<String, A
                     condition,
                     severity: a.severity.unwrap_or(Severity::Warning),
                     message: a.message,
-                    placeholders,
+                    template,
                     cooldown: a.cooldown.map(ConfigDuration::get),
                     notify: a.notify,
                 },
@@ -386,8 +386,22 @@ pub(crate) fn build(alerts: BTreeMap<String, AlertConfig>) -> BTreeMap<String, A
         .collect()
 }
 
-/// The placeholders of a message: `{name}` or `{name:format}`.
-pub fn message_placeholders(message: &str) -> Result<Vec<(String, Option<String>)>, String> {
+/// A piece of a message template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessagePiece {
+    /// Text written as is.
+    Text(String),
+    /// `{name}` or `{name:format}`.
+    Field {
+        /// A column, `value`, `previous`, `change` or `score`.
+        name: String,
+        /// `pct`, `int` or `num`.
+        format: Option<String>,
+    },
+}
+
+/// A message template read into its pieces, or what is wrong with it.
+pub fn message_template(message: &str) -> Result<Vec<MessagePiece>, String> {
     let mut out = Vec::new();
     let mut rest = message;
     while let Some(start) = rest.find('{') {
@@ -397,6 +411,9 @@ pub fn message_placeholders(message: &str) -> Result<Vec<(String, Option<String>
                 &rest[start..]
             ));
         };
+        if start > 0 {
+            out.push(MessagePiece::Text(rest[..start].to_string()));
+        }
         let inner = &rest[start + 1..start + len];
         let (name, format) = match inner.split_once(':') {
             Some((n, f)) => (n.trim(), Some(f.trim().to_string())),
@@ -415,10 +432,27 @@ pub fn message_placeholders(message: &str) -> Result<Vec<(String, Option<String>
                 "unknown format `{f}` of `{{{name}:{f}}}`: use `pct`, `int` or `num`"
             ));
         }
-        out.push((name.to_string(), format));
+        out.push(MessagePiece::Field {
+            name: name.to_string(),
+            format,
+        });
         rest = &rest[start + len + 1..];
     }
+    if !rest.is_empty() {
+        out.push(MessagePiece::Text(rest.to_string()));
+    }
     Ok(out)
+}
+
+/// The placeholders of a message: `{name}` or `{name:format}`.
+pub fn message_placeholders(message: &str) -> Result<Vec<(String, Option<String>)>, String> {
+    Ok(message_template(message)?
+        .into_iter()
+        .filter_map(|p| match p {
+            MessagePiece::Field { name, format } => Some((name, format)),
+            MessagePiece::Text(_) => None,
+        })
+        .collect())
 }
 
 pub(crate) fn check(
@@ -461,7 +495,7 @@ pub(crate) fn check(
             }
             Err(e) => reporter.error(at(&["when"]), format!("alert `{name}`: {e}")),
         }
-        if let Err(e) = message_placeholders(&alert.message) {
+        if let Err(e) = message_template(&alert.message) {
             reporter.error(at(&["message"]), format!("alert `{name}`: {e}"));
         }
         let notify = settings.notify.as_ref();
