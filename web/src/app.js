@@ -130,15 +130,41 @@ function header() {
     return;
   }
   for (const p of session.pages) {
+    const badge = pageAlerts(p).length ? el("span", { class: "badge", "data-badge": p.name, hidden: true }) : null;
     nav.append(
-      el("a", { href: "/pages/" + p.name, class: location.pathname === "/pages/" + p.name ? "active" : "" }, p.title),
+      el("a", { href: "/pages/" + p.name, class: location.pathname === "/pages/" + p.name ? "active" : "" }, p.title, badge),
     );
   }
+  refreshBadges();
   nav.append(el("a", { href: "/favourites", class: location.pathname === "/favourites" ? "active" : "" }, "★ My favourites"));
   if (session.role === "admin") nav.append(el("a", { href: "/admin", class: location.pathname === "/admin" ? "active" : "" }, "Users"));
   nav.append(el("a", { href: "/api/docs" }, "API"));
   who.textContent = session.user + (session.role === "admin" ? " (admin)" : "");
   logout.hidden = false;
+}
+
+/** The alerts the alerts panels of a page list. */
+function pageAlerts(page) {
+  return [...new Set(page.panels.filter((p) => p.kind === "alerts").flatMap((p) => p.alerts))];
+}
+
+/** The count of unseen alert firings beside each page that lists them. */
+async function refreshBadges() {
+  const badges = document.querySelectorAll("#nav .badge");
+  if (!badges.length) return;
+  let counts;
+  try {
+    counts = await api("GET", "/api/alerts/unseen");
+  } catch (e) {
+    return;
+  }
+  for (const b of badges) {
+    const page = session.pages.find((p) => p.name === b.dataset.badge);
+    const n = pageAlerts(page).reduce((sum, a) => sum + (counts.alerts[a] || 0), 0);
+    b.textContent = String(n);
+    b.title = `${n} unseen alert${n === 1 ? "" : "s"}`;
+    b.hidden = n === 0;
+  }
 }
 
 document.getElementById("theme").addEventListener("click", () => {
@@ -417,6 +443,7 @@ async function pageView(name) {
     stamp.textContent = "Last updated " + fmtInstant(change.at);
     await refreshFilters();
     await refreshPanels(change.tables);
+    if (change.tables.includes("alert_firings")) await refreshBadges();
   });
 }
 
@@ -450,11 +477,68 @@ function chart(body, option) {
 
 const geoLoaded = new Set();
 
+/** `{"agency_name":"Lyon 1"}` as `Lyon 1` (several keys: `agency: Lyon 1, counter: 2`). */
+function entityText(entity) {
+  try {
+    const o = JSON.parse(entity);
+    const entries = Object.entries(o || {});
+    if (entries.length === 1) return String(entries[0][1]);
+    return entries.map(([k, v]) => `${k}: ${v}`).join(", ");
+  } catch (e) {
+    return entity;
+  }
+}
+
+function renderAlerts(body, list, reload) {
+  const mark = async (request, button) => {
+    button.disabled = true;
+    try {
+      await api("POST", "/api/alerts/seen", request);
+    } catch (e) {
+      button.disabled = false;
+      body.prepend(el("p", { class: "error" }, e.message));
+      return;
+    }
+    await reload();
+    await refreshBadges();
+  };
+  if (!list || !list.firings.length) {
+    body.replaceChildren(el("p", { class: "empty" }, "No alert has fired."));
+    return;
+  }
+  const all = el("button", { type: "button", class: "mark-all", disabled: list.unseen === 0 }, "Mark all seen");
+  all.addEventListener("click", () => mark({ all: true, alerts: list.alerts }, all));
+  const items = list.firings.map((f) => {
+    const button = f.seen ? null : el("button", { type: "button", class: "mark-seen" }, "Mark seen");
+    if (button) button.addEventListener("click", () => mark({ firings: [{ alert: f.alert, evaluation: f.evaluation, entity: f.entity }] }, button));
+    return el(
+      "li",
+      { class: `firing ${f.seen ? "seen" : "unseen"} severity-${f.severity}`, "data-alert": f.alert, "data-entity": f.entity },
+      el("span", { class: "severity" }, f.severity),
+      el(
+        "div",
+        { class: "firing-text" },
+        el("div", { class: "message" }, f.message),
+        el("div", { class: "muted" }, `${entityText(f.entity)} · ${f.alert} · ${fmtValue(f.fired_at, "timestamp")}`),
+      ),
+      button || el("span", { class: "muted seen-mark" }, "✓ seen"),
+    );
+  });
+  body.replaceChildren(
+    el("div", { class: "alerts-head" }, el("span", { class: "unseen-count" }, `${list.unseen} unseen of ${list.total}`), all),
+    el("ul", { class: "firings" }, items),
+  );
+}
+
 async function renderPanel(entry, data, reload) {
   const { body, spec } = entry;
   const cols = data.columns;
   if (data.kind === "text") {
     body.replaceChildren(...(data.text || "").split(/\n\s*\n/).map((t) => el("p", {}, t)));
+    return;
+  }
+  if (data.kind === "alerts") {
+    renderAlerts(body, data.firings, reload);
     return;
   }
   if (!data.rows.length && data.kind !== "table") {

@@ -192,3 +192,50 @@ test("six wrong passwords are throttled", async ({ page }) => {
   await expect(page.locator("#login-error")).toHaveText(/too many failed logins/);
   await expect(page).toHaveURL(/\/login$/);
 });
+
+test("an alert marked seen by one user stays unseen for another", async ({ browser }) => {
+  // `affluent transform` in the setup evaluated the project's alert over the seed's data.
+  const total = Number(query("SELECT count(*) FROM alert_firings")[0]);
+  expect(total).toBeGreaterThan(1);
+  const listed = Math.min(total, 100);
+
+  const vic = await (await browser.newContext()).newPage();
+  await vic.goto(url("/login?next=/pages/alerts"));
+  await login(vic, "vic", "viewer password");
+  await settled(vic);
+  const badge = vic.locator("#nav .badge[data-badge=alerts]");
+  await expect(badge).toHaveText(String(total));
+  const items = vic.locator("#panel-firings li.firing");
+  await expect(items).toHaveCount(listed);
+  await expect(vic.locator("#panel-firings li.firing.unseen")).toHaveCount(listed);
+  await expect(vic.locator("#panel-firings .unseen-count")).toHaveText(`${total} unseen of ${total}`);
+  const first = items.first();
+  const message = await first.locator(".message").textContent();
+  expect(message).toMatch(/visites le \d{4}-\d{2}-\d{2}/);
+  await first.locator("button.mark-seen").click();
+  await expect(badge).toHaveText(String(total - 1));
+  // The seen firing goes after the unseen ones, and stays seen after a reload.
+  await expect(vic.locator("#panel-firings li.firing.seen")).toHaveCount(1);
+  await expect(vic.locator("#panel-firings li.firing.seen .message")).toHaveText(message);
+  await expect(items.first()).toHaveClass(/unseen/);
+  await vic.reload();
+  await settled(vic);
+  await expect(vic.locator("#panel-firings li.firing.seen .message")).toHaveText(message);
+  await expect(badge).toHaveText(String(total - 1));
+  await vic.screenshot({ path: path.join(shots, "alerts.png") });
+
+  // Another user has seen nothing.
+  const ada = await (await browser.newContext()).newPage();
+  await ada.goto(url("/login?next=/pages/alerts"));
+  await login(ada, "ada", "correct horse battery");
+  await settled(ada);
+  await expect(ada.locator("#nav .badge[data-badge=alerts]")).toHaveText(String(total));
+  await expect(ada.locator("#panel-firings li.firing.seen")).toHaveCount(0);
+  await expect(ada.locator("#panel-firings li.firing").first().locator(".message")).toHaveText(message);
+
+  // "Mark all seen" clears vic's count: the badge goes away.
+  await vic.click("#panel-firings button.mark-all");
+  await expect(badge).toBeHidden();
+  await expect(vic.locator("#panel-firings li.firing.unseen")).toHaveCount(0);
+  await expect(ada.locator("#nav .badge[data-badge=alerts]")).toHaveText(String(total));
+});

@@ -1,5 +1,5 @@
 // Prepares a copy of examples/footfall with the seed's six months of raw exports loaded and its
-// models run, two users, and `affluent serve` on a free port. The base URL and the project
+// models run (which evaluates its alert), three users, and `affluent serve` on a free port. The base URL and the project
 // directory reach the tests through the environment.
 const { execFileSync, spawn } = require("node:child_process");
 const fs = require("node:fs");

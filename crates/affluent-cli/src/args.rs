@@ -106,3 +106,58 @@ pub fn print_loads(reports: &[affluent_tables::LoadReport]) -> bool {
     }
     failed
 }
+
+/// Prints what an alert's evaluation found (`dry`: a test, nothing recorded).
+pub fn print_evaluation(e: &affluent_alerts::Evaluation, dry: bool) {
+    println!(
+        "{}: {} entities, condition holds on {}, {} {}, {} cleared{}",
+        e.alert,
+        e.entities,
+        e.holding,
+        e.fired.len(),
+        if dry { "would fire" } else { "fired" },
+        e.cleared,
+        if !e.recovered.is_empty() {
+            format!(
+                ", {} firings of an interrupted evaluation recorded",
+                e.recovered.len()
+            )
+        } else {
+            String::new()
+        }
+    );
+    for f in &e.fired {
+        println!("  [{}] {} {}", f.severity, f.entity, f.message);
+    }
+    for err in &e.errors {
+        println!("  not evaluated: {err}");
+    }
+}
+
+/// What follows new versions of `changed` (tables a load or a model run just wrote): the ML
+/// models reading them are trained, then the alerts reading them (or those models'
+/// predictions) are evaluated and sent; each is printed.
+pub async fn after_change(warehouse: &affluent_tables::Warehouse, changed: &[&str]) {
+    if changed.is_empty() {
+        return;
+    }
+    let mut all: Vec<&str> = changed.to_vec();
+    let trained = if warehouse.project().ml.is_empty() {
+        Vec::new()
+    } else {
+        affluent_ml::Ml::new(warehouse.clone())
+            .after_change(changed)
+            .await
+    };
+    for r in &trained {
+        println!("{r}");
+    }
+    all.extend(trained.iter().map(|r| r.model.as_str()));
+    if warehouse.project().alerts.is_empty() {
+        return;
+    }
+    let alerts = affluent_alerts::Alerts::new(warehouse.clone());
+    for e in alerts.after_change(&all).await {
+        print_evaluation(&e, false);
+    }
+}

@@ -64,6 +64,7 @@ enum Command {
     Landing(landing::Args),
     Quarantine(quarantine::Args),
     Alerts(alerts::Args),
+    Ml(ml::Args),
 }
 
 fn main() -> ExitCode {
@@ -107,6 +108,7 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode> {
         Command::Landing(a) => landing::run(ctx, a).await,
         Command::Quarantine(a) => quarantine::run(ctx, a).await,
         Command::Alerts(a) => alerts::run(ctx, a).await,
+        Command::Ml(a) => ml::run(ctx, a).await,
     }
 }
 

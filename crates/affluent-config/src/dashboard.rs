@@ -174,11 +174,11 @@ pub enum FilterKind {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PanelConfig {
-    /// `kpi`, `line`, `area`, `bar`, `table`, `top`, `map` or `text`.
+    /// `kpi`, `line`, `area`, `bar`, `table`, `top`, `map`, `text` or `alerts`.
     pub kind: PanelKind,
     /// Title (default: the panel's name).
     pub title: Option<String>,
-    /// The query (every kind but `text`).
+    /// The query (every kind but `text` and `alerts`).
     pub sql: Option<String>,
     /// For `text`: the text shown (paragraphs separated by blank lines).
     pub text: Option<String>,
@@ -200,6 +200,9 @@ pub struct PanelConfig {
     pub geojson: Option<String>,
     /// Width in grid columns, 1 to 4 (default: 1 for kpi, 2 otherwise).
     pub width: Option<u8>,
+    /// For `alerts`: the alerts whose firings it lists (`[alerts.NAME]`; default: every alert).
+    #[serde(default)]
+    pub alerts: Vec<String>,
 }
 
 /// Kinds of panel.
@@ -222,6 +225,8 @@ pub enum PanelKind {
     Map,
     /// Text.
     Text,
+    /// The firings of alerts, each user's unseen ones first, with "mark seen".
+    Alerts,
 }
 
 /// The `$parameters` a page's filters bind: `NAME` for select, multi and granularity filters;
@@ -408,10 +413,47 @@ pub(crate) fn check(
                     format!("text panel `{name}` needs `text`"),
                 ),
                 (PanelKind::Text, _, Some(_)) => {}
+                (PanelKind::Alerts, Some(_), _) => reporter.error(
+                    at(&["panels", name, "sql"]),
+                    format!(
+                        "alerts panel `{name}` reads the firings of `alerts`, not `sql`: remove `sql`"
+                    ),
+                ),
+                (PanelKind::Alerts, None, _) => {}
                 (_, None, _) => {
                     reporter.error(at(&["panels", name]), format!("panel `{name}` needs `sql`"))
                 }
                 (_, Some(sql), _) => check_sql(reporter, sql, &["panels", name, "sql"]),
+            }
+            if panel.kind == PanelKind::Alerts {
+                let known: Vec<String> = settings.alerts.keys().cloned().collect();
+                if settings.alerts.is_empty() {
+                    reporter.error(
+                        at(&["panels", name]),
+                        format!("alerts panel `{name}`: the project has no `[alerts.NAME]`"),
+                    );
+                }
+                for alert in &panel.alerts {
+                    if !settings.alerts.contains_key(alert) {
+                        let hint = affluent_core::closest(alert, &known)
+                            .map(|k| format!("; did you mean `{k}`?"))
+                            .unwrap_or_default();
+                        reporter.error(
+                            at(&["panels", name, "alerts"]),
+                            format!(
+                                "`{alert}` is not an alert of this project{hint} (known: {})",
+                                known.join(", ")
+                            ),
+                        );
+                    }
+                }
+            } else if !panel.alerts.is_empty() {
+                reporter.error(
+                    at(&["panels", name, "alerts"]),
+                    format!(
+                        "`alerts` is for panels of kind \"alerts\" (panel `{name}` is not one)"
+                    ),
+                );
             }
             if let Some(w) = panel.width
                 && !(1..=4).contains(&w)

@@ -9,6 +9,7 @@ mod alerts;
 mod dashboard;
 mod diagnostics;
 pub mod env;
+mod ml;
 mod query;
 mod scheduler;
 pub mod schema;
@@ -75,6 +76,8 @@ pub struct Project {
     pub pages: indexmap::IndexMap<String, schema::PageConfig>,
     /// `[alerts.NAME]`, checked.
     pub alerts: BTreeMap<String, schema::Alert>,
+    /// `[ml.NAME]`, checked.
+    pub ml: BTreeMap<String, schema::MlConfig>,
     /// Knows every secret of the project; share it with whatever writes text out.
     pub redactor: Arc<Redactor>,
     /// Problems that do not stop the project (a secret written in clear, ...).
@@ -312,6 +315,7 @@ pub fn load_str_for(
     dashboard::check(&mut reporter, project_dir, &settings, &root_for_spans);
     query::check(&mut reporter, &settings, &root_for_spans);
     alerts::check(&mut reporter, &settings, &root_for_spans);
+    ml::check(&mut reporter, &settings, &root_for_spans);
 
     if !reporter.diagnostics.is_empty() {
         return Err(LoadError::Invalid(ConfigErrors(reporter.diagnostics)));
@@ -347,6 +351,7 @@ pub fn load_str_for(
         compaction: settings.compaction,
         pages: settings.pages,
         alerts: alerts::build(settings.alerts),
+        ml: settings.ml,
         redactor,
         warnings: reporter.warnings,
         unavailable,

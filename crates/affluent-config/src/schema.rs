@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 pub use crate::alerts::*;
 pub use crate::dashboard::*;
+pub use crate::ml::*;
 pub use crate::query::*;
 pub use crate::scheduler::*;
 pub use crate::sources::csv::*;
@@ -65,6 +66,9 @@ pub struct ProjectSettings {
     /// Rules over the tables and models that fire alerts: `[alerts.NAME]`.
     #[serde(default)]
     pub alerts: BTreeMap<String, AlertConfig>,
+    /// Small models trained over the tables, their predictions written as tables: `[ml.NAME]`.
+    #[serde(default)]
+    pub ml: BTreeMap<String, MlConfig>,
 }
 
 /// `[landing]`.

@@ -5,6 +5,7 @@ use std::sync::Mutex;
 
 use affluent_alerts::Alerts;
 use affluent_core::{Interval, TaskId, TaskKind, error_chain};
+use affluent_ml::Ml;
 use affluent_scheduler::{Executor, RunCounts, RunFailure, TaskSpec, Trigger};
 use affluent_sources::IngestOptions;
 use affluent_tables::{LoadReport, LoadScope, TableError, Warehouse};
@@ -13,8 +14,10 @@ use affluent_tables::{LoadReport, LoadScope, TableError, Warehouse};
 #[derive(Debug)]
 pub struct Pipeline {
     warehouse: Warehouse,
-    /// Evaluated after a load or a model gives a table they read a new version.
+    /// Evaluated after a load, a model or an ML model gives a table they read a new version.
     alerts: Alerts,
+    /// Trained after a load or a model gives a table they read a new version.
+    ml: Ml,
     /// Table writes of this process one at a time: the table locks are file locks that block a
     /// thread, and runs of one process share the runtime's few threads.
     writes: tokio::sync::Mutex<()>,
@@ -29,6 +32,7 @@ impl Pipeline {
     pub fn new(warehouse: Warehouse) -> Self {
         Self {
             alerts: Alerts::new(warehouse.clone()),
+            ml: Ml::new(warehouse.clone()),
             warehouse,
             writes: tokio::sync::Mutex::new(()),
             largest_run: Mutex::default(),
@@ -75,9 +79,19 @@ impl Pipeline {
             .map(|r| r.table.as_str())
             .collect();
         if !changed.is_empty() {
-            self.alerts.after_change(&changed).await;
+            self.after_change(&changed).await;
         }
         Ok(Some(reports))
+    }
+
+    /// What follows new versions of tables or models: the ML models reading them are trained,
+    /// then the alerts reading them or those models' predictions are evaluated. Failures are
+    /// logged: the run's data is loaded whatever becomes of them.
+    async fn after_change(&self, changed: &[&str]) {
+        let trained = self.ml.after_change(changed).await;
+        let mut all: Vec<&str> = changed.to_vec();
+        all.extend(trained.iter().map(|r| r.model.as_str()));
+        self.alerts.after_change(&all).await;
     }
 
     async fn ingest_and_load(
@@ -141,7 +155,7 @@ impl Pipeline {
             .await
             .map_err(|e| RunFailure::from(error_chain(&e)))?;
         drop(writing);
-        self.alerts.after_change(&[model]).await;
+        self.after_change(&[model]).await;
         let rows: u64 = reports.iter().map(|r| r.rows).sum();
         Ok(RunCounts {
             records: rows as i64,

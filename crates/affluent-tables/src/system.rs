@@ -1,7 +1,8 @@
 //! Tables affluent writes itself rather than loading them from a source: the alerts' firings
-//! ([`ALERT_FIRINGS`]). They are Delta tables like the others (queried, shown, exported), and
-//! each append carries an application transaction `(app, version)` in the same commit as its
-//! rows, so a writer that retries after a crash appends once.
+//! ([`ALERT_FIRINGS`]), the trained ML model versions ([`ML_MODELS`]) and each `[ml.NAME]`'s
+//! predictions (a table named `NAME`). They are Delta tables like the others (queried, shown,
+//! exported), and each write carries an application transaction `(app, version)` in the same
+//! commit as its rows, so a writer that retries after a crash writes once.
 
 use deltalake::DeltaTable;
 use deltalake::kernel::Transaction;
@@ -15,14 +16,22 @@ use crate::{TableError, Warehouse, table_url};
 /// The table of alert firings, present when the project has `[alerts.*]`.
 pub const ALERT_FIRINGS: &str = "alert_firings";
 
+/// The table of trained model versions, present when the project has `[ml.*]`.
+pub const ML_MODELS: &str = affluent_config::schema::ML_MODELS;
+
 impl Warehouse {
     /// The tables affluent writes itself, for this project.
     pub fn system_tables(&self) -> Vec<String> {
-        if self.project().alerts.is_empty() {
-            Vec::new()
-        } else {
-            vec![ALERT_FIRINGS.to_string()]
+        let project = self.project();
+        let mut out = Vec::new();
+        if !project.alerts.is_empty() {
+            out.push(ALERT_FIRINGS.to_string());
         }
+        if !project.ml.is_empty() {
+            out.push(ML_MODELS.to_string());
+            out.extend(project.ml.keys().cloned());
+        }
+        out
     }
 
     /// The last version `app` committed to a table (0: none, or no table).
@@ -50,6 +59,31 @@ impl Warehouse {
         app: &str,
         version: i64,
     ) -> Result<Option<u64>, TableError> {
+        self.write_rows(name, rows, app, version, SaveMode::Append)
+            .await
+    }
+
+    /// Replaces a system table's rows (and schema) in one commit that records `(app,
+    /// version)`; the table is created by the first write. Returns the table's version.
+    pub async fn replace_rows(
+        &self,
+        name: &str,
+        rows: &Rows,
+        app: &str,
+        version: i64,
+    ) -> Result<Option<u64>, TableError> {
+        self.write_rows(name, rows, app, version, SaveMode::Overwrite)
+            .await
+    }
+
+    async fn write_rows(
+        &self,
+        name: &str,
+        rows: &Rows,
+        app: &str,
+        version: i64,
+        mode: SaveMode,
+    ) -> Result<Option<u64>, TableError> {
         let _lock = self.lock_table(name)?;
         let batch = rows.to_batch()?;
         let table = DeltaTable::try_from_url(table_url(&self.table_dir(name))?)
@@ -60,8 +94,12 @@ impl Warehouse {
             .with_metadata([("affluent.writer".to_string(), serde_json::json!(app))]);
         let table = table
             .write(vec![batch])
-            .with_save_mode(SaveMode::Append)
-            .with_schema_mode(SchemaMode::Merge)
+            .with_save_mode(mode)
+            .with_schema_mode(if mode == SaveMode::Overwrite {
+                SchemaMode::Overwrite
+            } else {
+                SchemaMode::Merge
+            })
             .with_commit_properties(commit)
             .await
             .map_err(TableError::delta(name))?;

@@ -56,6 +56,8 @@ use crate::{AppState, ErrorBody, WebError, assets};
         list_favourites,
         add_favourite,
         remove_favourite,
+        unseen_alerts,
+        mark_alerts_seen,
         list_users,
         add_user,
         remove_user,
@@ -75,6 +77,12 @@ use crate::{AppState, ErrorBody, WebError, assets};
         pages::Comparison,
         Favourite,
         NewFavourite,
+        crate::alerts::FiringList,
+        crate::alerts::FiringView,
+        crate::alerts::UnseenCounts,
+        crate::alerts::FiringKey,
+        crate::alerts::MarkSeen,
+        crate::alerts::Marked,
         UserInfo,
         NewUser,
         Role,
@@ -111,6 +119,8 @@ pub fn router(state: AppState, sessions: SqlSessions) -> Router {
             get(list_favourites).post(add_favourite),
         )
         .route("/api/favourites/{id}", delete(remove_favourite))
+        .route("/api/alerts/unseen", get(unseen_alerts))
+        .route("/api/alerts/seen", post(mark_alerts_seen))
         .route("/api/users", get(list_users).post(add_user))
         .route("/api/users/{name}", delete(remove_user))
         .route("/api/events", get(events))
@@ -506,6 +516,19 @@ pub struct PanelSummary {
     pub unit: Option<String>,
     /// Rows per page (table) or count (top).
     pub limit: Option<usize>,
+    /// For `alerts`: the alerts whose firings it lists.
+    pub alerts: Vec<String>,
+}
+
+/// The alerts an alerts panel lists: those it names, or every alert of the project.
+fn panel_alerts(state: &AppState, panel: &PanelConfig) -> Vec<String> {
+    if panel.kind != PanelKind::Alerts {
+        Vec::new()
+    } else if panel.alerts.is_empty() {
+        state.project.alerts.keys().cloned().collect()
+    } else {
+        panel.alerts.clone()
+    }
 }
 
 fn summaries(state: &AppState) -> Vec<PageSummary> {
@@ -529,12 +552,17 @@ fn summaries(state: &AppState) -> Vec<PageSummary> {
                     width: panel
                         .width
                         .unwrap_or(if panel.kind == PanelKind::Kpi { 1 } else { 2 }),
-                    tables: pages::tables_of(panel.sql.as_deref().unwrap_or_default(), &known),
+                    tables: if panel.kind == PanelKind::Alerts {
+                        vec![crate::alerts::FIRINGS.to_string()]
+                    } else {
+                        pages::tables_of(panel.sql.as_deref().unwrap_or_default(), &known)
+                    },
                     x: panel.x.clone(),
                     y: panel.y.clone(),
                     series: panel.series.clone(),
                     unit: panel.unit.clone(),
                     limit: panel.limit,
+                    alerts: panel_alerts(state, panel),
                 })
                 .collect(),
         })
@@ -845,13 +873,38 @@ async fn page_filters(
         (status = 503, description = "The state store does not answer: try again shortly", body = ErrorBody)))]
 async fn panel(
     State(state): State<AppState>,
-    _user: CurrentUser,
+    user: CurrentUser,
     ApiPath((page, panel)): ApiPath<(String, String)>,
     ApiQuery(q): FilterQuery,
 ) -> Result<Json<PanelData>, WebError> {
     let page_cfg = find_page(&state, &page)?;
     let panel_cfg = find_panel(page_cfg, &page, &panel)?;
     let reader = state.live.reader().await;
+    if panel_cfg.kind == PanelKind::Alerts {
+        let alerts = panel_alerts(&state, panel_cfg);
+        let firings = crate::alerts::list(
+            &reader,
+            &state.seen,
+            &user.name,
+            &alerts,
+            panel_cfg.limit.unwrap_or(50),
+        )
+        .await?;
+        return Ok(Json(PanelData {
+            name: panel.clone(),
+            kind: panel_cfg.kind,
+            title: panel_cfg
+                .title
+                .clone()
+                .unwrap_or_else(|| panel.replace('_', " ")),
+            columns: Vec::new(),
+            rows: Vec::new(),
+            total: Some(firings.total),
+            compare: None,
+            text: None,
+            firings: Some(firings),
+        }));
+    }
     let resolved = pages::resolve(&reader, page_cfg, &q, today(&state)).await?;
     let view = table_view(&q)?;
     Ok(Json(
@@ -885,13 +938,17 @@ async fn panel_csv(
         return Err(WebError::Invalid("a text panel has no rows".to_string()));
     }
     let reader = state.live.reader().await;
-    let resolved = pages::resolve(&reader, page_cfg, &q, today(&state)).await?;
-    let view = table_view(&q)?;
-    let sql = pages::panel_sql(&reader, &panel, panel_cfg, &resolved.params, &view).await?;
-    let csv = reader
-        .csv(&sql, &resolved.params)
-        .await
-        .map_err(WebError::query(format!("panel `{panel}`")))?;
+    let csv = if panel_cfg.kind == PanelKind::Alerts {
+        crate::alerts::csv(&reader, &panel_alerts(&state, panel_cfg)).await?
+    } else {
+        let resolved = pages::resolve(&reader, page_cfg, &q, today(&state)).await?;
+        let view = table_view(&q)?;
+        let sql = pages::panel_sql(&reader, &panel, panel_cfg, &resolved.params, &view).await?;
+        reader
+            .csv(&sql, &resolved.params)
+            .await
+            .map_err(WebError::query(format!("panel `{panel}`")))?
+    };
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
@@ -1029,6 +1086,48 @@ async fn events(
             .take_until(ended),
     )
     .keep_alive(KeepAlive::default())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Alerts
+
+#[utoipa::path(get, path = "/api/alerts/unseen", tag = "alerts",
+    responses((status = 200, description = "The user's unseen alert firings, per alert (the count in the navigation)", body = crate::alerts::UnseenCounts),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 500, description = "The firings could not be read (the detail is in the server's log, under the request id)", body = ErrorBody),
+        (status = 503, description = "The state store does not answer: try again shortly", body = ErrorBody)))]
+async fn unseen_alerts(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> Result<Json<crate::alerts::UnseenCounts>, WebError> {
+    let reader = state.live.reader().await;
+    Ok(Json(
+        crate::alerts::unseen(&reader, &state.seen, &user.name).await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/api/alerts/seen", tag = "alerts", request_body = crate::alerts::MarkSeen,
+    description = "Marks alert firings seen for the current user only: the `firings` named (as an alerts panel lists them), or with `all: true` every firing of `alerts` (every alert when empty). Marking a firing again changes nothing.",
+    responses((status = 200, description = "How many firings were newly marked", body = crate::alerts::Marked),
+        (status = 400, description = "Neither `firings` nor `all`, both, or more than 1000 firings", body = ErrorBody),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 403, description = "No valid CSRF token: send the `csrf` of GET /api/session as X-CSRF-Token", body = ErrorBody),
+        (status = 404, description = "No such alert, or no such firing", body = ErrorBody),
+        (status = 413, description = "The body is larger than 2 MiB", body = ErrorBody),
+        (status = 415, description = "The body is not sent as `Content-Type: application/json`", body = ErrorBody),
+        (status = 422, description = "JSON, but not of the request body's schema (a missing or mistyped field)", body = ErrorBody),
+        (status = 500, description = "The firings could not be read (the detail is in the server's log, under the request id)", body = ErrorBody),
+        (status = 503, description = "The state store does not answer: try again shortly", body = ErrorBody)))]
+async fn mark_alerts_seen(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiJson(body): ApiJson<crate::alerts::MarkSeen>,
+) -> Result<Json<crate::alerts::Marked>, WebError> {
+    let reader = state.live.reader().await;
+    let known: Vec<String> = state.project.alerts.keys().cloned().collect();
+    Ok(Json(
+        crate::alerts::mark(&reader, &state.seen, &user.name, &body, &known).await?,
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------

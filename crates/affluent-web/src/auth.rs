@@ -293,7 +293,7 @@ impl Users {
         Ok(())
     }
 
-    /// Removes a user, their sessions and their favourites.
+    /// Removes a user, their sessions, their favourites and what alerts they have seen.
     pub async fn remove(&self, name: &str) -> Result<(), WebError> {
         let done = sqlx::query("DELETE FROM affluent_users WHERE name = $1")
             .bind(name)
@@ -303,11 +303,13 @@ impl Users {
         if done.rows_affected() == 0 {
             return Err(WebError::NotFound(format!("no user `{name}`")));
         }
-        sqlx::query("DELETE FROM affluent_favourites WHERE user_name = $1")
-            .bind(name)
-            .execute(&self.pool)
-            .await
-            .map_err(WebError::store)?;
+        for table in ["affluent_favourites", "affluent_alerts_seen"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE user_name = $1"))
+                .bind(name)
+                .execute(&self.pool)
+                .await
+                .map_err(WebError::store)?;
+        }
         crate::sessions::end_sessions_of(&self.pool, name).await?;
         Ok(())
     }

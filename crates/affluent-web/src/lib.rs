@@ -9,10 +9,12 @@
 //!   request; login throttling with exponential waits, counted atomically.
 //! - [`api`]: the JSON API (OpenAPI at `/api/docs`) and the HTML shell; [`assets`]: the
 //!   front-end (ECharts, Swagger UI and our own script), embedded at build time.
+//! - [`alerts`]: the alerts panel (firings of `[alerts.*]`) and each user's "seen" state.
 //! - [`metrics`]: `/metrics` for Prometheus; `/healthz`.
 //!
 //! This crate knows no DataFusion: queries go through `affluent-tables`.
 
+pub mod alerts;
 pub mod api;
 pub mod assets;
 pub mod auth;
@@ -245,6 +247,8 @@ pub struct AppState {
     pub session_check: Duration,
     /// Favourites.
     pub favourites: sessions::Favourites,
+    /// The alert firings each user has seen.
+    pub seen: alerts::Seen,
     /// CSRF cookies and tokens.
     pub csrf: CsrfConfig,
     /// Metrics.
@@ -274,8 +278,8 @@ impl axum::extract::FromRef<AppState> for CsrfConfig {
     }
 }
 
-/// The dashboard's own tables in the state store: users, sessions, favourites, login failures
-/// and server secrets.
+/// The dashboard's own tables in the state store: users, sessions, favourites, login failures,
+/// server secrets and the alert firings each user has seen.
 const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -284,6 +288,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 2,
         sql: include_str!("migrations/0002_hashed_sessions_and_throttle.sql"),
+    },
+    Migration {
+        version: 3,
+        sql: include_str!("migrations/0003_alerts_seen.sql"),
     },
 ];
 
@@ -327,6 +335,7 @@ impl AppState {
             users: Users::new(pool.clone()),
             throttle: throttle::Throttle::new(pool.clone()),
             session_check: Duration::from_secs(5),
+            seen: alerts::Seen::new(pool.clone()),
             favourites: sessions::Favourites::new(pool),
             store,
             csrf,

@@ -386,6 +386,8 @@ pub struct PanelData {
     pub compare: Option<Comparison>,
     /// Text of a text panel.
     pub text: Option<String>,
+    /// For `alerts`: the firings, the user's unseen ones first.
+    pub firings: Option<crate::alerts::FiringList>,
 }
 
 /// Quotes an identifier for SQL.
@@ -493,6 +495,7 @@ pub async fn run_panel(
         total: None,
         compare: None,
         text: None,
+        firings: None,
     };
     if panel.kind == PanelKind::Text {
         data.text = panel.text.clone();

@@ -17,6 +17,8 @@ use axum::http::{Request, StatusCode, header};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+#[path = "it/alerts.rs"]
+mod alerts;
 #[path = "it/login.rs"]
 mod login;
 

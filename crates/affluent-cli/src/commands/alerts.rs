@@ -2,10 +2,11 @@
 
 use std::process::ExitCode;
 
-use affluent_alerts::{Alerts, Evaluation, Mode};
+use affluent_alerts::{Alerts, Mode};
 use anyhow::Result;
 use clap::Subcommand;
 
+use crate::args::print_evaluation;
 use crate::context::{Calls, Context};
 
 /// Alert rules: list them, try one over current data, or evaluate them.
@@ -30,32 +31,6 @@ enum AlertsCommand {
         /// Alerts to evaluate (default: all).
         names: Vec<String>,
     },
-}
-
-fn show(e: &Evaluation, dry: bool) {
-    println!(
-        "{}: {} entities, condition holds on {}, {} {}, {} cleared{}",
-        e.alert,
-        e.entities,
-        e.holding,
-        e.fired.len(),
-        if dry { "would fire" } else { "fired" },
-        e.cleared,
-        if !e.recovered.is_empty() {
-            format!(
-                ", {} firings of an interrupted evaluation recorded",
-                e.recovered.len()
-            )
-        } else {
-            String::new()
-        }
-    );
-    for f in &e.fired {
-        println!("  [{}] {} {}", f.severity, f.entity, f.message);
-    }
-    for err in &e.errors {
-        println!("  not evaluated: {err}");
-    }
 }
 
 /// Runs the command.
@@ -85,12 +60,12 @@ pub async fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
         }
         AlertsCommand::Test { name } => {
             let e = alerts.evaluate(&name, Mode::DryRun, now).await?;
-            show(&e, true);
+            print_evaluation(&e, true);
         }
         AlertsCommand::Run { names } => {
             let pass = alerts.evaluate_many(&names, now).await;
             for e in &pass.evaluations {
-                show(e, false);
+                print_evaluation(e, false);
             }
             let sent = alerts.notify(&pass.evaluations).await;
             if sent.emailed > 0 || sent.posted > 0 {

@@ -7,7 +7,7 @@ use affluent_sources::IngestOptions;
 use affluent_tables::LoadScope;
 use anyhow::Result;
 
-use crate::args::{IntervalArgs, print_loads};
+use crate::args::{IntervalArgs, after_change, print_loads};
 use crate::context::{Calls, Context};
 use crate::progress::Bars;
 
@@ -64,6 +64,12 @@ pub async fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
     if !args.no_load {
         let reports = warehouse.load_source(source, &LoadScope::Pending).await?;
         load_failed = print_loads(&reports);
+        let changed: Vec<&str> = reports
+            .iter()
+            .filter(|r| r.commits > 0)
+            .map(|r| r.table.as_str())
+            .collect();
+        after_change(&warehouse, &changed).await;
     }
     if summary.errors.is_empty() && !load_failed {
         Ok(ExitCode::SUCCESS)

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use affluent_tables::LoadScope;
 use anyhow::Result;
 
-use crate::args::{print_loads, source_or_all};
+use crate::args::{after_change, print_loads, source_or_all};
 use crate::context::{Calls, Context};
 
 /// Load landed entries that no load has taken yet into the tables (no network).
@@ -25,7 +25,14 @@ pub async fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
     if reports.is_empty() {
         println!("no table reads these sources: declare [tables.NAME] with `source = ...`");
     }
-    Ok(if print_loads(&reports) {
+    let failed = print_loads(&reports);
+    let changed: Vec<&str> = reports
+        .iter()
+        .filter(|r| r.commits > 0)
+        .map(|r| r.table.as_str())
+        .collect();
+    after_change(&warehouse, &changed).await;
+    Ok(if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

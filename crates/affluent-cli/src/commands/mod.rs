@@ -7,6 +7,7 @@ pub mod export;
 pub mod ingest;
 pub mod landing;
 pub mod load;
+pub mod ml;
 pub mod quarantine;
 pub mod query;
 pub mod run;

@@ -4,10 +4,11 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use crate::args::IntervalArgs;
+use crate::args::{IntervalArgs, after_change};
 use crate::context::{Calls, Context};
 
-/// Run SQL models (all by default) in dependency order and write their tables.
+/// Run SQL models (all by default) in dependency order and write their tables; then evaluate
+/// the alerts reading them.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Models to run, in dependency order (default: all).
@@ -25,8 +26,15 @@ pub async fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
     if reports.is_empty() {
         println!("no model in the project: declare [models.NAME] with `sql` or `file`");
     }
-    for r in reports {
+    for r in &reports {
         println!("{r}");
     }
+    // The alerts reading what the models wrote.
+    let changed: Vec<&str> = reports
+        .iter()
+        .filter(|r| r.version.is_some())
+        .map(|r| r.model.as_str())
+        .collect();
+    after_change(&warehouse, &changed).await;
     Ok(ExitCode::SUCCESS)
 }

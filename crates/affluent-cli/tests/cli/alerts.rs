@@ -1,5 +1,6 @@
 //! `affluent alerts`: test shows what would fire and records nothing; run records the firings
-//! in `alert_firings` once; list shows the state.
+//! in `alert_firings` once; list shows the state; a load evaluates the alerts reading what it
+//! changed.
 
 use super::{affluent, text};
 
@@ -11,16 +12,22 @@ fn alerts_test_run_and_list() {
         "station,day,bikes\ns1,2024-01-01,3\ns1,2024-01-02,0\ns2,2024-01-01,9\ns2,2024-01-02,8\n",
     )
     .unwrap();
-    std::fs::write(
-        dir.path().join("affluent.toml"),
-        r#"
+    let tables = r#"
 [sources.levels]
 type = "csv"
 path = "levels.csv"
 
 [tables.levels]
 source = "levels"
-
+"#;
+    // Loaded before the alert exists: nothing evaluates it yet.
+    std::fs::write(dir.path().join("affluent.toml"), tables).unwrap();
+    let o = affluent(dir.path(), &["ingest", "levels"]);
+    assert!(o.status.success(), "{}", text(&o));
+    std::fs::write(
+        dir.path().join("affluent.toml"),
+        tables.to_string()
+            + r#"
 [alerts.empty_station]
 sql = "SELECT station, day, bikes FROM levels"
 entity = ["station"]
@@ -31,8 +38,6 @@ when = { value = "bikes", below = 1 }
 "#,
     )
     .unwrap();
-    let o = affluent(dir.path(), &["ingest", "levels"]);
-    assert!(o.status.success(), "{}", text(&o));
 
     let o = affluent(dir.path(), &["alerts", "test", "empty_station"]);
     let t = text(&o);
@@ -83,5 +88,23 @@ when = { value = "bikes", below = 1 }
         text(&o).contains("did you mean `empty_station`?"),
         "{}",
         text(&o)
+    );
+
+    // New rows: the load evaluates the alert, s2 fires, s1 (still empty) does not again.
+    std::fs::write(
+        dir.path().join("levels.csv"),
+        "station,day,bikes\ns1,2024-01-03,0\ns2,2024-01-03,0\n",
+    )
+    .unwrap();
+    let o = affluent(dir.path(), &["ingest", "levels"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("empty_station: 2 entities, condition holds on 2, 1 fired"),
+        "{t}"
+    );
+    assert!(
+        t.contains("s2 is empty on 2024-01-03 (8 bikes before)"),
+        "{t}"
     );
 }

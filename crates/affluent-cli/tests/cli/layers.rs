@@ -44,6 +44,7 @@ fn no_layer_reaches_back_up_the_flow() {
                 "affluent-scheduler",
                 "affluent-pipeline",
                 "affluent-alerts",
+                "affluent-ml",
                 "affluent-web",
             ],
         ),
@@ -57,6 +58,7 @@ fn no_layer_reaches_back_up_the_flow() {
                 "affluent-scheduler",
                 "affluent-pipeline",
                 "affluent-alerts",
+                "affluent-ml",
                 "affluent-web",
             ],
         ),
@@ -68,6 +70,7 @@ fn no_layer_reaches_back_up_the_flow() {
                 "affluent-scheduler",
                 "affluent-pipeline",
                 "affluent-alerts",
+                "affluent-ml",
                 "affluent-web",
             ],
         ),
@@ -78,6 +81,7 @@ fn no_layer_reaches_back_up_the_flow() {
                 "affluent-scheduler",
                 "affluent-pipeline",
                 "affluent-alerts",
+                "affluent-ml",
                 "affluent-web",
             ],
         ),
@@ -90,6 +94,7 @@ fn no_layer_reaches_back_up_the_flow() {
                 "affluent-scheduler",
                 "affluent-pipeline",
                 "affluent-alerts",
+                "affluent-ml",
                 "affluent-web",
             ],
         ),
@@ -101,6 +106,7 @@ fn no_layer_reaches_back_up_the_flow() {
                 "affluent-tables",
                 "affluent-pipeline",
                 "affluent-alerts",
+                "affluent-ml",
                 "affluent-web",
             ],
         ),
@@ -111,6 +117,19 @@ fn no_layer_reaches_back_up_the_flow() {
                 "affluent-sources",
                 "affluent-scheduler",
                 "affluent-pipeline",
+                "affluent-web",
+            ],
+        ),
+        // ML models read tables and models and write their predictions; they never fetch,
+        // schedule, serve or alert.
+        (
+            "affluent-ml",
+            &[
+                "affluent-sources",
+                "affluent-scheduler",
+                "affluent-pipeline",
+                "affluent-alerts",
+                "affluent-ml",
                 "affluent-web",
             ],
         ),
@@ -154,6 +173,8 @@ fn heavy_and_terminal_dependencies_stay_in_their_crate() {
         ("rpassword", &["affluent-cli"]),
         // The state store's driver: the state crate and the components with their own tables.
         ("sqlx", &["affluent-state", "affluent-web"]),
+        // The solvers: one crate does numerics.
+        ("argmin", &["affluent-ml"]),
     ];
     for (dep, allowed) in only {
         for (krate, have) in &deps {

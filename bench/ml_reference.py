@@ -1,0 +1,176 @@
+"""Reference results of affluent's ML models, from scikit-learn and statsmodels.
+
+`generate` writes a data set with a fixed seed and what scikit-learn and statsmodels compute
+on it, into crates/affluent-ml/tests/data/ (committed: the crate's tests compare affluent's
+results with these files, so CI needs no Python):
+
+- artists.csv: 2,000 artists shaped like seed 002's features (fans_followers, popularity,
+  engagement, score_per_follower), with is_star = the top 10 % of a noisy score;
+- sklearn_logistic.csv: StandardScaler then LogisticRegression(C=0.1,
+  class_weight="balanced", lbfgs, tol=1e-10) on every row: each artist's probability, and the
+  coefficients (scaled space) in sklearn_logistic_coef.json;
+- sklearn_knn.csv: NearestNeighbors on the scaled features: each artist's 5 nearest others;
+- series.csv: two daily series (weekly cycle, trend, noise) of 364 days;
+- statsmodels_ets.json: ExponentialSmoothing(trend="add", seasonal="add",
+  seasonal_periods=7) fitted on all but the last 28 days, its MAE over those 28.
+
+`bench PROJECT_DIR BIN` times scikit-learn on the same data against `affluent ml train`
+(whole process) and prints the rows of BENCHMARKS.md.
+
+    python3 bench/ml_reference.py generate
+    python3 bench/ml_reference.py bench /tmp/ml-bench target/release/affluent
+"""
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DATA = os.path.join(HERE, "..", "crates", "affluent-ml", "tests", "data")
+FEATURES = ["fans_followers", "popularity", "engagement", "score_per_follower"]
+
+
+def artists(n=2000, seed=7):
+    rng = np.random.default_rng(seed)
+    followers = np.round(np.exp(rng.normal(9.5, 1.4, n))).astype(np.int64) + 100
+    popularity = np.clip(np.round(rng.normal(40, 15, n) + 4 * np.log10(followers)), 0, 100)
+    engagement = popularity / np.log10(followers)
+    score = 0.5 * popularity + 6 * np.log10(followers) + rng.normal(0, 6, n)
+    score_per_follower = score / np.log10(followers)
+    star = score >= np.quantile(score, 0.9)
+    return pd.DataFrame(
+        {
+            "artist_id": [f"a{i:04d}" for i in range(n)],
+            "fans_followers": followers,
+            "popularity": popularity,
+            "engagement": np.round(engagement, 6),
+            "score_per_follower": np.round(score_per_follower, 6),
+            "score": np.round(score, 6),
+            "is_star": star.astype(int),
+        }
+    )
+
+
+def series(days=364, seed=11):
+    rng = np.random.default_rng(seed)
+    week = np.array([120, 135, 140, 138, 150, 90, 40], dtype=float)
+    rows = []
+    start = pd.Timestamp("2024-01-01")
+    for name, level, slope in [("north", 1.0, 0.08), ("south", 0.6, -0.03)]:
+        for t in range(days):
+            value = level * week[t % 7] + slope * t + rng.normal(0, 6)
+            rows.append({"agency": name, "day": (start + pd.Timedelta(days=t)).date().isoformat(), "visits": round(value, 3)})
+    return pd.DataFrame(rows)
+
+
+def sklearn_logistic(df):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    x = StandardScaler().fit_transform(df[FEATURES].to_numpy(dtype=float))
+    model = LogisticRegression(C=0.1, class_weight="balanced", solver="lbfgs", tol=1e-10, max_iter=10000)
+    model.fit(x, df["is_star"].to_numpy())
+    return model, x
+
+
+def sklearn_knn(x, k=5):
+    from sklearn.neighbors import NearestNeighbors
+
+    nn = NearestNeighbors(n_neighbors=k + 1, algorithm="brute").fit(x)
+    dist, idx = nn.kneighbors(x)
+    return dist, idx
+
+
+def ets_mae(values, season=7, holdout=28):
+    from statsmodels.tsa.holtwinters import ExponentialSmoothing
+
+    train, test = values[:-holdout], values[-holdout:]
+    fit = ExponentialSmoothing(train, trend="add", seasonal="add", seasonal_periods=season).fit()
+    forecast = fit.forecast(holdout)
+    return float(np.mean(np.abs(test - forecast)))
+
+
+def generate():
+    os.makedirs(DATA, exist_ok=True)
+    df = artists()
+    df.to_csv(os.path.join(DATA, "artists.csv"), index=False)
+    model, x = sklearn_logistic(df)
+    pd.DataFrame({"artist_id": df["artist_id"], "probability": model.predict_proba(x)[:, 1]}).to_csv(
+        os.path.join(DATA, "sklearn_logistic.csv"), index=False, float_format="%.12g"
+    )
+    with open(os.path.join(DATA, "sklearn_logistic_coef.json"), "w") as f:
+        json.dump({"coef": model.coef_[0].tolist(), "intercept": float(model.intercept_[0])}, f, indent=1)
+    dist, idx = sklearn_knn(x)
+    rows = []
+    for i in range(len(df)):
+        others = [j for j in idx[i] if j != i][:5]
+        for rank, j in enumerate(others, start=1):
+            rows.append({"artist_id": df["artist_id"][i], "rank": rank, "neighbour": df["artist_id"][j]})
+    pd.DataFrame(rows).to_csv(os.path.join(DATA, "sklearn_knn.csv"), index=False)
+    s = series()
+    s.to_csv(os.path.join(DATA, "series.csv"), index=False)
+    maes = {name: ets_mae(g["visits"].to_numpy()) for name, g in s.groupby("agency")}
+    with open(os.path.join(DATA, "statsmodels_ets.json"), "w") as f:
+        json.dump({"holdout": 28, "season": 7, "mae": maes, "mean_mae": float(np.mean(list(maes.values())))}, f, indent=1)
+    print(f"wrote {DATA}")
+
+
+def bench(project, binary, n=200_000):
+    """The same logistic regression and kNN at a larger size: scikit-learn in this process,
+    affluent as a whole process (query, fit, predictions written to Delta)."""
+    df = artists(n=n, seed=3)
+    os.makedirs(project, exist_ok=True)
+    df.to_csv(os.path.join(project, "artists.csv"), index=False)
+    with open(os.path.join(project, "affluent.toml"), "w") as f:
+        f.write(PROJECT)
+    run = lambda *args: subprocess.run([binary, "--project", project, *args], check=True, capture_output=True, text=True)
+    run("ingest", "artists")
+
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    t = time.perf_counter()
+    x = StandardScaler().fit_transform(df[FEATURES].to_numpy(dtype=float))
+    LogisticRegression(C=0.1, class_weight="balanced", solver="lbfgs", tol=1e-10, max_iter=10000).fit(x, df["is_star"]).predict_proba(x)
+    sk = time.perf_counter() - t
+    sk_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    t = time.perf_counter()
+    out = subprocess.run(["/usr/bin/time", "-f", "%M", binary, "--project", project, "ml", "train", "stars"], check=True, capture_output=True, text=True)
+    af = time.perf_counter() - t
+    af_rss = int(out.stderr.strip().splitlines()[-1]) / 1024
+    print(out.stdout.strip())
+    print(f"| logistic regression, {n:,} rows × 4 features | {sk:.2f} s, {sk_rss:.0f} MiB (process) | {af:.2f} s, {af_rss:.0f} MiB | {af / sk:.2f} |")
+
+
+PROJECT = """
+name = "ml-bench"
+[sources.artists]
+type = "csv"
+path = "artists.csv"
+[tables.artists]
+source = "artists"
+[ml.stars]
+kind = "logistic_regression"
+sql = "SELECT artist_id, fans_followers, popularity, engagement, score_per_follower, is_star FROM artists"
+entity = ["artist_id"]
+features = ["fans_followers", "popularity", "engagement", "score_per_follower"]
+label = "is_star"
+c = 0.1
+class_weight = "balanced"
+test_fraction = 0
+"""
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 2 and sys.argv[1] == "generate":
+        generate()
+    elif len(sys.argv) >= 4 and sys.argv[1] == "bench":
+        bench(sys.argv[2], sys.argv[3])
+    else:
+        sys.exit(__doc__)

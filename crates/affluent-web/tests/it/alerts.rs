@@ -1,0 +1,324 @@
+//! The alerts panel and the per-user seen state: firings come from a real evaluation of the
+//! alerts engine over the fixture's table.
+
+use super::*;
+
+/// The fixture with an alert and a page listing its firings. On the last day (2024-04-29),
+/// visits are 59 + 10 × counter: every one of the five (agency, counter) entities is above 50.
+async fn alerts_fixture() -> Fixture {
+    let project = format!(
+        "{PROJECT}\n{}",
+        r#"
+[alerts.busy]
+sql = "SELECT agency, counter, day, visits FROM counts"
+entity = ["agency", "counter"]
+time = "day"
+severity = "critical"
+message = "{agency}/{counter} : {value:int} visites le {day}"
+when = { value = "visits", above = 50 }
+
+[pages.alerts]
+[pages.alerts.panels.firings]
+kind = "alerts"
+limit = 3
+"#
+    );
+    fixture_from(&project).await
+}
+
+async fn evaluate(f: &Fixture) {
+    let pass = affluent_alerts::Alerts::new(f.warehouse.clone())
+        .evaluate_many(&[], jiff::Timestamp::now())
+        .await;
+    assert!(pass.errors.is_empty(), "{:?}", pass.errors);
+    assert_eq!(pass.evaluations[0].fired.len(), 5);
+    f.state.live.check().await.unwrap().expect("a new commit");
+}
+
+fn unseen_of(v: &Value) -> Vec<(String, bool)> {
+    v["firings"]["firings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["entity"].as_str().unwrap().to_string(),
+                f["seen"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn before_any_firing_the_panel_is_empty_and_nothing_can_be_marked() {
+    let f = alerts_fixture().await;
+    let mut c = Client::default();
+    c.login(&f.app, "vic", "viewer pass").await;
+    let r = c.send(&f.app, "GET", "/api/alerts/unseen", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["total"], 0);
+    let panel = c
+        .send(&f.app, "GET", "/api/pages/alerts/panels/firings", None)
+        .await;
+    assert_eq!(panel.status, StatusCode::OK, "{}", panel.text());
+    assert_eq!(panel.json()["firings"]["firings"], json!([]));
+    let csv = c
+        .send(&f.app, "GET", "/api/pages/alerts/panels/firings/csv", None)
+        .await;
+    assert_eq!(csv.status, StatusCode::OK, "{}", csv.text());
+    assert_eq!(csv.text().lines().count(), 1, "a header, no row");
+    let r = c
+        .send(
+            &f.app,
+            "POST",
+            "/api/alerts/seen",
+            Some(json!({"firings": [{"alert": "busy", "evaluation": 1, "entity": "{}"}]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+}
+
+#[tokio::test]
+async fn each_user_marks_firings_seen_for_themselves() {
+    let f = alerts_fixture().await;
+    evaluate(&f).await;
+    let mut vic = Client::default();
+    vic.login(&f.app, "vic", "viewer pass").await;
+    let mut ada = Client::default();
+    ada.login(&f.app, "ada", "correct horse").await;
+
+    let pages = vic.session(&f.app).await["pages"].clone();
+    let alerts_page = pages
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "alerts")
+        .unwrap();
+    assert_eq!(alerts_page["panels"][0]["alerts"], json!(["busy"]));
+    assert_eq!(alerts_page["panels"][0]["tables"], json!(["alert_firings"]));
+
+    let unseen = vic
+        .send(&f.app, "GET", "/api/alerts/unseen", None)
+        .await
+        .json();
+    assert_eq!(unseen, json!({"total": 5, "alerts": {"busy": 5}}));
+    let panel = vic
+        .send(&f.app, "GET", "/api/pages/alerts/panels/firings", None)
+        .await
+        .json();
+    assert_eq!(panel["firings"]["total"], 5);
+    assert_eq!(panel["firings"]["unseen"], 5);
+    let listed = panel["firings"]["firings"].as_array().unwrap();
+    assert_eq!(listed.len(), 3, "the panel's limit");
+    let first = &listed[0];
+    assert_eq!(first["severity"], "critical");
+    assert!(
+        first["message"]
+            .as_str()
+            .unwrap()
+            .contains(" visites le 2024-04-29"),
+        "{first}"
+    );
+
+    // vic marks the first one seen: it goes to the end, vic's count drops, ada's does not.
+    let key =
+        json!({"alert": "busy", "evaluation": first["evaluation"], "entity": first["entity"]});
+    let r = vic
+        .send(
+            &f.app,
+            "POST",
+            "/api/alerts/seen",
+            Some(json!({"firings": [key]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["marked"], 1);
+    let again = vic
+        .send(
+            &f.app,
+            "POST",
+            "/api/alerts/seen",
+            Some(json!({"firings": [key]})),
+        )
+        .await;
+    assert_eq!(again.json()["marked"], 0, "marking twice changes nothing");
+    let unseen = vic
+        .send(&f.app, "GET", "/api/alerts/unseen", None)
+        .await
+        .json();
+    assert_eq!(unseen["total"], 4);
+    let after = vic
+        .send(&f.app, "GET", "/api/pages/alerts/panels/firings", None)
+        .await
+        .json();
+    assert_eq!(after["firings"]["unseen"], 4);
+    let order = unseen_of(&after);
+    assert_eq!(order.len(), 3);
+    assert!(
+        order
+            .iter()
+            .all(|(e, seen)| !seen && e != first["entity"].as_str().unwrap()),
+        "unseen first: {order:?}"
+    );
+    let ada_unseen = ada
+        .send(&f.app, "GET", "/api/alerts/unseen", None)
+        .await
+        .json();
+    assert_eq!(ada_unseen["total"], 5, "ada has seen nothing");
+    let ada_panel = ada
+        .send(&f.app, "GET", "/api/pages/alerts/panels/firings", None)
+        .await
+        .json();
+    assert_eq!(
+        unseen_of(&ada_panel)[0],
+        (first["entity"].as_str().unwrap().to_string(), false)
+    );
+
+    // Mark all: the other four; then only seen ones are left, newest first.
+    let r = vic
+        .send(
+            &f.app,
+            "POST",
+            "/api/alerts/seen",
+            Some(json!({"all": true})),
+        )
+        .await;
+    assert_eq!(r.json()["marked"], 4);
+    let unseen = vic
+        .send(&f.app, "GET", "/api/alerts/unseen", None)
+        .await
+        .json();
+    assert_eq!(unseen["total"], 0);
+    let all_seen = vic
+        .send(&f.app, "GET", "/api/pages/alerts/panels/firings", None)
+        .await
+        .json();
+    assert!(unseen_of(&all_seen).iter().all(|(_, seen)| *seen));
+
+    // The CSV export has every firing.
+    let csv = vic
+        .send(&f.app, "GET", "/api/pages/alerts/panels/firings/csv", None)
+        .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert_eq!(csv.text().lines().count(), 6, "{}", csv.text());
+
+    // Removing a user forgets what they saw.
+    let r = ada.send(&f.app, "DELETE", "/api/users/vic", None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    f.state
+        .users
+        .add("vic", "viewer pass", Role::Viewer)
+        .await
+        .unwrap();
+    let mut vic = Client::default();
+    vic.login(&f.app, "vic", "viewer pass").await;
+    let unseen = vic
+        .send(&f.app, "GET", "/api/alerts/unseen", None)
+        .await
+        .json();
+    assert_eq!(unseen["total"], 5);
+}
+
+#[tokio::test]
+async fn bad_mark_requests_say_what_is_wrong_and_mark_nothing() {
+    let f = alerts_fixture().await;
+    evaluate(&f).await;
+    let mut c = Client::default();
+    c.login(&f.app, "vic", "viewer pass").await;
+    let cases = [
+        (
+            json!({"all": true, "alerts": ["bussy"]}),
+            StatusCode::NOT_FOUND,
+            "no alert named `bussy`",
+        ),
+        (json!({}), StatusCode::BAD_REQUEST, "send either `firings`"),
+        (
+            json!({"all": true, "firings": [{"alert": "busy", "evaluation": 1, "entity": "{}"}]}),
+            StatusCode::BAD_REQUEST,
+            "send either `firings`",
+        ),
+        (
+            json!({"firings": [{"alert": "busy", "evaluation": 1, "entity": "{\"agency\":\"z\"}"}]}),
+            StatusCode::NOT_FOUND,
+            "has no firing for entity",
+        ),
+        (
+            json!({"firings": [{"alert": "busy", "evaluation": "one", "entity": "{}"}]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "",
+        ),
+    ];
+    for (body, status, text) in cases {
+        let r = c
+            .send(&f.app, "POST", "/api/alerts/seen", Some(body.clone()))
+            .await;
+        assert_eq!(r.status, status, "{body}: {}", r.text());
+        assert!(
+            r.json()["error"].as_str().unwrap().contains(text),
+            "{body}: {}",
+            r.text()
+        );
+    }
+    let many: Vec<Value> = (0..1001)
+        .map(|i| json!({"alert": "busy", "evaluation": i, "entity": "{}"}))
+        .collect();
+    let r = c
+        .send(
+            &f.app,
+            "POST",
+            "/api/alerts/seen",
+            Some(json!({"firings": many})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    // Without the CSRF token: refused.
+    let mut no_token = c.clone();
+    no_token.csrf.clear();
+    let r = no_token
+        .send(
+            &f.app,
+            "POST",
+            "/api/alerts/seen",
+            Some(json!({"all": true})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let unseen = c
+        .send(&f.app, "GET", "/api/alerts/unseen", None)
+        .await
+        .json();
+    assert_eq!(unseen["total"], 5, "nothing was marked");
+}
+
+#[test]
+fn an_alerts_panel_naming_an_unknown_alert_is_a_config_error() {
+    let text = format!(
+        "{PROJECT}\n{}",
+        r#"
+[alerts.busy]
+sql = "SELECT agency, visits FROM counts"
+message = "x"
+when = { value = "visits", above = 50 }
+
+[pages.alerts.panels.firings]
+kind = "alerts"
+alerts = ["bussy"]
+sql = "SELECT 1"
+"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("affluent.toml"), text).unwrap();
+    std::fs::write(dir.path().join("counts.csv"), counts_csv()).unwrap();
+    std::fs::write(dir.path().join("zones.geojson"), "{}").unwrap();
+    let err = affluent_config::load_with_env(dir.path(), &Environment::from_map(BTreeMap::new()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`bussy` is not an alert of this project; did you mean `busy`?"),
+        "{err}"
+    );
+    assert!(
+        err.contains("reads the firings of `alerts`, not `sql`"),
+        "{err}"
+    );
+}
