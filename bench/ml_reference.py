@@ -11,6 +11,9 @@ results with these files, so CI needs no Python):
   coefficients (scaled space) in sklearn_logistic_coef.json;
 - sklearn_knn.csv: NearestNeighbors on the scaled features: each artist's 5 nearest others;
 - series.csv: two daily series (weekly cycle, trend, noise) of 364 days;
+- anomalies.csv: 1,000 ordinary points and 25 outliers (is_outlier) in 3 features;
+  sklearn_isolation.csv: IsolationForest(n_estimators=100, max_samples=256) scores, as
+  -score_samples (0 to 1, above 0.5 anomalous);
 - statsmodels_ets.json: ExponentialSmoothing(trend="add", seasonal="add",
   seasonal_periods=7) fitted on all but the last 28 days, its MAE over those 28.
 
@@ -87,6 +90,19 @@ def sklearn_knn(x, k=5):
     return dist, idx
 
 
+def anomalies(seed=5):
+    rng = np.random.default_rng(seed)
+    normal = rng.normal(0, 1, (1000, 3)) * [1.0, 2.0, 0.5] + [10, -3, 0]
+    outliers = rng.uniform(-8, 8, (25, 3)) * [1.0, 2.0, 0.5] + [10, -3, 0]
+    # Keep only outliers far from the cloud (a uniform draw can land inside it).
+    outliers = outliers[np.linalg.norm((outliers - [10, -3, 0]) / [1.0, 2.0, 0.5], axis=1) > 4][:25]
+    x = np.vstack([normal, outliers])
+    df = pd.DataFrame(np.round(x, 6), columns=["x1", "x2", "x3"])
+    df.insert(0, "point", [f"p{i:04d}" for i in range(len(df))])
+    df["is_outlier"] = [0] * len(normal) + [1] * len(outliers)
+    return df
+
+
 def ets_mae(values, season=7, holdout=28):
     from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
@@ -113,6 +129,14 @@ def generate():
         for rank, j in enumerate(others, start=1):
             rows.append({"artist_id": df["artist_id"][i], "rank": rank, "neighbour": df["artist_id"][j]})
     pd.DataFrame(rows).to_csv(os.path.join(DATA, "sklearn_knn.csv"), index=False)
+    a = anomalies()
+    a.to_csv(os.path.join(DATA, "anomalies.csv"), index=False)
+    from sklearn.ensemble import IsolationForest
+
+    forest = IsolationForest(n_estimators=100, max_samples=256, random_state=0).fit(a[["x1", "x2", "x3"]])
+    pd.DataFrame({"point": a["point"], "score": -forest.score_samples(a[["x1", "x2", "x3"]])}).to_csv(
+        os.path.join(DATA, "sklearn_isolation.csv"), index=False, float_format="%.9g"
+    )
     s = series()
     s.to_csv(os.path.join(DATA, "series.csv"), index=False)
     maes = {name: ets_mae(g["visits"].to_numpy()) for name, g in s.groupby("agency")}

@@ -10,6 +10,8 @@ use std::process::{Command, Output};
 mod alerts;
 #[path = "cli/layers.rs"]
 mod layers;
+#[path = "cli/ml.rs"]
+mod ml;
 #[path = "cli/scheduler.rs"]
 mod scheduler;
 #[path = "cli/secrets.rs"]

@@ -47,7 +47,7 @@ pub const ML_MODELS: &str = "ml_models";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MlConfig {
-    /// `logistic_regression`, `knn` or `forecast`.
+    /// `logistic_regression`, `knn`, `forecast` or `isolation_forest`.
     pub kind: MlKind,
     /// The rows it learns from: a read-only query over the tables and models.
     pub sql: String,
@@ -56,7 +56,7 @@ pub struct MlConfig {
     /// one series).
     #[serde(default)]
     pub entity: Vec<String>,
-    /// `logistic_regression` and `knn`: the numeric columns learnt from.
+    /// `logistic_regression`, `knn` and `isolation_forest`: the numeric columns learnt from.
     #[serde(default)]
     pub features: Vec<String>,
     /// `logistic_regression`: the column to predict (true/false, or 1/0). Rows where it is null
@@ -69,7 +69,13 @@ pub struct MlConfig {
     /// scikit-learn's `class_weight="balanced"`); default: every row weighs 1.
     pub class_weight: Option<ClassWeight>,
     /// `logistic_regression`: the probability from which a row is predicted true (default 0.5).
+    /// `isolation_forest`: the score from which a row is an anomaly (default 0.5, as
+    /// scikit-learn's `contamination="auto"`).
     pub threshold: Option<f64>,
+    /// `isolation_forest`: trees grown (default 100).
+    pub trees: Option<usize>,
+    /// `isolation_forest`: rows drawn for each tree (default 256, or every row when fewer).
+    pub sample: Option<usize>,
     /// `logistic_regression` and `knn`: scale each feature to mean 0 and variance 1 first
     /// (scikit-learn's `StandardScaler`; default true).
     pub scale: Option<bool>,
@@ -115,6 +121,8 @@ pub enum MlKind {
     Knn,
     /// A series' next values with prediction intervals.
     Forecast,
+    /// An anomaly score per row (an isolation forest), for alerts to read.
+    IsolationForest,
 }
 
 impl MlKind {
@@ -124,6 +132,7 @@ impl MlKind {
             MlKind::LogisticRegression => "logistic_regression",
             MlKind::Knn => "knn",
             MlKind::Forecast => "forecast",
+            MlKind::IsolationForest => "isolation_forest",
         }
     }
 }
@@ -212,7 +221,7 @@ pub(crate) fn check(
                 needs("features", !m.features.is_empty());
                 needs("label", m.label.is_some());
             }
-            MlKind::Knn => needs("features", !m.features.is_empty()),
+            MlKind::Knn | MlKind::IsolationForest => needs("features", !m.features.is_empty()),
             MlKind::Forecast => {
                 needs("time", m.time.is_some());
                 needs("value", m.value.is_some());
@@ -225,12 +234,19 @@ pub(crate) fn check(
         let logistic = m.kind == MlKind::LogisticRegression;
         let knn = m.kind == MlKind::Knn;
         let forecast = m.kind == MlKind::Forecast;
+        let forest = m.kind == MlKind::IsolationForest;
         for (key, present, allowed) in [
-            ("features", !m.features.is_empty(), logistic || knn),
+            (
+                "features",
+                !m.features.is_empty(),
+                logistic || knn || forest,
+            ),
             ("label", m.label.is_some(), logistic),
             ("c", m.c.is_some(), logistic),
             ("class_weight", m.class_weight.is_some(), logistic),
-            ("threshold", m.threshold.is_some(), logistic),
+            ("threshold", m.threshold.is_some(), logistic || forest),
+            ("trees", m.trees.is_some(), forest),
+            ("sample", m.sample.is_some(), forest),
             ("scale", m.scale.is_some(), logistic || knn),
             ("test_fraction", m.test_fraction.is_some(), logistic),
             ("max_iter", m.max_iter.is_some(), logistic),
@@ -282,6 +298,12 @@ pub(crate) fn check(
                 at(&["interval"]),
                 "`interval` must be between 0 and 1 (0.95: a 95 % prediction interval)",
             );
+        }
+        if m.trees == Some(0) {
+            reporter.error(at(&["trees"]), "`trees` must be at least 1");
+        }
+        if m.sample.is_some_and(|s| s < 2) {
+            reporter.error(at(&["sample"]), "`sample` must be at least 2");
         }
         if m.k == Some(0) {
             reporter.error(at(&["k"]), "`k` must be at least 1");

@@ -344,18 +344,10 @@ pub fn errors(actual: &[f64], forecast: &[f64]) -> (f64, Option<f64>) {
 /// A permutation of `0..n`, the same for the same seed on every platform and version
 /// (Fisher-Yates over SplitMix64).
 pub fn shuffled(n: usize, seed: u64) -> Vec<usize> {
-    let mut state = seed;
-    let mut next = move || {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
+    let mut rng = Uniform(seed);
     let mut out: Vec<usize> = (0..n).collect();
     for i in (1..n).rev() {
-        let j = (next() % (i as u64 + 1)) as usize;
-        out.swap(i, j);
+        out.swap(i, rng.below(i + 1));
     }
     out
 }
@@ -456,5 +448,171 @@ mod tests {
         let n = neighbours(&x, 2, Metric::Euclidean);
         assert_eq!(n[0], vec![(1, 1.0), (2, 3.0)]);
         assert_eq!(n[3], vec![(2, 0.5), (1, 2.5)]);
+    }
+}
+
+/// A node of an isolation tree.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Node {
+    /// A split: rows with `feature < split` go left.
+    Split {
+        /// The feature.
+        feature: usize,
+        /// The threshold.
+        split: f64,
+        /// The index of the left child.
+        left: usize,
+        /// The index of the right child.
+        right: usize,
+    },
+    /// A leaf holding `size` training rows.
+    Leaf {
+        /// Rows that reached it.
+        size: usize,
+    },
+}
+
+/// An isolation forest (Liu, Ting and Zhou, 2008): trees of random splits on random subsamples;
+/// a row isolated in few splits is anomalous.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IsolationForest {
+    /// Each tree's nodes, the root first.
+    pub trees: Vec<Vec<Node>>,
+    /// The subsample size of each tree.
+    pub sample: usize,
+}
+
+/// The average path length of an unsuccessful search in a binary search tree of `n` rows.
+fn average_path(n: usize) -> f64 {
+    match n {
+        0 | 1 => 0.0,
+        2 => 1.0,
+        _ => {
+            let n = n as f64;
+            2.0 * ((n - 1.0).ln() + 0.577_215_664_901_532_9) - 2.0 * (n - 1.0) / n
+        }
+    }
+}
+
+/// A generator of uniform numbers, deterministic for a seed (SplitMix64).
+struct Uniform(u64);
+
+impl Uniform {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// In [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+}
+
+impl IsolationForest {
+    /// Grows `trees` trees on subsamples of `sample` rows (at most the rows there are), each to
+    /// the height limit ⌈log₂ sample⌉.
+    pub fn fit(x: &[Vec<f64>], trees: usize, sample: usize, seed: u64) -> Self {
+        let mut rng = Uniform(seed);
+        let sample = sample.min(x.len()).max(1);
+        let limit = (sample as f64).log2().ceil() as usize;
+        let d = x.first().map_or(0, Vec::len);
+        let mut out = Vec::with_capacity(trees);
+        for _ in 0..trees {
+            // A subsample without replacement: a partial Fisher-Yates.
+            let mut idx: Vec<usize> = (0..x.len()).collect();
+            for i in 0..sample {
+                let j = i + rng.below(x.len() - i);
+                idx.swap(i, j);
+            }
+            idx.truncate(sample);
+            let mut nodes = Vec::new();
+            grow(x, idx, 0, limit, d, &mut rng, &mut nodes);
+            out.push(nodes);
+        }
+        Self { trees: out, sample }
+    }
+
+    /// The anomaly score in (0, 1): 2^(−mean path length / c(sample)). Above 0.5 is anomalous
+    /// (scikit-learn's `contamination="auto"`), near 1 certainly so.
+    pub fn score(&self, row: &[f64]) -> f64 {
+        if self.trees.is_empty() {
+            return 0.5;
+        }
+        let total: f64 = self.trees.iter().map(|t| path(t, row)).sum();
+        let mean = total / self.trees.len() as f64;
+        let c = average_path(self.sample);
+        if c == 0.0 { 0.5 } else { 2f64.powf(-mean / c) }
+    }
+}
+
+fn grow(
+    x: &[Vec<f64>],
+    rows: Vec<usize>,
+    depth: usize,
+    limit: usize,
+    d: usize,
+    rng: &mut Uniform,
+    nodes: &mut Vec<Node>,
+) -> usize {
+    let at = nodes.len();
+    nodes.push(Node::Leaf { size: rows.len() });
+    if rows.len() <= 1 || depth >= limit || d == 0 {
+        return at;
+    }
+    // A feature that is not constant on these rows, chosen at random among them.
+    let spans: Vec<(usize, f64, f64)> = (0..d)
+        .filter_map(|f| {
+            let (lo, hi) = rows
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &r| {
+                    (lo.min(x[r][f]), hi.max(x[r][f]))
+                });
+            (hi > lo).then_some((f, lo, hi))
+        })
+        .collect();
+    if spans.is_empty() {
+        return at;
+    }
+    let (feature, lo, hi) = spans[rng.below(spans.len())];
+    let split = lo + rng.unit() * (hi - lo);
+    let (l, r): (Vec<usize>, Vec<usize>) = rows.into_iter().partition(|&i| x[i][feature] < split);
+    let left = grow(x, l, depth + 1, limit, d, rng, nodes);
+    let right = grow(x, r, depth + 1, limit, d, rng, nodes);
+    nodes[at] = Node::Split {
+        feature,
+        split,
+        left,
+        right,
+    };
+    at
+}
+
+fn path(nodes: &[Node], row: &[f64]) -> f64 {
+    let mut at = 0;
+    let mut depth = 0.0;
+    loop {
+        match &nodes[at] {
+            Node::Leaf { size } => return depth + average_path(*size),
+            Node::Split {
+                feature,
+                split,
+                left,
+                right,
+            } => {
+                at = if row[*feature] < *split {
+                    *left
+                } else {
+                    *right
+                };
+                depth += 1.0;
+            }
+        }
     }
 }

@@ -5,6 +5,7 @@
 //!   weights and standard scaling; a probability per row, measured on a held-out share
 //!   (accuracy, precision, recall, ROC AUC).
 //! - `knn`: each row's k most similar rows on scaled features.
+//! - `isolation_forest`: an anomaly score per row (0 to 1, above 0.5 anomalous), for alerts.
 //! - `forecast`: each entity's series continued by a linear trend or additive Holt-Winters,
 //!   with prediction intervals; measured on the last `holdout` observations (MAE, MAPE) before
 //!   it is fitted again on the whole series.
@@ -31,7 +32,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::fit::{Classification, Logistic, Scaler};
+use crate::fit::{Classification, IsolationForest, Logistic, Scaler};
 use crate::forecast::Forecaster;
 
 /// Errors of ML models.
@@ -92,6 +93,13 @@ pub enum Saved {
         k: usize,
         /// The distance.
         metric: Metric,
+    },
+    /// An isolation forest.
+    IsolationForest {
+        /// The trees.
+        forest: IsolationForest,
+        /// The score from which a row is an anomaly.
+        threshold: f64,
     },
     /// A forecaster per entity (its key as JSON text), with where its series ended.
     Forecast {
@@ -824,6 +832,29 @@ fn fit_model(data: &Data<'_>, config: &MlConfig) -> Result<(Saved, Metrics), MlE
                 metrics,
             ))
         }
+        MlKind::IsolationForest => {
+            let (_, x) = features(data, config)?;
+            if x.len() < 2 {
+                return Err(data.err(format!(
+                    "an isolation forest needs at least 2 rows with every feature (the query gave {})",
+                    x.len()
+                )));
+            }
+            let forest = IsolationForest::fit(
+                &x,
+                config.trees.unwrap_or(100),
+                config.sample.unwrap_or(256),
+                config.seed.unwrap_or(42),
+            );
+            metrics.train_rows = x.len();
+            Ok((
+                Saved::IsolationForest {
+                    forest,
+                    threshold: config.threshold.unwrap_or(0.5),
+                },
+                metrics,
+            ))
+        }
         MlKind::Forecast => {
             let horizon = config.horizon.unwrap_or(1);
             let holdout = config.holdout.unwrap_or(horizon);
@@ -1044,6 +1075,18 @@ fn predict(data: &Data<'_>, config: &MlConfig, saved: &Saved) -> Result<Output, 
                     out.push(Cell::Float(d));
                     cells.push(out);
                 }
+            }
+        }
+        Saved::IsolationForest { forest, threshold } => {
+            columns.push(("score".to_string(), TableType::Float));
+            columns.push(("anomaly".to_string(), TableType::Bool));
+            let (kept, x) = features(data, config)?;
+            for (r, row) in kept.iter().zip(&x) {
+                let score = forest.score(row);
+                let mut out = entity_cells(*r);
+                out.push(Cell::Float(score));
+                out.push(Cell::Bool(score > *threshold));
+                cells.push(out);
             }
         }
         Saved::Forecast {

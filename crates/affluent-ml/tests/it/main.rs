@@ -35,6 +35,18 @@ agency = { path = "agency", type = "string" }
 day = { path = "day", type = "date" }
 visits = { path = "visits", type = "float" }
 
+[sources.points]
+type = "csv"
+path = "anomalies.csv"
+[tables.points]
+source = "points"
+
+[ml.outliers]
+kind = "isolation_forest"
+sql = "SELECT point, x1, x2, x3 FROM points"
+entity = ["point"]
+features = ["x1", "x2", "x3"]
+
 [ml.stars]
 kind = "logistic_regression"
 sql = "SELECT artist_id, fans_followers, popularity, engagement, score_per_follower, is_star FROM artists"
@@ -104,7 +116,7 @@ async fn fixture_with(extra: &str) -> Fixture {
         format!("{PROJECT}\n{extra}"),
     )
     .unwrap();
-    for f in ["artists.csv", "series.csv"] {
+    for f in ["artists.csv", "series.csv", "anomalies.csv"] {
         std::fs::copy(format!("{DATA}/{f}"), dir.path().join(f)).unwrap();
     }
     let project =
@@ -112,7 +124,7 @@ async fn fixture_with(extra: &str) -> Fixture {
             .unwrap_or_else(|e| panic!("{e}"));
     let connectors = Arc::new(Connectors::new(project).unwrap());
     let warehouse = Warehouse::new(connectors.clone());
-    for source in ["artists", "series"] {
+    for source in ["artists", "series", "points"] {
         connectors
             .ingest(
                 source,
@@ -357,6 +369,79 @@ async fn a_holt_winters_forecast_is_as_good_as_statsmodels_ets() {
     assert!(
         trend.metrics.mae.unwrap() > ours,
         "a line misses the weekly cycle"
+    );
+}
+
+/// Spearman's rank correlation (no ties in these scores).
+fn spearman(a: &[f64], b: &[f64]) -> f64 {
+    let ranks = |v: &[f64]| {
+        let mut idx: Vec<usize> = (0..v.len()).collect();
+        idx.sort_by(|&i, &j| v[i].total_cmp(&v[j]));
+        let mut r = vec![0.0; v.len()];
+        for (rank, i) in idx.into_iter().enumerate() {
+            r[i] = rank as f64;
+        }
+        r
+    };
+    let (ra, rb) = (ranks(a), ranks(b));
+    let n = a.len() as f64;
+    let d2: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - y) * (x - y)).sum();
+    1.0 - 6.0 * d2 / (n * (n * n - 1.0))
+}
+
+#[tokio::test]
+async fn an_isolation_forest_finds_the_outliers_scikit_learn_finds() {
+    let f = fixture().await;
+    let report =
+        f.ml.train("outliers", jiff::Timestamp::now())
+            .await
+            .unwrap();
+    assert_eq!(report.predictions, 1024);
+    let ours: HashMap<String, (f64, bool)> = rows(&f, "SELECT point, score, anomaly FROM outliers")
+        .await
+        .into_iter()
+        .map(|r| {
+            (
+                r[0].as_str().unwrap().to_string(),
+                (r[1].as_f64().unwrap(), r[2].as_bool().unwrap()),
+            )
+        })
+        .collect();
+    let truth: HashMap<String, bool> = csv("anomalies.csv")
+        .into_iter()
+        .map(|r| (r[0].clone(), r[4] == "1"))
+        .collect();
+    let theirs: Vec<(String, f64)> = csv("sklearn_isolation.csv")
+        .into_iter()
+        .map(|r| (r[0].clone(), r[1].parse().unwrap()))
+        .collect();
+    let y: Vec<bool> = theirs.iter().map(|(p, _)| truth[p]).collect();
+    let sk: Vec<f64> = theirs.iter().map(|(_, s)| *s).collect();
+    let us: Vec<f64> = theirs.iter().map(|(p, _)| ours[p].0).collect();
+    let (auc_sk, auc_us) = (
+        affluent_ml::fit::roc_auc(&sk, &y).unwrap(),
+        affluent_ml::fit::roc_auc(&us, &y).unwrap(),
+    );
+    let rho = spearman(&sk, &us);
+    eprintln!(
+        "isolation forest: ROC AUC {auc_us:.4} vs scikit-learn's {auc_sk:.4}, rank correlation {rho:.3}"
+    );
+    assert!((auc_us - auc_sk).abs() < 0.01, "{auc_us} vs {auc_sk}");
+    assert!(rho > 0.9, "rank correlation {rho}");
+    // Every planted outlier is flagged, as scikit-learn flags them.
+    let planted: Vec<&String> = truth.iter().filter(|(_, t)| **t).map(|(p, _)| p).collect();
+    let flagged = planted.iter().filter(|p| ours[**p].1).count();
+    let sk_flagged = planted
+        .iter()
+        .filter(|p| theirs.iter().any(|(q, s)| q == **p && *s > 0.5))
+        .count();
+    eprintln!(
+        "flagged {flagged} of {} planted outliers (scikit-learn {sk_flagged})",
+        planted.len()
+    );
+    assert!(
+        flagged >= sk_flagged.saturating_sub(1),
+        "{flagged} vs {sk_flagged}"
     );
 }
 
