@@ -476,6 +476,7 @@ function chart(body, option) {
 }
 
 const geoLoaded = new Set();
+const BASELINE = " (baseline)";
 
 /** `{"agency_name":"Lyon 1"}` as `Lyon 1` (several keys: `agency: Lyon 1, counter: 2`). */
 function entityText(entity) {
@@ -669,8 +670,20 @@ async function renderPanel(entry, data, reload) {
       groups.get(key).set(r[xi], r[yi]);
     }
     series = [...groups].map(([key, m]) => ({ name: key, values: xs.map((x) => (m.has(x) ? m.get(x) : null)) }));
+    // `baseline`: the server adds "Y (baseline)" beside the series column.
+    const bi = yi >= 0 ? cols.findIndex((c) => c.name === cols[yi].name + BASELINE) : -1;
+    if (bi >= 0) {
+      const baselines = new Map();
+      for (const r of data.rows) {
+        const key = String(r[si]);
+        if (!baselines.has(key)) baselines.set(key, new Map());
+        baselines.get(key).set(r[xi], r[bi]);
+      }
+      series = series.concat([...baselines].map(([key, m]) => ({ name: key + BASELINE, values: xs.map((x) => (m.has(x) ? m.get(x) : null)) })));
+    }
   } else {
-    const ys = spec.y.length ? spec.y : cols.filter((c, i) => i !== xi && c.kind === "number").map((c) => c.name);
+    let ys = spec.y.length ? spec.y : cols.filter((c, i) => i !== xi && c.kind === "number" && !c.name.endsWith(BASELINE)).map((c) => c.name);
+    ys = ys.concat(ys.map((y) => y + BASELINE).filter((b) => cols.some((c) => c.name === b)));
     xs = data.rows.map((r) => r[xi]);
     series = ys.map((y) => {
       const i = cols.findIndex((c) => c.name === y);
@@ -685,14 +698,18 @@ async function renderPanel(entry, data, reload) {
     xAxis: { type: "category", data: xs.map((x) => fmtValue(x, xKind)) },
     yAxis: { type: "value", scale: type !== "bar" },
     dataZoom: xs.length > 60 ? [{ type: "inside" }, { type: "slider", height: 18, bottom: 4 }] : [],
-    series: series.map((s) => ({
-      name: s.name,
-      type,
-      data: s.values,
-      showSymbol: xs.length <= 60,
-      connectNulls: false,
-      areaStyle: data.kind === "area" ? {} : undefined,
-    })),
+    series: series.map((s) => {
+      const baseline = s.name.endsWith(BASELINE);
+      return {
+        name: s.name,
+        type: baseline ? "line" : type,
+        data: s.values,
+        showSymbol: !baseline && xs.length <= 60,
+        connectNulls: baseline,
+        lineStyle: baseline ? { type: "dashed", width: 1.5 } : undefined,
+        areaStyle: data.kind === "area" && !baseline ? {} : undefined,
+      };
+    }),
   });
 }
 

@@ -222,7 +222,19 @@ test("an alert marked seen by one user stays unseen for another", async ({ brows
   await settled(vic);
   await expect(vic.locator("#panel-firings li.firing.seen .message")).toHaveText(message);
   await expect(badge).toHaveText(String(total - 1));
-  await vic.screenshot({ path: path.join(shots, "alerts.png") });
+  await vic.screenshot({ path: path.join(shots, "alerts.png"), fullPage: true });
+
+  // The chart's baseline is the mean of the 4 previous same weekdays, as SQL computes it.
+  const baseline = await vic.evaluate(() => {
+    const chart = echarts.getInstanceByDom(document.querySelector("#panel-all_agencies .chart"));
+    const o = chart.getOption();
+    return { names: o.series.map((s) => s.name), last: o.series[1].data[o.series[1].data.length - 1] };
+  });
+  expect(baseline.names).toEqual(["visits", "visits (baseline)"]);
+  const [expected] = query(`WITH d AS (SELECT date, sum(visits) AS v FROM footfall_days GROUP BY date),
+    last AS (SELECT max(date) AS date FROM d)
+    SELECT avg(d.v) FROM d, last WHERE d.date IN (last.date - INTERVAL '7 days', last.date - INTERVAL '14 days', last.date - INTERVAL '21 days', last.date - INTERVAL '28 days')`);
+  expect(baseline.last).toBeCloseTo(Number(expected), 6);
 
   // Another user has seen nothing.
   const ada = await (await browser.newContext()).newPage();

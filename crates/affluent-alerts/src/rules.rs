@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use affluent_config::schema::{Alert, Baseline, BaselineKind, Comparison, Condition, MessagePiece};
+use affluent_config::schema::{Alert, Baseline, Comparison, Condition, MessagePiece};
 use affluent_tables::reader::Rows;
 use serde_json::Value;
 
@@ -160,16 +160,7 @@ fn civil_time(v: &Value) -> Option<jiff::civil::DateTime> {
     let Value::String(s) = v else {
         return None;
     };
-    let s = s.trim();
-    if let Ok(ts) = s.parse::<jiff::Timestamp>() {
-        return Some(ts.to_zoned(jiff::tz::TimeZone::UTC).datetime());
-    }
-    if let Ok(dt) = s.parse::<jiff::civil::DateTime>() {
-        return Some(dt);
-    }
-    s.parse::<jiff::civil::Date>()
-        .ok()
-        .map(|d| d.to_datetime(jiff::civil::Time::midnight()))
+    affluent_core::civil_time(s)
 }
 
 /// The baseline of an observation: the mean of the entity's values at the same weekday and
@@ -187,36 +178,15 @@ fn baseline(
     let Some(now) = civil_time(&obs.latest[t]) else {
         return Ok(None);
     };
-    let step = match b.kind {
-        BaselineKind::Weekday => jiff::Span::new().days(7),
-        BaselineKind::Hour => jiff::Span::new().days(1),
-    };
-    let hour = |d: jiff::civil::DateTime| (d.date(), d.hour());
-    let mut wanted = Vec::new();
-    let mut at = now;
-    for _ in 0..b.count {
-        let Ok(back) = at.checked_sub(step) else {
-            break;
-        };
-        at = back;
-        wanted.push(at);
-    }
-    let mut sum = 0.0;
-    let mut n = 0u32;
+    let mut history = Vec::with_capacity(obs.earlier.len());
     for row in &obs.earlier {
-        let Some(when) = civil_time(&row[t]) else {
-            continue;
-        };
-        let same = match b.kind {
-            BaselineKind::Weekday => wanted.contains(&when),
-            BaselineKind::Hour => wanted.iter().any(|w| hour(*w) == hour(when)),
-        };
-        if same && let Some(x) = number(row.get(column), name)? {
-            sum += x;
-            n += 1;
+        if let Some(when) = civil_time(&row[t])
+            && let Some(x) = number(row.get(column), name)?
+        {
+            history.push((when, x));
         }
     }
-    Ok((n > 0).then(|| sum / f64::from(n)))
+    Ok(b.mean(now, history))
 }
 
 fn median(values: &mut [f64]) -> Option<f64> {

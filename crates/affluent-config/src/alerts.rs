@@ -180,6 +180,66 @@ impl std::str::FromStr for Baseline {
     }
 }
 
+impl Baseline {
+    /// The period it steps back by: a week (same weekday) or a day (same hour).
+    fn step(self) -> jiff::Span {
+        match self.kind {
+            BaselineKind::Weekday => jiff::Span::new().days(7),
+            BaselineKind::Hour => jiff::Span::new().days(1),
+        }
+    }
+
+    /// The slot a time counts in: itself for weekdays (the same weekday and time of day), its
+    /// hour for hours (any minute of the same hour).
+    pub fn slot(self, t: jiff::civil::DateTime) -> jiff::civil::DateTime {
+        match self.kind {
+            BaselineKind::Weekday => t,
+            BaselineKind::Hour => t.date().to_datetime(jiff::civil::time(t.hour(), 0, 0, 0)),
+        }
+    }
+
+    /// The slots of the N earlier periods of `at`, nearest first.
+    pub fn earlier(self, at: jiff::civil::DateTime) -> Vec<jiff::civil::DateTime> {
+        let mut out = Vec::with_capacity(self.count as usize);
+        let mut t = at;
+        for _ in 0..self.count {
+            let Ok(back) = t.checked_sub(self.step()) else {
+                break;
+            };
+            t = back;
+            out.push(self.slot(t));
+        }
+        out
+    }
+
+    /// The mean of the values at the same weekday and time N weeks before `at` (or the same
+    /// hour N days before), over those `history` has; None when it has none. Alerts compare an
+    /// observation with it; chart panels draw it beside each series.
+    pub fn mean(
+        self,
+        at: jiff::civil::DateTime,
+        history: impl IntoIterator<Item = (jiff::civil::DateTime, f64)>,
+    ) -> Option<f64> {
+        let wanted = self.earlier(at);
+        let (mut sum, mut n) = (0.0, 0u32);
+        for (when, x) in history {
+            if wanted.contains(&self.slot(when)) {
+                sum += x;
+                n += 1;
+            }
+        }
+        (n > 0).then(|| sum / f64::from(n))
+    }
+
+    /// How far back [`Baseline::mean`] looks from a time.
+    pub fn reach(self) -> jiff::Span {
+        match self.kind {
+            BaselineKind::Weekday => jiff::Span::new().days(7 * i64::from(self.count)),
+            BaselineKind::Hour => jiff::Span::new().days(i64::from(self.count)),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for Baseline {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;

@@ -200,6 +200,11 @@ pub struct PanelConfig {
     pub geojson: Option<String>,
     /// Width in grid columns, 1 to 4 (default: 1 for kpi, 2 otherwise).
     pub width: Option<u8>,
+    /// For `line`, `area` and `bar`: beside each series, its baseline at each point, the mean of
+    /// its values at the same weekday and time over the previous N weeks (`"4 same weekdays"`)
+    /// or at the same hour over the previous N days (`"7 same hours"`), as alerts compare with
+    /// (`baseline_above`). Computed from the data before the period too.
+    pub baseline: Option<crate::schema::Baseline>,
     /// For `alerts`: the alerts whose firings it lists (`[alerts.NAME]`; default: every alert).
     #[serde(default)]
     pub alerts: Vec<String>,
@@ -424,6 +429,19 @@ pub(crate) fn check(
                     reporter.error(at(&["panels", name]), format!("panel `{name}` needs `sql`"))
                 }
                 (_, Some(sql), _) => check_sql(reporter, sql, &["panels", name, "sql"]),
+            }
+            if panel.baseline.is_some()
+                && !matches!(
+                    panel.kind,
+                    PanelKind::Line | PanelKind::Area | PanelKind::Bar
+                )
+            {
+                reporter.error(
+                    at(&["panels", name, "baseline"]),
+                    format!(
+                        "`baseline` is for line, area and bar panels (panel `{name}` is not one)"
+                    ),
+                );
             }
             if panel.kind == PanelKind::Alerts {
                 let known: Vec<String> = settings.alerts.keys().cloned().collect();

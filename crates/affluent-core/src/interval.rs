@@ -44,3 +44,18 @@ impl std::fmt::Display for Interval {
         write!(f, "[{}, {})", self.start, self.end)
     }
 }
+
+/// A time as a query shows it (`2024-05-01`, `2024-05-01T08:00:00`, an RFC 3339 instant) as a
+/// civil date and time: a date is its midnight, an instant is read in UTC.
+pub fn civil_time(text: &str) -> Option<jiff::civil::DateTime> {
+    let s = text.trim();
+    if let Ok(ts) = s.parse::<jiff::Timestamp>() {
+        return Some(ts.to_zoned(jiff::tz::TimeZone::UTC).datetime());
+    }
+    if let Ok(dt) = s.parse::<jiff::civil::DateTime>() {
+        return Some(dt);
+    }
+    s.parse::<jiff::civil::Date>()
+        .ok()
+        .map(|d| d.to_datetime(jiff::civil::Time::midnight()))
+}

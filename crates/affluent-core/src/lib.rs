@@ -20,7 +20,7 @@ mod task;
 pub mod template;
 
 pub use duration::{format_duration, format_period, parse_duration};
-pub use interval::Interval;
+pub use interval::{Interval, civil_time};
 pub use jsonpath::{JsonPath, JsonPathError, Segment};
 pub use progress::{Observer, Progress};
 pub use redact::Redactor;

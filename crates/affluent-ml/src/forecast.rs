@@ -45,6 +45,10 @@ pub enum Forecaster {
         trend: f64,
         /// The seasonal terms, `season[i]` for the position `(n + i) mod m` after the end.
         season: Vec<f64>,
+        /// Whether each of those positions had a value (a weekday never observed, a closed
+        /// day, is not forecast). Empty: all had.
+        #[serde(default)]
+        observed: Vec<bool>,
         /// One-step error standard deviation.
         sigma: f64,
         /// Observations fitted.
@@ -207,6 +211,9 @@ pub fn holt_winters(y: &[Option<f64>], m: usize) -> Result<Forecaster, String> {
     let (alpha, beta, gamma) = params(&u);
     let (sse, level, trend, by_position) = run(y, m, alpha, beta, gamma);
     let season = (0..m).map(|i| by_position[(n + i) % m]).collect();
+    let seen: Vec<bool> = (0..m)
+        .map(|i| y.iter().skip((n + i) % m).step_by(m).any(Option::is_some))
+        .collect();
     let observed = y.iter().flatten().count();
     Ok(Forecaster::HoltWinters {
         alpha,
@@ -215,14 +222,16 @@ pub fn holt_winters(y: &[Option<f64>], m: usize) -> Result<Forecaster, String> {
         level,
         trend,
         season,
+        observed: seen,
         sigma: (sse / observed.max(1) as f64).sqrt(),
         n,
     })
 }
 
 impl Forecaster {
-    /// The next `horizon` steps with intervals of `coverage` (0.95).
-    pub fn forecast(&self, horizon: usize, coverage: f64) -> Vec<Step> {
+    /// The next `horizon` steps with intervals of `coverage` (0.95); None for a step whose
+    /// season position was never observed (a closed day).
+    pub fn forecast(&self, horizon: usize, coverage: f64) -> Vec<Option<Step>> {
         let z = normal_quantile(0.5 + coverage / 2.0);
         match self {
             Forecaster::Linear {
@@ -237,11 +246,11 @@ impl Forecaster {
                     let t = (*n + h - 1) as f64;
                     let value = intercept + slope * t;
                     let se = sigma * (1.0 + 1.0 / *n as f64 + (t - t_mean).powi(2) / sxx).sqrt();
-                    Step {
+                    Some(Step {
                         value,
                         lower: value - z * se,
                         upper: value + z * se,
-                    }
+                    })
                 })
                 .collect(),
             Forecaster::HoltWinters {
@@ -251,6 +260,7 @@ impl Forecaster {
                 level,
                 trend,
                 season,
+                observed,
                 sigma,
                 ..
             } => {
@@ -264,13 +274,17 @@ impl Forecaster {
                             let c = alpha + j as f64 * beta + if j % m == 0 { *gamma } else { 0.0 };
                             spread += c * c;
                         }
-                        let value = level + h as f64 * trend + season[(h - 1) % m];
+                        let at = (h - 1) % m;
+                        if observed.get(at) == Some(&false) {
+                            return None;
+                        }
+                        let value = level + h as f64 * trend + season[at];
                         let se = sigma * (1.0 + spread).sqrt();
-                        Step {
+                        Some(Step {
                             value,
                             lower: value - z * se,
                             upper: value + z * se,
-                        }
+                        })
                     })
                     .collect()
             }
@@ -286,7 +300,7 @@ mod tests {
     fn a_line_is_forecast_on_the_line() {
         let y: Vec<Option<f64>> = (0..10).map(|t| Some(3.0 + 2.0 * t as f64)).collect();
         let f = linear(&y).unwrap();
-        let steps = f.forecast(2, 0.95);
+        let steps: Vec<Step> = f.forecast(2, 0.95).into_iter().flatten().collect();
         assert!((steps[0].value - 23.0).abs() < 1e-9);
         assert!((steps[1].value - 25.0).abs() < 1e-9);
     }
@@ -303,8 +317,10 @@ mod tests {
         for (h, s) in steps.iter().enumerate() {
             let t = 70 + h;
             if t % 7 == 6 {
-                continue; // never observed: no seasonal term learnt
+                assert!(s.is_none(), "a Sunday is never observed: not forecast");
+                continue;
             }
+            let s = s.unwrap();
             let want = week[t % 7] + 0.1 * t as f64;
             assert!(
                 (s.value - want).abs() < 0.5,
@@ -314,7 +330,8 @@ mod tests {
             assert!(s.lower <= s.value && s.value <= s.upper);
         }
         // Intervals widen with the horizon.
-        assert!(steps[6].upper - steps[6].lower >= steps[0].upper - steps[0].lower);
+        let (first, last) = (steps[0].unwrap(), steps[5].unwrap());
+        assert!(last.upper - last.lower >= first.upper - first.lower);
     }
 
     #[test]

@@ -880,7 +880,7 @@ fn fit_model(data: &Data<'_>, config: &MlConfig) -> Result<(Saved, Metrics), MlE
                             let (actual, predicted): (Vec<f64>, Vec<f64>) = tail
                                 .iter()
                                 .zip(&steps)
-                                .filter_map(|(a, p)| a.map(|a| (a, p.value)))
+                                .filter_map(|(a, p)| Some(((*a)?, p.as_ref()?.value)))
                                 .unzip();
                             if !actual.is_empty() {
                                 let (mae, mape) = fit::errors(&actual, &predicted);
@@ -1119,6 +1119,9 @@ fn predict(data: &Data<'_>, config: &MlConfig, saved: &Saved) -> Result<Output, 
                     .into_iter()
                     .enumerate()
                 {
+                    let Some(step) = step else {
+                        continue;
+                    };
                     let mut out = entity_cells(r);
                     out.push(time_cell(s.last + s.step * (h as i64 + 1), time_type));
                     out.push(Cell::Float(step.value));

@@ -521,17 +521,35 @@ pub async fn run_panel(
         .map_err(query_err())?;
     data.columns = columns;
     data.rows = rows;
-    if panel.kind == PanelKind::Kpi {
-        let period = panel.compare.clone().or_else(|| {
-            let mut periods = page
-                .filters
-                .iter()
-                .filter(|(_, f)| f.kind == FilterKind::Period);
-            match (periods.next(), periods.next()) {
-                (Some((n, _)), None) => Some(n.clone()),
-                _ => None,
+    let period = panel.compare.clone().or_else(|| {
+        let mut periods = page
+            .filters
+            .iter()
+            .filter(|(_, f)| f.kind == FilterKind::Period);
+        match (periods.next(), periods.next()) {
+            (Some((n, _)), None) => Some(n.clone()),
+            _ => None,
+        }
+    });
+    if let Some(b) = panel.baseline {
+        // The history reaches back before the period, so the first points have a baseline.
+        let history = match period
+            .as_ref()
+            .and_then(|p| state.periods.get(p).map(|r| (p, r)))
+        {
+            Some((p, (start, _))) => {
+                let back = start
+                    .checked_sub(b.reach())
+                    .map_err(|e| WebError::Invalid(format!("baseline out of range: {e}")))?;
+                let mut params = state.params.clone();
+                params.insert(format!("{p}_start"), Param::Date(back));
+                Some(reader.rows(&sql, &params).await.map_err(query_err())?.rows)
             }
-        });
+            None => None,
+        };
+        add_baseline(&mut data, panel, b, history.as_deref());
+    }
+    if panel.kind == PanelKind::Kpi {
         // "all" has no previous period.
         let everything = |p: &String| {
             state
@@ -572,6 +590,81 @@ pub async fn run_panel(
         }
     }
     Ok(data)
+}
+
+/// Adds, after each series column, `NAME (baseline)`: at each point, the mean of the same
+/// series at the same weekday and time of the previous weeks (or hour of the previous days),
+/// looked up in `history` (the same query over a longer period) or in the rows themselves.
+fn add_baseline(
+    data: &mut PanelData,
+    panel: &PanelConfig,
+    b: affluent_config::schema::Baseline,
+    history: Option<&[Vec<serde_json::Value>]>,
+) {
+    let find = |name: &str| data.columns.iter().position(|c| c.name == name);
+    let x = panel.x.as_deref().and_then(find).unwrap_or(0);
+    let series = panel.series.as_deref().and_then(find);
+    let ys: Vec<usize> = if panel.y.is_empty() {
+        (0..data.columns.len())
+            .filter(|&i| i != x && Some(i) != series && data.columns[i].kind == "number")
+            .collect()
+    } else {
+        panel.y.iter().filter_map(|y| find(y)).collect()
+    };
+    let time = |row: &[serde_json::Value]| {
+        row.get(x)
+            .and_then(|v| v.as_str())
+            .and_then(affluent_core::civil_time)
+    };
+    let key = |row: &[serde_json::Value]| series.map(|s| json_text(&row[s])).unwrap_or_default();
+    let history = history.unwrap_or(&data.rows);
+    // (series, y, slot) → (sum, count)
+    let mut index: HashMap<(String, usize, jiff::civil::DateTime), (f64, u32)> = HashMap::new();
+    for row in history {
+        let Some(t) = time(row) else { continue };
+        for &y in &ys {
+            if let Some(v) = row.get(y).and_then(|v| v.as_f64()) {
+                let e = index.entry((key(row), y, b.slot(t))).or_default();
+                e.0 += v;
+                e.1 += 1;
+            }
+        }
+    }
+    let baselines: Vec<Vec<serde_json::Value>> = data
+        .rows
+        .iter()
+        .map(|row| {
+            ys.iter()
+                .map(|&y| {
+                    let Some(t) = time(row) else {
+                        return serde_json::Value::Null;
+                    };
+                    let (mut sum, mut n) = (0.0, 0u32);
+                    for slot in b.earlier(t) {
+                        if let Some((s, c)) = index.get(&(key(row), y, slot)) {
+                            sum += s;
+                            n += c;
+                        }
+                    }
+                    if n == 0 {
+                        serde_json::Value::Null
+                    } else {
+                        serde_json::json!(sum / f64::from(n))
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    for &y in &ys {
+        let name = format!("{} (baseline)", data.columns[y].name);
+        data.columns.push(ColumnInfo {
+            name,
+            kind: "number",
+        });
+    }
+    for (row, extra) in data.rows.iter_mut().zip(baselines) {
+        row.extend(extra);
+    }
 }
 
 /// The tables and models a query reads, by name (for live refresh).

@@ -322,3 +322,66 @@ sql = "SELECT 1"
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_chart_baseline_is_the_mean_of_the_same_weekdays_before_even_the_period() {
+    let project = PROJECT.replace(
+        "[pages.visits.panels.rows]",
+        r#"[pages.visits.panels.against_usual]
+kind = "line"
+baseline = "4 same weekdays"
+sql = "SELECT day, sum(visits) AS visits FROM counts WHERE agency = $agency AND day >= $period_start AND day < $period_end GROUP BY day ORDER BY day"
+
+[pages.visits.panels.rows]"#,
+    );
+    let f = fixture_from(&project).await;
+    let mut c = Client::default();
+    c.login(&f.app, "vic", "viewer pass").await;
+    // Day i (from 2024-03-01) has visits 2i + 10 for agency a (counters 0 and 1): the mean of
+    // days i-7, i-14, i-21, i-28 is 2i - 25. The period starts on day 30.
+    let r = c
+        .send(
+            &f.app,
+            "GET",
+            "/api/pages/visits/panels/against_usual?agency=a&period=2024-03-31..2024-04-29",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let v = r.json();
+    let names: Vec<&str> = v["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["day", "visits", "visits (baseline)"]);
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 30);
+    for (k, row) in rows.iter().enumerate() {
+        let i = 30 + k as i64;
+        assert_eq!(row[1], json!(2 * i + 10), "{row}");
+        assert_eq!(
+            row[2].as_f64().unwrap(),
+            (2 * i - 25) as f64,
+            "day {i}: {row}"
+        );
+    }
+    // Early in the data, the baseline has only the weeks there are: day 10 has days 3 only.
+    let early = c
+        .send(
+            &f.app,
+            "GET",
+            "/api/pages/visits/panels/against_usual?agency=a&period=2024-03-01..2024-03-11",
+            None,
+        )
+        .await
+        .json();
+    let rows = early["rows"].as_array().unwrap();
+    assert_eq!(rows[0][2], Value::Null, "day 0 has no earlier week");
+    assert_eq!(
+        rows[10][2].as_f64().unwrap(),
+        16.0,
+        "day 10: day 3 only (2×3+10)"
+    );
+}
