@@ -15,7 +15,10 @@
 //!
 //! [`Alerts::notify`] sends the firings of an evaluation pass to the channels each alert names
 //! (`notify = ["email", "webhook"]`): one email and one webhook document per pass, not one per
-//! firing. Knows no terminal or command line.
+//! firing. At least once: a firing goes into the alert's outbox (its state file, written before
+//! the firing is appended) for each of its channels, and leaves it when that channel has
+//! accepted it; what a crash or a refusing channel left there is sent with the next pass.
+//! Knows no terminal or command line.
 
 pub mod rules;
 mod state;
@@ -91,6 +94,19 @@ pub struct Firing {
     pub evaluation: i64,
 }
 
+/// A firing waiting in an alert's outbox for a channel to accept it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unsent {
+    /// The channel.
+    pub channel: AlertChannel,
+    /// The firing.
+    pub firing: Firing,
+}
+
+/// The most firings an alert's outbox keeps for a channel that refuses them all: beyond, the
+/// oldest are dropped (they stay in `alert_firings`), with a warning.
+pub const MAX_UNSENT: usize = 1000;
+
 /// What an evaluation found.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Evaluation {
@@ -111,6 +127,9 @@ pub struct Evaluation {
     pub recovered: Vec<Firing>,
     /// Entities that could not be evaluated (a value that is not a number), with the reason.
     pub errors: Vec<String>,
+    /// The alert's outbox after this evaluation: its new firings for each of its channels, and
+    /// those no channel accepted before. [`Alerts::notify`] sends them.
+    pub outbox: Vec<Unsent>,
 }
 
 /// Whether an evaluation records what it finds.
@@ -196,15 +215,12 @@ impl Alerts {
         let wanted = |channel: AlertChannel| -> Vec<&Firing> {
             evaluations
                 .iter()
-                .filter(|e| {
-                    project
-                        .alerts
-                        .get(&e.alert)
-                        .is_some_and(|a| a.notify.contains(&channel))
-                })
-                .flat_map(|e| e.recovered.iter().chain(&e.fired))
+                .flat_map(|e| &e.outbox)
+                .filter(|u| u.channel == channel)
+                .map(|u| &u.firing)
                 .collect()
         };
+        let mut delivered: Vec<(AlertChannel, &Firing)> = Vec::new();
         let mut sent = Sent::default();
         let posted = wanted(AlertChannel::Webhook);
         if !posted.is_empty() {
@@ -225,7 +241,10 @@ impl Alerts {
                 "at": Timestamp::now().to_string(),
             });
             match self.channels.post(&doc).await {
-                Ok(()) => sent.posted = posted.len(),
+                Ok(()) => {
+                    sent.posted = posted.len();
+                    delivered.extend(posted.iter().map(|f| (AlertChannel::Webhook, *f)));
+                }
                 Err(e) => sent.errors.push(e),
             }
         }
@@ -248,14 +267,47 @@ impl Alerts {
                 ));
             }
             match self.channels.email(&subject, &body).await {
-                Ok(()) => sent.emailed = emailed.len(),
+                Ok(()) => {
+                    sent.emailed = emailed.len();
+                    delivered.extend(emailed.iter().map(|f| (AlertChannel::Email, *f)));
+                }
                 Err(e) => sent.errors.push(e),
             }
         }
         for e in &sent.errors {
-            tracing::warn!("alert notification failed: {e}");
+            tracing::warn!(
+                "alert notification failed (kept in the outbox, sent again with the next pass): {e}"
+            );
+        }
+        if let Err(e) = self.delivered(&delivered).await {
+            tracing::warn!("alert outbox not updated (its firings will be sent again): {e}");
         }
         sent
+    }
+
+    /// Takes what channels accepted out of their alerts' outboxes.
+    async fn delivered(&self, delivered: &[(AlertChannel, &Firing)]) -> Result<(), AlertError> {
+        let dir = self.dir();
+        let mut alerts: Vec<&str> = delivered.iter().map(|(_, f)| f.alert.as_str()).collect();
+        alerts.sort_unstable();
+        alerts.dedup();
+        for name in alerts {
+            let _lock = state::lock(&dir, name).await?;
+            let mut state = State::read(&dir, name)?;
+            let before = state.unsent.len();
+            state.unsent.retain(|u| {
+                !delivered.iter().any(|(channel, f)| {
+                    *channel == u.channel
+                        && f.alert == u.firing.alert
+                        && f.evaluation == u.firing.evaluation
+                        && f.entity == u.firing.entity
+                })
+            });
+            if state.unsent.len() != before {
+                state.write(&dir, name)?;
+            }
+        }
+        Ok(())
     }
 
     fn alert(&self, name: &str) -> Result<&Alert, AlertError> {
@@ -468,11 +520,31 @@ impl Alerts {
             return Ok(report);
         }
         report.evaluation = evaluation;
+        let mut unsent = state.unsent.clone();
+        for f in &report.fired {
+            for channel in &alert.notify {
+                unsent.push(Unsent {
+                    channel: *channel,
+                    firing: f.clone(),
+                });
+            }
+        }
+        if unsent.len() > MAX_UNSENT {
+            let dropped = unsent.len() - MAX_UNSENT;
+            tracing::warn!(
+                alert = name,
+                dropped,
+                "the alert's channels have refused its firings for long: the oldest are no longer retried (they are in alert_firings)"
+            );
+            unsent.drain(..dropped);
+        }
+        report.outbox = unsent.clone();
         let next = State {
             evaluation,
             evaluated_at: Some(now),
             entities,
             pending: report.fired.clone(),
+            unsent,
         };
         // The state (with the firings) first, then the firings: see the crate's docs.
         next.write(&dir, name)?;

@@ -1,5 +1,6 @@
 //! An alert's state file, `DATA_DIR/state/alerts/NAME.json`: the last evaluation's number, each
-//! entity's state, and the firings of that evaluation until the table is known to hold them.
+//! entity's state, the firings of that evaluation until the table is known to hold them, and
+//! the firings no channel has accepted yet.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -7,7 +8,7 @@ use std::path::Path;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::{AlertError, Firing};
+use crate::{AlertError, Firing, Unsent};
 
 /// One entity's state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -29,6 +30,10 @@ pub(crate) struct State {
     pub(crate) entities: BTreeMap<String, EntityState>,
     /// The firings of evaluation `evaluation`, until the table holds them.
     pub(crate) pending: Vec<Firing>,
+    /// Firings recorded but not yet delivered to a channel (the outbox): sent with the next
+    /// pass until a channel accepts them.
+    #[serde(default)]
+    pub(crate) unsent: Vec<Unsent>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AlertError + '_ {

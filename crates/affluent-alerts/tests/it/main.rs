@@ -538,6 +538,55 @@ async fn a_webhook_that_keeps_failing_is_reported_and_the_firing_kept() {
     assert_eq!(csv.lines().nth(1), Some("1"));
 }
 
+#[tokio::test]
+async fn a_firing_not_yet_delivered_is_sent_with_the_next_pass_and_then_no_more() {
+    use affluent_notify::testing::webhook_receiver_failing;
+    // The webhook refuses the first pass entirely (3 attempts), then accepts.
+    let (hook, received) = webhook_receiver_failing(3).await;
+    let mut p = Project::new(&format!(
+        "[notify.webhook]\nurl = \"{hook}\"\n{}\nnotify = [\"webhook\"]\n",
+        alert("big", "{ value = \"followers\", above = 100 }", "")
+    ));
+    p.observe(&[("a", 150.0, 0.0)]).await;
+    let evaluations = p.alerts.evaluate_many(&[], p.now()).await.evaluations;
+    let sent = p.alerts.notify(&evaluations).await;
+    assert_eq!((sent.posted, sent.errors.len()), (0, 1));
+
+    // A second firing, then the process "crashes" between recording it and sending it: a new
+    // Alerts (another process) records nothing new, and its pass sends both, once.
+    p.observe(&[("a", 150.0, 0.0), ("b", 300.0, 0.0)]).await;
+    let recorded = p.alerts.evaluate_many(&[], p.now()).await.evaluations;
+    assert_eq!(recorded[0].fired.len(), 1);
+    let other = Alerts::new(p.warehouse.clone());
+    p.observe(&[("a", 150.0, 0.0), ("b", 300.0, 0.0)]).await;
+    let evaluations = other.evaluate_many(&[], p.now()).await.evaluations;
+    assert!(evaluations[0].fired.is_empty(), "nothing new fires");
+    let sent = other.notify(&evaluations).await;
+    assert!(sent.errors.is_empty(), "{:?}", sent.errors);
+    assert_eq!(sent.posted, 2);
+    let bodies = received.lock().unwrap().clone();
+    let last = bodies.last().unwrap();
+    let entities: Vec<&str> = last["firings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["entity"].as_str().unwrap())
+        .collect();
+    assert_eq!(entities, vec!["{\"entity\":\"a\"}", "{\"entity\":\"b\"}"]);
+
+    // Delivered: the next pass sends nothing.
+    p.observe(&[("a", 150.0, 0.0), ("b", 300.0, 0.0)]).await;
+    let evaluations = p.alerts.evaluate_many(&[], p.now()).await.evaluations;
+    assert!(evaluations[0].outbox.is_empty());
+    let sent = p.alerts.notify(&evaluations).await;
+    assert_eq!(sent.posted, 0);
+    assert_eq!(
+        received.lock().unwrap().len(),
+        4,
+        "3 refused attempts and one accepted document, nothing since"
+    );
+}
+
 /// `2024-01-01` + n days (2024-01-01 is a Monday).
 fn day(n: i64) -> String {
     let d: jiff::civil::Date = "2024-01-01".parse().unwrap();
