@@ -17,8 +17,10 @@ results with these files, so CI needs no Python):
 - statsmodels_ets.json: ExponentialSmoothing(trend="add", seasonal="add",
   seasonal_periods=7) fitted on all but the last 28 days, its MAE over those 28.
 
-`bench PROJECT_DIR BIN` times scikit-learn on the same data against `affluent ml train`
-(whole process) and prints the rows of BENCHMARKS.md.
+`bench PROJECT_DIR BIN` times scikit-learn and statsmodels on the same data (in this process,
+data in memory) against `affluent ml train` (whole process: start, query, fit, predictions
+written to Delta; and the training as affluent reports it), and prints the rows of
+BENCHMARKS.md.
 
     python3 bench/ml_reference.py generate
     python3 bench/ml_reference.py bench /tmp/ml-bench target/release/affluent
@@ -145,32 +147,89 @@ def generate():
     print(f"wrote {DATA}")
 
 
-def bench(project, binary, n=200_000):
-    """The same logistic regression and kNN at a larger size: scikit-learn in this process,
-    affluent as a whole process (query, fit, predictions written to Delta)."""
-    df = artists(n=n, seed=3)
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def affluent_train(binary, project, model):
+    """`affluent ml train MODEL` as a whole process: seconds, peak RSS (MiB), and the training's
+    own duration as affluent reports it (query, fit, predictions written to Delta)."""
+    t = time.perf_counter()
+    out = subprocess.run(["/usr/bin/time", "-f", "%M", binary, "--project", project, "ml", "train", model], check=True, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    rss = int(out.stderr.strip().splitlines()[-1]) / 1024
+    line = next(l for l in out.stdout.splitlines() if l.startswith(model + " "))
+    own = float(line.rsplit(" in ", 1)[1].split(" ms")[0]) / 1000
+    return wall, rss, own, line
+
+
+def peak_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bench(project, binary, n=200_000, knn_n=20_000, series_n=100):
+    """The same models at a larger size: scikit-learn / statsmodels in this process (data
+    already in memory), affluent as a whole process. Prints the rows of BENCHMARKS.md."""
+    from sklearn.ensemble import IsolationForest
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import NearestNeighbors
+    from sklearn.preprocessing import StandardScaler
+    from statsmodels.tsa.holtwinters import ExponentialSmoothing
+
     os.makedirs(project, exist_ok=True)
+    df = artists(n=n, seed=3)
     df.to_csv(os.path.join(project, "artists.csv"), index=False)
+    df.head(knn_n).to_csv(os.path.join(project, "artists_small.csv"), index=False)
+    rng = np.random.default_rng(1)
+    week = np.array([120, 135, 140, 138, 150, 90, 40], dtype=float)
+    rows = []
+    for k in range(series_n):
+        for t in range(364):
+            rows.append((f"s{k:03d}", (pd.Timestamp("2024-01-01") + pd.Timedelta(days=t)).date().isoformat(), week[t % 7] * (1 + k / 100) + 0.05 * t + rng.normal(0, 6)))
+    series_df = pd.DataFrame(rows, columns=["agency", "day", "visits"])
+    series_df.to_csv(os.path.join(project, "series.csv"), index=False)
     with open(os.path.join(project, "affluent.toml"), "w") as f:
         f.write(PROJECT)
-    run = lambda *args: subprocess.run([binary, "--project", project, *args], check=True, capture_output=True, text=True)
-    run("ingest", "artists")
+    for source in ["artists", "artists_small", "series"]:
+        subprocess.run([binary, "--project", project, "ingest", source], check=True, capture_output=True)
 
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
+    x_raw = df[FEATURES].to_numpy(dtype=float)
+    results = []
 
-    t = time.perf_counter()
-    x = StandardScaler().fit_transform(df[FEATURES].to_numpy(dtype=float))
-    LogisticRegression(C=0.1, class_weight="balanced", solver="lbfgs", tol=1e-10, max_iter=10000).fit(x, df["is_star"]).predict_proba(x)
-    sk = time.perf_counter() - t
-    sk_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    def logistic():
+        x = StandardScaler().fit_transform(x_raw)
+        m = LogisticRegression(C=0.1, class_weight="balanced", solver="lbfgs", tol=1e-10, max_iter=10000).fit(x, df["is_star"])
+        return m.predict_proba(x)
 
-    t = time.perf_counter()
-    out = subprocess.run(["/usr/bin/time", "-f", "%M", binary, "--project", project, "ml", "train", "stars"], check=True, capture_output=True, text=True)
-    af = time.perf_counter() - t
-    af_rss = int(out.stderr.strip().splitlines()[-1]) / 1024
-    print(out.stdout.strip())
-    print(f"| logistic regression, {n:,} rows × 4 features | {sk:.2f} s, {sk_rss:.0f} MiB (process) | {af:.2f} s, {af_rss:.0f} MiB | {af / sk:.2f} |")
+    _, sk = timed(logistic)
+    results.append((f"logistic regression, {n:,} rows × 4 features (C=0.1, balanced, scaled; tol 1e-10)", sk, "stars"))
+
+    small = StandardScaler().fit_transform(x_raw[:knn_n])
+    _, sk = timed(lambda: NearestNeighbors(n_neighbors=6, algorithm="brute").fit(small).kneighbors(small))
+    results.append((f"kNN, {knn_n:,} rows × 4 features, k = 5 (exact)", sk, "similar"))
+
+    _, sk = timed(lambda: IsolationForest(n_estimators=100, max_samples=256, random_state=0).fit(x_raw).score_samples(x_raw))
+    results.append((f"isolation forest, {n:,} rows × 4 features, 100 trees", sk, "odd"))
+
+    def ets():
+        out = []
+        for _, g in series_df.groupby("agency"):
+            fit = ExponentialSmoothing(g["visits"].to_numpy(), trend="add", seasonal="add", seasonal_periods=7).fit()
+            out.append(fit.forecast(28))
+        return out
+
+    _, sk = timed(ets)
+    results.append((f"Holt-Winters, {series_n} daily series × 364 days, 28 days ahead", sk, "forecast"))
+
+    print(f"reference process peak RSS: {peak_mib():.0f} MiB")
+    print("| model | scikit-learn / statsmodels | affluent (whole process) | affluent (training) | peak RSS | ratio (whole process) |")
+    print("|---|---|---|---|---|---|")
+    for what, sk, model in results:
+        wall, rss, own, line = affluent_train(binary, project, model)
+        print(f"| {what} | {sk:.2f} s | {wall:.2f} s | {own:.2f} s | {rss:.0f} MiB | {sk / wall:.2f} |")
+        print("  " + line, file=sys.stderr)
 
 
 PROJECT = """
@@ -180,6 +239,44 @@ type = "csv"
 path = "artists.csv"
 [tables.artists]
 source = "artists"
+[sources.artists_small]
+type = "csv"
+path = "artists_small.csv"
+[tables.artists_small]
+source = "artists_small"
+[sources.series]
+type = "csv"
+path = "series.csv"
+[tables.series]
+source = "series"
+[tables.series.columns]
+agency = { path = "agency", type = "string" }
+day = { path = "day", type = "date" }
+visits = { path = "visits", type = "float" }
+
+[ml.similar]
+kind = "knn"
+sql = "SELECT artist_id, fans_followers, popularity, engagement, score_per_follower FROM artists_small"
+entity = ["artist_id"]
+features = ["fans_followers", "popularity", "engagement", "score_per_follower"]
+k = 5
+
+[ml.odd]
+kind = "isolation_forest"
+sql = "SELECT artist_id, fans_followers, popularity, engagement, score_per_follower FROM artists"
+entity = ["artist_id"]
+features = ["fans_followers", "popularity", "engagement", "score_per_follower"]
+
+[ml.forecast]
+kind = "forecast"
+sql = "SELECT agency, day, visits FROM series"
+entity = ["agency"]
+time = "day"
+value = "visits"
+season = 7
+horizon = 28
+holdout = 0
+
 [ml.stars]
 kind = "logistic_regression"
 sql = "SELECT artist_id, fans_followers, popularity, engagement, score_per_follower, is_star FROM artists"

@@ -508,7 +508,8 @@ function renderAlerts(body, list, reload) {
     return;
   }
   const all = el("button", { type: "button", class: "mark-all", disabled: list.unseen === 0 }, "Mark all seen");
-  all.addEventListener("click", () => mark({ all: true, alerts: list.alerts }, all));
+  // Up to the newest firing the panel knows: one that fired since stays unseen.
+  all.addEventListener("click", () => mark({ all: true, alerts: list.alerts, until: list.newest || undefined }, all));
   const items = list.firings.map((f) => {
     const button = f.seen ? null : el("button", { type: "button", class: "mark-seen" }, "Mark seen");
     if (button) button.addEventListener("click", () => mark({ firings: [{ alert: f.alert, evaluation: f.evaluation, entity: f.entity }] }, button));

@@ -17,7 +17,8 @@
 //! (`notify = ["email", "webhook"]`): one email and one webhook document per pass, not one per
 //! firing. At least once: a firing goes into the alert's outbox (its state file, written before
 //! the firing is appended) for each of its channels, and leaves it when that channel has
-//! accepted it; what a crash or a refusing channel left there is sent with the next pass.
+//! accepted it; what a crash or a refusing channel left there is sent with the next pass, of any
+//! alert.
 //! Knows no terminal or command line.
 
 pub mod rules;
@@ -212,10 +213,22 @@ impl Alerts {
     pub async fn notify(&self, evaluations: &[Evaluation]) -> Sent {
         let project = self.warehouse.project();
         let redact = |text: &str| project.redactor.redact(text);
+        // The outboxes of the alerts this pass did not evaluate: what their channels refused
+        // before is sent now too, not only at their next evaluation.
+        let evaluated: Vec<&str> = evaluations.iter().map(|e| e.alert.as_str()).collect();
+        let dir = self.dir();
+        let waiting: Vec<Unsent> = project
+            .alerts
+            .keys()
+            .filter(|name| !evaluated.contains(&name.as_str()))
+            .filter_map(|name| State::read(&dir, name).ok())
+            .flat_map(|state| state.unsent)
+            .collect();
         let wanted = |channel: AlertChannel| -> Vec<&Firing> {
             evaluations
                 .iter()
                 .flat_map(|e| &e.outbox)
+                .chain(&waiting)
                 .filter(|u| u.channel == channel)
                 .map(|u| &u.firing)
                 .collect()

@@ -178,9 +178,12 @@ fn baseline(
     let Some(now) = civil_time(&obs.latest[t]) else {
         return Ok(None);
     };
-    let mut history = Vec::with_capacity(obs.earlier.len());
+    // Only the rows in the baseline's slots are read: a bad value elsewhere does not matter.
+    let wanted = b.earlier(now);
+    let mut history = Vec::new();
     for row in &obs.earlier {
         if let Some(when) = civil_time(&row[t])
+            && wanted.contains(&b.slot(when))
             && let Some(x) = number(row.get(column), name)?
         {
             history.push((when, x));

@@ -51,9 +51,9 @@ pub struct MlConfig {
     pub kind: MlKind,
     /// The rows it learns from: a read-only query over the tables and models.
     pub sql: String,
-    /// Columns naming what a row is (an artist, a station), copied to the predictions; for
-    /// `forecast`, each entity is a series of its own. Empty: rows are numbered (`forecast`:
-    /// one series).
+    /// Columns naming what a row is (an artist, a station), copied to the predictions so that
+    /// they join back; required, except for `forecast`, where each entity is a series of its
+    /// own (empty: the query is one series).
     #[serde(default)]
     pub entity: Vec<String>,
     /// `logistic_regression`, `knn` and `isolation_forest`: the numeric columns learnt from.
@@ -229,6 +229,44 @@ pub(crate) fn check(
                 if m.method.unwrap_or(ForecastMethod::HoltWinters) == ForecastMethod::HoltWinters {
                     needs("season", m.season.is_some());
                 }
+            }
+        }
+        if m.kind != MlKind::Forecast && m.entity.is_empty() {
+            reporter.error(
+                at(&["entity"]),
+                format!(
+                    "ml model `{name}` ({kind}) needs `entity`: the columns naming each row, copied to its predictions"
+                ),
+            );
+        }
+        // The columns the predictions add: an entity column of the same name would clash.
+        let added: Vec<String> = match m.kind {
+            MlKind::LogisticRegression => ["probability", "predicted"]
+                .iter()
+                .map(|s| s.to_string())
+                .chain(m.label.clone())
+                .collect(),
+            MlKind::Knn => ["rank", "distance"]
+                .iter()
+                .map(|s| s.to_string())
+                .chain(m.entity.iter().map(|e| format!("neighbour_{e}")))
+                .collect(),
+            MlKind::IsolationForest => vec!["score".to_string(), "anomaly".to_string()],
+            MlKind::Forecast => ["forecast", "lower", "upper", "step"]
+                .iter()
+                .map(|s| s.to_string())
+                .chain(m.time.clone())
+                .collect(),
+        };
+        for e in &m.entity {
+            if e == "model_version" || added.contains(e) {
+                reporter.error(
+                    at(&["entity"]),
+                    format!(
+                        "entity column `{e}` of ml model `{name}` clashes with a column its predictions add ({}, model_version): rename it in `sql`",
+                        added.join(", ")
+                    ),
+                );
             }
         }
         let logistic = m.kind == MlKind::LogisticRegression;

@@ -10,7 +10,7 @@ use argmin::core::{CostFunction, Executor, State};
 use argmin::solver::neldermead::NelderMead;
 use serde::{Deserialize, Serialize};
 
-use crate::fit::normal_quantile;
+use crate::fit::{normal_quantile, student_quantile};
 
 /// A fitted forecaster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,10 +22,13 @@ pub enum Forecaster {
         intercept: f64,
         /// Per step.
         slope: f64,
-        /// Residual standard deviation (n − 2 degrees of freedom).
+        /// Residual standard deviation (k − 2 degrees of freedom, k the values present).
         sigma: f64,
-        /// Observations fitted.
+        /// Steps of the series (values present or not).
         n: usize,
+        /// Values present.
+        #[serde(default)]
+        observed: usize,
         /// Mean of t.
         t_mean: f64,
         /// Σ (t − t̄)².
@@ -101,6 +104,7 @@ pub fn linear(y: &[Option<f64>]) -> Result<Forecaster, String> {
         slope,
         sigma: (sse / (k - 2.0)).sqrt(),
         n: y.len(),
+        observed: count,
         t_mean,
         sxx,
     })
@@ -239,13 +243,18 @@ impl Forecaster {
                 slope,
                 sigma,
                 n,
+                observed,
                 t_mean,
                 sxx,
             } => (1..=horizon)
                 .map(|h| {
+                    // The prediction interval of least squares: Student's t with k − 2 degrees
+                    // of freedom.
+                    let k = (*observed).max(3);
+                    let z = student_quantile(0.5 + coverage / 2.0, (k - 2) as f64);
                     let t = (*n + h - 1) as f64;
                     let value = intercept + slope * t;
-                    let se = sigma * (1.0 + 1.0 / *n as f64 + (t - t_mean).powi(2) / sxx).sqrt();
+                    let se = sigma * (1.0 + 1.0 / k as f64 + (t - t_mean).powi(2) / sxx).sqrt();
                     Some(Step {
                         value,
                         lower: value - z * se,

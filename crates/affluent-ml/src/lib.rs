@@ -118,10 +118,75 @@ pub enum Saved {
 pub struct SavedSeries {
     /// The fitted model.
     pub model: Forecaster,
-    /// The last observation's time, microseconds since the epoch.
-    pub last: i64,
-    /// The series' step, microseconds.
-    pub step: i64,
+    /// The first observation's time, microseconds since the epoch.
+    pub first: i64,
+    /// The series' step.
+    pub spacing: Spacing,
+    /// Steps from the first observation to the last, plus one.
+    pub len: usize,
+}
+
+/// The step of a series: a fixed duration, or calendar months (a monthly series' gaps are 28 to
+/// 31 days; its steps fall on the same day of each month).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Spacing {
+    /// Microseconds.
+    Micros(i64),
+    /// Calendar months (1: monthly, 3: quarterly, 12: yearly).
+    Months(i64),
+}
+
+const DAY: i64 = 86_400_000_000;
+
+fn civil(micros: i64) -> jiff::civil::DateTime {
+    Timestamp::from_microsecond(micros)
+        .unwrap_or(Timestamp::UNIX_EPOCH)
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .datetime()
+}
+
+impl Spacing {
+    /// The spacing of a most common gap.
+    fn of(gap: i64) -> Self {
+        let days = gap as f64 / DAY as f64;
+        if (28.0..=31.0).contains(&days) {
+            Spacing::Months(1)
+        } else if (89.0..=92.0).contains(&days) {
+            Spacing::Months(3)
+        } else if (365.0..=366.0).contains(&days) {
+            Spacing::Months(12)
+        } else {
+            Spacing::Micros(gap.max(1))
+        }
+    }
+
+    /// The step (rounded to the nearest) of time `t` in a series starting at `first`.
+    fn position(self, first: i64, t: i64) -> i64 {
+        match self {
+            Spacing::Micros(step) => ((t - first) as f64 / step as f64).round() as i64,
+            Spacing::Months(n) => {
+                let (a, b) = (civil(first), civil(t));
+                let months = (i64::from(b.year()) - i64::from(a.year())) * 12
+                    + i64::from(b.month())
+                    - i64::from(a.month());
+                let days = i64::from(b.day()) - i64::from(a.day());
+                ((months as f64 + days as f64 / 30.0) / n as f64).round() as i64
+            }
+        }
+    }
+
+    /// The time of step `pos` of a series starting at `first`.
+    fn time(self, first: i64, pos: i64) -> i64 {
+        match self {
+            Spacing::Micros(step) => first + step * pos,
+            Spacing::Months(n) => civil(first)
+                .checked_add(jiff::Span::new().months(n * pos))
+                .ok()
+                .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok())
+                .map_or(first, |z| z.timestamp().as_microsecond()),
+        }
+    }
 }
 
 /// A saved model version.
@@ -135,6 +200,9 @@ pub struct ModelFile {
     pub trained_at: Timestamp,
     /// Its metrics.
     pub metrics: Metrics,
+    /// The features it was trained on, in order (`predict` refuses others).
+    #[serde(default)]
+    pub features: Vec<String>,
     /// The fitted model.
     pub saved: Saved,
 }
@@ -260,15 +328,15 @@ pub struct Ml {
 }
 
 /// The query's rows, with each role's column positions checked.
-struct Data<'a> {
-    model: &'a str,
+struct Data {
+    model: String,
     rows: Rows,
 }
 
-impl Data<'_> {
+impl Data {
     fn err(&self, reason: impl Into<String>) -> MlError {
         MlError::Data {
-            model: self.model.to_string(),
+            model: self.model.clone(),
             reason: reason.into(),
         }
     }
@@ -525,12 +593,20 @@ impl Ml {
         let _lock = lock(&self.dir(name), name).await?;
         let version = self.warehouse.app_version(ML_MODELS, &app_id(name)).await? + 1;
         let data = self.data(name, &config).await?;
-        let (saved, metrics) = fit_model(&data, &config)?;
+        // The numerics on a blocking thread: the runtime keeps serving (the dashboard, loads).
+        let cfg = config.clone();
+        let (data, fitted) = blocking(name, move || {
+            let fitted = fit_model(&data, &cfg);
+            (data, fitted)
+        })
+        .await?;
+        let (saved, metrics) = fitted?;
         let file = ModelFile {
             model: name.to_string(),
             version,
             trained_at: now,
             metrics,
+            features: config.features.clone(),
             saved,
         };
         let path = self.dir(name).join(format!("{version}.json"));
@@ -538,7 +614,8 @@ impl Ml {
             serde_json::to_vec_pretty(&file).map_err(|e| io(&path)(std::io::Error::other(e)))?;
         affluent_landing::write_atomic(&path, &bytes)
             .map_err(|e| io(&path)(std::io::Error::other(e.to_string())))?;
-        let output = predict(&data, &config, &file.saved)?;
+        let (cfg, saved) = (config.clone(), file.saved.clone());
+        let output = blocking(name, move || predict(&data, &cfg, &saved)).await??;
         let predictions = output.cells.len();
         self.write(name, &config, output, &file).await?;
         Ok(TrainReport {
@@ -561,11 +638,28 @@ impl Ml {
         let file = self
             .latest(name)?
             .ok_or_else(|| MlError::Untrained(name.to_string()))?;
+        let refuse = |reason: String| MlError::Data {
+            model: name.to_string(),
+            reason,
+        };
+        if config.kind == MlKind::Forecast {
+            return Err(refuse(
+                "a forecast's predictions are made when it is trained (they continue the series it saw): train it again to forecast from the current rows".to_string(),
+            ));
+        }
+        if file.features != config.features {
+            return Err(refuse(format!(
+                "version {} was trained on the features {:?} and the project now names {:?}: train it again (`affluent ml train {name}`)",
+                file.version, file.features, config.features
+            )));
+        }
         let data = self.data(name, &config).await?;
-        let output = predict(&data, &config, &file.saved)?;
+        let rows = data.rows.rows.len();
+        let (cfg, saved) = (config.clone(), file.saved.clone());
+        let output = blocking(name, move || predict(&data, &cfg, &saved)).await??;
         let predictions = output.cells.len();
         let mut metrics = file.metrics.clone();
-        metrics.rows = data.rows.rows.len();
+        metrics.rows = rows;
         self.warehouse
             .replace_rows(
                 name,
@@ -585,10 +679,13 @@ impl Ml {
         })
     }
 
-    async fn data<'a>(&self, name: &'a str, config: &MlConfig) -> Result<Data<'a>, MlError> {
+    async fn data(&self, name: &str, config: &MlConfig) -> Result<Data, MlError> {
         let reader = self.warehouse.reader().await?;
         let rows = reader.rows(&config.sql, &HashMap::new()).await?;
-        Ok(Data { model: name, rows })
+        Ok(Data {
+            model: name.to_string(),
+            rows,
+        })
     }
 
     async fn write(
@@ -658,6 +755,19 @@ impl Ml {
     }
 }
 
+/// Runs numerics on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    model: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, MlError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| MlError::Data {
+            model: model.to_string(),
+            reason: format!("the computation stopped: {e}"),
+        })
+}
+
 fn to_rows(name: &str, version: i64, mut output: Output) -> TableRows {
     output
         .columns
@@ -697,8 +807,8 @@ async fn lock(dir: &Path, name: &str) -> Result<std::fs::File, MlError> {
     }
 }
 
-/// The feature rows (rows with a null feature are left out, and counted).
-fn features(data: &Data<'_>, config: &MlConfig) -> Result<(Vec<usize>, Vec<Vec<f64>>), MlError> {
+/// The feature rows (rows with a null or non-finite feature are left out).
+fn features(data: &Data, config: &MlConfig) -> Result<(Vec<usize>, Vec<Vec<f64>>), MlError> {
     let cols: Vec<usize> = config
         .features
         .iter()
@@ -720,7 +830,7 @@ fn features(data: &Data<'_>, config: &MlConfig) -> Result<(Vec<usize>, Vec<Vec<f
     Ok((kept, x))
 }
 
-fn label_of(data: &Data<'_>, r: usize, c: usize) -> Result<Option<bool>, MlError> {
+fn label_of(data: &Data, r: usize, c: usize) -> Result<Option<bool>, MlError> {
     match &data.rows.rows[r][c] {
         Value::Null => Ok(None),
         Value::Bool(b) => Ok(Some(*b)),
@@ -735,7 +845,7 @@ fn label_of(data: &Data<'_>, r: usize, c: usize) -> Result<Option<bool>, MlError
 }
 
 /// Fits a model on the query's rows: what to save and how good it is.
-fn fit_model(data: &Data<'_>, config: &MlConfig) -> Result<(Saved, Metrics), MlError> {
+fn fit_model(data: &Data, config: &MlConfig) -> Result<(Saved, Metrics), MlError> {
     let mut metrics = Metrics {
         rows: data.rows.rows.len(),
         ..Metrics::default()
@@ -775,6 +885,14 @@ fn fit_model(data: &Data<'_>, config: &MlConfig) -> Result<(Saved, Metrics), MlE
             };
             let sx: Vec<Vec<f64>> = train_x.iter().map(|r| scaler.apply(r)).collect();
             let sy: Vec<bool> = train.iter().map(|&i| labelled[i].1).collect();
+            let train_positives = sy.iter().filter(|&&y| y).count();
+            if train_positives == 0 || train_positives == sy.len() {
+                return Err(data.err(format!(
+                    "the rows learnt from ({} of {} labelled, after holding out test_fraction = {test_fraction}) hold one class only ({train_positives} true): lower `test_fraction` or label more rows",
+                    sy.len(),
+                    labelled.len()
+                )));
+            }
             let weights = match config.class_weight.unwrap_or(ClassWeight::None) {
                 ClassWeight::Balanced => fit::balanced_weights(&sy),
                 ClassWeight::None => vec![1.0; sy.len()],
@@ -899,8 +1017,9 @@ fn fit_model(data: &Data<'_>, config: &MlConfig) -> Result<(Saved, Metrics), MlE
                             key,
                             SavedSeries {
                                 model,
-                                last: s.first + s.step * (y.len() as i64 - 1),
-                                step: s.step,
+                                first: s.first,
+                                spacing: s.spacing,
+                                len: y.len(),
                             },
                         );
                     }
@@ -936,7 +1055,7 @@ fn fit_model(data: &Data<'_>, config: &MlConfig) -> Result<(Saved, Metrics), MlE
 /// value at each step (None: no observation then).
 struct Series {
     first: i64,
-    step: i64,
+    spacing: Spacing,
     grid: Vec<Option<f64>>,
 }
 
@@ -944,7 +1063,7 @@ struct Series {
 /// for a step-by-step model.
 const MAX_GRID_PER_VALUE: usize = 50;
 
-fn series_of(data: &Data<'_>, config: &MlConfig) -> Result<BTreeMap<String, Series>, MlError> {
+fn series_of(data: &Data, config: &MlConfig) -> Result<BTreeMap<String, Series>, MlError> {
     let tc = data.column(config.time.as_deref().unwrap_or_default(), "time")?;
     let vc = data.column(config.value.as_deref().unwrap_or_default(), "value")?;
     let entity: Vec<usize> = config
@@ -979,40 +1098,59 @@ fn series_of(data: &Data<'_>, config: &MlConfig) -> Result<BTreeMap<String, Seri
     let mut series = BTreeMap::new();
     for (k, mut values) in out {
         values.sort_by_key(|(t, _)| *t);
-        values.dedup_by_key(|(t, _)| *t);
         // The step: the most common gap (a closed day does not change a daily series).
         let mut gaps: BTreeMap<i64, usize> = BTreeMap::new();
         for w in values.windows(2) {
-            *gaps.entry(w[1].0 - w[0].0).or_default() += 1;
+            if w[1].0 > w[0].0 {
+                *gaps.entry(w[1].0 - w[0].0).or_default() += 1;
+            }
         }
-        let step = gaps
-            .into_iter()
-            .max_by_key(|(g, n)| (*n, -*g))
-            .map_or(86_400_000_000, |(g, _)| g);
+        let spacing = Spacing::of(
+            gaps.into_iter()
+                .max_by_key(|(g, n)| (*n, -*g))
+                .map_or(DAY, |(g, _)| g),
+        );
         let first = values.first().map_or(0, |(t, _)| *t);
         let last = values.last().map_or(0, |(t, _)| *t);
-        let len = ((last - first) / step) as usize + 1;
+        let len = spacing.position(first, last).max(0) as usize + 1;
         if len > values.len() * MAX_GRID_PER_VALUE {
             return Err(data.err(format!(
                 "the times of series {k} are too irregular to forecast step by step ({} values over {len} steps of its most common gap)",
                 values.len()
             )));
         }
-        let mut grid = vec![None; len];
+        let mut grid: Vec<Option<f64>> = vec![None; len];
+        let mut at_of: Vec<i64> = vec![0; len];
         for (t, v) in values {
             // A time between two steps counts at the nearest.
-            let at = ((t - first) as f64 / step as f64).round() as usize;
-            if let Some(slot) = grid.get_mut(at) {
-                *slot = Some(v);
+            let at = spacing.position(first, t).clamp(0, len as i64 - 1) as usize;
+            if grid[at].is_some() {
+                let show = |m: i64| {
+                    Timestamp::from_microsecond(m).map_or(m.to_string(), |t| t.to_string())
+                };
+                return Err(data.err(format!(
+                    "series {k} has two values in one step ({} and {}): aggregate them to one per step in `sql`",
+                    show(at_of[at]),
+                    show(t)
+                )));
             }
+            grid[at] = Some(v);
+            at_of[at] = t;
         }
-        series.insert(k, Series { first, step, grid });
+        series.insert(
+            k,
+            Series {
+                first,
+                spacing,
+                grid,
+            },
+        );
     }
     Ok(series)
 }
 
 /// The predictions of a saved model over the query's rows.
-fn predict(data: &Data<'_>, config: &MlConfig, saved: &Saved) -> Result<Output, MlError> {
+fn predict(data: &Data, config: &MlConfig, saved: &Saved) -> Result<Output, MlError> {
     let entity: Vec<usize> = config
         .entity
         .iter()
@@ -1123,7 +1261,10 @@ fn predict(data: &Data<'_>, config: &MlConfig, saved: &Saved) -> Result<Output, 
                         continue;
                     };
                     let mut out = entity_cells(r);
-                    out.push(time_cell(s.last + s.step * (h as i64 + 1), time_type));
+                    out.push(time_cell(
+                        s.spacing.time(s.first, (s.len + h) as i64),
+                        time_type,
+                    ));
                     out.push(Cell::Float(step.value));
                     out.push(Cell::Float(step.lower));
                     out.push(Cell::Float(step.upper));

@@ -67,6 +67,9 @@ pub struct FiringList {
     pub unseen: u64,
     /// Firings of these alerts, in all.
     pub total: u64,
+    /// When the newest of them fired (send it as `until` with "mark all seen", so that what
+    /// fired after the panel was drawn stays unseen).
+    pub newest: Option<String>,
 }
 
 /// The user's unseen firings, per alert.
@@ -103,6 +106,8 @@ pub struct MarkSeen {
     /// With `all`: the alerts (default: every alert).
     #[serde(default)]
     pub alerts: Vec<String>,
+    /// With `all`: only the firings that fired at or before this time (the panel's `newest`).
+    pub until: Option<String>,
 }
 
 /// How many firings a request marked.
@@ -214,11 +219,17 @@ async fn firing_counts(reader: &Reader) -> Result<HashMap<String, u64>, WebError
 }
 
 /// A user's unseen firings per alert.
-pub async fn unseen(reader: &Reader, seen: &Seen, user: &str) -> Result<UnseenCounts, WebError> {
+pub async fn unseen(
+    reader: &Reader,
+    seen: &Seen,
+    user: &str,
+    known: &[String],
+) -> Result<UnseenCounts, WebError> {
     let fired = firing_counts(reader).await?;
     let marked = seen.counts(user).await?;
     let mut out = UnseenCounts::default();
-    for (alert, n) in fired {
+    // Alerts no longer in the project cannot be marked: they are not counted.
+    for (alert, n) in fired.into_iter().filter(|(a, _)| known.contains(a)) {
         let left = n.saturating_sub(marked.get(&alert).copied().unwrap_or(0));
         out.total += left;
         out.alerts.insert(alert, left);
@@ -290,6 +301,7 @@ pub async fn list(
         )
         .await
         .map_err(WebError::query("the alert firings"))?;
+    out.newest = rows.rows.first().and_then(|r| text(r.get(10)));
     let (mut fresh, mut old): (Vec<_>, Vec<_>) = rows
         .rows
         .iter()
@@ -374,6 +386,15 @@ pub async fn mark(
     let mut sql =
         "SELECT alert, evaluation, entity FROM alert_firings WHERE array_has($alerts, alert)"
             .to_string();
+    if request.until.is_some() && !request.all {
+        return Err(WebError::Invalid(
+            "`until` goes with `all: true`".to_string(),
+        ));
+    }
+    if let Some(until) = &request.until {
+        params.insert("until".to_string(), Param::Text(until.clone()));
+        sql.push_str(" AND CAST(fired_at AS VARCHAR) <= $until");
+    }
     if !request.all {
         let mut evaluations: Vec<String> = request
             .firings

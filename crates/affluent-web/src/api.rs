@@ -1101,8 +1101,9 @@ async fn unseen_alerts(
     user: CurrentUser,
 ) -> Result<Json<crate::alerts::UnseenCounts>, WebError> {
     let reader = state.live.reader().await;
+    let known: Vec<String> = state.project.alerts.keys().cloned().collect();
     Ok(Json(
-        crate::alerts::unseen(&reader, &state.seen, &user.name).await?,
+        crate::alerts::unseen(&reader, &state.seen, &user.name, &known).await?,
     ))
 }
 

@@ -93,6 +93,16 @@ value = "visits"
 season = 7
 horizon = 28
 
+[ml.monthly]
+kind = "forecast"
+sql = "SELECT agency, date_trunc('month', day) AS month, sum(visits) AS visits FROM series GROUP BY 1, 2"
+entity = ["agency"]
+time = "month"
+value = "visits"
+method = "linear"
+horizon = 3
+holdout = 0
+
 [ml.visits_trend]
 kind = "forecast"
 sql = "SELECT agency, day, visits FROM series"
@@ -450,6 +460,26 @@ async fn an_isolation_forest_finds_the_outliers_scikit_learn_finds() {
 }
 
 #[tokio::test]
+async fn a_monthly_series_steps_by_calendar_months() {
+    let f = fixture().await;
+    let report = f.ml.train("monthly", jiff::Timestamp::now()).await.unwrap();
+    assert_eq!(report.predictions, 2 * 3);
+    let months = rows(
+        &f,
+        "SELECT DISTINCT CAST(month AS VARCHAR) FROM monthly ORDER BY 1",
+    )
+    .await;
+    assert_eq!(
+        months,
+        vec![
+            vec![Value::from("2025-01-01T00:00:00Z")],
+            vec![Value::from("2025-02-01T00:00:00Z")],
+            vec![Value::from("2025-03-01T00:00:00Z")],
+        ]
+    );
+}
+
+#[tokio::test]
 async fn a_saved_version_predicts_without_training() {
     let f = fixture().await;
     assert!(matches!(
@@ -482,18 +512,29 @@ async fn bad_data_says_which_column_and_what_to_do() {
 [ml.typo]
 kind = "knn"
 sql = "SELECT artist_id, popularity FROM artists"
+entity = ["artist_id"]
 features = ["popularty"]
 
 [ml.one_class]
 kind = "logistic_regression"
-sql = "SELECT popularity, 1 AS is_star FROM artists"
+sql = "SELECT artist_id, popularity, 1 AS is_star FROM artists"
+entity = ["artist_id"]
 features = ["popularity"]
 label = "is_star"
 
 [ml.text]
 kind = "knn"
-sql = "SELECT artist_id AS popularity FROM artists"
+sql = "SELECT artist_id, artist_id AS popularity FROM artists"
+entity = ["artist_id"]
 features = ["popularity"]
+
+[ml.two_per_day]
+kind = "forecast"
+sql = "SELECT day, visits FROM series"
+time = "day"
+value = "visits"
+method = "linear"
+horizon = 7
 
 [ml.short]
 kind = "forecast"
@@ -514,6 +555,10 @@ horizon = 7
         ("one_class", "needs both classes"),
         ("text", "column `popularity` is not a number in row 1"),
         ("short", "needs at least 15 observations (the series has 9)"),
+        (
+            "two_per_day",
+            "has two values in one step (2024-01-01T00:00:00Z and 2024-01-01T00:00:00Z)",
+        ),
     ];
     for (name, want) in cases {
         let err =
@@ -564,6 +609,17 @@ sql = "SELECT 1"
 time = "day"
 value = "v"
 horizon = 3
+
+[ml.keyless]
+kind = "knn"
+sql = "SELECT 1"
+features = ["x"]
+
+[ml.clash]
+kind = "knn"
+sql = "SELECT 1"
+entity = ["rank"]
+features = ["x"]
 "#,
     )
     .unwrap();
@@ -577,6 +633,8 @@ horizon = 3
         "`c` must be a positive number",
         "ml model `t` (forecast) needs `season`",
         "`t` is already a table or model",
+        "ml model `keyless` (knn) needs `entity`",
+        "entity column `rank` of ml model `clash` clashes with a column its predictions add",
     ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }

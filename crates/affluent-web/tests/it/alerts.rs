@@ -180,10 +180,10 @@ async fn each_user_marks_firings_seen_for_themselves() {
             &f.app,
             "POST",
             "/api/alerts/seen",
-            Some(json!({"all": true})),
+            Some(json!({"all": true, "until": panel["firings"]["newest"]})),
         )
         .await;
-    assert_eq!(r.json()["marked"], 4);
+    assert_eq!(r.json()["marked"], 4, "{}", r.text());
     let unseen = vic
         .send(&f.app, "GET", "/api/alerts/unseen", None)
         .await
@@ -259,6 +259,25 @@ async fn bad_mark_requests_say_what_is_wrong_and_mark_nothing() {
             r.text()
         );
     }
+    // `until` before every firing marks none; without `all` it is refused.
+    let r = c
+        .send(
+            &f.app,
+            "POST",
+            "/api/alerts/seen",
+            Some(json!({"all": true, "until": "2000-01-01T00:00:00"})),
+        )
+        .await;
+    assert_eq!(r.json()["marked"], 0, "{}", r.text());
+    let r = c
+        .send(
+            &f.app,
+            "POST",
+            "/api/alerts/seen",
+            Some(json!({"firings": [{"alert": "busy", "evaluation": 1, "entity": "{}"}], "until": "2000-01-01T00:00:00"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
     let many: Vec<Value> = (0..1001)
         .map(|i| json!({"alert": "busy", "evaluation": i, "entity": "{}"}))
         .collect();
