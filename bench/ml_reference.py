@@ -234,6 +234,9 @@ def bench(project, binary, n=200_000, knn_n=20_000, series_n=100):
 
 PROJECT = """
 name = "ml-bench"
+# An ML query is a read query: its rows count against max_rows (default 100,000).
+[query]
+max_rows = 1000000
 [sources.artists]
 type = "csv"
 path = "artists.csv"

@@ -208,48 +208,57 @@ pub fn balanced_weights(y: &[bool]) -> Vec<f64> {
         .collect()
 }
 
-/// The distance of two rows.
-pub fn distance(metric: Metric, a: &[f64], b: &[f64]) -> f64 {
-    match metric {
-        Metric::Euclidean => a
+/// For each row, its `k` nearest other rows (index, distance), nearest first; equal distances
+/// in row order. Exact (every pair is compared), in O(n² d) time and O(n k) memory: each row
+/// keeps only its k best so far; euclidean distances are compared squared.
+pub fn neighbours(x: &[Vec<f64>], k: usize, metric: Metric) -> Vec<Vec<(usize, f64)>> {
+    let k = k.min(x.len().saturating_sub(1));
+    let norms: Vec<f64> = match metric {
+        Metric::Cosine => x
             .iter()
-            .zip(b)
-            .map(|(x, y)| (x - y) * (x - y))
-            .sum::<f64>()
-            .sqrt(),
-        Metric::Manhattan => a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum(),
-        Metric::Cosine => {
-            let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-            let na: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
-            let nb: f64 = b.iter().map(|x| x * x).sum::<f64>().sqrt();
-            if na == 0.0 || nb == 0.0 {
-                1.0
-            } else {
-                1.0 - dot / (na * nb)
+            .map(|r| r.iter().map(|v| v * v).sum::<f64>().sqrt())
+            .collect(),
+        _ => Vec::new(),
+    };
+    let raw = |i: usize, j: usize| -> f64 {
+        let (a, b) = (&x[i], &x[j]);
+        match metric {
+            Metric::Euclidean => a.iter().zip(b).map(|(p, q)| (p - q) * (p - q)).sum(),
+            Metric::Manhattan => a.iter().zip(b).map(|(p, q)| (p - q).abs()).sum(),
+            Metric::Cosine => {
+                let dot: f64 = a.iter().zip(b).map(|(p, q)| p * q).sum();
+                if norms[i] == 0.0 || norms[j] == 0.0 {
+                    1.0
+                } else {
+                    1.0 - dot / (norms[i] * norms[j])
+                }
             }
         }
-    }
-}
-
-/// For each row, its `k` nearest other rows (index, distance), nearest first; equal distances
-/// in row order. Exact (every pair is compared).
-pub fn neighbours(x: &[Vec<f64>], k: usize, metric: Metric) -> Vec<Vec<(usize, f64)>> {
-    x.iter()
-        .enumerate()
-        .map(|(i, a)| {
-            let mut d: Vec<(usize, f64)> = x
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != i)
-                .map(|(j, b)| (j, distance(metric, a, b)))
-                .collect();
-            let k = k.min(d.len());
-            if k < d.len() {
-                d.select_nth_unstable_by(k, |p, q| p.1.total_cmp(&q.1).then(p.0.cmp(&q.0)));
-                d.truncate(k);
+    };
+    (0..x.len())
+        .map(|i| {
+            let mut best: Vec<(usize, f64)> = Vec::with_capacity(k + 1);
+            if k == 0 {
+                return best;
             }
-            d.sort_by(|p, q| p.1.total_cmp(&q.1).then(p.0.cmp(&q.0)));
-            d
+            for j in 0..x.len() {
+                if j == i {
+                    continue;
+                }
+                let d = raw(i, j);
+                // Rows come in order: a later row at an equal distance stays behind.
+                if best.len() < k || d < best[k - 1].1 {
+                    let at = best.partition_point(|p| p.1 <= d);
+                    best.insert(at, (j, d));
+                    best.truncate(k);
+                }
+            }
+            if metric == Metric::Euclidean {
+                for p in &mut best {
+                    p.1 = p.1.sqrt();
+                }
+            }
+            best
         })
         .collect()
 }
