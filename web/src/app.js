@@ -491,10 +491,10 @@ function entityText(entity) {
 }
 
 function renderAlerts(body, list, reload) {
-  const mark = async (request, button) => {
+  const mark = async (path, request, button) => {
     button.disabled = true;
     try {
-      await api("POST", "/api/alerts/seen", request);
+      await api("POST", path, request);
     } catch (e) {
       button.disabled = false;
       body.prepend(el("p", { class: "error" }, e.message));
@@ -509,10 +509,10 @@ function renderAlerts(body, list, reload) {
   }
   const all = el("button", { type: "button", class: "mark-all", disabled: list.unseen === 0 }, "Mark all seen");
   // Up to the newest firing the panel knows: one that fired since stays unseen.
-  all.addEventListener("click", () => mark({ all: true, alerts: list.alerts, until: list.newest || undefined }, all));
+  all.addEventListener("click", () => mark("/api/alerts/seen/all", { alerts: list.alerts, until: list.newest || undefined }, all));
   const items = list.firings.map((f) => {
     const button = f.seen ? null : el("button", { type: "button", class: "mark-seen" }, "Mark seen");
-    if (button) button.addEventListener("click", () => mark({ firings: [{ alert: f.alert, evaluation: f.evaluation, entity: f.entity }] }, button));
+    if (button) button.addEventListener("click", () => mark("/api/alerts/seen", { firings: [{ alert: f.alert, evaluation: f.evaluation, entity: f.entity }] }, button));
     return el(
       "li",
       { class: `firing ${f.seen ? "seen" : "unseen"} severity-${f.severity}`, "data-alert": f.alert, "data-entity": f.entity },

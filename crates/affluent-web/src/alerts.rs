@@ -87,27 +87,55 @@ pub struct FiringKey {
     /// The alert.
     pub alert: String,
     /// The evaluation.
+    #[serde(deserialize_with = "integral")]
     pub evaluation: i64,
     /// The entity, as listed.
     pub entity: String,
 }
 
-/// What `POST /api/alerts/seen` marks: the firings named, or every firing of `alerts` (all
-/// alerts when empty) with `all`.
+/// An integer as JSON writes it: `3`, or `3.0` (JSON Schema's integers include it); one beyond
+/// the 64-bit range saturates (no firing has that evaluation: it is not found).
+fn integral<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    if let Some(i) = n.as_i64() {
+        return Ok(i);
+    }
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 => Ok(f as i64),
+        _ => Err(serde::de::Error::custom(format!(
+            "an evaluation is an integer (got {n})"
+        ))),
+    }
+}
+
+/// What `POST /api/alerts/seen` marks: the firings named.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MarkSeen {
-    /// Firings to mark (at most [`MAX_MARKED`]).
-    #[serde(default)]
+    /// Firings to mark, as an alerts panel lists them (1 to 1000).
+    #[schema(min_items = 1, max_items = 1000)]
     pub firings: Vec<FiringKey>,
-    /// Mark every firing of `alerts`.
-    #[serde(default)]
-    pub all: bool,
-    /// With `all`: the alerts (default: every alert).
+}
+
+/// What `POST /api/alerts/seen/all` marks: every firing of `alerts` (every alert when empty),
+/// up to `until`.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MarkAllSeen {
+    /// The alerts (default: every alert).
     #[serde(default)]
     pub alerts: Vec<String>,
-    /// With `all`: only the firings that fired at or before this time (the panel's `newest`).
+    /// Only the firings that fired at or before this time (an alerts panel's `newest`), so
+    /// that one that fired since stays unseen. Default: every firing.
     pub until: Option<String>,
+}
+
+/// Either request, as [`mark`] carries it out.
+struct Request {
+    firings: Vec<FiringKey>,
+    all: bool,
+    alerts: Vec<String>,
+    until: Option<String>,
 }
 
 /// How many firings a request marked.
@@ -327,13 +355,46 @@ pub async fn list(
     Ok(out)
 }
 
-/// Marks firings seen for a user: the ones named (each must exist), or with `all` every firing
-/// of the alerts named (every alert when none is). `known` is the project's alerts.
-pub async fn mark(
+/// Marks the firings named seen for a user (each must exist). `known` is the project's alerts.
+pub async fn mark_firings(
     reader: &Reader,
     seen: &Seen,
     user: &str,
     request: &MarkSeen,
+    known: &[String],
+) -> Result<Marked, WebError> {
+    let request = Request {
+        firings: request.firings.clone(),
+        all: false,
+        alerts: Vec::new(),
+        until: None,
+    };
+    mark(reader, seen, user, &request, known).await
+}
+
+/// Marks every firing of the alerts named (every alert when none is) seen for a user, up to
+/// `until`.
+pub async fn mark_all(
+    reader: &Reader,
+    seen: &Seen,
+    user: &str,
+    request: &MarkAllSeen,
+    known: &[String],
+) -> Result<Marked, WebError> {
+    let request = Request {
+        firings: Vec::new(),
+        all: true,
+        alerts: request.alerts.clone(),
+        until: request.until.clone(),
+    };
+    mark(reader, seen, user, &request, known).await
+}
+
+async fn mark(
+    reader: &Reader,
+    seen: &Seen,
+    user: &str,
+    request: &Request,
     known: &[String],
 ) -> Result<Marked, WebError> {
     for a in request
@@ -348,15 +409,15 @@ pub async fn mark(
             )));
         }
     }
-    if request.all != request.firings.is_empty() {
+    if !request.all && request.firings.is_empty() {
         return Err(WebError::Invalid(
-            "send either `firings` (the firings to mark seen) or `all: true` (with `alerts`, or every alert)"
+            "name at least one firing in `firings` (POST /api/alerts/seen/all marks every firing)"
                 .to_string(),
         ));
     }
     if request.firings.len() > MAX_MARKED {
         return Err(WebError::Invalid(format!(
-            "at most {MAX_MARKED} firings per request (got {}): use `all` to mark every firing of an alert",
+            "at most {MAX_MARKED} firings per request (got {}): POST /api/alerts/seen/all marks every firing of an alert",
             request.firings.len()
         )));
     }
@@ -386,11 +447,6 @@ pub async fn mark(
     let mut sql =
         "SELECT alert, evaluation, entity FROM alert_firings WHERE array_has($alerts, alert)"
             .to_string();
-    if request.until.is_some() && !request.all {
-        return Err(WebError::Invalid(
-            "`until` goes with `all: true`".to_string(),
-        ));
-    }
     if let Some(until) = &request.until {
         params.insert("until".to_string(), Param::Text(until.clone()));
         sql.push_str(" AND CAST(fired_at AS VARCHAR) <= $until");

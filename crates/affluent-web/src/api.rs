@@ -58,6 +58,7 @@ use crate::{AppState, ErrorBody, WebError, assets};
         remove_favourite,
         unseen_alerts,
         mark_alerts_seen,
+        mark_all_alerts_seen,
         list_users,
         add_user,
         remove_user,
@@ -82,6 +83,7 @@ use crate::{AppState, ErrorBody, WebError, assets};
         crate::alerts::UnseenCounts,
         crate::alerts::FiringKey,
         crate::alerts::MarkSeen,
+        crate::alerts::MarkAllSeen,
         crate::alerts::Marked,
         UserInfo,
         NewUser,
@@ -121,6 +123,7 @@ pub fn router(state: AppState, sessions: SqlSessions) -> Router {
         .route("/api/favourites/{id}", delete(remove_favourite))
         .route("/api/alerts/unseen", get(unseen_alerts))
         .route("/api/alerts/seen", post(mark_alerts_seen))
+        .route("/api/alerts/seen/all", post(mark_all_alerts_seen))
         .route("/api/users", get(list_users).post(add_user))
         .route("/api/users/{name}", delete(remove_user))
         .route("/api/events", get(events))
@@ -1108,9 +1111,9 @@ async fn unseen_alerts(
 }
 
 #[utoipa::path(post, path = "/api/alerts/seen", tag = "alerts", request_body = crate::alerts::MarkSeen,
-    description = "Marks alert firings seen for the current user only: the `firings` named (as an alerts panel lists them), or with `all: true` every firing of `alerts` (every alert when empty). Marking a firing again changes nothing.",
+    description = "Marks the firings named seen for the current user only, as an alerts panel lists them. Marking a firing again changes nothing.",
     responses((status = 200, description = "How many firings were newly marked", body = crate::alerts::Marked),
-        (status = 400, description = "Neither `firings` nor `all`, both, or more than 1000 firings", body = ErrorBody),
+        (status = 400, description = "Not JSON, no firing, or more than 1000", body = ErrorBody),
         (status = 401, description = "Not logged in", body = ErrorBody),
         (status = 403, description = "No valid CSRF token: send the `csrf` of GET /api/session as X-CSRF-Token", body = ErrorBody),
         (status = 404, description = "No such alert, or no such firing", body = ErrorBody),
@@ -1127,7 +1130,31 @@ async fn mark_alerts_seen(
     let reader = state.live.reader().await;
     let known: Vec<String> = state.project.alerts.keys().cloned().collect();
     Ok(Json(
-        crate::alerts::mark(&reader, &state.seen, &user.name, &body, &known).await?,
+        crate::alerts::mark_firings(&reader, &state.seen, &user.name, &body, &known).await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/api/alerts/seen/all", tag = "alerts", request_body = crate::alerts::MarkAllSeen,
+    description = "Marks every firing of `alerts` (every alert when empty) seen for the current user only, up to `until` (an alerts panel's `newest`: one that fired since stays unseen).",
+    responses((status = 200, description = "How many firings were newly marked", body = crate::alerts::Marked),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 403, description = "No valid CSRF token: send the `csrf` of GET /api/session as X-CSRF-Token", body = ErrorBody),
+        (status = 404, description = "No such alert", body = ErrorBody),
+        (status = 413, description = "The body is larger than 2 MiB", body = ErrorBody),
+        (status = 415, description = "The body is not sent as `Content-Type: application/json`", body = ErrorBody),
+        (status = 422, description = "JSON, but not of the request body's schema (a missing or mistyped field)", body = ErrorBody),
+        (status = 500, description = "The firings could not be read (the detail is in the server's log, under the request id)", body = ErrorBody),
+        (status = 503, description = "The state store does not answer: try again shortly", body = ErrorBody)))]
+async fn mark_all_alerts_seen(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiJson(body): ApiJson<crate::alerts::MarkAllSeen>,
+) -> Result<Json<crate::alerts::Marked>, WebError> {
+    let reader = state.live.reader().await;
+    let known: Vec<String> = state.project.alerts.keys().cloned().collect();
+    Ok(Json(
+        crate::alerts::mark_all(&reader, &state.seen, &user.name, &body, &known).await?,
     ))
 }
 

@@ -179,8 +179,8 @@ async fn each_user_marks_firings_seen_for_themselves() {
         .send(
             &f.app,
             "POST",
-            "/api/alerts/seen",
-            Some(json!({"all": true, "until": panel["firings"]["newest"]})),
+            "/api/alerts/seen/all",
+            Some(json!({"until": panel["firings"]["newest"]})),
         )
         .await;
     assert_eq!(r.json()["marked"], 4, "{}", r.text());
@@ -227,31 +227,38 @@ async fn bad_mark_requests_say_what_is_wrong_and_mark_nothing() {
     c.login(&f.app, "vic", "viewer pass").await;
     let cases = [
         (
-            json!({"all": true, "alerts": ["bussy"]}),
+            "/api/alerts/seen/all",
+            json!({"alerts": ["bussy"]}),
             StatusCode::NOT_FOUND,
             "no alert named `bussy`",
         ),
-        (json!({}), StatusCode::BAD_REQUEST, "send either `firings`"),
         (
-            json!({"all": true, "firings": [{"alert": "busy", "evaluation": 1, "entity": "{}"}]}),
+            "/api/alerts/seen",
+            json!({"firings": []}),
             StatusCode::BAD_REQUEST,
-            "send either `firings`",
+            "name at least one firing",
         ),
         (
+            "/api/alerts/seen",
+            json!({"firings": [{"alert": "busy", "evaluation": 1, "entity": "{}"}], "all": true}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "",
+        ),
+        (
+            "/api/alerts/seen",
             json!({"firings": [{"alert": "busy", "evaluation": 1, "entity": "{\"agency\":\"z\"}"}]}),
             StatusCode::NOT_FOUND,
             "has no firing for entity",
         ),
         (
+            "/api/alerts/seen",
             json!({"firings": [{"alert": "busy", "evaluation": "one", "entity": "{}"}]}),
             StatusCode::UNPROCESSABLE_ENTITY,
             "",
         ),
     ];
-    for (body, status, text) in cases {
-        let r = c
-            .send(&f.app, "POST", "/api/alerts/seen", Some(body.clone()))
-            .await;
+    for (path, body, status, text) in cases {
+        let r = c.send(&f.app, "POST", path, Some(body.clone())).await;
         assert_eq!(r.status, status, "{body}: {}", r.text());
         assert!(
             r.json()["error"].as_str().unwrap().contains(text),
@@ -259,25 +266,16 @@ async fn bad_mark_requests_say_what_is_wrong_and_mark_nothing() {
             r.text()
         );
     }
-    // `until` before every firing marks none; without `all` it is refused.
+    // `until` before every firing marks none.
     let r = c
         .send(
             &f.app,
             "POST",
-            "/api/alerts/seen",
-            Some(json!({"all": true, "until": "2000-01-01T00:00:00"})),
+            "/api/alerts/seen/all",
+            Some(json!({"until": "2000-01-01T00:00:00"})),
         )
         .await;
     assert_eq!(r.json()["marked"], 0, "{}", r.text());
-    let r = c
-        .send(
-            &f.app,
-            "POST",
-            "/api/alerts/seen",
-            Some(json!({"firings": [{"alert": "busy", "evaluation": 1, "entity": "{}"}], "until": "2000-01-01T00:00:00"})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
     let many: Vec<Value> = (0..1001)
         .map(|i| json!({"alert": "busy", "evaluation": i, "entity": "{}"}))
         .collect();
@@ -294,12 +292,7 @@ async fn bad_mark_requests_say_what_is_wrong_and_mark_nothing() {
     let mut no_token = c.clone();
     no_token.csrf.clear();
     let r = no_token
-        .send(
-            &f.app,
-            "POST",
-            "/api/alerts/seen",
-            Some(json!({"all": true})),
-        )
+        .send(&f.app, "POST", "/api/alerts/seen/all", Some(json!({})))
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let unseen = c
