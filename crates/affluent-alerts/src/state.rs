@@ -72,23 +72,8 @@ impl State {
 /// at a time, across processes. Waits for another holder on a blocking thread, not the
 /// runtime's.
 pub(crate) async fn lock(dir: &Path, name: &str) -> Result<std::fs::File, AlertError> {
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
     let path = dir.join(format!("{name}.lock"));
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(io(&path))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            tracing::info!(alert = name, "waiting for another evaluation of the alert");
-            let waited = tokio::task::spawn_blocking(move || file.lock().map(|()| file))
-                .await
-                .map_err(|e| io(&path)(std::io::Error::other(e)))?;
-            waited.map_err(io(&path))
-        }
-        Err(std::fs::TryLockError::Error(e)) => Err(io(&path)(e)),
-    }
+    affluent_landing::lock_exclusive(&path)
+        .await
+        .map_err(io(&path))
 }

@@ -514,6 +514,30 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LandingError> {
     fs::rename(&tmp, path).map_err(io(path))
 }
 
+/// Holds an exclusive lock on `path` (created, with its folder, if missing) until the file is
+/// dropped: one holder at a time across processes. A holder elsewhere is waited for on a
+/// blocking thread, not the runtime's.
+pub async fn lock_exclusive(path: &Path) -> std::io::Result<fs::File> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => {
+            tracing::info!(lock = %path.display(), "waiting for another holder of the lock");
+            tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+                .await
+                .map_err(std::io::Error::other)?
+        }
+        Err(fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
 /// Creates `dir` and its missing parents readable by this user only (0700 on Unix): landing,
 /// quarantine and state hold raw responses and credentials' effects that are nobody else's.
 pub fn create_private_dir(dir: &Path) -> Result<(), LandingError> {

@@ -787,24 +787,10 @@ fn to_rows(name: &str, version: i64, mut output: Output) -> TableRows {
 /// Holds `NAME.lock` in the model's folder until dropped: one training of a model at a time,
 /// across processes (waiting on a blocking thread).
 async fn lock(dir: &Path, name: &str) -> Result<std::fs::File, MlError> {
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
     let path = dir.join(format!("{name}.lock"));
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(io(&path))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let waited = tokio::task::spawn_blocking(move || file.lock().map(|()| file))
-                .await
-                .map_err(|e| io(&path)(std::io::Error::other(e)))?;
-            waited.map_err(io(&path))
-        }
-        Err(std::fs::TryLockError::Error(e)) => Err(io(&path)(e)),
-    }
+    affluent_landing::lock_exclusive(&path)
+        .await
+        .map_err(io(&path))
 }
 
 /// The feature rows (rows with a null or non-finite feature are left out).
