@@ -153,11 +153,61 @@ pub async fn after_change(warehouse: &affluent_tables::Warehouse, changed: &[&st
         println!("{r}");
     }
     all.extend(trained.iter().map(|r| r.model.as_str()));
-    if warehouse.project().alerts.is_empty() {
+    if !warehouse.project().alerts.is_empty() {
+        let alerts = affluent_alerts::Alerts::new(warehouse.clone());
+        let mut fired = false;
+        for e in alerts.after_change(&all).await {
+            fired |= !e.fired.is_empty();
+            print_evaluation(&e, false);
+        }
+        if fired {
+            all.push(affluent_tables::system::ALERT_FIRINGS);
+        }
+    }
+    if !trained.is_empty() {
+        all.push(affluent_tables::system::ML_MODELS);
+    }
+    let sinks = affluent_sinks::Sinks::new(warehouse.clone());
+    if sinks.is_empty() {
         return;
     }
-    let alerts = affluent_alerts::Alerts::new(warehouse.clone());
-    for e in alerts.after_change(&all).await {
-        print_evaluation(&e, false);
+    for result in sinks.after_change(&all).await {
+        print_sync(&result, warehouse.project().redactor.as_ref());
+    }
+}
+
+/// One line per table a sink wrote (or failed to).
+pub fn print_sync(
+    result: &Result<affluent_sinks::TableSync, affluent_sinks::SinkError>,
+    redactor: &affluent_core::Redactor,
+) {
+    match result {
+        Ok(s) => {
+            let version = s.version.map_or("-".to_string(), |v| v.to_string());
+            let detail = match s.scope.as_str() {
+                "up to date" | "not written yet" => s.scope.clone(),
+                scope => format!(
+                    "{scope}: {} rows sent, {} written, {} removed",
+                    s.rows_sent, s.rows_written, s.rows_removed
+                ),
+            };
+            println!(
+                "sink {} <- {} (version {version}): {detail}",
+                s.sink, s.table
+            );
+            for c in &s.schema_changes {
+                println!("  {c}");
+            }
+            if s.nul_replaced > 0 {
+                println!(
+                    "  {} values held NUL characters, which PostgreSQL text cannot store: written as U+FFFD",
+                    s.nul_replaced
+                );
+            }
+        }
+        Err(e) => println!(
+            "sink error: {}",
+            redactor.redact(&affluent_core::error_chain(e))
+        ),
     }
 }

@@ -13,6 +13,7 @@ mod ml;
 mod query;
 mod scheduler;
 pub mod schema;
+mod sinks;
 mod sources;
 mod tables;
 mod validate;
@@ -78,6 +79,8 @@ pub struct Project {
     pub alerts: BTreeMap<String, schema::Alert>,
     /// `[ml.NAME]`, checked.
     pub ml: BTreeMap<String, schema::MlConfig>,
+    /// `[sinks.NAME]`, checked.
+    pub sinks: BTreeMap<String, schema::SinkConfig>,
     /// Knows every secret of the project; share it with whatever writes text out.
     pub redactor: Arc<Redactor>,
     /// Problems that do not stop the project (a secret written in clear, ...).
@@ -316,6 +319,7 @@ pub fn load_str_for(
     query::check(&mut reporter, &settings, &root_for_spans);
     alerts::check(&mut reporter, &settings, &root_for_spans);
     ml::check(&mut reporter, &settings, &root_for_spans);
+    sinks::check(&mut reporter, &settings, &root_for_spans, &redactor);
 
     if !reporter.diagnostics.is_empty() {
         return Err(LoadError::Invalid(ConfigErrors(reporter.diagnostics)));
@@ -352,6 +356,7 @@ pub fn load_str_for(
         pages: settings.pages,
         alerts: alerts::build(settings.alerts),
         ml: settings.ml,
+        sinks: settings.sinks,
         redactor,
         warnings: reporter.warnings,
         unavailable,

@@ -13,6 +13,7 @@ pub use crate::dashboard::*;
 pub use crate::ml::*;
 pub use crate::query::*;
 pub use crate::scheduler::*;
+pub use crate::sinks::*;
 pub use crate::sources::csv::*;
 pub use crate::sources::rest::*;
 pub use crate::sources::*;
@@ -69,6 +70,10 @@ pub struct ProjectSettings {
     /// Small models trained over the tables, their predictions written as tables: `[ml.NAME]`.
     #[serde(default)]
     pub ml: BTreeMap<String, MlConfig>,
+    /// `[sinks.NAME]`: where tables and models are written outside Delta (a PostgreSQL
+    /// warehouse).
+    #[serde(default)]
+    pub sinks: BTreeMap<String, SinkConfig>,
 }
 
 /// `[landing]`.

@@ -7,6 +7,7 @@ use affluent_alerts::Alerts;
 use affluent_core::{Interval, TaskId, TaskKind, error_chain};
 use affluent_ml::Ml;
 use affluent_scheduler::{Executor, RunCounts, RunFailure, TaskSpec, Trigger};
+use affluent_sinks::Sinks;
 use affluent_sources::IngestOptions;
 use affluent_tables::{LoadReport, LoadScope, TableError, Warehouse};
 
@@ -18,6 +19,8 @@ pub struct Pipeline {
     alerts: Alerts,
     /// Trained after a load or a model gives a table they read a new version.
     ml: Ml,
+    /// Written after the ML models and alerts: tables, models, predictions and firings.
+    sinks: Sinks,
     /// Table writes of this process one at a time: the table locks are file locks that block a
     /// thread, and runs of one process share the runtime's few threads.
     writes: tokio::sync::Mutex<()>,
@@ -33,6 +36,7 @@ impl Pipeline {
         Self {
             alerts: Alerts::new(warehouse.clone()),
             ml: Ml::new(warehouse.clone()),
+            sinks: Sinks::new(warehouse.clone()),
             warehouse,
             writes: tokio::sync::Mutex::new(()),
             largest_run: Mutex::default(),
@@ -85,13 +89,29 @@ impl Pipeline {
     }
 
     /// What follows new versions of tables or models: the ML models reading them are trained,
-    /// then the alerts reading them or those models' predictions are evaluated. Failures are
-    /// logged: the run's data is loaded whatever becomes of them.
+    /// then the alerts reading them or those models' predictions are evaluated, then the sinks
+    /// writing any of these are brought up to date. Failures are logged: the run's data is
+    /// loaded whatever becomes of them.
     async fn after_change(&self, changed: &[&str]) {
         let trained = self.ml.after_change(changed).await;
         let mut all: Vec<&str> = changed.to_vec();
         all.extend(trained.iter().map(|r| r.model.as_str()));
-        self.alerts.after_change(&all).await;
+        let evaluations = self.alerts.after_change(&all).await;
+        if self.sinks.is_empty() {
+            return;
+        }
+        if evaluations.iter().any(|e| !e.fired.is_empty()) {
+            all.push(affluent_tables::system::ALERT_FIRINGS);
+        }
+        if !trained.is_empty() {
+            all.push(affluent_tables::system::ML_MODELS);
+        }
+        self.sinks.after_change(&all).await;
+    }
+
+    /// The project's sinks (for the periodic catch-up of `affluent run`).
+    pub fn sinks(&self) -> &Sinks {
+        &self.sinks
     }
 
     async fn ingest_and_load(

@@ -10,6 +10,7 @@
 //! the dashboard.
 
 mod bounds;
+pub mod changes;
 pub mod compact;
 pub mod load;
 pub mod mapping;

@@ -14,6 +14,7 @@ pub mod run;
 pub mod runs;
 pub mod serve;
 pub mod simulate;
+pub mod sinks;
 pub mod status;
 pub mod tables;
 pub mod transform;

@@ -95,12 +95,8 @@ pub async fn schedule(
         },
         None => None,
     };
-    let mut scheduler = Scheduler::new(
-        runtime.store.clone(),
-        tasks,
-        Arc::new(Pipeline::new(runtime.warehouse.clone())),
-        options,
-    );
+    let pipeline = Arc::new(Pipeline::new(runtime.warehouse.clone()));
+    let mut scheduler = Scheduler::new(runtime.store.clone(), tasks, pipeline.clone(), options);
     if let Some(config) = project.notify.clone() {
         scheduler = scheduler.with_notifier(Notifier::new(
             &project.name,
@@ -129,8 +125,23 @@ pub async fn schedule(
             }
         })
     };
+    // Sinks catch up at start and each minute, so that one whose database was away is written
+    // without waiting for the next change of its tables.
+    let catch_up = (!pipeline.sinks().is_empty()).then(|| {
+        let pipeline = pipeline.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                pipeline.sinks().catch_up().await;
+            }
+        })
+    });
     let result = scheduler.run(crate::signals::shutdown()).await;
     tidy.abort();
+    if let Some(task) = catch_up {
+        task.abort();
+    }
     if let Some(server) = dashboard {
         server.shutdown().await;
     }

@@ -45,6 +45,7 @@ fn no_layer_reaches_back_up_the_flow() {
                 "affluent-pipeline",
                 "affluent-alerts",
                 "affluent-ml",
+                "affluent-sinks",
                 "affluent-web",
             ],
         ),
@@ -72,6 +73,7 @@ fn no_layer_reaches_back_up_the_flow() {
                 "affluent-alerts",
                 "affluent-ml",
                 "affluent-web",
+                "affluent-sinks",
             ],
         ),
         (
@@ -83,6 +85,7 @@ fn no_layer_reaches_back_up_the_flow() {
                 "affluent-alerts",
                 "affluent-ml",
                 "affluent-web",
+                "affluent-sinks",
             ],
         ),
         (
@@ -96,6 +99,7 @@ fn no_layer_reaches_back_up_the_flow() {
                 "affluent-alerts",
                 "affluent-ml",
                 "affluent-web",
+                "affluent-sinks",
             ],
         ),
         (
@@ -108,6 +112,7 @@ fn no_layer_reaches_back_up_the_flow() {
                 "affluent-alerts",
                 "affluent-ml",
                 "affluent-web",
+                "affluent-sinks",
             ],
         ),
         // Alerts read tables and models; they never fetch, schedule or serve.
@@ -118,6 +123,7 @@ fn no_layer_reaches_back_up_the_flow() {
                 "affluent-scheduler",
                 "affluent-pipeline",
                 "affluent-web",
+                "affluent-sinks",
             ],
         ),
         // ML models read tables and models and write their predictions; they never fetch,
@@ -126,6 +132,22 @@ fn no_layer_reaches_back_up_the_flow() {
             "affluent-ml",
             &[
                 "affluent-sources",
+                "affluent-scheduler",
+                "affluent-pipeline",
+                "affluent-alerts",
+                "affluent-ml",
+                "affluent-web",
+                "affluent-sinks",
+            ],
+        ),
+        // Sinks read tables and models and write them elsewhere; they never fetch, read
+        // landing, schedule, serve, alert or train.
+        (
+            "affluent-sinks",
+            &[
+                "affluent-landing",
+                "affluent-sources",
+                "affluent-state",
                 "affluent-scheduler",
                 "affluent-pipeline",
                 "affluent-alerts",
@@ -172,7 +194,10 @@ fn heavy_and_terminal_dependencies_stay_in_their_crate() {
         ("anyhow", &["affluent-cli"]),
         ("rpassword", &["affluent-cli"]),
         // The state store's driver: the state crate and the components with their own tables.
-        ("sqlx", &["affluent-state", "affluent-web"]),
+        (
+            "sqlx",
+            &["affluent-state", "affluent-web", "affluent-sinks"],
+        ),
         // The solvers: one crate does numerics.
         ("argmin", &["affluent-ml"]),
     ];
