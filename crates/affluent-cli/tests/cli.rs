@@ -16,6 +16,8 @@ mod ml;
 mod scheduler;
 #[path = "cli/secrets.rs"]
 mod secrets;
+#[path = "cli/sinks.rs"]
+mod sinks;
 
 fn affluent(project: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_affluent"))

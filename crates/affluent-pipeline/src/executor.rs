@@ -106,7 +106,19 @@ impl Pipeline {
         if !trained.is_empty() {
             all.push(affluent_tables::system::ML_MODELS);
         }
-        self.sinks.after_change(&all).await;
+        for s in self.sinks.after_change(&all).await.into_iter().flatten() {
+            if s.rows_sent > 0 || s.rows_removed > 0 {
+                tracing::info!(
+                    sink = s.sink,
+                    table = s.table,
+                    version = s.version,
+                    written = s.rows_written,
+                    removed = s.rows_removed,
+                    scope = s.scope,
+                    "sink wrote a table"
+                );
+            }
+        }
     }
 
     /// The project's sinks (for the periodic catch-up of `affluent run`).

@@ -243,7 +243,7 @@ impl Sinks {
     }
 
     /// What the pipeline calls after new versions of tables: each sink writing one of them
-    /// brings those up to date. Failures are logged (redacted) and returned; the next change,
+    /// brings those up to date. Failures are logged (redacted); every result is returned; the next change,
     /// `affluent sinks run` or the periodic catch-up of `affluent run` writes them again.
     pub async fn after_change(&self, changed: &[&str]) -> Vec<Result<TableSync, SinkError>> {
         let mut out = Vec::new();
@@ -293,17 +293,7 @@ impl Sinks {
 }
 
 fn log(result: &Result<TableSync, SinkError>, redactor: &affluent_core::Redactor) {
-    match result {
-        Ok(s) if s.scope != "up to date" => tracing::info!(
-            sink = s.sink,
-            table = s.table,
-            version = s.version,
-            rows = s.rows_written,
-            removed = s.rows_removed,
-            scope = s.scope,
-            "sink wrote a table"
-        ),
-        Ok(_) => {}
-        Err(e) => tracing::warn!("{}", redactor.redact(&affluent_core::error_chain(e))),
+    if let Err(e) = result {
+        tracing::warn!("{}", redactor.redact(&affluent_core::error_chain(e)));
     }
 }
