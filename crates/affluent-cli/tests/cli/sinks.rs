@@ -151,7 +151,7 @@ tables = ["points"]
     };
 
     // Delays spread over a run's length, from a fixed seed (SplitMix64).
-    let mut seed: u64 = 0x5eed_0f_51_4c;
+    let mut seed: u64 = 0x005e_ed0f_514c;
     let mut next = move || {
         seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = seed;
