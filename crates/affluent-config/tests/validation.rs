@@ -358,3 +358,51 @@ endpoint.paginator = { type = "cursor", cursor_path = "next[" }
         errs[1].2
     );
 }
+
+#[test]
+fn sinks_are_checked_and_their_passwords_are_secrets() {
+    let base = "[sources.s]\ntype = \"rest\"\nclient.base_url = \"http://127.0.0.1:9/\"\n[tables.points]\nsource = \"s\"\n[tables.points.columns]\nid = \"id\"\n";
+    let text = format!(
+        "{base}[sinks.dw]\ntype = \"postgres\"\nurl = \"mysql://x@h/db\"\nschema = \"Bad-Schema\"\ntables = [\"pionts\", \"points\", \"points\"]\nkeys = {{ points = [\"idd\"], other = [\"a\"] }}\n[sinks.two]\ntype = \"postgress\"\n"
+    );
+    let got = errors(&text, &[]);
+    let messages: Vec<&str> = got.iter().map(|(_, _, m)| m.as_str()).collect();
+    for wanted in [
+        "sink `dw` writes `pionts`, which is not a table or model of the project; did you mean `points`?",
+        "sink `dw` lists `points` twice",
+        "a postgres url starts with `postgres://`, not `mysql://`",
+        "invalid schema `Bad-Schema`",
+        "`idd` is not a column of `points` (its columns: id)",
+        "sink `dw` has a key for `other`, which it does not write",
+        "unknown value \"postgress\" in [sinks.two]; did you mean \"postgres\"?",
+    ] {
+        assert!(
+            messages.iter().any(|m| m.contains(wanted)),
+            "no error containing {wanted:?} in {got:#?}"
+        );
+    }
+    assert!(got.iter().all(|(line, _, _)| *line > 7), "{got:?}");
+
+    // A url from the environment: its password is a secret; an empty one turns the sink off.
+    let text = format!(
+        "{base}[sinks.dw]\ntype = \"postgres\"\nurl = \"${{DW_URL:-}}\"\ntables = [\"points\"]\n"
+    );
+    let env = Environment::from_map(BTreeMap::from([(
+        "DW_URL".to_string(),
+        "postgres://loader:p%40ss-w0rd-777@db.internal:5432/dw".to_string(),
+    )]));
+    let project = load_str(Path::new("."), Path::new("affluent.toml"), &text, &env).unwrap();
+    assert_eq!(
+        project.redactor.redact("x p%40ss-w0rd-777 p@ss-w0rd-777"),
+        "x *** ***"
+    );
+    assert!(project.sinks["dw"].off().is_none());
+    let off = load_str(
+        Path::new("."),
+        Path::new("affluent.toml"),
+        &text,
+        &Environment::default(),
+    )
+    .unwrap();
+    assert!(off.sinks["dw"].off().unwrap().contains("`url` is empty"));
+}
