@@ -386,6 +386,13 @@ impl PostgresSink {
         .fetch_optional(&mut *tx)
         .await
         .map_err(|e| self.write_error(table, e))?;
+        // A table dropped in PostgreSQL since is written again whole.
+        let present: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+            .bind(self.qualified(table))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| self.write_error(table, e))?;
+        let previous = previous.filter(|_| present.is_some());
         report.previous = previous;
         // Nothing to write: end the transaction now (a dropped one would hold the sink's lock
         // until the connection's next use).

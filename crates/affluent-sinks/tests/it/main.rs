@@ -258,6 +258,18 @@ async fn a_merge_table_is_written_once_per_version_then_by_its_changes() {
     assert_eq!(pg, ["1|a|1500", "2|B|2000", "3|c|3250", "4|d|4000"]);
     assert_eq!(f.progress("points").await, f.warehouse.versions()["points"]);
 
+    // A table dropped in PostgreSQL is written again whole.
+    sqlx::query(&format!("DROP TABLE {}.points", f.schema))
+        .execute(&f.pool)
+        .await
+        .unwrap();
+    let rewritten = f.sync_ok().await;
+    assert_eq!(rewritten["points"].scope, "whole");
+    assert_eq!(
+        f.pg_rows("points", cols).await,
+        f.delta_rows("points", cols).await
+    );
+
     // A compaction moves rows without changing them: written as no change.
     f.warehouse.optimize("points").await.unwrap();
     let compacted = f.sync_ok().await;
