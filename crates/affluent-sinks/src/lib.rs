@@ -28,9 +28,9 @@ pub enum SinkError {
         sink: String,
         /// What failed and what to do (redacted).
         message: String,
-        /// The driver's error.
+        /// The driver's error (`None`: the server did not answer in time).
         #[source]
-        source: sqlx::Error,
+        source: Option<sqlx::Error>,
     },
     /// Writing a table failed; the sink's database is as it was before.
     #[error("sink `{sink}`, table `{table}`: {message}; nothing of this version was written")]
@@ -237,7 +237,13 @@ impl Sinks {
         };
         let mut out = Vec::new();
         for table in tables {
-            out.push(sink.sync_table(&self.warehouse, table).await);
+            let result = sink.sync_table(&self.warehouse, table).await;
+            let unreachable = matches!(result, Err(SinkError::Connect { .. }));
+            out.push(result);
+            if unreachable {
+                // One wait for a database that is away is enough for this pass.
+                break;
+            }
         }
         out
     }

@@ -124,7 +124,12 @@ fn keeps_every_row(commit: &serde_json::Value) -> bool {
         .and_then(|o| o.as_str())
         .unwrap_or("");
     match operation {
-        "MERGE" | "OPTIMIZE" | "VACUUM START" | "VACUUM END" | "SET TBLPROPERTIES" => true,
+        // A merge with a delete clause (another writer's) removes rows: its metrics say so.
+        "MERGE" => ["num_target_rows_deleted", "numTargetRowsDeleted"]
+            .iter()
+            .filter_map(|k| commit.pointer(&format!("/operationMetrics/{k}")))
+            .all(|n| n.as_u64() == Some(0) || n.as_str() == Some("0")),
+        "OPTIMIZE" | "VACUUM START" | "VACUUM END" | "SET TBLPROPERTIES" => true,
         "WRITE" => commit
             .pointer("/operationParameters/mode")
             .and_then(|m| m.as_str())
@@ -512,6 +517,15 @@ mod tests {
     fn only_appends_merges_and_compactions_keep_every_row() {
         let op = |json: &str| keeps_every_row(&serde_json::from_str(json).expect("json"));
         assert!(op(r#"{"operation":"MERGE"}"#));
+        assert!(op(
+            r#"{"operation":"MERGE","operationMetrics":{"num_target_rows_deleted":0}}"#
+        ));
+        assert!(!op(
+            r#"{"operation":"MERGE","operationMetrics":{"num_target_rows_deleted":3}}"#
+        ));
+        assert!(!op(
+            r#"{"operation":"MERGE","operationMetrics":{"numTargetRowsDeleted":"1"}}"#
+        ));
         assert!(op(r#"{"operation":"OPTIMIZE"}"#));
         assert!(op(
             r#"{"operation":"WRITE","operationParameters":{"mode":"Append"}}"#

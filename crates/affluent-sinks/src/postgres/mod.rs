@@ -1,7 +1,7 @@
 //! `type = "postgres"`: tables and models written to a PostgreSQL warehouse.
 //!
-//! Each table is written in one transaction: the sink's lock (`pg_advisory_xact_lock`, one
-//! writer of a sink at a time across processes), the table created or evolved (new columns
+//! Each table is written in one transaction: a lock (`pg_advisory_xact_lock`, one writer of
+//! a PostgreSQL table at a time across processes), the table created or evolved (new columns
 //! added, widened values widened), the rows copied (`COPY ... FROM STDIN`) into a staging
 //! table and upserted on the key (`INSERT ... ON CONFLICT`), and the version written recorded
 //! in `SCHEMA.affluent_sink_progress`. Rows and progress commit together: a write cut short
@@ -21,7 +21,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{Connection, Row};
 
 use crate::{Sink, SinkError, TableStatus, TableSync};
-use types::{Fit, fit, ident, sql_type};
+use types::{Fit, fit, fit_numeric, ident, sql_type};
 
 /// How long a connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -100,6 +100,25 @@ impl PostgresSink {
             .unwrap_or_default()
     }
 
+    /// Whether the changes since a version can be upserted on `key`: the table's rows are
+    /// identified by the same key (a merge on another key could change the sink's key of a
+    /// row, leaving its old row behind), or the table only ever appends.
+    fn changes_fit_key(&self, warehouse: &Warehouse, table: &str, key: &[String]) -> bool {
+        let project = warehouse.project();
+        if let Some(t) = project.tables.get(table) {
+            use affluent_config::schema::WriteMode;
+            return match t.write.unwrap_or(WriteMode::Append) {
+                WriteMode::Append => true,
+                WriteMode::Merge => t.primary_key == key,
+                WriteMode::Replace => false,
+            };
+        }
+        if let Some(m) = project.models.get(table) {
+            return m.primary_key == key;
+        }
+        table == affluent_tables::system::ALERT_FIRINGS
+    }
+
     fn qualified(&self, table: &str) -> String {
         format!("{}.{}", ident(&self.schema), ident(table))
     }
@@ -167,7 +186,7 @@ impl PostgresSink {
             Ok(Err(e)) => Err(SinkError::Connect {
                 sink: self.name.clone(),
                 message: self.describe(&e),
-                source: e,
+                source: Some(e),
             }),
             Err(_) => Err(SinkError::Connect {
                 sink: self.name.clone(),
@@ -176,19 +195,21 @@ impl PostgresSink {
                     self.at,
                     CONNECT_TIMEOUT.as_secs()
                 ),
-                source: sqlx::Error::PoolTimedOut,
+                source: None,
             }),
         }
     }
 
-    /// The columns a PostgreSQL table has (name → `data_type`); empty: no such table.
+    /// The columns a PostgreSQL table has (name → `data_type`, and a numeric's precision and
+    /// scale); empty: no such table.
     async fn existing_columns(
         &self,
         conn: &mut PgConnection,
         table: &str,
-    ) -> Result<BTreeMap<String, String>, sqlx::Error> {
+    ) -> Result<BTreeMap<String, Existing>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT column_name::text, data_type::text FROM information_schema.columns \
+            "SELECT column_name::text, data_type::text, numeric_precision::bigint, \
+             numeric_scale::bigint FROM information_schema.columns \
              WHERE table_schema = $1 AND table_name = $2",
         )
         .bind(&self.schema)
@@ -196,7 +217,16 @@ impl PostgresSink {
         .fetch_all(&mut *conn)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?)))
+            .map(|r| {
+                Ok((
+                    r.try_get::<String, _>(0)?,
+                    Existing {
+                        data_type: r.try_get(1)?,
+                        precision: r.try_get(2)?,
+                        scale: r.try_get(3)?,
+                    },
+                ))
+            })
             .collect()
     }
 
@@ -207,10 +237,14 @@ impl PostgresSink {
         table: &str,
         key: &[String],
     ) -> Result<bool, sqlx::Error> {
+        // Key columns only (not INCLUDE ones), no expression, not deferred: what ON CONFLICT
+        // can use.
         let rows = sqlx::query(
             "SELECT array_agg(a.attname::text ORDER BY a.attname::text) FROM pg_index i \
-             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
-             WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indpred IS NULL \
+             JOIN pg_attribute a ON a.attrelid = i.indrelid \
+             AND a.attnum = ANY((i.indkey::int2[])[0:i.indnkeyatts - 1]) \
+             WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indimmediate \
+             AND i.indpred IS NULL AND i.indexprs IS NULL \
              GROUP BY i.indexrelid",
         )
         .bind(self.qualified(table))
@@ -224,14 +258,15 @@ impl PostgresSink {
         }))
     }
 
-    /// Creates the table, or adds and widens its columns; returns what changed.
+    /// Creates the table, or adds and widens its columns; returns what changed, and whether
+    /// the table was created or gained a column (its rows then need the whole table).
     async fn prepare_table(
         &self,
         conn: &mut PgConnection,
         table: &str,
         columns: &[ChangeColumn],
         key: &[String],
-    ) -> Result<Vec<String>, SinkError> {
+    ) -> Result<(Vec<String>, bool), SinkError> {
         for column in columns {
             if column.name.len() > 63 {
                 return Err(self.refuse(
@@ -276,12 +311,14 @@ impl PostgresSink {
                 .await
                 .map_err(|e| self.write_error(table, e))?;
             changes.push(format!("created {target}"));
-            return Ok(changes);
+            return Ok((changes, true));
         }
+        let mut added = false;
         for column in columns {
             let name = ident(&column.name);
             let statement = match existing.get(&column.name) {
                 None => {
+                    added = true;
                     changes.push(format!(
                         "added column {} {}",
                         column.name,
@@ -292,10 +329,17 @@ impl PostgresSink {
                         sql_type(column.kind)
                     )
                 }
-                Some(pg) => match fit(pg, column.kind) {
+                Some(pg) => match if pg.data_type == "numeric" {
+                    fit_numeric(pg.precision, pg.scale, column.kind)
+                } else {
+                    fit(&pg.data_type, column.kind)
+                } {
                     Fit::Takes => continue,
                     Fit::Widen(to) => {
-                        changes.push(format!("widened column {} from {pg} to {to}", column.name));
+                        changes.push(format!(
+                            "widened column {} from {} to {to}",
+                            column.name, pg.data_type
+                        ));
                         format!(
                             "ALTER TABLE {target} ALTER COLUMN {name} TYPE {to} USING {name}::{to}"
                         )
@@ -304,8 +348,9 @@ impl PostgresSink {
                         return Err(self.refuse(
                             table,
                             format!(
-                                "column `{}` is {pg} in PostgreSQL but holds {} values in the table: change the PostgreSQL column (ALTER TABLE {target} ALTER COLUMN {name} TYPE {} USING ...), or drop it to let the sink add it again",
+                                "column `{}` is {} in PostgreSQL but holds {} values in the table: change the PostgreSQL column (ALTER TABLE {target} ALTER COLUMN {name} TYPE {} USING ...), or drop it to let the sink add it again",
                                 column.name,
+                                pg.data_type,
                                 sql_type(column.kind),
                                 sql_type(column.kind)
                             ),
@@ -333,7 +378,7 @@ impl PostgresSink {
                 ),
             ));
         }
-        Ok(changes)
+        Ok((changes, added))
     }
 
     async fn sync_in(
@@ -357,22 +402,43 @@ impl PostgresSink {
             nul_replaced: 0,
         };
         let mut tx = conn.begin().await.map_err(|e| self.write_error(table, e))?;
-        // One writer of this sink at a time, across processes; released with the transaction.
+        // One writer of this PostgreSQL table at a time (whichever sink, project or process);
+        // released with the transaction. Then no lock wait longer than a minute: an ALTER
+        // behind a long report fails with a message rather than hanging the pipeline.
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(format!("affluent-sink:{}", self.name))
+            .bind(format!("affluent-sink:{}.{table}", self.schema))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.write_error(table, e))?;
+        sqlx::query("SET LOCAL lock_timeout = '60s'")
             .execute(&mut *tx)
             .await
             .map_err(|e| self.write_error(table, e))?;
         let schema = ident(&self.schema);
         let progress = format!("{schema}.{PROGRESS_TABLE}");
-        for statement in [
-            format!("CREATE SCHEMA IF NOT EXISTS {schema}"),
-            format!(
+        // Created only when missing: `IF NOT EXISTS` still needs the right to create.
+        let has_schema: Option<String> = sqlx::query_scalar("SELECT to_regnamespace($1)::text")
+            .bind(&schema)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| self.write_error(table, e))?;
+        let has_progress: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+            .bind(&progress)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| self.write_error(table, e))?;
+        let mut create = Vec::new();
+        if has_schema.is_none() {
+            create.push(format!("CREATE SCHEMA IF NOT EXISTS {schema}"));
+        }
+        if has_progress.is_none() {
+            create.push(format!(
                 "CREATE TABLE IF NOT EXISTS {progress} (sink text NOT NULL, table_name text NOT NULL, \
                  delta_version bigint NOT NULL, scope text NOT NULL, rows_sent bigint NOT NULL, \
                  written_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (sink, table_name))"
-            ),
-        ] {
+            ));
+        }
+        for statement in create {
             sqlx::query(&statement)
                 .execute(&mut *tx)
                 .await
@@ -409,8 +475,11 @@ impl PostgresSink {
                 .map_err(|e| self.write_error(table, e))?;
             return Ok(report);
         }
-        // Changes only with a key to upsert them on, and from a version the table has had.
-        let since = previous.filter(|p| !key.is_empty() && *p < latest);
+        // Changes only with a key to upsert them on, that identifies the table's rows, and from
+        // a version the table has had.
+        let since = previous.filter(|p| {
+            !key.is_empty() && *p < latest && self.changes_fit_key(warehouse, table, &key)
+        });
         let table_err = |source| SinkError::Table {
             sink: self.name.clone(),
             table: table.to_string(),
@@ -423,15 +492,29 @@ impl PostgresSink {
                 .map_err(|e| self.write_error(table, e))?;
             return Ok(report);
         };
+        let (schema_changes, reshaped) = self
+            .prepare_table(&mut tx, table, &changes.columns, &key)
+            .await?;
+        report.schema_changes = schema_changes;
+        if reshaped && changes.scope != Scope::Whole {
+            // A table created again, or a column added: the rows not changed since hold
+            // values PostgreSQL lacks.
+            changes = match warehouse.changes(table, None).await.map_err(table_err)? {
+                Some(c) => c,
+                None => {
+                    tx.rollback()
+                        .await
+                        .map_err(|e| self.write_error(table, e))?;
+                    return Ok(report);
+                }
+            };
+        }
         report.version = Some(changes.version);
         let whole = changes.scope == Scope::Whole;
         report.scope = if whole { "whole" } else { "changes" }.to_string();
         if let Some(why) = &changes.whole_because {
             tracing::debug!(sink = self.name, table, "writing the whole table: {why}");
         }
-        report.schema_changes = self
-            .prepare_table(&mut tx, table, &changes.columns, &key)
-            .await?;
         let target = self.qualified(table);
         let column_list = changes
             .columns
@@ -622,4 +705,12 @@ impl Sink for PostgresSink {
             })
             .collect())
     }
+}
+
+/// A column already in PostgreSQL.
+#[derive(Debug)]
+struct Existing {
+    data_type: String,
+    precision: Option<i64>,
+    scale: Option<i64>,
 }

@@ -270,15 +270,34 @@ async fn a_merge_table_is_written_once_per_version_then_by_its_changes() {
         f.delta_rows("points", cols).await
     );
 
-    // A compaction moves rows without changing them: written as no change.
-    f.warehouse.optimize("points").await.unwrap();
+    // A compaction moves rows without changing them: read as changes, written as none.
+    for id in [5, 6] {
+        f.land(
+            "points",
+            serde_json::json!([{"id": id, "name": "new", "v": 1.0}]),
+        )
+        .await;
+    }
+    f.sync_ok().await;
+    let before = f.warehouse.versions()["points"];
+    assert!(f.warehouse.optimize("points").await.unwrap().is_some());
+    assert!(f.warehouse.versions()["points"] > before);
     let compacted = f.sync_ok().await;
+    assert_eq!(
+        compacted["points"].scope, "changes",
+        "{:?}",
+        compacted["points"]
+    );
     assert_eq!(
         compacted["points"].rows_written, 0,
         "{:?}",
         compacted["points"]
     );
-    assert_eq!(f.count("points").await, 4);
+    assert_eq!(f.count("points").await, 6);
+    assert_eq!(
+        f.pg_rows("points", cols).await,
+        f.delta_rows("points", cols).await
+    );
     f.drop_schema().await;
 }
 
@@ -336,6 +355,36 @@ async fn new_columns_are_added_and_a_type_conflict_leaves_the_warehouse_as_it_wa
         "{:?}",
         evolved["points"]
     );
+    // A column PostgreSQL lacked: the rows not changed since are written again too.
+    assert_eq!(evolved["points"].scope, "whole");
+
+    // A narrower column (made by hand) is widened to the table's type.
+    sqlx::query(&format!(
+        "ALTER TABLE {}.points ALTER COLUMN id TYPE integer",
+        f.schema
+    ))
+    .execute(&f.pool)
+    .await
+    .unwrap();
+    f.land(
+        "points",
+        serde_json::json!([{"id": 1, "name": "A", "extra": "z"}]),
+    )
+    .await;
+    let widened = f.sync_ok().await;
+    assert_eq!(
+        widened["points"].schema_changes,
+        ["widened column id from integer to bigint"],
+        "{:?}",
+        widened["points"]
+    );
+    assert_eq!(widened["points"].scope, "changes");
+    f.land(
+        "points",
+        serde_json::json!([{"id": 1, "name": "a", "extra": null}]),
+    )
+    .await;
+    f.sync_ok().await;
     assert_eq!(
         f.pg_rows("points", "id, name, extra").await,
         ["1|a|NULL", "2|b|x"]
