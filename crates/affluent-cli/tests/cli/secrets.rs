@@ -1,8 +1,8 @@
 //! Secrets, end to end: `affluent -vv run` against a careless API that echoes its key in every
 //! encoding (in data and in errors), with failure notifications to a webhook. No form of any
 //! secret may appear in what the process prints, in any file it writes (landing, quarantine,
-//! tables, the state store and its journal), in `runs`, `status` and `query`, or in the
-//! notifications it sends.
+//! tables, the state store and its journal), in `runs`, `status`, `query` and `sinks`, or in
+//! the notifications it sends; the PostgreSQL warehouse's url carries a password too.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -128,10 +128,29 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 fn no_secret_leaves_the_process_in_any_encoding() {
     // Secrets with every character URLs, forms and JSON treat specially.
     let secrets = [
-        ("ab-cd/ef_gh.ij", "tok en-1", "hook/tok+en=1"),
-        ("k\"e\\y&a=b?c#d %2F€", "p+a~t.h é", "h\"o\\o/k#7 x"),
+        (
+            "ab-cd/ef_gh.ij",
+            "tok en-1",
+            "hook/tok+en=1",
+            "pg-pa55/word_1",
+        ),
+        (
+            "k\"e\\y&a=b?c#d %2F€",
+            "p+a~t.h é",
+            "h\"o\\o/k#7 x",
+            "p@ss w\"o\\rd€#?",
+        ),
     ];
-    for (round, (key, path_token, hook_token)) in secrets.into_iter().enumerate() {
+    let pg = std::env::var("AFFLUENT_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    for (round, (key, path_token, hook_token, pg_password)) in secrets.into_iter().enumerate() {
+        // The warehouse's url carries a password (the machine's PostgreSQL trusts local
+        // logins, so it is not checked, but it is in the url everywhere the sink goes).
+        let schema = format!("affluent_secrets_{}_{round}", std::process::id());
+        let encoded =
+            percent_encoding::utf8_percent_encode(pg_password, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        let pg_url = pg.replacen("postgres@", &format!("postgres:{encoded}@"), 1);
         let seen = Arc::new(Mutex::new(Seen::default()));
         let port = careless_api(seen.clone());
         let dir = tempfile::tempdir().unwrap();
@@ -174,6 +193,12 @@ source = "ok"
 write = "merge"
 primary_key = ["id"]
 columns = {{ id = {{ path = "id", type = "int" }}, echo = {{ path = "echo", type = "string" }} }}
+
+[sinks.warehouse]
+type = "postgres"
+url = "${{WAREHOUSE_URL}}"
+schema = "{schema}"
+tables = ["ok_records"]
 "#
             ),
         )
@@ -182,6 +207,7 @@ columns = {{ id = {{ path = "id", type = "int" }}, echo = {{ path = "echo", type
             ("API_KEY", key),
             ("PATH_TOKEN", path_token),
             ("HOOK_TOKEN", hook_token),
+            ("WAREHOUSE_URL", pg_url.as_str()),
         ];
         let run = |args: &[&str]| {
             Command::new(env!("CARGO_BIN_EXE_affluent"))
@@ -236,6 +262,8 @@ columns = {{ id = {{ path = "id", type = "int" }}, echo = {{ path = "echo", type
             ]),
             run(&["landing", "list", "ok", "--format", "json"]),
             run(&["quarantine", "list"]),
+            run(&["-vv", "sinks", "run"]),
+            run(&["sinks", "status"]),
         ];
         let mut texts: Vec<(String, String)> = outputs
             .iter()
@@ -251,6 +279,8 @@ columns = {{ id = {{ path = "id", type = "int" }}, echo = {{ path = "echo", type
         );
         let rows = &texts[4].1;
         assert!(rows.contains("\"echo\""), "round {round}: {rows}");
+        let status = &texts[8].1;
+        assert!(status.contains("(up to date)"), "round {round}: {status}");
         assert!(
             seen.hooks.iter().any(|(body, _)| body.contains("failure")),
             "round {round}: {:?}\n{}",
@@ -280,7 +310,7 @@ columns = {{ id = {{ path = "id", type = "int" }}, echo = {{ path = "echo", type
         }
         assert!(texts.len() > 12, "round {round}: {} places", texts.len());
         for (place, text) in &texts {
-            for form in [key, path_token, hook_token]
+            for form in [key, path_token, hook_token, pg_password]
                 .into_iter()
                 .flat_map(wire_forms)
             {
@@ -291,5 +321,13 @@ columns = {{ id = {{ path = "id", type = "int" }}, echo = {{ path = "echo", type
                 );
             }
         }
+        let _ = Command::new("psql")
+            .arg(&pg)
+            .args([
+                "-q",
+                "-c",
+                &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+            ])
+            .output();
     }
 }
