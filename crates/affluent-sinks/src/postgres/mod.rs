@@ -18,7 +18,7 @@ use affluent_core::Redactor;
 use affluent_tables::Warehouse;
 use affluent_tables::changes::{ChangeColumn, Scope};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::{Connection, Row};
+use sqlx::{ConnectOptions, Connection, Row};
 
 use crate::{Sink, SinkError, TableStatus, TableSync};
 use types::{Fit, fit, fit_numeric, ident, sql_type};
@@ -66,7 +66,11 @@ impl PostgresSink {
                 redactor.redact(&e.to_string())
             ))
         })?;
-        let options = options.application_name("affluent");
+        // The sink reports its own writes; sqlx would print every long COPY or upsert (its
+        // SQL in full) as a warning.
+        let options = options
+            .application_name("affluent")
+            .disable_statement_logging();
         let at = format!(
             "{}:{}/{}",
             options.get_host(),
