@@ -290,6 +290,7 @@ async function pageView(name) {
       { class: `panel kind-${p.kind} w${p.width}`, id: `panel-${p.name}`, "data-panel": p.name },
       el("div", { class: "panel-head" }, el("h2", {}, p.title), csv),
       body,
+      p.note ? el("p", { class: "panel-note muted" }, p.note) : null,
     );
     panelEls.set(p.name, { box, body, csv, spec: p, view: { sort: null, dir: "asc", offset: 0 } });
     grid.append(box);
@@ -634,23 +635,51 @@ async function renderPanel(entry, data, reload) {
         geoLoaded.add(mapName);
       }
     }
+    const onGeo = geoLoaded.has(mapName);
+    const point = (r) => ({ name: label >= 0 ? String(r[label]) : "", value: [r[lon], r[lat], value >= 0 ? r[value] : 1] });
+    const geo = onGeo ? { map: mapName, roam: true, itemStyle: { areaColor: dark() ? "#333" : "#eef1f5", borderColor: "#999" } } : undefined;
+    const axes = { xAxis: onGeo ? undefined : { type: "value", scale: true }, yAxis: onGeo ? undefined : { type: "value", scale: true } };
+    // ECharts renders a formatter's string as HTML: the label is the data's, so it is escaped.
+    const si = spec.series ? cols.findIndex((c) => c.name === spec.series) : -1;
+    if (si >= 0) {
+      // One series (and legend entry) per category, in its declared colour.
+      const groups = new Map();
+      for (const r of data.rows) {
+        const key = String(r[si]);
+        if (!groups.has(key)) groups.set(key, []);
+        groups.get(key).push(point(r));
+      }
+      chart(body, {
+        tooltip: { trigger: "item", formatter: (p) => `${escapeHtml(p.seriesName)}<br>${escapeHtml(p.name)}` },
+        legend: { top: 0, type: "scroll" },
+        geo,
+        series: [...groups].map(([key, pts]) => ({
+          type: "scatter",
+          name: key,
+          coordinateSystem: onGeo ? "geo" : "cartesian2d",
+          symbolSize: 6,
+          itemStyle: spec.colors && spec.colors[key] ? { color: spec.colors[key] } : undefined,
+          data: pts,
+        })),
+        ...axes,
+      });
+      return;
+    }
     const values = data.rows.map((r) => (value >= 0 ? r[value] : 1)).filter((v) => typeof v === "number");
     const max = values.length ? Math.max(...values) : 1;
     chart(body, {
-      // ECharts renders a formatter's string as HTML: the label is the data's, so it is escaped.
       tooltip: { trigger: "item", formatter: (p) => `${escapeHtml(p.name)}: ${escapeHtml(fmtValue(p.value[2], "number"))}` },
-      geo: geoLoaded.has(mapName) ? { map: mapName, roam: true, itemStyle: { areaColor: dark() ? "#333" : "#eef1f5", borderColor: "#999" } } : undefined,
+      geo,
       visualMap: { min: 0, max, calculable: true, right: 0, bottom: 0, inRange: { color: ["#9ecae1", "#08519c"] } },
       series: [
         {
           type: "scatter",
-          coordinateSystem: geoLoaded.has(mapName) ? "geo" : "cartesian2d",
+          coordinateSystem: onGeo ? "geo" : "cartesian2d",
           symbolSize: (v) => 6 + 14 * Math.sqrt((v[2] || 0) / (max || 1)),
-          data: data.rows.map((r) => ({ name: label >= 0 ? String(r[label]) : "", value: [r[lon], r[lat], value >= 0 ? r[value] : 1] })),
+          data: data.rows.map(point),
         },
       ],
-      xAxis: geoLoaded.has(mapName) ? undefined : { type: "value", scale: true },
-      yAxis: geoLoaded.has(mapName) ? undefined : { type: "value", scale: true },
+      ...axes,
     });
     return;
   }
@@ -683,7 +712,7 @@ async function renderPanel(entry, data, reload) {
       series = series.concat([...baselines].map(([key, m]) => ({ name: key + BASELINE, values: xs.map((x) => (m.has(x) ? m.get(x) : null)) })));
     }
   } else {
-    let ys = spec.y.length ? spec.y : cols.filter((c, i) => i !== xi && c.kind === "number" && !c.name.endsWith(BASELINE)).map((c) => c.name);
+    let ys = spec.y.length ? spec.y.concat((spec.y2 || []).filter((c) => !spec.y.includes(c))) : cols.filter((c, i) => i !== xi && c.kind === "number" && !c.name.endsWith(BASELINE)).map((c) => c.name);
     ys = ys.concat(ys.map((y) => y + BASELINE).filter((b) => cols.some((c) => c.name === b)));
     xs = data.rows.map((r) => r[xi]);
     series = ys.map((y) => {
@@ -692,22 +721,27 @@ async function renderPanel(entry, data, reload) {
     });
   }
   const type = data.kind === "bar" ? "bar" : "line";
+  const right = new Set(spec.y2 || []);
   chart(body, {
     tooltip: { trigger: "axis" },
     legend: { top: 0, type: "scroll" },
     grid: { left: 8, right: 16, top: 32, bottom: 40, containLabel: true },
     xAxis: { type: "category", data: xs.map((x) => fmtValue(x, xKind)) },
-    yAxis: { type: "value", scale: type !== "bar" },
+    yAxis: right.size ? [{ type: "value", scale: type !== "bar" }, { type: "value", scale: true, splitLine: { show: false } }] : { type: "value", scale: type !== "bar" },
     dataZoom: xs.length > 60 ? [{ type: "inside" }, { type: "slider", height: 18, bottom: 4 }] : [],
     series: series.map((s) => {
       const baseline = s.name.endsWith(BASELINE);
+      const color = spec.colors && spec.colors[s.name];
+      const onRight = right.has(s.name);
       return {
         name: s.name,
-        type: baseline ? "line" : type,
+        type: baseline || onRight ? "line" : type,
+        yAxisIndex: onRight ? 1 : 0,
         data: s.values,
+        itemStyle: color ? { color } : undefined,
         showSymbol: !baseline && xs.length <= 60,
         connectNulls: baseline,
-        lineStyle: baseline ? { type: "dashed", width: 1.5 } : undefined,
+        lineStyle: baseline ? { type: "dashed", width: 1.5 } : color ? { color } : undefined,
         areaStyle: data.kind === "area" && !baseline ? {} : undefined,
       };
     }),

@@ -1,6 +1,8 @@
 // Prepares a copy of examples/footfall with the seed's six months of raw exports loaded and its
-// models run (which evaluates its alert), three users, and `affluent serve` on a free port. The base URL and the project
-// directory reach the tests through the environment.
+// models run (which evaluates its alert), three users, and `affluent serve` on a free port; and a
+// copy of examples/belib-weather with a simulated week (`affluent demo --no-run --until`) and its
+// own `affluent serve`. The base URLs and the project directories reach the tests through the
+// environment.
 const { execFileSync, spawn } = require("node:child_process");
 const fs = require("node:fs");
 const os = require("node:os");
@@ -30,6 +32,35 @@ module.exports = async function globalSetup() {
   run(["user", "add", "vic", "--role", "viewer"], "viewer password\n");
   run(["user", "add", "mallory", "--role", "viewer"], "mallory password\n");
 
+  const footfall = await serve(bin, dir);
+  const url = footfall.url;
+
+  // examples/belib-weather: a fixed simulated week, so the figures are the same every run.
+  const belibDir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "affluent-ui-belib-")), "belib-weather");
+  fs.cpSync(path.join(repo, "examples/belib-weather"), belibDir, {
+    recursive: true,
+    filter: (src) => !src.includes(`${path.sep}.affluent`),
+  });
+  const runBelib = (args, input) =>
+    execFileSync(bin, ["--project", belibDir, ...args], { input, stdio: ["pipe", "pipe", "pipe"] }).toString();
+  runBelib(["demo", "--no-run", "--weeks", "1", "--until", "2025-03-10T00:00:00Z"]);
+  runBelib(["user", "add", "ada", "--role", "admin"], "correct horse battery\n");
+  const belib = await serve(bin, belibDir);
+  process.env.AFFLUENT_BELIB_URL = belib.url;
+  process.env.AFFLUENT_BELIB_DIR = belibDir;
+  process.env.AFFLUENT_URL = url;
+  process.env.AFFLUENT_PROJECT_DIR = dir;
+  process.env.AFFLUENT_BIN = bin;
+  return async () => {
+    footfall.server.kill("SIGTERM");
+    belib.server.kill("SIGTERM");
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(path.dirname(belibDir), { recursive: true, force: true });
+  };
+};
+
+// `affluent serve` on a free port: its URL (first line of stdout) and the process.
+async function serve(bin, dir) {
   const server = spawn(bin, ["--project", dir, "serve", "--listen", "127.0.0.1:0"], { stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
   server.stderr.on("data", (d) => (stderr += d));
@@ -43,11 +74,5 @@ module.exports = async function globalSetup() {
     server.on("exit", (code) => reject(new Error(`affluent serve exited (${code}): ${stderr}`)));
     setTimeout(() => reject(new Error(`affluent serve did not start: ${stderr}`)), 30_000);
   });
-  process.env.AFFLUENT_URL = url;
-  process.env.AFFLUENT_PROJECT_DIR = dir;
-  process.env.AFFLUENT_BIN = bin;
-  return async () => {
-    server.kill("SIGTERM");
-    fs.rmSync(dir, { recursive: true, force: true });
-  };
-};
+  return { url, server };
+}

@@ -187,6 +187,10 @@ pub struct PanelConfig {
     /// For charts: the series columns (default: every column but x).
     #[serde(default)]
     pub y: Vec<String>,
+    /// For `line`, `area` and `bar`: series drawn against a second axis, on the right (a
+    /// temperature beside a rate). They are drawn as lines.
+    #[serde(default)]
+    pub y2: Vec<String>,
     /// For charts: a column whose values split rows into series (long format).
     pub series: Option<String>,
     /// For `kpi`: a unit shown after the value (e.g. `"%"`).
@@ -198,6 +202,13 @@ pub struct PanelConfig {
     pub limit: Option<usize>,
     /// For `map`: a GeoJSON file, relative to the project, drawn as the background.
     pub geojson: Option<String>,
+    /// Colours of series by name, or with `series`, by value (`{ Disponible = "#2e7d32" }`):
+    /// `#rgb` or `#rrggbb`. Others take the palette's.
+    #[serde(default)]
+    pub colors: std::collections::BTreeMap<String, String>,
+    /// A line under the panel: a source, an attribution (`Arrondissements: Ville de Paris,
+    /// ODbL`).
+    pub note: Option<String>,
     /// Width in grid columns, 1 to 4 (default: 1 for kpi, 2 otherwise).
     pub width: Option<u8>,
     /// For `line`, `area` and `bar`: beside each series, its baseline at each point, the mean of
@@ -489,6 +500,14 @@ pub(crate) fn check(
                     format!("`compare` must name a period filter of page `{page_name}`"),
                 );
             }
+            for (name_of, color) in &panel.colors {
+                if !is_hex_color(color) {
+                    reporter.error(
+                        at(&["panels", name, "colors", name_of]),
+                        format!("colour {color:?} of `{name_of}` is not `#rgb` or `#rrggbb`"),
+                    );
+                }
+            }
             if let Some(geo) = &panel.geojson
                 && !project_dir.join(geo).is_file()
             {
@@ -499,4 +518,10 @@ pub(crate) fn check(
             }
         }
     }
+}
+
+/// `#rgb` or `#rrggbb`.
+fn is_hex_color(text: &str) -> bool {
+    text.strip_prefix('#')
+        .is_some_and(|hex| matches!(hex.len(), 3 | 6) && hex.chars().all(|c| c.is_ascii_hexdigit()))
 }

@@ -30,15 +30,53 @@ pub struct TableConfig {
     /// those values are removed, e.g. a day). Default: the whole table is replaced by the records
     /// of the newest run.
     pub replace_by: Option<String>,
-    /// Path, inside each record, to an array of objects (one row each) or an object of parallel
-    /// arrays (Open-Meteo's `hourly`: one row per index). Column paths are then relative to the
-    /// element; `$.path` reaches the whole record.
+    /// Path, inside each record, to an array of objects (one row each), an object of parallel
+    /// arrays (Open-Meteo's `hourly`: one row per index) or an object of objects (infoclimat's
+    /// forecast: one row per member whose value is an object, its name as `@key`). Column paths
+    /// are then relative to the element; `$.path` reaches the whole record.
     pub explode: Option<String>,
     /// Columns, in this order: `name = "path"` (type inferred) or `name = { path, type, format }`.
+    /// A path may name a value of the response instead: `@interval_start`, `@interval_end`
+    /// (the run's data interval: a snapshot's observation time, the same when a run is
+    /// retried), `@fetched_at`, `@key` (see `explode`).
     /// Empty: every top-level field, nested objects flattened as `parent__child`, arrays as JSON
     /// text; new fields become new nullable columns.
     #[serde(default)]
     pub columns: indexmap::IndexMap<String, ColumnSpec>,
+}
+
+/// What a column path starting with `@` reads: the response's, not the record's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Meta {
+    /// `@interval_start`: start of the run's data interval.
+    IntervalStart,
+    /// `@interval_end`: its end (a snapshot API's observation time, the same on a retry).
+    IntervalEnd,
+    /// `@fetched_at`: when the response was received.
+    FetchedAt,
+    /// `@key`: with `explode` over an object of objects, the member's name.
+    Key,
+}
+
+impl Meta {
+    /// The names a column path can take, `@` included.
+    pub const NAMES: [&'static str; 4] =
+        ["@interval_start", "@interval_end", "@fetched_at", "@key"];
+
+    /// The meta value a path names, if it starts with `@`; an unknown name is an error.
+    pub fn parse(path: &str) -> Option<Result<Self, String>> {
+        let name = path.strip_prefix('@')?;
+        Some(match name {
+            "interval_start" => Ok(Meta::IntervalStart),
+            "interval_end" => Ok(Meta::IntervalEnd),
+            "fetched_at" => Ok(Meta::FetchedAt),
+            "key" => Ok(Meta::Key),
+            _ => Err(format!(
+                "unknown response value {path:?}: use one of {}",
+                Self::NAMES.join(", ")
+            )),
+        })
+    }
 }
 
 /// `[compaction]`: how tables and models keep few files. Every load or model run commits at
@@ -272,6 +310,21 @@ pub(crate) fn check(
                     at(&["columns", column]),
                     format!("column names starting with `_affluent` are reserved (`{column}`)"),
                 );
+            }
+            match Meta::parse(spec.path()) {
+                Some(Err(e)) => {
+                    reporter.error(at(&["columns", column]), format!("column `{column}`: {e}"));
+                    continue;
+                }
+                Some(Ok(Meta::Key)) if table.explode.is_none() => {
+                    reporter.error(
+                        at(&["columns", column]),
+                        format!("column `{column}`: `@key` is the member name of an `explode` over an object of objects, and table `{name}` has no `explode`"),
+                    );
+                    continue;
+                }
+                Some(Ok(_)) => continue,
+                None => {}
             }
             let path = spec.path().strip_prefix("$.").unwrap_or(spec.path());
             if let Err(e) = JsonPath::parse(path) {

@@ -406,3 +406,36 @@ fn sinks_are_checked_and_their_passwords_are_secrets() {
     .unwrap();
     assert!(off.sinks["dw"].off().unwrap().contains("`url` is empty"));
 }
+
+#[test]
+fn response_values_and_panel_colours_are_checked() {
+    let text = r##"
+[sources.s]
+type = "rest"
+client.base_url = "http://127.0.0.1:9/"
+[tables.points]
+source = "s"
+[tables.points.columns]
+observed = "@interval_middle"
+member = "@key"
+fetched = { path = "@fetched_at", type = "timestamp" }
+[pages.p.panels.m]
+kind = "map"
+sql = "SELECT 1 AS lon, 2 AS lat"
+colors = { ok = "#2e7d32", bad = "red", worse = "#12345" }
+"##;
+    let got = errors(text, &[]);
+    let messages: Vec<&str> = got.iter().map(|(_, _, m)| m.as_str()).collect();
+    for wanted in [
+        "column `observed`: unknown response value \"@interval_middle\": use one of @interval_start, @interval_end, @fetched_at, @key",
+        "column `member`: `@key` is the member name of an `explode` over an object of objects, and table `points` has no `explode`",
+        "colour \"red\" of `bad` is not `#rgb` or `#rrggbb`",
+        "colour \"#12345\" of `worse` is not `#rgb` or `#rrggbb`",
+    ] {
+        assert!(
+            messages.iter().any(|m| m.contains(wanted)),
+            "no error containing {wanted:?} in {got:#?}"
+        );
+    }
+    assert_eq!(got.len(), 4, "{got:#?}");
+}

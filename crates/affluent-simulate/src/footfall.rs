@@ -14,6 +14,8 @@
 use jiff::civil::{Date, DateTime, Weekday};
 use serde::Serialize;
 
+use crate::draw::{hash, name_key, normal, uniform};
+
 /// The agency list the seed ships: name, base daily traffic, number of counters.
 pub const AGENCIES_CSV: &str = include_str!("agencies.csv");
 
@@ -96,28 +98,6 @@ pub struct Footfall {
     agencies: Vec<Agency>,
 }
 
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
-fn hash(parts: &[u64]) -> u64 {
-    parts.iter().fold(0x5eed, |h, p| splitmix(h ^ splitmix(*p)))
-}
-
-fn name_key(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
-}
-
-/// A uniform draw in (0, 1).
-fn uniform(h: u64) -> f64 {
-    ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-}
-
 fn weekday_multiplier(day: Weekday) -> Option<f64> {
     match day {
         Weekday::Monday => Some(1.0),
@@ -185,9 +165,7 @@ impl Footfall {
     pub fn daily_traffic(&self, agency: &Agency, date: Date) -> Option<f64> {
         let multiplier = weekday_multiplier(date.weekday())?;
         let h = hash(&[self.seed, name_key(&agency.name), Self::day_key(date), 1]);
-        let (u1, u2) = (uniform(h), uniform(splitmix(h)));
-        let normal = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
-        Some((agency.base_traffic * multiplier * (1.0 + 0.15 * normal)).max(0.0))
+        Some((agency.base_traffic * multiplier * (1.0 + 0.15 * normal(h))).max(0.0))
     }
 
     /// How a counter behaves on a day: 1.0, 0.2 (badly counting), or `None` (broken).

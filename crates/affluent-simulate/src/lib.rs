@@ -1,17 +1,27 @@
 //! Simulators of the seeds' APIs: real HTTP servers on 127.0.0.1 that answer like the seed's
 //! service, deterministically for a seed, with optional faults (429, 500, slow answers) and
 //! outages (the port closed). Used by `affluent simulate`, the demo, tests and benchmarks.
+//!
+//! - [`Server::footfall`]: seed 004's visitor counters ([`footfall`]);
+//! - [`Server::belib`]: seed 001's Belib' charging points on Opendatasoft ([`belib`]) and the
+//!   Paris weather on Open-Meteo and infoclimat.fr ([`weather`]), one clock for both.
+//!
+//! Snapshot APIs answer as of the server's [`Clock`]: the wall clock, a fixed time, or an
+//! accelerated clock, so a demo or a test can build days of history in seconds.
 
+pub mod belib;
+mod draw;
 pub mod footfall;
+pub mod weather;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -19,7 +29,9 @@ use jiff::Timestamp;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub use belib::Belib;
 pub use footfall::Footfall;
+pub use weather::Weather;
 
 /// How the simulator behaves besides answering.
 #[derive(Debug, Clone, Default)]
@@ -33,6 +45,27 @@ pub struct Options {
     pub slow: Duration,
     /// Windows of wall-clock time during which the port is closed.
     pub outages: Vec<(Timestamp, Timestamp)>,
+    /// The time snapshot APIs answer for (default: the wall clock).
+    pub clock: Clock,
+    /// For the Belib' simulator: how many charging points (0: the real 1,937).
+    pub points: usize,
+}
+
+/// The time a simulator's snapshot APIs answer for.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub enum Clock {
+    /// Now.
+    #[default]
+    Wall,
+    /// Always this time (until changed with [`Server::set_time`]).
+    Fixed(Timestamp),
+    /// From `from`, `speed` simulated seconds per real second.
+    Accelerated {
+        /// The simulated time at start.
+        from: Timestamp,
+        /// Simulated seconds per real second.
+        speed: f64,
+    },
 }
 
 #[derive(Debug)]
@@ -40,11 +73,33 @@ struct Control {
     down: AtomicBool,
     requests: AtomicU64,
     faults: AtomicU64,
+    clock: Mutex<(Clock, Instant)>,
+}
+
+impl Control {
+    fn now(&self) -> Timestamp {
+        let (clock, since) = *self.clock.lock().unwrap_or_else(|e| e.into_inner());
+        match clock {
+            Clock::Wall => Timestamp::now(),
+            Clock::Fixed(t) => t,
+            Clock::Accelerated { from, speed } => {
+                let elapsed = since.elapsed().as_secs_f64() * speed;
+                let span = jiff::SignedDuration::try_from_secs_f64(elapsed).unwrap_or_default();
+                from.checked_add(span).unwrap_or(from)
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Model {
+    Footfall(Arc<Footfall>),
+    Belib(Arc<Belib>),
 }
 
 #[derive(Clone)]
 struct App {
-    model: Arc<Footfall>,
+    model: Model,
     options: Arc<Options>,
     control: Arc<Control>,
 }
@@ -60,15 +115,29 @@ pub struct Server {
 impl Server {
     /// Starts the footfall API on `127.0.0.1:port` (0: any free port).
     pub async fn footfall(port: u16, options: Options) -> std::io::Result<Self> {
+        let model = Model::Footfall(Arc::new(Footfall::new(options.seed)));
+        Self::start(port, model, options).await
+    }
+
+    /// Starts the Belib' and weather APIs on `127.0.0.1:port` (0: any free port):
+    /// Opendatasoft's `/api/explore/v2.1/catalog/datasets/{dataset}/records` and
+    /// `/exports/json`, Open-Meteo's `/v1/forecast`, infoclimat's `/public-api/gfs/json`.
+    pub async fn belib(port: u16, options: Options) -> std::io::Result<Self> {
+        let model = Model::Belib(Arc::new(Belib::with_points(options.seed, options.points)));
+        Self::start(port, model, options).await
+    }
+
+    async fn start(port: u16, model: Model, options: Options) -> std::io::Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
         let control = Arc::new(Control {
             down: AtomicBool::new(false),
             requests: AtomicU64::new(0),
             faults: AtomicU64::new(0),
+            clock: Mutex::new((options.clock, Instant::now())),
         });
         let app = App {
-            model: Arc::new(Footfall::new(options.seed)),
+            model,
             options: Arc::new(options),
             control: control.clone(),
         };
@@ -104,6 +173,21 @@ impl Server {
     /// Faults injected so far.
     pub fn faults(&self) -> u64 {
         self.control.faults.load(Ordering::Relaxed)
+    }
+
+    /// Sets the clock snapshot APIs answer for.
+    pub fn set_clock(&self, clock: Clock) {
+        *self.control.clock.lock().unwrap_or_else(|e| e.into_inner()) = (clock, Instant::now());
+    }
+
+    /// Answers as of `t` from now on (a fixed clock).
+    pub fn set_time(&self, t: Timestamp) {
+        self.set_clock(Clock::Fixed(t));
+    }
+
+    /// The time snapshot APIs answer for now.
+    pub fn now(&self) -> Timestamp {
+        self.control.now()
     }
 
     /// Stops the server.
@@ -157,10 +241,24 @@ async fn supervise(
                 }
             },
         };
-        let router = axum::Router::new()
-            .route("/get_visitor_count", get(visitor_count))
-            .route("/", get(index))
-            .with_state(app.clone());
+        let router = match app.model {
+            Model::Footfall(_) => axum::Router::new()
+                .route("/get_visitor_count", get(visitor_count))
+                .route("/", get(index)),
+            Model::Belib(_) => axum::Router::new()
+                .route(
+                    "/api/explore/v2.1/catalog/datasets/{dataset}/records",
+                    get(ods_records),
+                )
+                .route(
+                    "/api/explore/v2.1/catalog/datasets/{dataset}/exports/json",
+                    get(ods_export),
+                )
+                .route("/v1/forecast", get(open_meteo))
+                .route("/public-api/gfs/json", get(infoclimat))
+                .route("/", get(belib_index)),
+        }
+        .with_state(app.clone());
         let watch_app = app.clone();
         let mut stop = stopped.clone();
         let until_down = async move {
@@ -198,10 +296,9 @@ fn detail(status: StatusCode, text: String) -> Response {
     (status, Json(serde_json::json!({ "detail": text }))).into_response()
 }
 
-async fn visitor_count(
-    State(app): State<App>,
-    Query(params): Query<HashMap<String, String>>,
-) -> Response {
+/// Counts the request and, for the share of requests asked, answers with a fault instead (or
+/// after a delay).
+async fn fault(app: &App) -> Option<Response> {
     let n = app.control.requests.fetch_add(1, Ordering::Relaxed);
     if app.options.faults > 0.0 {
         let draw = {
@@ -217,13 +314,31 @@ async fn visitor_count(
                     let mut r = detail(StatusCode::TOO_MANY_REQUESTS, "slow down".into());
                     r.headers_mut()
                         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                    return r;
+                    return Some(r);
                 }
-                1 => return detail(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into()),
+                1 => {
+                    return Some(detail(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal error".into(),
+                    ));
+                }
                 _ => tokio::time::sleep(app.options.slow).await,
             }
         }
     }
+    None
+}
+
+async fn visitor_count(
+    State(app): State<App>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(fault) = fault(&app).await {
+        return fault;
+    }
+    let Model::Footfall(model) = &app.model else {
+        return detail(StatusCode::NOT_FOUND, "not this simulator".into());
+    };
     let Some(date_time) = params.get("date_time") else {
         return detail(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -246,7 +361,7 @@ async fn visitor_count(
             );
         }
     };
-    match app.model.answer(
+    match model.answer(
         date_time,
         agency,
         counter,
@@ -255,6 +370,98 @@ async fn visitor_count(
         Ok(reading) => Json(reading).into_response(),
         Err(refusal) => detail(StatusCode::NOT_FOUND, refusal.to_string()),
     }
+}
+
+async fn belib_index() -> impl IntoResponse {
+    Json(serde_json::json!({
+        "service": "affluent Belib' and weather simulator (seed 001)",
+        "endpoints": [
+            format!("/api/explore/v2.1/catalog/datasets/{}/records?limit=100&offset=0", belib::REALTIME),
+            format!("/api/explore/v2.1/catalog/datasets/{}/exports/json", belib::REALTIME),
+            format!("/api/explore/v2.1/catalog/datasets/{}/records?limit=100&offset=0", belib::STATIC),
+            format!("/api/explore/v2.1/catalog/datasets/{}/exports/json", belib::STATIC),
+            "/v1/forecast?latitude=48.8566&longitude=2.3522&hourly=temperature_2m,rain&temporal_resolution=hourly_3".to_string(),
+            "/public-api/gfs/json?_ll=48.85341,2.3488&_auth=KEY&_c=CHECK".to_string(),
+        ],
+    }))
+}
+
+/// A JSON answer with a status (an API's refusal).
+fn json_status(status: u16, body: serde_json::Value) -> Response {
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+        Json(body),
+    )
+        .into_response()
+}
+
+/// Counts the request, injects its fault if it draws one, else answers from the Belib' model
+/// as of the server's clock.
+async fn belib_answer(
+    app: &App,
+    answer: impl FnOnce(&Belib, Timestamp) -> Result<serde_json::Value, (u16, serde_json::Value)>,
+) -> Response {
+    if let Some(fault) = fault(app).await {
+        return fault;
+    }
+    let Model::Belib(model) = &app.model else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    match answer(model, app.control.now()) {
+        Ok(v) => Json(v).into_response(),
+        Err((status, body)) => json_status(status, body),
+    }
+}
+
+fn ods(
+    result: Result<serde_json::Value, belib::OdsError>,
+) -> Result<serde_json::Value, (u16, serde_json::Value)> {
+    result.map_err(|e| (e.status, e.body))
+}
+
+async fn ods_records(
+    State(app): State<App>,
+    Path(dataset): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    belib_answer(&app, |b, now| ods(b.records(&dataset, &params, now))).await
+}
+
+async fn ods_export(
+    State(app): State<App>,
+    Path(dataset): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    belib_answer(&app, |b, now| ods(b.export(&dataset, &params, now))).await
+}
+
+async fn open_meteo(
+    State(app): State<App>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    belib_answer(&app, |b, now| {
+        b.weather()
+            .open_meteo(&params, now)
+            .map_err(|reason| (400, serde_json::json!({ "error": true, "reason": reason })))
+    })
+    .await
+}
+
+async fn infoclimat(
+    State(app): State<App>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    belib_answer(&app, |b, now| {
+        b.weather()
+            .infoclimat(&params, now)
+            .map_err(|(state, message)| {
+                (
+                    state,
+                    serde_json::json!({ "request_state": state, "message": message }),
+                )
+            })
+    })
+    .await
 }
 
 #[cfg(test)]
@@ -347,5 +554,72 @@ mod tests {
         assert!((60..=120).contains(&faults), "{faults} faults of 300");
         assert_eq!(statuses[&429] + statuses[&500] + statuses[&200], 300);
         assert!(statuses[&429] >= 20 && statuses[&500] >= 20, "{statuses:?}");
+    }
+
+    #[tokio::test]
+    async fn belib_and_weather_answer_over_http_as_of_the_clock() {
+        let t0: Timestamp = "2025-03-04T02:00:00Z".parse().expect("time");
+        let server = Server::belib(
+            0,
+            Options {
+                seed: 1,
+                clock: Clock::Fixed(t0),
+                ..Options::default()
+            },
+        )
+        .await
+        .expect("start");
+        let http = reqwest::Client::new();
+        let get = |path: String| {
+            let http = http.clone();
+            let url = format!("{}{path}", server.url());
+            async move {
+                let r = http.get(url).send().await.expect("answer");
+                let status = r.status().as_u16();
+                (status, r.json::<serde_json::Value>().await.expect("json"))
+            }
+        };
+        let base = format!("/api/explore/v2.1/catalog/datasets/{}", belib::REALTIME);
+        let (status, page) = get(format!("{base}/records?limit=100&offset=1900")).await;
+        assert_eq!(status, 200);
+        assert_eq!(page["total_count"], 1937);
+        assert_eq!(page["results"].as_array().expect("results").len(), 37);
+        let (_, night) = get(format!("{base}/exports/json")).await;
+        assert_eq!(night.as_array().expect("array").len(), 1937);
+        server.set_time(t0 + jiff::SignedDuration::from_hours(9));
+        let (_, day) = get(format!("{base}/exports/json")).await;
+        let changed = night
+            .as_array()
+            .expect("array")
+            .iter()
+            .zip(day.as_array().expect("array"))
+            .filter(|(a, b)| a["statut_pdc"] != b["statut_pdc"])
+            .count();
+        assert!(changed > 300, "{changed} statuses changed in 9 hours");
+        let (status, err) = get(format!("{base}/records?limit=100&offset=9950")).await;
+        assert_eq!(status, 400);
+        assert_eq!(err["error_code"], "InvalidRESTParameterError");
+        let (status, forecast) = get(
+            "/v1/forecast?latitude=48.8566&longitude=2.3522&hourly=temperature_2m,rain&temporal_resolution=hourly_3&past_days=2&timezone=Europe/Paris".into(),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            forecast["hourly"]["time"].as_array().expect("times").len(),
+            9 * 8
+        );
+        let (status, err) =
+            get("/v1/forecast?latitude=48.8&longitude=2.3&hourly=snow".into()).await;
+        assert_eq!(
+            (status, err["error"].clone()),
+            (400, serde_json::json!(true))
+        );
+        let (status, ic) = get("/public-api/gfs/json?_ll=48.85,2.35&_auth=k&_c=c".into()).await;
+        assert_eq!(
+            (status, ic["request_state"].clone()),
+            (200, serde_json::json!(200))
+        );
+        let (status, _) = get("/public-api/gfs/json?_ll=48.85,2.35".into()).await;
+        assert_eq!(status, 401);
     }
 }

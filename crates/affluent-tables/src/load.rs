@@ -24,7 +24,7 @@ use deltalake::protocol::SaveMode;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::mapping::{ENTRY_COLUMN, Mapper};
+use crate::mapping::{ENTRY_COLUMN, EntryContext, Mapper};
 use crate::parts::{Part, unify};
 use crate::{TableError, Warehouse, table_url};
 
@@ -390,6 +390,10 @@ impl Warehouse {
         existing: Option<&datafusion::arrow::datatypes::Schema>,
     ) -> Result<Mapped, String> {
         let id = &entry.meta.entry_id;
+        let context = EntryContext {
+            interval: entry.meta.interval,
+            fetched_at: Some(entry.meta.fetched_at),
+        };
         let mut mapped = Mapped::default();
         let mut failed = None;
         self.connectors()
@@ -400,8 +404,14 @@ impl Warehouse {
                 }
                 let first = mapped.records;
                 mapped.records += records.len();
-                let (rows, mut rejects) =
-                    mapper.map(source, table, &[(id.clone(), records)], existing, first);
+                let (rows, mut rejects) = mapper.map(
+                    source,
+                    table,
+                    &[(id.clone(), records)],
+                    existing,
+                    first,
+                    &context,
+                );
                 mapped.rejects.append(&mut rejects);
                 match Part::of(&rows) {
                     Ok(part) => mapped.parts.push(part),

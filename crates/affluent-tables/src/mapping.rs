@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use affluent_config::schema::{ColumnSpec, TableConfig, TableType};
+use affluent_config::schema::{ColumnSpec, Meta, TableConfig, TableType};
 use affluent_core::JsonPath;
 use affluent_landing::Reject;
 use datafusion::arrow::array::{
@@ -95,8 +95,19 @@ struct Declared {
     name: String,
     path: JsonPath,
     from_root: bool,
+    /// `@interval_start` and the like: a value of the response, not of the record.
+    meta: Option<Meta>,
     kind: Option<TableType>,
     formats: Vec<String>,
+}
+
+/// What a landing entry tells of its records: the values `@` paths read.
+#[derive(Debug, Clone, Default)]
+pub struct EntryContext {
+    /// The run's data interval, if it had one.
+    pub interval: Option<affluent_core::Interval>,
+    /// When the response was received.
+    pub fetched_at: Option<Timestamp>,
 }
 
 /// Maps a source's records to a table's rows.
@@ -128,8 +139,12 @@ impl Mapper {
         let mut declared = Vec::new();
         for (name, spec) in &config.columns {
             let raw = spec.path();
+            let meta = Meta::parse(raw)
+                .transpose()
+                .map_err(|e| format!("column `{name}`: {e}"))?;
             let (from_root, text) = match raw.strip_prefix("$.") {
                 Some(rest) => (true, rest),
+                None if meta.is_some() => (false, ""),
                 None => (false, raw),
             };
             let path = JsonPath::parse(text)
@@ -145,6 +160,7 @@ impl Mapper {
                 name: name.clone(),
                 path,
                 from_root,
+                meta,
                 kind,
                 formats,
             });
@@ -165,8 +181,8 @@ impl Mapper {
 
     /// Maps the records of several landing entries. `existing` is the table's current schema
     /// (its column types win over inference); `first` is the number of the entries' records
-    /// before these (a chunk of a larger entry), so that a reject says `record N` of the entry.
-    /// Returns the rows and the rejects.
+    /// before these (a chunk of a larger entry), so that a reject says `record N` of the entry;
+    /// `context` gives the values of `@` paths. Returns the rows and the rejects.
     pub fn map(
         &self,
         source: &str,
@@ -174,6 +190,7 @@ impl Mapper {
         batches: &[(String, Vec<Value>)],
         existing: Option<&Schema>,
         first: usize,
+        context: &EntryContext,
     ) -> (Rows, Vec<Reject>) {
         // 1. Each record (or exploded element) as named raw values.
         let mut raw_rows: Vec<RawRow> = Vec::new();
@@ -183,13 +200,14 @@ impl Mapper {
                 let location = format!("record {}", first + i + 1);
                 match self.explode_record(record) {
                     Ok(elements) => {
-                        for (j, element) in elements.iter().enumerate() {
-                            let loc = if self.explode.is_some() {
-                                format!("{location}, element {}", j + 1)
-                            } else {
-                                location.clone()
+                        for (j, (key, element)) in elements.iter().enumerate() {
+                            let loc = match (key, &self.explode) {
+                                (Some(key), _) => format!("{location}, member {key:?}"),
+                                (None, Some(_)) => format!("{location}, element {}", j + 1),
+                                (None, None) => location.clone(),
                             };
-                            raw_rows.push((entry_index, loc, self.fields(record, element)));
+                            let fields = self.fields(record, element, key.as_deref(), context);
+                            raw_rows.push((entry_index, loc, fields));
                         }
                     }
                     Err(reason) => rejects.push(Reject {
@@ -307,13 +325,25 @@ impl Mapper {
         (rows, rejects)
     }
 
-    fn explode_record(&self, record: &Value) -> Result<Vec<Value>, String> {
+    /// The elements of a record, each with its member name when `explode` reaches an object of
+    /// objects.
+    fn explode_record(&self, record: &Value) -> Result<Vec<(Option<String>, Value)>, String> {
         let Some(path) = &self.explode else {
-            return Ok(vec![record.clone()]);
+            return Ok(vec![(None, record.clone())]);
         };
         match path.get(record) {
             None | Some(Value::Null) => Ok(Vec::new()),
-            Some(Value::Array(items)) => Ok(items.clone()),
+            Some(Value::Array(items)) => Ok(items.iter().map(|v| (None, v.clone())).collect()),
+            Some(Value::Object(members)) if members.values().any(Value::is_object) => {
+                // An object of objects (infoclimat's `"2024-10-09 15:00:00": {..}`): one row
+                // per member whose value is an object, its name as `@key`; the scalar members
+                // beside them (`request_state`, `model_run`) describe the response.
+                Ok(members
+                    .iter()
+                    .filter(|(_, v)| v.is_object())
+                    .map(|(k, v)| (Some(k.clone()), v.clone()))
+                    .collect())
+            }
             Some(Value::Object(columns)) => {
                 // Parallel arrays: { time: [..], temperature: [..] } -> one row per index.
                 let mut len = None;
@@ -338,34 +368,51 @@ impl Mapper {
                 }
                 Ok((0..len.unwrap_or(0))
                     .map(|i| {
-                        Value::Object(
-                            columns
-                                .iter()
-                                .map(|(k, v)| (k.clone(), v[i].clone()))
-                                .collect(),
-                        )
+                        let row = columns
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v[i].clone()))
+                            .collect();
+                        (None, Value::Object(row))
                     })
                     .collect())
             }
             Some(other) => Err(format!(
-                "`{}` is {}, not an array or an object of arrays",
+                "`{}` is {}, not an array, an object of arrays or an object of objects",
                 path.as_str(),
                 kind_of(other)
             )),
         }
     }
 
-    fn fields(&self, record: &Value, element: &Value) -> Vec<(String, Value)> {
+    fn fields(
+        &self,
+        record: &Value,
+        element: &Value,
+        key: Option<&str>,
+        context: &EntryContext,
+    ) -> Vec<(String, Value)> {
         if self.declared.is_empty() {
             let mut out = Vec::new();
+            if let Some(key) = key {
+                out.push(("key".to_string(), Value::String(key.to_string())));
+            }
             flatten("", element, &mut out);
             return out;
         }
+        let text = |t: Option<Timestamp>| t.map_or(Value::Null, |t| Value::String(t.to_string()));
         self.declared
             .iter()
             .map(|d| {
-                let base = if d.from_root { record } else { element };
-                let v = d.path.get(base).cloned().unwrap_or(Value::Null);
+                let v = match d.meta {
+                    Some(Meta::IntervalStart) => text(context.interval.map(|i| i.start)),
+                    Some(Meta::IntervalEnd) => text(context.interval.map(|i| i.end)),
+                    Some(Meta::FetchedAt) => text(context.fetched_at),
+                    Some(Meta::Key) => key.map_or(Value::Null, |k| Value::String(k.to_string())),
+                    None => {
+                        let base = if d.from_root { record } else { element };
+                        d.path.get(base).cloned().unwrap_or(Value::Null)
+                    }
+                };
                 (d.name.clone(), v)
             })
             .collect()
@@ -785,5 +832,117 @@ mod tests {
         let vals = [json!(null), json!(true)];
         assert_eq!(infer(vals.iter()), Some(TableType::Bool));
         assert_eq!(infer([json!(null)].iter()), None);
+    }
+
+    fn table(toml_text: &str) -> TableConfig {
+        toml::from_str(toml_text).expect("table config")
+    }
+
+    #[test]
+    fn response_values_and_objects_of_objects_become_columns() {
+        // infoclimat's shape: metadata beside one object per 3-hour step, keyed by its time.
+        let config = table(
+            r#"
+            source = "infoclimat"
+            explode = "$"
+            [columns]
+            time = { path = "@key", type = "timestamp", format = "%Y-%m-%d %H:%M:%S" }
+            kelvin = { path = 'temperature["2m"]', type = "float" }
+            run = "$.model_run"
+            observed = { path = "@interval_end", type = "timestamp" }
+            fetched = { path = "@fetched_at", type = "timestamp" }
+            "#,
+        );
+        let mapper = Mapper::new(&config, TimeZone::UTC).expect("mapper");
+        let body = json!({
+            "request_state": 200,
+            "model_run": "12",
+            "2024-10-09 14:00:00": { "temperature": { "2m": 289.5 } },
+            "2024-10-09 17:00:00": { "temperature": { "2m": 287.0 } },
+        });
+        let interval = affluent_core::Interval::new(
+            "2024-10-09T12:00:00Z".parse().unwrap(),
+            "2024-10-09T15:00:00Z".parse().unwrap(),
+        )
+        .unwrap();
+        let context = EntryContext {
+            interval: Some(interval),
+            fetched_at: Some("2024-10-09T15:00:02Z".parse().unwrap()),
+        };
+        let (rows, rejects) = mapper.map(
+            "infoclimat",
+            "t",
+            &[("e1".into(), vec![body])],
+            None,
+            0,
+            &context,
+        );
+        assert!(rejects.is_empty(), "{rejects:?}");
+        let names: Vec<&str> = rows.columns.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["time", "kelvin", "run", "observed", "fetched"]);
+        let hour =
+            |text: &str| Cell::Timestamp(text.parse::<Timestamp>().unwrap().as_microsecond());
+        assert_eq!(
+            rows.cells,
+            vec![
+                vec![
+                    hour("2024-10-09T14:00:00Z"),
+                    Cell::Float(289.5),
+                    Cell::Str("12".into()),
+                    hour("2024-10-09T15:00:00Z"),
+                    hour("2024-10-09T15:00:02Z"),
+                ],
+                vec![
+                    hour("2024-10-09T17:00:00Z"),
+                    Cell::Float(287.0),
+                    Cell::Str("12".into()),
+                    hour("2024-10-09T15:00:00Z"),
+                    hour("2024-10-09T15:00:02Z"),
+                ],
+            ]
+        );
+        // Without an interval (a file source), `@interval_end` is null.
+        let (rows, _) = mapper.map(
+            "infoclimat",
+            "t",
+            &[("e2".into(), vec![json!({"2024-10-09 14:00:00": {}})])],
+            None,
+            0,
+            &EntryContext::default(),
+        );
+        assert_eq!(rows.cells[0][3], Cell::Null);
+        // A bad key is a reject that names the member.
+        let (_, rejects) = mapper.map(
+            "infoclimat",
+            "t",
+            &[("e3".into(), vec![json!({"tomorrow": {}})])],
+            None,
+            0,
+            &context,
+        );
+        assert_eq!(rejects.len(), 1);
+        assert_eq!(rejects[0].location, "record 1, member \"tomorrow\"");
+        assert!(
+            rejects[0].reason.contains("matches none of the formats"),
+            "{}",
+            rejects[0].reason
+        );
+    }
+
+    #[test]
+    fn unknown_response_values_are_refused() {
+        let config = table(
+            r#"
+            source = "s"
+            [columns]
+            when = "@interval_middle"
+            "#,
+        );
+        let err = Mapper::new(&config, TimeZone::UTC).unwrap_err();
+        assert!(
+            err.contains("unknown response value \"@interval_middle\""),
+            "{err}"
+        );
+        assert!(err.contains("@interval_end"), "{err}");
     }
 }

@@ -513,6 +513,8 @@ pub struct PanelSummary {
     pub x: Option<String>,
     /// Series columns.
     pub y: Vec<String>,
+    /// Series against the right axis.
+    pub y2: Vec<String>,
     /// Column splitting rows into series.
     pub series: Option<String>,
     /// Unit of a KPI.
@@ -521,6 +523,10 @@ pub struct PanelSummary {
     pub limit: Option<usize>,
     /// For `alerts`: the alerts whose firings it lists.
     pub alerts: Vec<String>,
+    /// Colours of series (or of `series` values) by name.
+    pub colors: std::collections::BTreeMap<String, String>,
+    /// A line under the panel.
+    pub note: Option<String>,
 }
 
 /// The alerts an alerts panel lists: those it names, or every alert of the project.
@@ -562,10 +568,13 @@ fn summaries(state: &AppState) -> Vec<PageSummary> {
                     },
                     x: panel.x.clone(),
                     y: panel.y.clone(),
+                    y2: panel.y2.clone(),
                     series: panel.series.clone(),
                     unit: panel.unit.clone(),
                     limit: panel.limit,
                     alerts: panel_alerts(state, panel),
+                    colors: panel.colors.clone(),
+                    note: panel.note.clone(),
                 })
                 .collect(),
         })

@@ -38,33 +38,64 @@ pub enum Offline {
     /// Seed 004's visitor-counter API simulated in-process (`FOOTFALL_API_URL`), its reference
     /// sources read from files, the counter source backfilled hour by hour.
     Footfall,
+    /// Seed 001's Belib' and weather APIs simulated in-process (`BELIB_API_URL`,
+    /// `OPEN_METEO_URL`, `INFOCLIMAT_URL`); the snapshot history is built hour by hour with the
+    /// simulator's clock at each hour.
+    Belib,
 }
 
 /// The examples, in the order `--help` lists them. The seed projects that follow add theirs.
-pub const EXAMPLES: &[Example] = &[Example {
-    name: "footfall",
-    dir: "footfall",
-    about: "seed 004: bank-branch visitor counters, hourly, with the footfall dashboard",
-    offline: Offline::Footfall,
-}];
+pub const EXAMPLES: &[Example] = &[
+    Example {
+        name: "footfall",
+        dir: "footfall",
+        about: "seed 004: bank-branch visitor counters, hourly, with the footfall dashboard",
+        offline: Offline::Footfall,
+    },
+    Example {
+        name: "belib-weather",
+        dir: "belib-weather",
+        about: "seed 001: Belib' charging points in real time and the weather, per day and arrondissement",
+        offline: Offline::Belib,
+    },
+];
 
 /// An example project, offline (footfall by default): starts its simulator in-process,
 /// backfills the last weeks with a progress bar, keeps running on schedule, and serves the
 /// dashboard with a freshly generated login.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The example to run (default: the --project directory when it holds one, else footfall).
+    /// The example to run (default: the --project directory when it holds one, run as the
+    /// example of its folder's name, else footfall).
     #[arg(long, value_parser = example_names())]
     example: Option<String>,
     /// Dashboard address.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// How many weeks to backfill.
-    #[arg(long, default_value_t = 8)]
-    weeks: u32,
+    /// How many weeks to backfill (default: 8 for footfall, 1 for belib-weather).
+    #[arg(long)]
+    weeks: Option<u32>,
     /// Stop after the backfill instead of running hourly and serving.
     #[arg(long)]
     no_run: bool,
+    /// With --no-run: the history ends at this hour instead of now (RFC 3339, or a date or
+    /// date-time in Europe/Paris), for a run that gives the same tables every time.
+    #[arg(long, requires = "no_run")]
+    until: Option<String>,
+}
+
+impl Args {
+    /// The end of the history: --until, or now; truncated to the hour.
+    fn until(&self) -> Result<Timestamp> {
+        let t = match &self.until {
+            Some(text) => {
+                let tz = jiff::tz::TimeZone::get("Europe/Paris")?;
+                crate::args::parse_time(text, &tz).with_context(|| format!("--until {text:?}"))?
+            }
+            None => Timestamp::now(),
+        };
+        Ok(hour_of(t))
+    }
 }
 
 /// `--example`'s values, each with what it shows.
@@ -94,8 +125,18 @@ pub async fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
                 .context("unknown example")?;
             (example, example_dir(example))
         }
+        // A copy of an example keeps its folder's name (examples/belib-weather, /tmp/belib-weather).
         None if ctx.dir().join(affluent_config::PROJECT_FILE).is_file() => {
-            (&EXAMPLES[0], ctx.dir().to_path_buf())
+            let folder = ctx
+                .dir()
+                .canonicalize()
+                .ok()
+                .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()));
+            let example = EXAMPLES
+                .iter()
+                .find(|e| folder.as_deref() == Some(e.dir))
+                .unwrap_or(&EXAMPLES[0]);
+            (example, ctx.dir().to_path_buf())
         }
         None => (&EXAMPLES[0], example_dir(&EXAMPLES[0])),
     };
@@ -109,6 +150,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
     }
     match example.offline {
         Offline::Footfall => footfall(&dir, &args).await,
+        Offline::Belib => belib(&dir, &args).await,
     }
 }
 
@@ -122,6 +164,42 @@ fn load(dir: &Path, vars: &[(&str, &str)]) -> Result<Project> {
         Ok(p) => Ok(p),
         Err(LoadError::Invalid(errors)) => bail!("invalid project file\n\n{errors}"),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// The demo's dashboard (none with --no-run) and its login.
+struct Dashboard {
+    server: Option<Server>,
+    password: String,
+}
+
+impl Dashboard {
+    /// Creates (or resets) the `demo` login and, unless --no-run, serves the dashboard.
+    async fn start(runtime: &Runtime, args: &Args) -> Result<Self> {
+        let password = demo_login(runtime).await?;
+        let server = if args.no_run {
+            None
+        } else {
+            Some(crate::commands::serve::start(runtime, args.listen).await?)
+        };
+        Ok(Self { server, password })
+    }
+
+    /// Prints where the dashboard is and the login.
+    fn banner(&self) {
+        if let Some(s) = &self.server {
+            eprintln!(
+                "\n  dashboard  {}\n  login      demo\n  password   {}\n",
+                s.url(),
+                self.password
+            );
+        }
+    }
+
+    async fn shutdown(self) {
+        if let Some(server) = self.server {
+            server.shutdown().await;
+        }
     }
 }
 
@@ -154,21 +232,8 @@ async fn footfall(dir: &Path, args: &Args) -> Result<ExitCode> {
         simulator.url()
     );
     let runtime = crate::context::runtime(project).await?;
-    let password = demo_login(&runtime).await?;
-    let server = if args.no_run {
-        None
-    } else {
-        Some(crate::commands::serve::start(&runtime, args.listen).await?)
-    };
-    let banner = |server: &Option<Server>| {
-        if let Some(s) = server {
-            eprintln!(
-                "\n  dashboard  {}\n  login      demo\n  password   {password}\n",
-                s.url()
-            );
-        }
-    };
-    banner(&server);
+    let dashboard = Dashboard::start(&runtime, args).await?;
+    dashboard.banner();
 
     // Reference data first: the model corrects agency names against the agency list.
     let warehouse = &runtime.warehouse;
@@ -182,21 +247,12 @@ async fn footfall(dir: &Path, args: &Args) -> Result<ExitCode> {
             eprintln!("{source}: {summary}");
         }
     }
-    let now = Timestamp::now();
-    let to = now
-        .round(
-            jiff::TimestampRound::new()
-                .smallest(jiff::Unit::Hour)
-                .mode(jiff::RoundMode::Trunc),
-        )
-        .unwrap_or(now);
+    let to = args.until()?;
+    let weeks = args.weeks.unwrap_or(8);
     let from = to
-        .checked_sub((i64::from(args.weeks) * 7 * 24).hours())
+        .checked_sub((i64::from(weeks) * 7 * 24).hours())
         .context("--weeks is too large")?;
-    eprintln!(
-        "backfilling {} week(s) of hourly counts: {from} .. {to}",
-        args.weeks
-    );
+    eprintln!("backfilling {weeks} week(s) of hourly counts: {from} .. {to}");
     let code = backfill(
         &runtime,
         "footfall_api",
@@ -210,19 +266,149 @@ async fn footfall(dir: &Path, args: &Args) -> Result<ExitCode> {
     )
     .await?;
     eprintln!(
-        "{} week(s) landed, loaded and modelled {:.1} s after start: the dashboard is complete",
-        args.weeks,
+        "{weeks} week(s) landed, loaded and modelled {:.1} s after start: the dashboard is complete",
         started.elapsed().as_secs_f64()
     );
     if args.no_run {
         return Ok(code);
     }
-    banner(&server);
+    dashboard.banner();
     eprintln!("running hourly; stop with Ctrl-C");
     let result = crate::commands::run::schedule(&runtime, None, false, None).await;
-    if let Some(server) = server {
-        server.shutdown().await;
+    dashboard.shutdown().await;
+    drop(simulator);
+    result
+}
+
+/// The hour `t` falls in, truncated.
+fn hour_of(t: Timestamp) -> Timestamp {
+    t.round(
+        jiff::TimestampRound::new()
+            .smallest(jiff::Unit::Hour)
+            .mode(jiff::RoundMode::Trunc),
+    )
+    .unwrap_or(t)
+}
+
+async fn belib(dir: &Path, args: &Args) -> Result<ExitCode> {
+    use affluent_simulate::{Clock, Options, Server as Simulator};
+
+    let started = std::time::Instant::now();
+    let to = args.until()?;
+    let weeks = args.weeks.unwrap_or(1);
+    let from = to
+        .checked_sub((i64::from(weeks) * 7 * 24).hours())
+        .context("--weeks is too large")?;
+    let simulator = Simulator::belib(
+        0,
+        Options {
+            seed: 1,
+            clock: Clock::Fixed(from),
+            ..Options::default()
+        },
+    )
+    .await
+    .context("cannot start the Belib' simulator")?;
+    let url = simulator.url();
+    let project = load(
+        dir,
+        &[
+            ("BELIB_API_URL", &url),
+            ("OPEN_METEO_URL", &url),
+            ("INFOCLIMAT_URL", &url),
+            ("INFOCLIMAT_AUTH", "simulated"),
+            ("INFOCLIMAT_CHECK", "simulated"),
+        ],
+    )?;
+    for source in ["belib_realtime", "belib_points", "weather"] {
+        if !project.sources.contains_key(source) {
+            bail!(
+                "{} has no source `{source}`: `affluent demo --example belib-weather` runs examples/belib-weather",
+                project.file.display()
+            );
+        }
     }
+    eprintln!("Belib' and weather simulator (seed 001's APIs, deterministic) on {url}");
+    let runtime = crate::context::runtime(project).await?;
+    let dashboard = Dashboard::start(&runtime, args).await?;
+    dashboard.banner();
+
+    // A snapshot API has no past to fetch: the history is the simulator's answers with its
+    // clock at each hour, landed as the hourly runs would have landed them.
+    let warehouse = &runtime.warehouse;
+    let sources: Vec<&str> = ["belib_points", "belib_realtime", "weather", "infoclimat"]
+        .into_iter()
+        .filter(|s| warehouse.project().sources.contains_key(*s))
+        .collect();
+    eprintln!("landing {weeks} week(s) of hourly snapshots: {from} .. {to}");
+    let mut hour = from;
+    let mut requests = 0;
+    while hour < to {
+        let end = hour + 1.hour();
+        simulator.set_time(end);
+        for source in &sources {
+            let every = match *source {
+                "belib_realtime" => 1,
+                "belib_points" => 24,
+                _ => 3,
+            };
+            let first = end == from + 1.hour();
+            let hours_since = end.as_second().div_euclid(3600);
+            if !first && hours_since % every != 0 {
+                continue;
+            }
+            let interval = affluent_core::Interval::new(end - every.hours(), end)
+                .map_err(anyhow::Error::msg)?;
+            let summary = warehouse
+                .connectors()
+                .ingest(
+                    source,
+                    &IngestOptions {
+                        interval: Some(interval),
+                        observer: None,
+                    },
+                )
+                .await?;
+            requests += summary.requests;
+            if !summary.errors.is_empty() {
+                bail!("{source} at {end}: {}", summary.errors.join("; "));
+            }
+        }
+        if end.as_second() % 86_400 == 0 {
+            eprintln!("  {} landed ({requests} requests)", end);
+        }
+        hour = end;
+    }
+    let mut changed = Vec::new();
+    for source in &sources {
+        for report in warehouse.load_source(source, &LoadScope::Pending).await? {
+            eprintln!("{report}");
+            if report.version.is_some() {
+                changed.push(report.table.clone());
+            }
+        }
+    }
+    for report in warehouse.transform(&[], None).await? {
+        eprintln!("{report}");
+        if report.version.is_some() {
+            changed.push(report.model.clone());
+        }
+    }
+    let changed: Vec<&str> = changed.iter().map(String::as_str).collect();
+    crate::args::after_change(warehouse, &changed).await;
+    eprintln!(
+        "{weeks} week(s) of snapshots ({requests} requests) landed, loaded and modelled {:.1} s after start: the dashboard is complete",
+        started.elapsed().as_secs_f64()
+    );
+    // From now on the simulator answers for the wall clock, as the live APIs would.
+    simulator.set_clock(Clock::Wall);
+    if args.no_run {
+        return Ok(ExitCode::SUCCESS);
+    }
+    dashboard.banner();
+    eprintln!("running hourly; stop with Ctrl-C");
+    let result = crate::commands::run::schedule(&runtime, None, false, None).await;
+    dashboard.shutdown().await;
     drop(simulator);
     result
 }

@@ -19,26 +19,58 @@ pub struct Args {
     api: SimulateApi,
 }
 
+/// How a simulator serves: shared by every API.
+#[derive(Debug, clap::Args)]
+struct Serve {
+    /// Port (0: any free port; the URL is printed on the first line of stdout).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Seed of every random draw: the same seed gives the same answers.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Share of requests answered 429 (Retry-After: 1), 500 or slowly, in turn.
+    #[arg(long, default_value_t = 0.0)]
+    faults: f64,
+    /// How long a slow answer takes, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    slow_ms: u64,
+    /// A window during which the port is closed: FROM/TO (RFC 3339); repeatable.
+    #[arg(long)]
+    outage: Vec<String>,
+}
+
+impl Serve {
+    fn options(&self, default_seed: u64) -> Result<affluent_simulate::Options> {
+        if !(0.0..=1.0).contains(&self.faults) {
+            bail!("--faults must be between 0 and 1, got {}", self.faults);
+        }
+        let mut outages = Vec::new();
+        for o in &self.outage {
+            let (a, b) = o
+                .split_once('/')
+                .with_context(|| format!("--outage {o:?}: expected FROM/TO"))?;
+            outages.push((
+                parse_time(a, &TimeZone::UTC).with_context(|| format!("--outage {o:?}"))?,
+                parse_time(b, &TimeZone::UTC).with_context(|| format!("--outage {o:?}"))?,
+            ));
+        }
+        Ok(affluent_simulate::Options {
+            seed: self.seed.unwrap_or(default_seed),
+            faults: self.faults,
+            slow: std::time::Duration::from_millis(self.slow_ms),
+            outages,
+            ..affluent_simulate::Options::default()
+        })
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum SimulateApi {
     /// Seed 004's bank-branch visitor counters:
     /// GET /get_visitor_count?date_time=YYYY-MM-DD HH:MM&agency_name=NAME&counter_id=N
     Footfall {
-        /// Port (0: any free port; the URL is printed on the first line of stdout).
-        #[arg(long, default_value_t = 8000)]
-        port: u16,
-        /// Seed of every random draw: the same seed gives the same answers.
-        #[arg(long, default_value_t = 4)]
-        seed: u64,
-        /// Share of requests answered 429 (Retry-After: 1), 500 or slowly, in turn.
-        #[arg(long, default_value_t = 0.0)]
-        faults: f64,
-        /// How long a slow answer takes, in milliseconds.
-        #[arg(long, default_value_t = 2000)]
-        slow_ms: u64,
-        /// A window during which the port is closed: FROM/TO (RFC 3339); repeatable.
-        #[arg(long)]
-        outage: Vec<String>,
+        #[command(flatten)]
+        serve: Serve,
         /// Instead of serving, write the answers for every hour, agency and counter of
         /// [--from, --to) to this CSV file (the seed's export format) and exit.
         #[arg(long, requires_all = ["from", "to"])]
@@ -50,58 +82,135 @@ enum SimulateApi {
         #[arg(long)]
         to: Option<String>,
     },
+    /// Seed 001's Belib' charging points (Opendatasoft Explore v2.1: the real-time and static
+    /// datasets, /records paged by limit and offset up to 10,000, /exports/json) and the Paris
+    /// weather (Open-Meteo /v1/forecast, infoclimat /public-api/gfs/json)
+    Belib {
+        #[command(flatten)]
+        serve: Serve,
+        /// Charging points (0: the real 1,937; more cycle through them).
+        #[arg(long, default_value_t = 0)]
+        points: usize,
+        /// Answer as of this time instead of now (RFC 3339 or a date, Europe/Paris).
+        #[arg(long)]
+        at: Option<String>,
+        /// With --at: simulated seconds per real second (the clock runs from --at).
+        #[arg(long, requires = "at")]
+        speed: Option<f64>,
+        /// Instead of serving, write every point's real-time record at each hour of
+        /// [--from, --to) to this JSON Lines file (`{"observed_at", "record"}`; the ground
+        /// truth a loaded table is checked against) and exit.
+        #[arg(long, requires_all = ["from", "to"])]
+        export_truth: Option<PathBuf>,
+        /// Export start (a date or date-time, Europe/Paris).
+        #[arg(long)]
+        from: Option<String>,
+        /// Export end (excluded).
+        #[arg(long)]
+        to: Option<String>,
+    },
 }
 
 /// Runs the command.
 pub async fn run(args: Args) -> Result<ExitCode> {
-    let SimulateApi::Footfall {
-        port,
-        seed,
-        faults,
-        slow_ms,
-        outage,
-        export_csv,
-        from,
-        to,
-    } = args.api;
-    if let (Some(out), Some(from), Some(to)) = (export_csv, from, to) {
-        let tz = TimeZone::get("Europe/Paris")?;
-        let range = parse_range(&from, &to, &tz)?;
-        let n = export_footfall_csv(&out, seed, range.start, range.end, &tz)?;
-        println!("{n} readings written to {}", out.display());
-        return Ok(ExitCode::SUCCESS);
-    }
-    if !(0.0..=1.0).contains(&faults) {
-        bail!("--faults must be between 0 and 1, got {faults}");
-    }
-    let mut outages = Vec::new();
-    for o in &outage {
-        let (a, b) = o
-            .split_once('/')
-            .with_context(|| format!("--outage {o:?}: expected FROM/TO"))?;
-        outages.push((
-            parse_time(a, &TimeZone::UTC).with_context(|| format!("--outage {o:?}"))?,
-            parse_time(b, &TimeZone::UTC).with_context(|| format!("--outage {o:?}"))?,
-        ));
-    }
-    let server = affluent_simulate::Server::footfall(
-        port,
-        affluent_simulate::Options {
-            seed,
-            faults,
-            slow: std::time::Duration::from_millis(slow_ms),
-            outages,
-        },
-    )
-    .await
-    .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
-    println!("{}", server.url());
-    eprintln!(
-        "footfall simulator (seed {seed}) on {}/get_visitor_count; stop with Ctrl-C",
-        server.url()
-    );
+    // Serves until Ctrl-C: dropping the server stops it.
+    let _server = match args.api {
+        SimulateApi::Footfall {
+            serve,
+            export_csv,
+            from,
+            to,
+        } => {
+            let options = serve.options(4)?;
+            if let (Some(out), Some(from), Some(to)) = (export_csv, from, to) {
+                let tz = TimeZone::get("Europe/Paris")?;
+                let range = parse_range(&from, &to, &tz)?;
+                let n = export_footfall_csv(&out, options.seed, range.start, range.end, &tz)?;
+                println!("{n} readings written to {}", out.display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let port = serve.port.unwrap_or(8000);
+            let server = affluent_simulate::Server::footfall(port, options)
+                .await
+                .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+            println!("{}", server.url());
+            eprintln!(
+                "footfall simulator (seed {}) on {}/get_visitor_count; stop with Ctrl-C",
+                serve.seed.unwrap_or(4),
+                server.url()
+            );
+            server
+        }
+        SimulateApi::Belib {
+            serve,
+            points,
+            at,
+            speed,
+            export_truth,
+            from,
+            to,
+        } => {
+            let mut options = serve.options(1)?;
+            options.points = points;
+            let tz = TimeZone::get("Europe/Paris")?;
+            if let (Some(out), Some(from), Some(to)) = (export_truth, from, to) {
+                let range = parse_range(&from, &to, &tz)?;
+                let n = export_belib_truth(&out, &options, range.start, range.end)?;
+                println!("{n} records written to {}", out.display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            if let Some(at) = &at {
+                let from = parse_time(at, &tz).with_context(|| format!("--at {at:?}"))?;
+                options.clock = match speed {
+                    Some(speed) if speed > 0.0 => {
+                        affluent_simulate::Clock::Accelerated { from, speed }
+                    }
+                    Some(speed) => bail!("--speed must be positive, got {speed}"),
+                    None => affluent_simulate::Clock::Fixed(from),
+                };
+            }
+            let port = serve.port.unwrap_or(8010);
+            let server = affluent_simulate::Server::belib(port, options)
+                .await
+                .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+            println!("{}", server.url());
+            eprintln!(
+                "Belib' and weather simulator (seed {}, as of {}) on {}; stop with Ctrl-C",
+                serve.seed.unwrap_or(1),
+                at.as_deref().unwrap_or("now"),
+                server.url()
+            );
+            server
+        }
+    };
     tokio::signal::ctrl_c().await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes every point's real-time record at each hour of `[start, end)`; returns the number of
+/// records.
+fn export_belib_truth(
+    out: &Path,
+    options: &affluent_simulate::Options,
+    start: Timestamp,
+    end: Timestamp,
+) -> Result<u64> {
+    let model = affluent_simulate::Belib::with_points(options.seed, options.points);
+    let file =
+        std::fs::File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut w = std::io::BufWriter::new(file);
+    let mut n = 0;
+    for hour in affluent_simulate::belib::hours(start, end) {
+        for (at, records) in model.snapshots(&[hour]) {
+            for record in records {
+                let line = serde_json::json!({ "observed_at": at.to_string(), "record": record });
+                writeln!(w, "{line}")?;
+                n += 1;
+            }
+        }
+    }
+    w.flush()?;
+    Ok(n)
 }
 
 /// Writes every hour × agency × counter reading of `[start, end)` (hours in `tz`); returns the
