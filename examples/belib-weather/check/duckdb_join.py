@@ -10,12 +10,17 @@
 4. DuckDB recomputes the seed's table from the two exported inputs (its own SQL, below: days in
    Paris time, averages over the day's snapshots, the day's weather from the 3-hour steps, the
    left join) and every row and value must match `belib_weather_daily`.
+5. The warehouse: the run writes to a fresh PostgreSQL database (`affluent_belib_check` on the
+   server of AFFLUENT_TEST_POSTGRES, default the machine's), `warehouse/views.sql` is applied
+   with psql, and `belib.v_arrondissement_daily` must give DuckDB's rows. Skipped with a notice
+   when no server answers, except under CI.
 
 Usage: examples/belib-weather/check/duckdb_join.py [AFFLUENT_BINARY]
 (default: the debug binary of CARGO_TARGET_DIR or target/). DuckDB is installed with pip in a
 virtualenv under ~/.cache/affluent on first use. Exit status 0 when everything matches.
 """
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -48,6 +53,26 @@ def binary() -> str:
     return os.path.join(target, "debug", "affluent")
 
 
+def postgres_server():
+    """The server's URL without its database, if psql reaches it."""
+    url = os.environ.get("AFFLUENT_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/test")
+    server = re.sub(r"/[^/]*$", "", url)
+    if shutil.which("psql") is None:
+        return None, "no psql"
+    ok = subprocess.run(["psql", url, "-Atc", "SELECT 1"], capture_output=True, text=True)
+    if ok.returncode != 0:
+        return None, ok.stderr.strip()
+    return server, None
+
+
+def psql(url, *args):
+    out = subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-At", *args], capture_output=True,
+                         text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"psql {' '.join(args)}: {out.stderr}")
+    return out.stdout
+
+
 def run(cmd, **kw):
     print("+", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, **kw)
@@ -63,10 +88,22 @@ def main() -> int:
 
     affluent = binary()
     tmp = tempfile.mkdtemp(prefix="affluent-belib-check-")
+    server, warehouse = None, None
     try:
         project = os.path.join(tmp, "belib-weather")
         shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns(".affluent", "check"))
         env = {k: v for k, v in os.environ.items() if not k.startswith("BELIB_")}
+        server, why = postgres_server()
+        if server:
+            warehouse = f"{server}/affluent_belib_check"
+            psql(f"{server}/postgres", "-c", "DROP DATABASE IF EXISTS affluent_belib_check")
+            psql(f"{server}/postgres", "-c", "CREATE DATABASE affluent_belib_check")
+            env["BELIB_WAREHOUSE_URL"] = warehouse
+        elif os.environ.get("CI"):
+            print(f"no PostgreSQL for the warehouse check: {why}")
+            return 1
+        else:
+            print(f"notice: the warehouse check is skipped (no PostgreSQL: {why})")
         run([affluent, "--project", project, "demo", "--no-run", "--weeks", "1", "--until", UNTIL],
             env=env)
         files = {}
@@ -158,6 +195,23 @@ def main() -> int:
                     same = a == b
                 if not same:
                     failures.append(f"{g[0]} {g[1]} {name}: affluent {a!r}, DuckDB {b!r}")
+        # 5. The warehouse's view against DuckDB's rows.
+        if warehouse:
+            psql(warehouse, "-q", "-f", os.path.join(EXAMPLE, "warehouse", "views.sql"))
+            lines = psql(warehouse, "-F", ",", "-c",
+                         "SELECT date, arrondissement, points, available_pct, temp_max FROM belib.v_arrondissement_daily ORDER BY date, arrondissement").split("\n")
+            view = [l.split(",") for l in lines if l]
+            print(f"belib.v_arrondissement_daily in PostgreSQL: {len(view)} rows")
+            if len(view) != len(want):
+                failures.append(f"the view has {len(view)} rows, DuckDB {len(want)}")
+            i = {c: columns.index(c) for c in ["date", "arrondissement", "points", "availability_rate", "temp_max"]}
+            for v, w in zip(view, want):
+                same = (v[0] == str(w[i["date"]]) and v[1] == w[i["arrondissement"]]
+                        and int(v[2]) == w[i["points"]]
+                        and abs(float(v[3]) - 100 * w[i["availability_rate"]]) <= 0.051
+                        and (v[4] == "" if w[i["temp_max"]] is None else abs(float(v[4]) - w[i["temp_max"]]) < 1e-9))
+                if not same:
+                    failures.append(f"view row {v} differs from DuckDB's {w}")
         with_weather = sum(1 for w in want if w[columns.index("temp_max")] is not None)
         days = len({w[0] for w in want})
         print(f"{days} days, {with_weather} rows with the day's weather; largest float difference {worst:.3g}")
@@ -168,10 +222,14 @@ def main() -> int:
         if failures:
             print(f"{len(failures)} mismatch(es)")
             return 1
-        print("ok: belib_status is what the simulator served; belib_weather_daily equals DuckDB's")
+        print("ok: belib_status is what the simulator served; belib_weather_daily equals DuckDB's"
+              + ("; the warehouse view gives the same rows" if warehouse else ""))
         return 0
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if warehouse:
+            subprocess.run(["psql", f"{server}/postgres", "-qc", "DROP DATABASE IF EXISTS affluent_belib_check"],
+                           capture_output=True)
 
 
 if __name__ == "__main__":
