@@ -658,7 +658,7 @@ async function renderPanel(entry, data, reload) {
           name: key,
           coordinateSystem: onGeo ? "geo" : "cartesian2d",
           symbolSize: 6,
-          itemStyle: spec.colors && spec.colors[key] ? { color: spec.colors[key] } : undefined,
+          itemStyle: colorOf(spec, key) ? { color: colorOf(spec, key) } : undefined,
           data: pts,
         })),
         ...axes,
@@ -731,8 +731,9 @@ async function renderPanel(entry, data, reload) {
     dataZoom: xs.length > 60 ? [{ type: "inside" }, { type: "slider", height: 18, bottom: 4 }] : [],
     series: series.map((s) => {
       const baseline = s.name.endsWith(BASELINE);
-      const color = spec.colors && spec.colors[s.name];
-      const onRight = right.has(s.name);
+      const color = colorOf(spec, s.name);
+      // A baseline follows its series' axis.
+      const onRight = right.has(baseline ? s.name.slice(0, -BASELINE.length) : s.name);
       return {
         name: s.name,
         type: baseline || onRight ? "line" : type,
@@ -742,10 +743,15 @@ async function renderPanel(entry, data, reload) {
         showSymbol: !baseline && xs.length <= 60,
         connectNulls: baseline,
         lineStyle: baseline ? { type: "dashed", width: 1.5 } : color ? { color } : undefined,
-        areaStyle: data.kind === "area" && !baseline ? {} : undefined,
+        areaStyle: data.kind === "area" && !baseline && !onRight ? {} : undefined,
       };
     }),
   });
+}
+
+// A series' declared colour (`colors` in the project file), own keys only.
+function colorOf(spec, name) {
+  return spec.colors && Object.hasOwn(spec.colors, name) ? spec.colors[name] : undefined;
 }
 
 // ---------------------------------------------------------------------------------------------

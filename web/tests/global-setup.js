@@ -43,7 +43,7 @@ module.exports = async function globalSetup() {
   });
   const runBelib = (args, input) =>
     execFileSync(bin, ["--project", belibDir, ...args], { input, stdio: ["pipe", "pipe", "pipe"] }).toString();
-  runBelib(["demo", "--no-run", "--weeks", "1", "--until", "2025-03-10T00:00:00Z"]);
+  runBelib(["demo", "--no-run", "--weeks", "1", "--until", "2025-04-01"]);
   runBelib(["user", "add", "ada", "--role", "admin"], "correct horse battery\n");
   const belib = await serve(bin, belibDir);
   process.env.AFFLUENT_BELIB_URL = belib.url;

@@ -187,11 +187,12 @@ pub struct PanelConfig {
     /// For charts: the series columns (default: every column but x).
     #[serde(default)]
     pub y: Vec<String>,
-    /// For `line`, `area` and `bar`: series drawn against a second axis, on the right (a
-    /// temperature beside a rate). They are drawn as lines.
+    /// For `line`, `area` and `bar`: columns drawn against a second axis, on the right (a
+    /// temperature beside a rate), as lines; not with `series`.
     #[serde(default)]
     pub y2: Vec<String>,
-    /// For charts: a column whose values split rows into series (long format).
+    /// For charts: a column whose values split rows into series (long format). For `map`: one
+    /// coloured layer per value.
     pub series: Option<String>,
     /// For `kpi`: a unit shown after the value (e.g. `"%"`).
     pub unit: Option<String>,
@@ -498,6 +499,28 @@ pub(crate) fn check(
                 reporter.error(
                     at(&["panels", name, "compare"]),
                     format!("`compare` must name a period filter of page `{page_name}`"),
+                );
+            }
+            let chart = matches!(
+                panel.kind,
+                PanelKind::Line | PanelKind::Area | PanelKind::Bar
+            );
+            if !panel.y2.is_empty() && !chart {
+                reporter.error(
+                    at(&["panels", name, "y2"]),
+                    "`y2` (a second axis) is for line, area and bar panels",
+                );
+            }
+            if !panel.y2.is_empty() && panel.series.is_some() {
+                reporter.error(
+                    at(&["panels", name, "y2"]),
+                    "`y2` names columns, and with `series` the series are the values of a column: use one or the other",
+                );
+            }
+            if !panel.colors.is_empty() && !chart && panel.kind != PanelKind::Map {
+                reporter.error(
+                    at(&["panels", name, "colors"]),
+                    "`colors` is for line, area, bar and map panels",
                 );
             }
             for (name_of, color) in &panel.colors {

@@ -63,19 +63,23 @@ impl Meta {
     pub const NAMES: [&'static str; 4] =
         ["@interval_start", "@interval_end", "@fetched_at", "@key"];
 
-    /// The meta value a path names, if it starts with `@`; an unknown name is an error.
+    /// The meta value a path names: `Some(Ok)` for one of [`Meta::NAMES`], `Some(Err)` for a
+    /// near miss (`@interval_ends`), `None` for any other path (a record's field may start with
+    /// `@`, as JSON-LD's `@id` does).
     pub fn parse(path: &str) -> Option<Result<Self, String>> {
-        let name = path.strip_prefix('@')?;
-        Some(match name {
-            "interval_start" => Ok(Meta::IntervalStart),
-            "interval_end" => Ok(Meta::IntervalEnd),
-            "fetched_at" => Ok(Meta::FetchedAt),
-            "key" => Ok(Meta::Key),
-            _ => Err(format!(
-                "unknown response value {path:?}: use one of {}",
-                Self::NAMES.join(", ")
-            )),
-        })
+        match path {
+            "@interval_start" => Some(Ok(Meta::IntervalStart)),
+            "@interval_end" => Some(Ok(Meta::IntervalEnd)),
+            "@fetched_at" => Some(Ok(Meta::FetchedAt)),
+            "@key" => Some(Ok(Meta::Key)),
+            _ if path.starts_with('@') => {
+                let near = affluent_core::closest(path, &Self::NAMES)?;
+                Some(Err(format!(
+                    "unknown response value {path:?}; did you mean {near:?}? (a record field named {path:?} is read with `[\"{path}\"]`)"
+                )))
+            }
+            _ => None,
+        }
     }
 }
 
@@ -314,24 +318,23 @@ pub(crate) fn check(
             match Meta::parse(spec.path()) {
                 Some(Err(e)) => {
                     reporter.error(at(&["columns", column]), format!("column `{column}`: {e}"));
-                    continue;
                 }
                 Some(Ok(Meta::Key)) if table.explode.is_none() => {
                     reporter.error(
                         at(&["columns", column]),
                         format!("column `{column}`: `@key` is the member name of an `explode` over an object of objects, and table `{name}` has no `explode`"),
                     );
-                    continue;
                 }
-                Some(Ok(_)) => continue,
-                None => {}
-            }
-            let path = spec.path().strip_prefix("$.").unwrap_or(spec.path());
-            if let Err(e) = JsonPath::parse(path) {
-                reporter.error(
-                    at(&["columns", column]),
-                    format!("invalid path {:?} for column `{column}`: {e}", spec.path()),
-                );
+                Some(Ok(_)) => {}
+                None => {
+                    let path = spec.path().strip_prefix("$.").unwrap_or(spec.path());
+                    if let Err(e) = JsonPath::parse(path) {
+                        reporter.error(
+                            at(&["columns", column]),
+                            format!("invalid path {:?} for column `{column}`: {e}", spec.path()),
+                        );
+                    }
+                }
             }
             if let ColumnSpec::Typed(t) = spec
                 && t.format.is_some()

@@ -416,26 +416,43 @@ client.base_url = "http://127.0.0.1:9/"
 [tables.points]
 source = "s"
 [tables.points.columns]
-observed = "@interval_middle"
+observed = "@interval_ends"
 member = "@key"
 fetched = { path = "@fetched_at", type = "timestamp" }
+id = "@id"
+kind = '["@type"]'
+when = { path = "@interval_end", type = "int", format = "%Y" }
 [pages.p.panels.m]
 kind = "map"
 sql = "SELECT 1 AS lon, 2 AS lat"
 colors = { ok = "#2e7d32", bad = "red", worse = "#12345" }
+[pages.p.panels.k]
+kind = "kpi"
+sql = "SELECT 1"
+y2 = ["x"]
+colors = { x = "#fff" }
+[pages.p.panels.l]
+kind = "line"
+sql = "SELECT 1 AS d, 'a' AS s, 2 AS v"
+series = "s"
+y2 = ["v"]
 "##;
     let got = errors(text, &[]);
     let messages: Vec<&str> = got.iter().map(|(_, _, m)| m.as_str()).collect();
     for wanted in [
-        "column `observed`: unknown response value \"@interval_middle\": use one of @interval_start, @interval_end, @fetched_at, @key",
+        "column `observed`: unknown response value \"@interval_ends\"; did you mean \"@interval_end\"? (a record field named \"@interval_ends\" is read with `[\"@interval_ends\"]`)",
+        "`format` of column `when` needs `type = \"date\"` or `\"timestamp\"`",
         "column `member`: `@key` is the member name of an `explode` over an object of objects, and table `points` has no `explode`",
         "colour \"red\" of `bad` is not `#rgb` or `#rrggbb`",
         "colour \"#12345\" of `worse` is not `#rgb` or `#rrggbb`",
+        "`y2` (a second axis) is for line, area and bar panels",
+        "`colors` is for line, area, bar and map panels",
+        "`y2` names columns, and with `series` the series are the values of a column",
     ] {
         assert!(
             messages.iter().any(|m| m.contains(wanted)),
             "no error containing {wanted:?} in {got:#?}"
         );
     }
-    assert_eq!(got.len(), 4, "{got:#?}");
+    assert_eq!(got.len(), 8, "{got:#?}");
 }

@@ -14,10 +14,12 @@
 //!   occupied (`Occupé (en charge)`) with a probability that follows the day (55 % at night,
 //!   30 % at midday, 42 % in the evening; 5 points lower on weekends) and the weather (rain
 //!   adds 8 points and 4 more per mm, up to 20; cold below 5 °C 5 points);
-//! - `Réservé`: 1 % of free blocks; else `Disponible`.
+//! - `Réservé`: 1 % of blocks (drawn from those not occupied); else `Disponible`.
 //!
-//! `last_updated` is when the current status began (looked back up to a day, in whole
-//! slots plus a fixed number of seconds per point).
+//! `last_updated` is when the current status began: each point's slots start at its own fixed
+//! second of the hour, so the same episode always shows the same `last_updated`; it is looked
+//! back up to 36 hours (longer than any maintenance episode); points being commissioned show
+//! a fixed day of October 2024.
 
 use std::collections::HashMap;
 
@@ -53,7 +55,12 @@ pub const STATUSES: &[&str] = &[
 ];
 
 const SLOT_SECONDS: i64 = 20 * 60;
-const LOOKBACK_SLOTS: i64 = 72;
+/// How far back `last_updated` looks for the start of a status: 36 hours, longer than any
+/// maintenance episode, so only the permanent status needs a fixed start.
+const LOOKBACK_SLOTS: i64 = 108;
+const COMMISSIONING: &str = "En cours de mise en service";
+/// 2024-10-01T00:00:00Z.
+const COMMISSIONING_SINCE: i64 = 1_727_740_800;
 
 /// One charging point (static data).
 #[derive(Debug, Clone, PartialEq)]
@@ -133,6 +140,7 @@ pub struct Belib {
     points: Vec<Point>,
     keys: Vec<u64>,
     weather: Weather,
+    paris: TimeZone,
 }
 
 /// Why a request has no answer: the HTTP status and Opendatasoft's error body.
@@ -189,6 +197,7 @@ impl Belib {
             points,
             keys,
             weather: Weather::new(seed),
+            paris: TimeZone::get("Europe/Paris").unwrap_or(TimeZone::UTC),
         }
     }
 
@@ -203,7 +212,7 @@ impl Belib {
     }
 
     fn occupancy(&self, at: Timestamp) -> f64 {
-        let paris = at.to_zoned(TimeZone::get("Europe/Paris").unwrap_or(TimeZone::UTC));
+        let paris = at.to_zoned(self.paris.clone());
         let base = match paris.hour() {
             0..=6 => 0.55,
             7..=9 => 0.40,
@@ -231,11 +240,13 @@ impl Belib {
         let key = self.keys[i];
         let seed = self.seed;
         if uniform(hash(&[seed, key, 0xc0])) < 0.01 {
-            return "En cours de mise en service";
+            return COMMISSIONING;
         }
         let t = slot * SLOT_SECONDS;
         let day = t.div_euclid(86_400);
-        for d in [day, day - 1] {
+        // An episode starts at any hour of its day and lasts up to 30 hours: one begun two
+        // days before can still run.
+        for d in [day, day - 1, day - 2] {
             let h = hash(&[seed, key, 0x3a1, d as u64]);
             if uniform(h) < 0.025 {
                 let start = d * 86_400 + (h % 24) as i64 * 3600;
@@ -270,20 +281,27 @@ impl Belib {
         }
     }
 
-    /// Point `i`'s status at `at` and when it began.
+    /// Point `i`'s status at `at` and when it began. Each point's 20-minute slots start at its
+    /// own offset into the hour, so a status begins at a fixed time whichever snapshot sees it.
     pub fn status(&self, i: usize, at: Timestamp) -> (&'static str, Timestamp) {
-        let slot = at.as_second().div_euclid(SLOT_SECONDS);
+        let offset = (self.keys[i] % SLOT_SECONDS as u64) as i64;
+        let slot = (at.as_second() - offset).div_euclid(SLOT_SECONDS);
         let status = self.status_in(i, slot);
+        if status == COMMISSIONING {
+            // Being commissioned for good: since a fixed day of October 2024.
+            let since = COMMISSIONING_SINCE + offset * 60;
+            return (
+                status,
+                Timestamp::from_second(since.min(at.as_second())).unwrap_or(Timestamp::UNIX_EPOCH),
+            );
+        }
         let mut first = slot;
         while slot - first < LOOKBACK_SLOTS && self.status_in(i, first - 1) == status {
             first -= 1;
         }
-        // A fixed offset into the slot, not past `at`.
-        let offset = (self.keys[i] % SLOT_SECONDS as u64) as i64;
-        let began = (first * SLOT_SECONDS + offset).min(at.as_second());
         (
             status,
-            Timestamp::from_second(began).unwrap_or(Timestamp::UNIX_EPOCH),
+            Timestamp::from_second(first * SLOT_SECONDS + offset).unwrap_or(Timestamp::UNIX_EPOCH),
         )
     }
 
@@ -377,13 +395,16 @@ impl Belib {
         let offset = number("offset", 0)?;
         if limit > MAX_LIMIT {
             return Err(invalid(format!(
-                "Invalid value for limit API parameter: {limit} was found but -1 <= limit <= {MAX_LIMIT} is expected."
+                "Invalid value for limit API parameter: {limit} was found but 0 <= limit <= {MAX_LIMIT} is expected."
             )));
         }
-        if offset + limit > RECORDS_CEILING {
+        if offset
+            .checked_add(limit)
+            .is_none_or(|end| end > RECORDS_CEILING)
+        {
             return Err(invalid(format!(
                 "Invalid value for limit and offset API parameters: the sum of offset and limit must be lower than or equal to {RECORDS_CEILING}, found {}. Use the exports endpoint to get more records.",
-                offset + limit
+                offset.saturating_add(limit)
             )));
         }
         let total = self.points.len();
@@ -438,8 +459,8 @@ impl Belib {
     }
 }
 
-/// `where`, `select`, `group_by`, `order_by` and `refine` are not simulated: refused, so that a
-/// project never reads the whole dataset believing it filtered.
+/// `where`, `select`, `group_by`, `order_by`, `refine`, `exclude` and `q` are not simulated:
+/// refused, so that a project never reads the whole dataset believing it filtered.
 fn refuse_unsupported(params: &HashMap<String, String>) -> Result<(), OdsError> {
     for name in [
         "where", "select", "group_by", "order_by", "refine", "exclude", "q",
@@ -535,9 +556,28 @@ mod tests {
         for i in 0..200 {
             let (status, since) = b.status(i, midday);
             assert!(since <= midday);
-            assert!(midday.as_second() - since.as_second() <= (LOOKBACK_SLOTS + 1) * SLOT_SECONDS);
+            if status != COMMISSIONING {
+                assert!(
+                    midday.as_second() - since.as_second() <= (LOOKBACK_SLOTS + 1) * SLOT_SECONDS
+                );
+            }
             assert_eq!(b.status(i, since).0, status, "point {i}");
         }
+        // An episode shows the same last_updated in every snapshot that sees it.
+        let later = midday + 1.hour();
+        for i in 0..b.points().len() {
+            let (s1, since1) = b.status(i, midday);
+            let (s2, since2) = b.status(i, later);
+            if since2 <= midday {
+                assert_eq!((s1, since1), (s2, since2), "point {i}");
+            }
+        }
+        let huge = b.records(
+            REALTIME,
+            &params(&[("limit", "1"), ("offset", "18446744073709551615")]),
+            midday,
+        );
+        assert_eq!(huge.unwrap_err().status, 400);
         // Statuses change through the day, so snapshots differ.
         let changed = (0..b.points().len())
             .filter(|i| b.status(*i, night).0 != b.status(*i, midday).0)

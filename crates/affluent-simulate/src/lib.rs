@@ -83,9 +83,11 @@ impl Control {
             Clock::Wall => Timestamp::now(),
             Clock::Fixed(t) => t,
             Clock::Accelerated { from, speed } => {
+                // Saturates: a clock run past the end of time stays there.
                 let elapsed = since.elapsed().as_secs_f64() * speed;
-                let span = jiff::SignedDuration::try_from_secs_f64(elapsed).unwrap_or_default();
-                from.checked_add(span).unwrap_or(from)
+                let span = jiff::SignedDuration::try_from_secs_f64(elapsed)
+                    .unwrap_or(jiff::SignedDuration::MAX);
+                from.checked_add(span).unwrap_or(Timestamp::MAX)
             }
         }
     }
@@ -397,9 +399,12 @@ fn json_status(status: u16, body: serde_json::Value) -> Response {
 
 /// Counts the request, injects its fault if it draws one, else answers from the Belib' model
 /// as of the server's clock.
+/// The answer is computed on a blocking thread: a large `--points` export takes a while.
 async fn belib_answer(
     app: &App,
-    answer: impl FnOnce(&Belib, Timestamp) -> Result<serde_json::Value, (u16, serde_json::Value)>,
+    answer: impl FnOnce(&Belib, Timestamp) -> Result<serde_json::Value, (u16, serde_json::Value)>
+    + Send
+    + 'static,
 ) -> Response {
     if let Some(fault) = fault(app).await {
         return fault;
@@ -407,9 +412,11 @@ async fn belib_answer(
     let Model::Belib(model) = &app.model else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    match answer(model, app.control.now()) {
-        Ok(v) => Json(v).into_response(),
-        Err((status, body)) => json_status(status, body),
+    let (model, now) = (model.clone(), app.control.now());
+    match tokio::task::spawn_blocking(move || answer(&model, now)).await {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err((status, body))) => json_status(status, body),
+        Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, format!("simulator: {e}")),
     }
 }
 
@@ -424,7 +431,7 @@ async fn ods_records(
     Path(dataset): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    belib_answer(&app, |b, now| ods(b.records(&dataset, &params, now))).await
+    belib_answer(&app, move |b, now| ods(b.records(&dataset, &params, now))).await
 }
 
 async fn ods_export(
@@ -432,14 +439,14 @@ async fn ods_export(
     Path(dataset): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    belib_answer(&app, |b, now| ods(b.export(&dataset, &params, now))).await
+    belib_answer(&app, move |b, now| ods(b.export(&dataset, &params, now))).await
 }
 
 async fn open_meteo(
     State(app): State<App>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    belib_answer(&app, |b, now| {
+    belib_answer(&app, move |b, now| {
         b.weather()
             .open_meteo(&params, now)
             .map_err(|reason| (400, serde_json::json!({ "error": true, "reason": reason })))
@@ -451,7 +458,7 @@ async fn infoclimat(
     State(app): State<App>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    belib_answer(&app, |b, now| {
+    belib_answer(&app, move |b, now| {
         b.weather()
             .infoclimat(&params, now)
             .map_err(|(state, message)| {

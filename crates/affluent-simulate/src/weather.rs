@@ -4,7 +4,7 @@
 //!
 //! The "truth" is a pure function of (seed, UTC hour): a seasonal mean (4.5 °C in mid-January,
 //! 20.5 °C in mid-July), a day-to-day anomaly interpolated through the day, a diurnal cycle
-//! (coolest at 05:00, warmest at 15:00 UTC), wet days (35 %, 45 % from October to March) with
+//! (coolest at 03:00, warmest at 15:00 UTC), wet days (35 %, 45 % from October to March) with
 //! rain in 3-hour spells (about 50 mm a month), and a daily wind. A forecast issued at time τ for a later hour is the
 //! truth plus an error that grows with the lead time (0.5 °C per day of lead for temperature);
 //! hours before τ are the truth, so `past_days` returns what happened.
@@ -93,7 +93,10 @@ impl Weather {
     fn truth_at(&self, hour: i64) -> Hour {
         let day = day_index(hour);
         let h = hour.rem_euclid(24) as f64;
-        let doy = (day.rem_euclid(365) as f64 + 0.5) / 365.0;
+        let doy = Timestamp::from_second(day * 86_400)
+            .map(|t| f64::from(t.to_zoned(TimeZone::UTC).day_of_year()) - 0.5)
+            .unwrap_or(0.0)
+            / 365.25;
         let seasonal = 12.5 - 8.0 * (2.0 * std::f64::consts::PI * (doy - 15.0 / 365.0)).cos();
         // The anomaly moves from one day's value to the next through the day.
         let frac = h / 24.0;
@@ -153,6 +156,18 @@ impl Weather {
             wind_gusts: round1(wind * 1.6),
             ..truth
         }
+    }
+
+    /// Rain of the `hours` hours before `t` (the hours ending at `t`), as forecast at `now`.
+    fn rain_before(&self, now: Timestamp, t: Timestamp, hours: i64) -> f64 {
+        round1(
+            (1..=hours)
+                .map(|k| {
+                    t.checked_sub(k.hours())
+                        .map_or(0.0, |h| self.forecast(now, h).rain)
+                })
+                .sum(),
+        )
     }
 
     /// Answers Open-Meteo's `GET /v1/forecast` as of `now`; `Err` is the API's 400 reason.
@@ -281,13 +296,10 @@ impl Weather {
             let mut values: Vec<Vec<Value>> = vec![Vec::new(); hourly.len()];
             while t < end {
                 times.push(stamp(t));
-                // An instant's value for temperature and the like; the sum of the step's hours
-                // for rain and precipitation.
-                let hours: Vec<Hour> = (0..step)
-                    .map(|k| self.forecast(now, t - (step - 1 - k).hours()))
-                    .collect();
-                let at = *hours.last().unwrap_or(&self.forecast(now, t));
-                let rain = round1(hours.iter().map(|h| h.rain).sum());
+                // An instant's value for temperature and the like; for rain and precipitation
+                // the sum over the preceding step (Open-Meteo's convention).
+                let at = self.forecast(now, t);
+                let rain = self.rain_before(now, t, step);
                 for (i, (name, _)) in hourly.iter().enumerate() {
                     values[i].push(json!(match name.as_str() {
                         "temperature_2m" => at.temperature,
@@ -386,11 +398,7 @@ impl Weather {
                 continue;
             };
             let f = self.forecast(now, t);
-            let rain: f64 = round1(
-                (0..3)
-                    .map(|j| self.forecast(now, t - (2 - j).hours()).rain)
-                    .sum(),
-            );
+            let rain = self.rain_before(now, t, 3);
             let kelvin = |c: f64| ((c + 273.15) * 10.0).round() / 10.0;
             body.insert(
                 t.to_zoned(TimeZone::UTC).strftime("%Y-%m-%d %H:%M:%S").to_string(),
@@ -531,15 +539,42 @@ mod tests {
         assert_eq!(body["utc_offset_seconds"], 3600);
         assert_eq!(body["daily"]["time"][0], "2025-11-23");
         assert_eq!(body["daily"]["time"].as_array().unwrap().len(), 8);
-        // A 3-hour step's rain is the sum of its hours; a day's is the sum of its 24.
-        let day_rain: f64 = body["daily"]["rain_sum"][0].as_f64().unwrap();
-        let steps_rain: f64 = (0..8)
-            .map(|i| body["hourly"]["rain"][i].as_f64().unwrap())
-            .sum();
-        assert!(
-            (day_rain - steps_rain).abs() < 0.05 + 0.05 * 8.0,
-            "{day_rain} vs {steps_rain}"
-        );
+        // A 3-hour step's rain is that of the 3 hours before it (as the hourly answer gives
+        // them: each hour's value is the hour before it), and a day's the sum of its steps
+        // ending from 03:00 to the next midnight.
+        let hourly = w
+            .open_meteo(
+                &params(&[
+                    ("latitude", "48.8566"),
+                    ("longitude", "2.3522"),
+                    ("hourly", "rain"),
+                    ("timezone", "Europe/Paris"),
+                    ("past_days", "1"),
+                ]),
+                now,
+            )
+            .unwrap();
+        let step = |j: usize| body["hourly"]["rain"][j].as_f64().unwrap();
+        let hour = |j: usize| hourly["hourly"]["rain"][j].as_f64().unwrap();
+        let mut wet = 0;
+        for j in 1..64 {
+            let sum = hour(3 * j) + hour(3 * j - 1) + hour(3 * j - 2);
+            assert!(
+                (step(j) - sum).abs() < 0.151,
+                "step {j}: {} vs {sum}",
+                step(j)
+            );
+            wet += usize::from(step(j) > 0.0);
+        }
+        assert!(wet >= 3, "only {wet} wet steps: choose a wetter week");
+        for d in 0..7 {
+            let day_rain = body["daily"]["rain_sum"][d].as_f64().unwrap();
+            let steps: f64 = (1..=8).map(|k| step(8 * d + k)).sum();
+            assert!(
+                (day_rain - steps).abs() < 0.41,
+                "day {d}: {day_rain} vs {steps}"
+            );
+        }
         let unix = w
             .open_meteo(
                 &params(&[

@@ -28,7 +28,11 @@ import tempfile
 import venv
 
 DUCKDB = "1.3.2"
-UNTIL = "2025-03-10T00:00:00Z"
+# A week across the change to summer time (30 March 2025), ending at Paris midnight: hourly
+# snapshots from 2025-03-25 00:00 to 2025-04-01 00:00, Paris time (23 on 30 March).
+UNTIL = "2025-04-01"
+FIRST_SNAPSHOT = "2025-03-24T23:00:00Z"
+AFTER_LAST_SNAPSHOT = "2025-03-31T23:00:00Z"
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLE = os.path.dirname(HERE)
 ROOT = os.path.dirname(os.path.dirname(EXAMPLE))
@@ -113,7 +117,7 @@ def main() -> int:
                  "--out", files[table]])
         truth = os.path.join(tmp, "truth.jsonl")
         run([affluent, "simulate", "belib", "--export-truth", truth,
-             "--from", "2025-03-03T01:00:00Z", "--to", "2025-03-10T01:00:00Z"])
+             "--from", FIRST_SNAPSHOT, "--to", AFTER_LAST_SNAPSHOT])
 
         db = duckdb.connect()
         db.execute("SET TimeZone = 'UTC'")
@@ -140,7 +144,8 @@ def main() -> int:
         missing, = db.execute("""
             SELECT count(*) FROM truth t LEFT JOIN belib_status s
               ON s.id_pdc = t.id_pdc AND s.observed_at = t.observed_at
-            WHERE s.id_pdc IS NULL OR s.status <> t.status OR s.last_updated <> t.last_updated
+            WHERE s.id_pdc IS NULL OR s.status IS DISTINCT FROM t.status
+               OR s.last_updated IS DISTINCT FROM t.last_updated
                OR s.arrondissement IS DISTINCT FROM t.arrondissement""").fetchone()
         extra, = db.execute("""
             SELECT count(*) FROM belib_status s LEFT JOIN truth t
@@ -169,11 +174,15 @@ def main() -> int:
             w AS (
               SELECT CAST(timezone('Europe/Paris', time) AS DATE) AS date,
                      min(temperature) AS temp_min, max(temperature) AS temp_max,
-                     round(sum(rain), 1) AS rain_mm, round(avg(wind_speed), 1) AS wind_avg,
-                     max(wind_speed) AS wind_max
+                     round(avg(wind_speed), 1) AS wind_avg, max(wind_speed) AS wind_max
+              FROM weather_3h GROUP BY ALL),
+            -- Rain of a step: the 3 hours before it, counted for the day they began in.
+            r AS (
+              SELECT CAST(timezone('Europe/Paris', time - INTERVAL 3 HOUR) AS DATE) AS date,
+                     round(sum(rain), 1) AS rain_mm
               FROM weather_3h GROUP BY ALL)
-            SELECT b.*, w.temp_min, w.temp_max, w.rain_mm, w.wind_avg, w.wind_max
-            FROM b LEFT JOIN w USING (date)
+            SELECT b.*, w.temp_min, w.temp_max, r.rain_mm, w.wind_avg, w.wind_max
+            FROM b LEFT JOIN w USING (date) LEFT JOIN r USING (date)
             ORDER BY date, arrondissement
         """)
         columns = [d[0] for d in expected.description]
@@ -215,7 +224,12 @@ def main() -> int:
         with_weather = sum(1 for w in want if w[columns.index("temp_max")] is not None)
         days = len({w[0] for w in want})
         print(f"{days} days, {with_weather} rows with the day's weather; largest float difference {worst:.3g}")
-        if days < 7 or with_weather == 0:
+        dst = db.execute("""SELECT count(DISTINCT observed_at) FROM belib_status
+                             WHERE CAST(timezone('Europe/Paris', observed_at) AS DATE) = DATE '2025-03-30'""").fetchone()[0]
+        print(f"30 March 2025 (23 hours in Paris): {dst} snapshots")
+        if dst != 23:
+            failures.append(f"30 March 2025 has {dst} snapshots, not 23")
+        if days != 8 or with_weather == 0:
             failures.append(f"too little to compare: {days} days, {with_weather} rows joined")
         for f in failures[:20]:
             print("MISMATCH:", f)

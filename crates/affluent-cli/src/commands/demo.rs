@@ -334,50 +334,54 @@ async fn belib(dir: &Path, args: &Args) -> Result<ExitCode> {
     dashboard.banner();
 
     // A snapshot API has no past to fetch: the history is the simulator's answers with its
-    // clock at each hour, landed as the hourly runs would have landed them.
+    // clock at the end of each interval the sources' schedules cut, landed in time order as
+    // their runs would have landed them.
     let warehouse = &runtime.warehouse;
-    let sources: Vec<&str> = ["belib_points", "belib_realtime", "weather", "infoclimat"]
-        .into_iter()
-        .filter(|s| warehouse.project().sources.contains_key(*s))
-        .collect();
-    eprintln!("landing {weeks} week(s) of hourly snapshots: {from} .. {to}");
-    let mut hour = from;
+    let mut runs: Vec<(Timestamp, String, affluent_core::Interval)> = Vec::new();
+    for task in affluent_pipeline::tasks(warehouse, Timestamp::now())? {
+        let (true, Some(schedule)) = (task.id.is_source(), &task.schedule) else {
+            continue;
+        };
+        let mut intervals = schedule.intervals(from, to);
+        // A daily source whose first interval ends after the history: its latest before it.
+        if intervals.is_empty() {
+            intervals.extend(schedule.last_complete(from));
+        }
+        for interval in intervals {
+            runs.push((interval.end, task.id.name.clone(), interval));
+        }
+    }
+    runs.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    let sources: std::collections::BTreeSet<String> =
+        runs.iter().map(|(_, s, _)| s.clone()).collect();
+    eprintln!(
+        "landing {weeks} week(s) of snapshots, {} runs of {}: {from} .. {to}",
+        runs.len(),
+        sources.iter().cloned().collect::<Vec<_>>().join(", ")
+    );
     let mut requests = 0;
-    while hour < to {
-        let end = hour + 1.hour();
-        simulator.set_time(end);
-        for source in &sources {
-            let every = match *source {
-                "belib_realtime" => 1,
-                "belib_points" => 24,
-                _ => 3,
-            };
-            let first = end == from + 1.hour();
-            let hours_since = end.as_second().div_euclid(3600);
-            if !first && hours_since % every != 0 {
-                continue;
-            }
-            let interval = affluent_core::Interval::new(end - every.hours(), end)
-                .map_err(anyhow::Error::msg)?;
-            let summary = warehouse
-                .connectors()
-                .ingest(
-                    source,
-                    &IngestOptions {
-                        interval: Some(interval),
-                        observer: None,
-                    },
-                )
-                .await?;
-            requests += summary.requests;
-            if !summary.errors.is_empty() {
-                bail!("{source} at {end}: {}", summary.errors.join("; "));
-            }
+    let mut day = None;
+    for (end, source, interval) in &runs {
+        simulator.set_time(*end);
+        let summary = warehouse
+            .connectors()
+            .ingest(
+                source,
+                &IngestOptions {
+                    interval: Some(*interval),
+                    observer: None,
+                },
+            )
+            .await?;
+        requests += summary.requests;
+        if !summary.errors.is_empty() {
+            bail!("{source} at {end}: {}", summary.errors.join("; "));
         }
-        if end.as_second() % 86_400 == 0 {
-            eprintln!("  {} landed ({requests} requests)", end);
+        let today = end.to_zoned(warehouse.project().timezone.clone()).date();
+        if day.is_some_and(|d| d != today) {
+            eprintln!("  {end} landed ({requests} requests)");
         }
-        hour = end;
+        day = Some(today);
     }
     let mut changed = Vec::new();
     for source in &sources {

@@ -162,10 +162,10 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             if let Some(at) = &at {
                 let from = parse_time(at, &tz).with_context(|| format!("--at {at:?}"))?;
                 options.clock = match speed {
-                    Some(speed) if speed > 0.0 => {
+                    Some(speed) if speed.is_finite() && speed > 0.0 => {
                         affluent_simulate::Clock::Accelerated { from, speed }
                     }
-                    Some(speed) => bail!("--speed must be positive, got {speed}"),
+                    Some(speed) => bail!("--speed must be a positive number, got {speed}"),
                     None => affluent_simulate::Clock::Fixed(from),
                 };
             }

@@ -43,6 +43,8 @@ pub struct Paginator {
     config: PaginatorConfig,
     page: i64,
     offset: u64,
+    /// Why paging stopped short of what the response announced, if it did.
+    capped: Option<String>,
 }
 
 /// A configured path, or its default.
@@ -66,6 +68,7 @@ impl Paginator {
             config,
             page: 0,
             offset: 0,
+            capped: None,
         };
         match &p.config {
             PaginatorConfig::PageNumber {
@@ -93,6 +96,12 @@ impl Paginator {
             _ => {}
         }
         p
+    }
+
+    /// Why paging stopped before the end the response announced (`maximum_offset`,
+    /// `maximum_page`), if it did: records were left behind.
+    pub fn capped(&self) -> Option<&str> {
+        self.capped.as_deref()
     }
 
     /// Moves `request` to the next page; `false` when there is none.
@@ -123,7 +132,18 @@ impl Paginator {
                 {
                     return false;
                 }
-                if maximum_page.is_some_and(|max| self.page >= max) {
+                if let Some(max) = maximum_page.filter(|max| self.page >= *max) {
+                    let announced = total_path
+                        .as_ref()
+                        .and_then(|p| as_u64(doc.get(p.path()).as_ref()));
+                    self.capped = Some(match announced {
+                        Some(total) => format!(
+                            "stopped at maximum_page = {max} although {total} pages are announced: the pages after it were not fetched"
+                        ),
+                        None => format!(
+                            "stopped at maximum_page = {max}: any page after it was not fetched"
+                        ),
+                    });
                     return false;
                 }
                 self.page += 1;
@@ -145,15 +165,26 @@ impl Paginator {
                     return false;
                 }
                 let next = self.offset + limit;
-                match total_path
+                let total = total_path
                     .as_ref()
-                    .and_then(|p| as_u64(doc.get(p.path()).as_ref()))
-                {
+                    .and_then(|p| as_u64(doc.get(p.path()).as_ref()));
+                match total {
                     Some(total) if next >= total => return false,
                     None if (records as u64) < *limit => return false,
                     _ => {}
                 }
-                if maximum_offset.is_some_and(|max| next >= max) {
+                if let Some(max) = maximum_offset.filter(|max| next >= *max) {
+                    // Opendatasoft's `/records` stops at offset + limit = 10,000: what lies
+                    // beyond needs its `/exports` endpoint or narrower requests.
+                    self.capped = Some(match total {
+                        Some(total) => format!(
+                            "stopped at maximum_offset = {max} although {total} records are announced: {} records were not fetched; use the API's export endpoint or split the requests",
+                            total.saturating_sub(next)
+                        ),
+                        None => format!(
+                            "stopped at maximum_offset = {max}: any record after it was not fetched"
+                        ),
+                    });
                     return false;
                 }
                 self.offset = next;

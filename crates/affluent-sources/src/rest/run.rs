@@ -470,6 +470,9 @@ impl RestRun<'_> {
             previous_hash = Some(hash);
             page += 1;
             if !paginator.advance(&mut page_request, &selected, &response.headers, n) {
+                if let Some(why) = paginator.capped() {
+                    self.warn(format!("{shown_url}: {why}"));
+                }
                 break;
             }
             if page >= max_pages {

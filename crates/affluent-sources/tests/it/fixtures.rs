@@ -169,6 +169,56 @@ endpoint.paginator = {{ type = "offset", limit = 500, total_path = "total_count"
 }
 
 #[tokio::test]
+async fn opendatasoft_ceiling_is_a_warning_not_a_silent_cut() {
+    // 12,000 records; like Opendatasoft, offset + limit past 10,000 is refused.
+    let rows: Vec<serde_json::Value> = (0..12_000).map(|i| json!({ "id": i })).collect();
+    let (addr, log) = serve(Arc::new(move |hit: &Hit| {
+        let limit: usize = hit.query["limit"].parse().unwrap();
+        let offset: usize = hit.query["offset"].parse().unwrap();
+        if offset + limit > 10_000 {
+            return json(
+                400,
+                &json!({"error_code": "InvalidRESTParameterError", "message": "the sum of offset and limit must be lower than or equal to 10000; use the exports endpoint"}),
+            );
+        }
+        json(
+            200,
+            &json!({"total_count": rows.len(), "results": page_of(&rows, offset, limit)}),
+        )
+    }))
+    .await;
+    let source = |maximum: &str| {
+        format!(
+            "[sources.points]\ntype = \"rest\"\nclient.base_url = \"http://{addr}/records\"\nendpoint.data_selector = \"results\"\nendpoint.paginator = {{ type = \"offset\", limit = 100, total_path = \"total_count\"{maximum} }}\n"
+        )
+    };
+    let (_dir, capped) = project(&source(", maximum_offset = 10000"), &[]);
+    let (_c, s) = ingest(capped, "points").await;
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    assert_eq!((s.records, s.requests), (10_000, 100));
+    assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+    assert!(
+        s.warnings[0].contains(
+            "stopped at maximum_offset = 10000 although 12000 records are announced: 2000 records were not fetched"
+        ),
+        "{:?}",
+        s.warnings
+    );
+    assert_eq!(log.hits().last().unwrap().query["offset"], "9900");
+    // Without the cap, the API's refusal is the run's error, with its message.
+    let (_dir2, uncapped) = project(&source(""), &[]);
+    let (_c, s) = ingest(uncapped, "points").await;
+    assert_eq!(s.records, 10_000);
+    assert!(
+        s.errors
+            .iter()
+            .any(|e| e.contains("HTTP 400") && e.contains("use the exports endpoint")),
+        "{:?}",
+        s.errors
+    );
+}
+
+#[tokio::test]
 async fn belib_cursor_pages() {
     let rows = fixture_json(
         "opendatasoft/v2.1-exports-json_belib-STATIC-points-de-recharge_1937_2024-10_Thevinunt.json",
