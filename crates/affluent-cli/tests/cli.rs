@@ -12,6 +12,8 @@ mod alerts;
 mod layers;
 #[path = "cli/ml.rs"]
 mod ml;
+#[path = "cli/objects.rs"]
+mod objects;
 #[path = "cli/scheduler.rs"]
 mod scheduler;
 #[path = "cli/secrets.rs"]
@@ -357,6 +359,18 @@ fn entry_files(project: &Path) -> std::collections::BTreeMap<String, String> {
 /// duplicate key; a final load leaves every row exactly once.
 #[test]
 fn a_load_killed_at_any_point_never_loses_or_duplicates_a_row() {
+    load_killed_anywhere(None);
+}
+
+/// The same with the tables on an S3-compatible store (moto): a kill between the object
+/// store's writes (data files, then the commit's conditional put) neither loses nor doubles.
+#[test]
+fn a_load_killed_at_any_point_on_s3_never_loses_or_duplicates_a_row() {
+    let s3 = objects::S3::start();
+    load_killed_anywhere(Some(&s3));
+}
+
+fn load_killed_anywhere(s3: Option<&objects::S3>) {
     let dir = tempfile::tempdir().unwrap();
     let project = dir.path().join("p");
     footfall_project(&project);
@@ -378,6 +392,9 @@ fn a_load_killed_at_any_point_never_loses_or_duplicates_a_row() {
             .collect();
     assert_eq!(rows_of_file.len(), 3, "{rows_of_file:?}");
     let distinct_keys = query(&reference, "SELECT count(*) AS n FROM latest");
+    if let Some(s3) = s3 {
+        s3.attach(&project, "crash");
+    }
 
     // Each entry's rows: all of its file's rows, or none.
     let check = |when: &str| {

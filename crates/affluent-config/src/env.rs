@@ -41,6 +41,17 @@ impl Environment {
         self
     }
 
+    /// Every variable whose name starts with `prefix`: process first, then `.env`.
+    pub fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> {
+        let mut seen = std::collections::BTreeMap::new();
+        for (k, v) in self.dotenv.iter().chain(self.process.iter()) {
+            if k.starts_with(prefix) {
+                seen.insert(k.as_str(), v.as_str());
+            }
+        }
+        seen.into_iter()
+    }
+
     /// Looks a variable up: process first, then `.env`.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.process

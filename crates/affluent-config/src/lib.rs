@@ -15,6 +15,7 @@ mod scheduler;
 pub mod schema;
 mod sinks;
 mod sources;
+pub mod storage;
 mod tables;
 mod validate;
 pub mod values;
@@ -51,6 +52,8 @@ pub struct Project {
     pub timezone: TimeZone,
     /// Where landing, state and tables live.
     pub data_dir: PathBuf,
+    /// Where the tables, models and system tables live (`tables_location`, `location`).
+    pub storage: storage::Storage,
     /// Rate limits per host.
     pub hosts: BTreeMap<String, RateLimitConfig>,
     /// How long landed responses are kept once loaded (`[landing] retention`).
@@ -321,6 +324,17 @@ pub fn load_str_for(
     ml::check(&mut reporter, &settings, &root_for_spans);
     sinks::check(&mut reporter, &settings, &root_for_spans, &redactor);
 
+    let data_dir = project_dir.join(settings.data_dir.as_deref().unwrap_or(".affluent"));
+    let storage = storage::build(
+        &mut reporter,
+        project_dir,
+        &data_dir,
+        &settings,
+        env,
+        &redactor,
+        &root_for_spans,
+    );
+
     if !reporter.diagnostics.is_empty() {
         return Err(LoadError::Invalid(ConfigErrors(reporter.diagnostics)));
     }
@@ -329,7 +343,6 @@ pub fn load_str_for(
         .map(|(name, errors)| (name, ConfigErrors(errors)))
         .collect();
 
-    let data_dir = project_dir.join(settings.data_dir.as_deref().unwrap_or(".affluent"));
     let name = settings.name.clone().unwrap_or_else(|| {
         std::fs::canonicalize(project_dir)
             .ok()
@@ -342,6 +355,7 @@ pub fn load_str_for(
         name,
         timezone,
         data_dir,
+        storage,
         hosts: settings.hosts,
         landing_retention,
         sources,

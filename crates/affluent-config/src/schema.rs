@@ -31,8 +31,13 @@ pub struct ProjectSettings {
     pub name: Option<String>,
     /// IANA time zone of schedules, data intervals and templates (default `UTC`).
     pub timezone: Option<ConfigTimeZone>,
-    /// Where landing, state and tables live, relative to the project directory (default `.affluent`).
+    /// Where landing, state and tables live, relative to the project directory (default
+    /// `.affluent`). A local folder: the landing zone and the state need a local disk.
     pub data_dir: Option<String>,
+    /// Where tables and models live instead of `DATA_DIR/tables`: a folder, or an S3-compatible
+    /// object store as `s3://bucket/prefix` (each table at `prefix/NAME`; credentials and
+    /// endpoint from the `AWS_*` variables of the environment or `.env`).
+    pub tables_location: Option<String>,
     /// Rate limits per host, shared by every source calling that host: `[hosts."api.example.com"]`.
     #[serde(default)]
     pub hosts: BTreeMap<String, RateLimitConfig>,

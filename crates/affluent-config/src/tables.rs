@@ -43,6 +43,9 @@ pub struct TableConfig {
     /// text; new fields become new nullable columns.
     #[serde(default)]
     pub columns: indexmap::IndexMap<String, ColumnSpec>,
+    /// Where this table lives, instead of under `tables_location`: a folder or
+    /// `s3://bucket/prefix`.
+    pub location: Option<String>,
 }
 
 /// What a column path starting with `@` reads: the response's, not the record's.
@@ -221,6 +224,9 @@ pub struct ModelConfig {
     /// Key of `merge` models.
     #[serde(default)]
     pub primary_key: Vec<String>,
+    /// Where this model lives, instead of under `tables_location`: a folder or
+    /// `s3://bucket/prefix`.
+    pub location: Option<String>,
 }
 
 /// How a model is written.

@@ -456,3 +456,53 @@ y2 = ["v"]
     }
     assert_eq!(got.len(), 8, "{got:#?}");
 }
+
+#[test]
+fn table_locations_are_folders_or_s3_and_credentials_stay_secret() {
+    let text = r#"data_dir = "s3://lake/project"
+tables_location = "gs://lake/tables"
+[sources.s]
+type = "csv"
+path = "*.csv"
+[tables.a]
+source = "s"
+location = "s3://lake/shared"
+[tables.b]
+source = "s"
+location = "s3://lake/shared/"
+[models.m]
+sql = "SELECT 1"
+location = "s3:///nobucket"
+"#;
+    let errs = errors(text, &[]);
+    assert_eq!(errs.len(), 4, "{errs:#?}");
+    assert_eq!(errs[0].0, 1);
+    assert!(
+        errs[0]
+            .2
+            .contains("tables_location = \"s3://lake/project\"")
+    );
+    assert_eq!(errs[1].0, 2);
+    assert!(errs[1].2.contains("s3://bucket/prefix"));
+    assert!(
+        errs.iter()
+            .any(|e| e.0 == 11 && e.2.contains("same location"))
+    );
+    assert!(errs.iter().any(|e| e.0 == 14 && e.2.contains("no bucket")));
+
+    let text = "tables_location = \"s3://lake/p\"\n[sources.s]\ntype = \"csv\"\npath = \"*.csv\"\n[tables.t]\nsource = \"s\"\n";
+    let env = Environment::from_map(BTreeMap::from([
+        ("AWS_ACCESS_KEY_ID".to_string(), "id".to_string()),
+        (
+            "AWS_SECRET_ACCESS_KEY".to_string(),
+            "s3cr3t-value".to_string(),
+        ),
+        ("HOME".to_string(), "/root".to_string()),
+    ]));
+    let project = load_str(Path::new("/p"), Path::new("affluent.toml"), text, &env).unwrap();
+    assert_eq!(project.storage.location("t").to_string(), "s3://lake/p/t/");
+    let keys: Vec<&String> = project.storage.s3.0.keys().collect();
+    assert_eq!(keys, ["aws_access_key_id", "aws_secret_access_key"]);
+    assert!(!format!("{project:?}").contains("s3cr3t-value"));
+    assert_eq!(project.redactor.redact("x s3cr3t-value"), "x ***");
+}

@@ -59,15 +59,27 @@ impl Warehouse {
         // instead: few are current, and the replaced ones wait on disk for their vacuum.
         let current = data_files(&table, name)?;
         if current < threshold {
-            let left = parquet_on_disk(&self.table_dir(name)).saturating_sub(current);
-            if left >= threshold && vacuum_due(&self.table_dir(name), self.vacuum_after()) {
+            let left = self
+                .stored_parquet(name, &table)
+                .await
+                .saturating_sub(current);
+            if left >= threshold && vacuum_due(name, self.vacuum_after()) {
                 let (table, deleted) = self.vacuum(name, table).await?;
                 tracing::debug!(table = name, deleted, "replaced files deleted");
                 return Ok((table, None));
             }
             return Ok((table, None));
         }
-        let report = self.compact_locked(name, table).await?;
+        let report = match self.compact_locked(name, table).await {
+            Err(TableError::Busy(holder)) => {
+                tracing::info!(table = name, "not compacting now: {holder}");
+                let table = self.open(name).await?.ok_or_else(|| {
+                    TableError::Invalid(format!("table `{name}` vanished while compacting"))
+                })?;
+                return Ok((table, None));
+            }
+            other => other?,
+        };
         tracing::info!(
             table = name,
             files_before = report.files_before,
@@ -102,7 +114,32 @@ impl Warehouse {
         }
     }
 
+    /// Compacts (the table's lock held). On an object store, under the table's compaction
+    /// lease, over the table as it is once the lease is held.
     async fn compact_locked(
+        &self,
+        name: &str,
+        table: DeltaTable,
+    ) -> Result<CompactReport, TableError> {
+        let lease = self
+            .compaction_lease(name, &table)
+            .await
+            .map_err(TableError::Busy)?;
+        let Some(lease) = lease else {
+            return self.compact_now(name, table).await;
+        };
+        let result = match self.open(name).await {
+            Ok(Some(table)) => self.compact_now(name, table).await,
+            Ok(None) => Err(TableError::Invalid(format!(
+                "table `{name}` vanished while compacting"
+            ))),
+            Err(e) => Err(e),
+        };
+        lease.release().await;
+        result
+    }
+
+    async fn compact_now(
         &self,
         name: &str,
         table: DeltaTable,
@@ -140,7 +177,7 @@ impl Warehouse {
     ) -> Result<(DeltaTable, usize), TableError> {
         let retention =
             chrono::Duration::from_std(self.vacuum_after()).unwrap_or(chrono::Duration::MAX);
-        vacuumed_now(&self.table_dir(name));
+        vacuumed_now(name);
         let (table, vacuumed) = table
             .vacuum()
             .with_retention_period(retention)
@@ -158,15 +195,16 @@ impl Warehouse {
     pub async fn tidy(&self) -> Result<usize, TableError> {
         let mut deleted = 0;
         for name in self.names() {
-            let dir = self.table_dir(&name);
-            if parquet_on_disk(&dir) == 0 {
+            if let Some(dir) = self.table_dir(&name)
+                && parquet_on_disk(&dir) == 0
+            {
                 continue;
             }
             let _lock = self.lock_table(&name)?;
             let Some(table) = self.open(&name).await? else {
                 continue;
             };
-            if parquet_on_disk(&dir) > data_files(&table, &name)? {
+            if self.stored_parquet(&name, &table).await > data_files(&table, &name)? {
                 deleted += self.vacuum(&name, table).await?.1;
             }
         }
@@ -175,32 +213,31 @@ impl Warehouse {
 }
 
 /// When each table was last vacuumed by this process.
-fn vacuums()
--> &'static std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, std::time::Instant>> {
+fn vacuums() -> &'static std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>> {
     static LAST: std::sync::OnceLock<
-        std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, std::time::Instant>>,
+        std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     > = std::sync::OnceLock::new();
     LAST.get_or_init(Default::default)
 }
 
-fn vacuumed_now(dir: &std::path::Path) {
+fn vacuumed_now(name: &str) {
     vacuums()
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .insert(dir.to_path_buf(), std::time::Instant::now());
+        .insert(name.to_string(), std::time::Instant::now());
 }
 
 /// Whether this process last vacuumed the table `every` ago or more (or never).
-fn vacuum_due(dir: &std::path::Path, every: std::time::Duration) -> bool {
+fn vacuum_due(name: &str, every: std::time::Duration) -> bool {
     vacuums()
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .get(dir)
+        .get(name)
         .is_none_or(|at| at.elapsed() >= every)
 }
 
 /// Parquet files under a table's folder (partitions included), current or not.
-fn parquet_on_disk(dir: &std::path::Path) -> usize {
+pub(crate) fn parquet_on_disk(dir: &std::path::Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };

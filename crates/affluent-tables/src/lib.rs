@@ -2,8 +2,9 @@
 //! zone ([`load`]), SQL models on DataFusion run in dependency order ([`models`]), read-only
 //! queries and exports ([`query`]).
 //!
-//! Tables are plain Delta tables under `DATA_DIR/tables/NAME`: DuckDB, Polars, pandas and Spark
-//! read them. Records reach a table from landing only ([`affluent_sources::Connectors::records_of`]),
+//! Tables are plain Delta tables under `DATA_DIR/tables/NAME`, or wherever `tables_location` and
+//! `location` put them, S3-compatible object stores included ([`storage`]): DuckDB, Polars,
+//! pandas and Spark read them. Records reach a table from landing only ([`affluent_sources::Connectors::records_of`]),
 //! never from the network, so any table can be rebuilt with [`Warehouse::load_source`] over [`LoadScope::Replay`].
 //!
 //! This crate is the only one that knows DataFusion and deltalake; it knows nothing of HTTP or
@@ -18,6 +19,7 @@ pub mod models;
 pub mod parts;
 pub mod query;
 pub mod reader;
+pub mod storage;
 pub mod system;
 pub mod udf;
 
@@ -81,6 +83,9 @@ pub enum TableError {
         /// The cause.
         source: std::io::Error,
     },
+    /// Another writer is compacting the table (a table on an object store, shared).
+    #[error("{0}; try again later")]
+    Busy(String),
     /// A query ran past its time limit (`[query] timeout`, `model_timeout`) and was stopped.
     #[error(
         "{what} stopped after {}, the limit of `{key}` in [query] of affluent.toml: make it cheaper (filter or aggregate earlier) or raise `{key}`",
@@ -144,6 +149,21 @@ impl TableError {
         )
     }
 
+    /// Whether a commit failed because another writer's commit, made meanwhile, conflicts
+    /// with it: the table is as before, and the write can be made again over its new state.
+    pub fn is_commit_conflict(&self) -> bool {
+        use deltalake::kernel::transaction::TransactionError;
+        matches!(
+            self,
+            TableError::Delta { source, .. } if matches!(
+                source.as_ref(),
+                deltalake::DeltaTableError::Transaction {
+                    source: TransactionError::CommitConflict(_) | TransactionError::MaxCommitAttempts(_)
+                }
+            )
+        )
+    }
+
     pub(crate) fn delta(table: &str) -> impl FnOnce(deltalake::DeltaTableError) -> TableError + '_ {
         move |source| TableError::Delta {
             table: table.to_string(),
@@ -176,6 +196,8 @@ pub struct Warehouse {
     runtimes: Arc<Runtimes>,
     /// Per table: the committed loads read so far and the landing entries they took.
     ledgers: Arc<std::sync::Mutex<LedgerCache>>,
+    /// Per table on an object store: its store and the latest version listed.
+    remote: Arc<storage::RemoteLogs>,
 }
 
 /// Per table: how many committed loads were read, and the landing entries they took.
@@ -204,6 +226,7 @@ impl Warehouse {
             connectors,
             runtimes: Arc::default(),
             ledgers: Arc::default(),
+            remote: Arc::default(),
         }
     }
 
@@ -249,14 +272,24 @@ impl Warehouse {
         &self.connectors
     }
 
-    /// Where tables and models live: `DATA_DIR/tables`.
+    /// The local folder tables and models go under (`DATA_DIR/tables`, or `tables_location`
+    /// when it is a folder); `DATA_DIR/tables` when they are on an object store.
     pub fn tables_dir(&self) -> PathBuf {
-        self.project().data_dir.join("tables")
+        match &self.project().storage.root {
+            affluent_config::storage::TableLocation::Local(dir) => dir.clone(),
+            affluent_config::storage::TableLocation::S3(_) => {
+                self.project().data_dir.join("tables")
+            }
+        }
     }
 
-    /// The folder of one table or model.
-    pub fn table_dir(&self, name: &str) -> PathBuf {
-        self.tables_dir().join(name)
+    /// The folder of one table or model; `None` when it is on an object store
+    /// ([`Warehouse::location`]).
+    pub fn table_dir(&self, name: &str) -> Option<PathBuf> {
+        match self.location(name) {
+            affluent_config::storage::TableLocation::Local(dir) => Some(dir),
+            affluent_config::storage::TableLocation::S3(_) => None,
+        }
     }
 
     /// Every table and model name, tables first, then the tables affluent writes itself
@@ -273,13 +306,12 @@ impl Warehouse {
 
     /// Opens a table or model by name; `Ok(None)` when it was never written.
     pub async fn open(&self, name: &str) -> Result<Option<DeltaTable>, TableError> {
-        let dir = self.table_dir(name);
-        if !dir.join("_delta_log").is_dir() {
+        if let Some(dir) = self.table_dir(name)
+            && !dir.join("_delta_log").is_dir()
+        {
             return Ok(None);
         }
-        let table = DeltaTable::try_from_url(table_url(&dir)?)
-            .await
-            .map_err(TableError::delta(name))?;
+        let table = self.delta_table(name).await?;
         Ok(table.version().is_some().then_some(table))
     }
 

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::mapping::{ENTRY_COLUMN, EntryContext, Mapper};
 use crate::parts::{Part, unify};
-use crate::{TableError, Warehouse, table_url};
+use crate::{TableError, Warehouse};
 
 /// The application id of load transactions in the Delta log.
 pub const LOAD_APP_ID: &str = "affluent-load";
@@ -34,6 +34,9 @@ pub const LOAD_APP_ID: &str = "affluent-load";
 /// Records per commit at most (a load of many entries is split into several commits; one entry
 /// is never split).
 const MAX_RECORDS_PER_COMMIT: usize = 500_000;
+
+/// Times a load's commit is written again after it conflicted with another writer's.
+const COMMIT_CONFLICT_RETRIES: u32 = 5;
 
 /// Records parsed and mapped at a time: what a load holds as JSON values.
 const MAP_CHUNK: usize = 16_384;
@@ -161,7 +164,7 @@ impl Warehouse {
     /// The entries the committed loads of a table took.
     pub async fn loaded_entries(&self, table: &str) -> Result<HashSet<String>, TableError> {
         let committed = match self.open(table).await? {
-            Some(t) => committed_load(&t, table).await?,
+            Some(t) => committed_load(&t, table, &self.load_app(table)?).await?,
             None => 0,
         };
         Ok(self.ledger_entries(table, committed)?.as_ref().clone())
@@ -275,7 +278,7 @@ impl Warehouse {
         let _lock = self.lock_table(name)?;
         let table = self.open(name).await?;
         let committed = match &table {
-            Some(t) => committed_load(t, name).await?,
+            Some(t) => committed_load(t, name, &self.load_app(name)?).await?,
             None => 0,
         };
         let loaded = self.ledger_entries(name, committed)?;
@@ -495,7 +498,7 @@ impl Warehouse {
         failpoint("load:after_ledger");
 
         let commit = CommitProperties::default()
-            .with_application_transaction(Transaction::new(LOAD_APP_ID, n))
+            .with_application_transaction(Transaction::new(self.load_app(name)?, n))
             .with_metadata([
                 ("affluent.load".to_string(), serde_json::json!(n)),
                 (
@@ -510,17 +513,38 @@ impl Warehouse {
         let entry_ids: BTreeSet<String> = ledger.entries.iter().cloned().collect();
         let rows_in = batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
         let replay_range = matches!(scope, LoadScope::Replay { .. }) && !reset;
-        let (new_table, inserted, updated) = self
-            .write_batch(
-                name,
-                config,
-                state.table.take(),
-                batches,
-                commit,
-                WriteKind::pick(write, reset && first, replay_range, config),
-                &entry_ids,
-            )
-            .await?;
+        let kind = WriteKind::pick(write, reset && first, replay_range, config);
+        // Another writer's commit that this one cannot be reordered after (a table on an
+        // object store shared by two projects): the load's transaction is not in the table, so
+        // the same rows are written again over the table as it is now.
+        let mut table = state.table.take();
+        let mut attempt = 0;
+        let (new_table, inserted, updated) = loop {
+            let written = self
+                .write_batch(
+                    name,
+                    config,
+                    table,
+                    batches.clone(),
+                    commit.clone(),
+                    kind.clone(),
+                    &entry_ids,
+                )
+                .await;
+            match written {
+                Err(e) if e.is_commit_conflict() && attempt < COMMIT_CONFLICT_RETRIES => {
+                    attempt += 1;
+                    tracing::warn!(
+                        table = name,
+                        attempt,
+                        "another writer's commit conflicts with this load's, writing it again: {}",
+                        affluent_core::error_chain(&e)
+                    );
+                    table = None;
+                }
+                other => break other?,
+            }
+        };
         failpoint("load:after_commit");
         state.table = Some(new_table);
         state.committed = n;
@@ -562,9 +586,7 @@ impl Warehouse {
     ) -> Result<(DeltaTable, Option<u64>, u64), TableError> {
         let table = match table {
             Some(t) => t,
-            None => DeltaTable::try_from_url(table_url(&self.table_dir(name))?)
-                .await
-                .map_err(TableError::delta(name))?,
+            None => self.delta_table(name).await?,
         };
         let exists = table.version().is_some();
         let err = TableError::delta(name);
@@ -676,6 +698,7 @@ struct ChunkState {
 }
 
 /// How one commit writes.
+#[derive(Clone)]
 enum WriteKind {
     Append,
     Merge,
@@ -763,13 +786,17 @@ pub(crate) async fn merge(
     ))
 }
 
-/// The last load committed to a table (0: none).
-pub(crate) async fn committed_load(table: &DeltaTable, name: &str) -> Result<i64, TableError> {
+/// The last load `app` committed to a table (0: none).
+pub(crate) async fn committed_load(
+    table: &DeltaTable,
+    name: &str,
+    app: &str,
+) -> Result<i64, TableError> {
     let Ok(state) = table.snapshot() else {
         return Ok(0);
     };
     Ok(state
-        .transaction_version(table.log_store().as_ref(), LOAD_APP_ID)
+        .transaction_version(table.log_store().as_ref(), app)
         .await
         .map_err(TableError::delta(name))?
         .unwrap_or(0))

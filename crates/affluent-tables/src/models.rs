@@ -13,7 +13,6 @@ use datafusion::common::ParamValues;
 use datafusion::common::ScalarValue;
 use datafusion::common::config::Dialect;
 use datafusion::prelude::SessionContext;
-use deltalake::DeltaTable;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
@@ -22,7 +21,7 @@ use serde::Serialize;
 use crate::bounds::Bounds;
 use crate::load::merge;
 use crate::query::{normalize_for_delta, read_only, register};
-use crate::{TableError, Warehouse, table_url};
+use crate::{TableError, Warehouse};
 
 /// What running a model did.
 #[derive(Debug, Clone, Serialize)]
@@ -223,9 +222,7 @@ impl Warehouse {
             .map(normalize_for_delta)
             .collect::<Result<_, _>>()?;
         let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-        let table = DeltaTable::try_from_url(table_url(&self.table_dir(name))?)
-            .await
-            .map_err(TableError::delta(name))?;
+        let table = self.delta_table(name).await?;
         let exists = table.version().is_some();
         let commit = CommitProperties::default()
             .with_metadata([("affluent.model".to_string(), serde_json::json!(name))]);

@@ -156,7 +156,7 @@ impl Warehouse {
             } else {
                 "model"
             };
-            let path = self.table_dir(&name).display().to_string();
+            let path = self.location(&name).to_string();
             let Some(table) = self.open(&name).await? else {
                 out.push(TableInfo {
                     name,

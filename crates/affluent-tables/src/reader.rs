@@ -6,6 +6,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use affluent_config::storage::TableLocation;
+
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ParamValues;
@@ -180,32 +182,32 @@ impl std::fmt::Debug for Reader {
 
 impl Warehouse {
     /// The latest commit of every table and model (`None`: never written), read from the
-    /// `_delta_log` folders without opening the tables: cheap enough to poll every second.
-    pub fn versions(&self) -> BTreeMap<String, Option<i64>> {
-        self.names()
-            .into_iter()
-            .map(|name| {
-                let log = self.table_dir(&name).join("_delta_log");
-                let latest = std::fs::read_dir(&log).ok().and_then(|entries| {
-                    entries
-                        .filter_map(|e| e.ok())
-                        .filter_map(|e| {
-                            let file = e.file_name();
-                            let file = file.to_str()?;
-                            let stem = file.strip_suffix(".json")?;
-                            (stem.len() == 20).then(|| stem.parse::<i64>().ok())?
-                        })
-                        .max()
-                });
-                (name, latest)
-            })
-            .collect()
+    /// `_delta_log` folders without opening the tables: cheap enough to poll every second. A
+    /// table on an object store is listed at most every few seconds (a LIST request each).
+    pub async fn versions(&self) -> BTreeMap<String, Option<i64>> {
+        let mut out = BTreeMap::new();
+        for name in self.names() {
+            let latest = match self.location(&name) {
+                TableLocation::Local(dir) => local_latest(&dir.join("_delta_log")),
+                TableLocation::S3(url) => self.remote_latest(&name, &url, false).await,
+            };
+            out.insert(name, latest);
+        }
+        out
+    }
+
+    /// The latest commit of one table or model, read now (`None`: never written).
+    pub async fn latest_version(&self, name: &str) -> Option<i64> {
+        match self.location(name) {
+            TableLocation::Local(dir) => local_latest(&dir.join("_delta_log")),
+            TableLocation::S3(url) => self.remote_latest(name, &url, true).await,
+        }
     }
 
     /// A reader over the tables' current versions.
     pub async fn reader(&self) -> Result<Reader, TableError> {
         // Versions first: a commit landing while the session opens is seen as a change later.
-        let versions = self.versions();
+        let versions = self.versions().await;
         let ctx = self.session().await?;
         Ok(Reader {
             ctx,
@@ -446,6 +448,21 @@ fn neutralize_formulas(batch: &RecordBatch) -> Result<RecordBatch, TableError> {
     }
     let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
     Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+/// The highest commit file in a local `_delta_log` folder.
+fn local_latest(log: &std::path::Path) -> Option<i64> {
+    std::fs::read_dir(log).ok().and_then(|entries| {
+        entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let file = e.file_name();
+                let file = file.to_str()?;
+                let stem = file.strip_suffix(".json")?;
+                (stem.len() == 20).then(|| stem.parse::<i64>().ok())?
+            })
+            .max()
+    })
 }
 
 #[cfg(test)]

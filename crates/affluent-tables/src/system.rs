@@ -4,14 +4,13 @@
 //! exported), and each write carries an application transaction `(app, version)` in the same
 //! commit as its rows, so a writer that retries after a crash writes once.
 
-use deltalake::DeltaTable;
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 
 use crate::mapping::Rows;
-use crate::{TableError, Warehouse, table_url};
+use crate::{TableError, Warehouse};
 
 /// The table of alert firings, present when the project has `[alerts.*]`.
 pub const ALERT_FIRINGS: &str = "alert_firings";
@@ -86,9 +85,7 @@ impl Warehouse {
     ) -> Result<Option<u64>, TableError> {
         let _lock = self.lock_table(name)?;
         let batch = rows.to_batch()?;
-        let table = DeltaTable::try_from_url(table_url(&self.table_dir(name))?)
-            .await
-            .map_err(TableError::delta(name))?;
+        let table = self.delta_table(name).await?;
         let commit = CommitProperties::default()
             .with_application_transaction(Transaction::new(app, version))
             .with_metadata([("affluent.writer".to_string(), serde_json::json!(app))]);

@@ -73,7 +73,7 @@ impl Live {
 
     /// Checks once for new commits; on a change, swaps the reader and announces it.
     pub async fn check(&self) -> Result<Option<Change>, WebError> {
-        let versions = self.warehouse.versions();
+        let versions = self.warehouse.versions().await;
         let current = self.reader().await;
         let changed: Vec<String> = versions
             .iter()

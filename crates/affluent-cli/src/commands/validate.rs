@@ -20,5 +20,22 @@ pub async fn run(ctx: &Context, _args: Args) -> Result<ExitCode> {
         project.timezone.iana_name().unwrap_or("UTC"),
         project.data_dir.display()
     );
+    if project.storage.any_remote() {
+        let own: Vec<String> = project
+            .storage
+            .own
+            .iter()
+            .map(|(name, location)| format!("{name} at {location}"))
+            .collect();
+        println!(
+            "tables under {}{}",
+            project.storage.root,
+            if own.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", own.join(", "))
+            }
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

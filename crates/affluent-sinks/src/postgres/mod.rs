@@ -392,7 +392,7 @@ impl PostgresSink {
         table: &str,
     ) -> Result<TableSync, SinkError> {
         let key = self.key_of(warehouse, table);
-        let latest = warehouse.versions().get(table).copied().flatten();
+        let latest = warehouse.latest_version(table).await;
         let mut report = TableSync {
             sink: self.name.clone(),
             table: table.to_string(),
@@ -671,7 +671,7 @@ impl Sink for PostgresSink {
     }
 
     async fn status(&self, warehouse: &Warehouse) -> Result<Vec<TableStatus>, SinkError> {
-        let versions = warehouse.versions();
+        let versions = warehouse.versions().await;
         let mut conn = self.connect().await?;
         let progress = format!("{}.{PROGRESS_TABLE}", ident(&self.schema));
         let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")

@@ -232,7 +232,7 @@ async fn a_merge_table_is_written_once_per_version_then_by_its_changes() {
         f.delta_rows("points", cols).await
     );
     assert_eq!(f.pg_rows("points", cols).await.len(), 3);
-    let version = f.warehouse.versions()["points"];
+    let version = f.warehouse.versions().await["points"];
     assert_eq!(f.progress("points").await, version);
 
     // Nothing new: nothing sent.
@@ -256,7 +256,10 @@ async fn a_merge_table_is_written_once_per_version_then_by_its_changes() {
     let pg = f.pg_rows("points", cols).await;
     assert_eq!(pg, f.delta_rows("points", cols).await);
     assert_eq!(pg, ["1|a|1500", "2|B|2000", "3|c|3250", "4|d|4000"]);
-    assert_eq!(f.progress("points").await, f.warehouse.versions()["points"]);
+    assert_eq!(
+        f.progress("points").await,
+        f.warehouse.versions().await["points"]
+    );
 
     // A table dropped in PostgreSQL is written again whole.
     sqlx::query(&format!("DROP TABLE {}.points", f.schema))
@@ -279,9 +282,9 @@ async fn a_merge_table_is_written_once_per_version_then_by_its_changes() {
         .await;
     }
     f.sync_ok().await;
-    let before = f.warehouse.versions()["points"];
+    let before = f.warehouse.versions().await["points"];
     assert!(f.warehouse.optimize("points").await.unwrap().is_some());
-    assert!(f.warehouse.versions()["points"] > before);
+    assert!(f.warehouse.versions().await["points"] > before);
     let compacted = f.sync_ok().await;
     assert_eq!(
         compacted["points"].scope, "changes",

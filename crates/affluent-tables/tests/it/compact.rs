@@ -48,7 +48,7 @@ fn parquet_files(p: &TestProject, table: &str) -> usize {
             })
             .unwrap_or(0)
     }
-    walk(&p.warehouse.table_dir(table))
+    walk(&p.warehouse.table_dir(table).unwrap())
 }
 
 #[tokio::test]
