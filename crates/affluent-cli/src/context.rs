@@ -24,12 +24,26 @@ pub enum Calls<'a> {
 #[derive(Debug)]
 pub struct Context {
     dir: PathBuf,
+    /// The secrets of the project last loaded, for the final error message.
+    redactor: std::sync::OnceLock<std::sync::Arc<affluent_core::Redactor>>,
 }
 
 impl Context {
     /// The context of a project directory.
     pub fn new(dir: PathBuf) -> Self {
-        Self { dir }
+        Self {
+            dir,
+            redactor: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// A message with the loaded project's secrets scrubbed (a storage error can quote a
+    /// request that holds a key).
+    pub fn redact(&self, text: &str) -> String {
+        match self.redactor.get() {
+            Some(r) => r.redact(text),
+            None => text.to_string(),
+        }
     }
 
     /// The project directory.
@@ -50,6 +64,7 @@ impl Context {
             Err(LoadError::Invalid(errors)) => bail!("invalid project file\n\n{errors}"),
             Err(e) => return Err(e.into()),
         };
+        let _ = self.redactor.set(project.redactor.clone());
         require(&project, calls)?;
         for w in &project.warnings {
             eprintln!("{w}\n");

@@ -83,7 +83,7 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(&ctx, cli.command)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", ctx.redact(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

@@ -109,7 +109,8 @@ pub(crate) fn build(
         reporter.error(
             span_in(root, &["data_dir"]),
             format!(
-                "`data_dir` must be a local folder: it holds the landing zone and the state (load ledgers, locks), which need a local disk. Keep it local and put the tables on the object store with `tables_location = \"{dir}\"`{}",
+                "`data_dir` must be a local folder: it holds the landing zone and the state (load ledgers, locks), which need a local disk. Keep it local and put the tables on the object store with `tables_location = \"{}\"`{}",
+                shown(dir),
                 if scheme == "s3" {
                     ""
                 } else {
@@ -135,24 +136,11 @@ pub(crate) fn build(
                 .iter()
                 .map(|(n, m)| ("models", n, m.location.as_deref())),
         );
-    let mut seen: BTreeMap<String, String> = BTreeMap::new();
     for (kind, name, location) in declared {
         let Some(text) = location else { continue };
         let at = span_in(root, &[kind, name, "location"]);
         match parse(project_dir, text) {
             Ok(location) => {
-                let key = match &location {
-                    TableLocation::Local(p) => p.display().to_string(),
-                    TableLocation::S3(u) => u.to_string(),
-                };
-                if let Some(other) = seen.insert(key.clone(), name.clone()) {
-                    reporter.error(
-                        at,
-                        format!(
-                            "`{name}` and `{other}` have the same location `{key}`: each table needs its own"
-                        ),
-                    );
-                }
                 own.insert(name.clone(), location);
             }
             Err(e) => reporter.error(at, e),
@@ -163,6 +151,7 @@ pub(crate) fn build(
         own,
         s3: StorageEnv::default(),
     };
+    overlaps(reporter, settings, &storage, root);
     if storage.any_remote() {
         for (key, value) in env.with_prefix("AWS_") {
             if crate::env::is_secret_var(key) {
@@ -177,8 +166,73 @@ pub(crate) fn build(
     storage
 }
 
+/// Two tables or models in one place, or one inside the other, would share a Delta log or
+/// count each other's files: each must have a place of its own.
+fn overlaps(
+    reporter: &mut Reporter<'_>,
+    settings: &ProjectSettings,
+    storage: &Storage,
+    root: &Spanned<DeTable<'_>>,
+) {
+    let names: Vec<(&str, &String)> = settings
+        .tables
+        .keys()
+        .map(|n| ("tables", n))
+        .chain(settings.models.keys().map(|n| ("models", n)))
+        .collect();
+    let key = |name: &str| -> String {
+        match storage.location(name) {
+            TableLocation::Local(p) => {
+                let mut out = PathBuf::new();
+                for c in p.components() {
+                    match c {
+                        std::path::Component::CurDir => {}
+                        std::path::Component::ParentDir => {
+                            out.pop();
+                        }
+                        c => out.push(c),
+                    }
+                }
+                format!("{}/", out.display())
+            }
+            TableLocation::S3(u) => u.to_string(),
+        }
+    };
+    let keys: Vec<String> = names.iter().map(|(_, n)| key(n)).collect();
+    for (i, (kind, name)) in names.iter().enumerate() {
+        for (j, (_, other)) in names.iter().enumerate().take(i) {
+            let (a, b) = (&keys[i], &keys[j]);
+            if a == b || a.starts_with(b.as_str()) || b.starts_with(a.as_str()) {
+                let at = span_in(root, &[kind, name, "location"])
+                    .or_else(|| span_in(root, &[kind, name]));
+                reporter.error(
+                    at,
+                    format!(
+                        "`{name}` at {} and `{other}` at {} overlap: each table and model needs a location of its own, not inside another's",
+                        shown(a),
+                        shown(b)
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// A location as written, with anything between `://` and `@` (credentials) masked.
+fn shown(text: &str) -> String {
+    match text.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((_, host)) => format!("{scheme}://***@{host}"),
+            None => text.to_string(),
+        },
+        None => text.to_string(),
+    }
+}
+
 /// A location as written: a path (relative to the project folder) or `s3://bucket/prefix`.
 fn parse(project_dir: &Path, text: &str) -> Result<TableLocation, String> {
+    let original = text;
+    let text = &shown(original);
     let Some((scheme, _)) = text.split_once("://") else {
         if text.trim().is_empty() {
             return Err("a location cannot be empty".to_string());
@@ -190,13 +244,18 @@ fn parse(project_dir: &Path, text: &str) -> Result<TableLocation, String> {
             "unsupported location `{text}`: tables go on S3-compatible object stores as `s3://bucket/prefix`, or in a local folder written as a path (no scheme)"
         ));
     }
-    let mut url = url::Url::parse(text).map_err(|e| format!("invalid location `{text}`: {e}"))?;
+    let mut url =
+        url::Url::parse(original).map_err(|e| format!("invalid location `{text}`: {e}"))?;
     if url.host_str().is_none_or(str::is_empty) {
         return Err(format!(
             "location `{text}` names no bucket: write `s3://bucket/prefix`"
         ));
     }
-    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+    if url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
         return Err(format!(
             "location `{text}` must be `s3://bucket/prefix` only: credentials and the endpoint come from the AWS_* variables of the environment or .env (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL)"
         ));

@@ -484,10 +484,7 @@ location = "s3:///nobucket"
     );
     assert_eq!(errs[1].0, 2);
     assert!(errs[1].2.contains("s3://bucket/prefix"));
-    assert!(
-        errs.iter()
-            .any(|e| e.0 == 11 && e.2.contains("same location"))
-    );
+    assert!(errs.iter().any(|e| e.0 == 11 && e.2.contains("overlap")));
     assert!(errs.iter().any(|e| e.0 == 14 && e.2.contains("no bucket")));
 
     let text = "tables_location = \"s3://lake/p\"\n[sources.s]\ntype = \"csv\"\npath = \"*.csv\"\n[tables.t]\nsource = \"s\"\n";

@@ -13,6 +13,10 @@ use serde::Serialize;
 
 use crate::{TableError, Warehouse};
 
+/// The least time replaced files of a shared table (outside `DATA_DIR/tables`) are kept: other
+/// projects' sinks and models, and outside readers, may read older versions.
+const SHARED_VACUUM_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// The size merged files aim at.
 const TARGET_FILE_SIZE: u64 = 128 << 20;
 
@@ -63,7 +67,9 @@ impl Warehouse {
                 .stored_parquet(name, &table)
                 .await
                 .saturating_sub(current);
-            if left >= threshold && vacuum_due(name, self.vacuum_after()) {
+            if left >= threshold
+                && vacuum_due(&self.location(name).to_string(), self.vacuum_after())
+            {
                 let (table, deleted) = self.vacuum(name, table).await?;
                 tracing::debug!(table = name, deleted, "replaced files deleted");
                 return Ok((table, None));
@@ -147,11 +153,24 @@ impl Warehouse {
         let err = TableError::delta(name);
         let files_before = data_files(&table, name)?;
         let target = NonZeroU64::new(TARGET_FILE_SIZE).unwrap_or(NonZeroU64::MIN);
-        let (table, _metrics) = table
-            .optimize()
-            .with_target_size(target)
-            .await
-            .map_err(err)?;
+        let mut optimize = table.optimize().with_target_size(target);
+        if self.is_shared(name) {
+            // Only over the version read: deltalake does not see two compactions removing
+            // the same files as a conflict, so any commit landed meanwhile fails this one.
+            optimize = optimize.with_commit_properties(
+                deltalake::kernel::transaction::CommitProperties::default().with_max_retries(0),
+            );
+        }
+        let (table, _metrics) = optimize.await.map_err(|e| {
+            let e = err(e);
+            if e.is_commit_conflict() {
+                TableError::Busy(format!(
+                    "another writer committed to `{name}` while it was being compacted"
+                ))
+            } else {
+                e
+            }
+        })?;
         let files_after = data_files(&table, name)?;
         let (table, deleted) = self.vacuum(name, table).await?;
         Ok(CompactReport {
@@ -175,9 +194,13 @@ impl Warehouse {
         name: &str,
         table: DeltaTable,
     ) -> Result<(DeltaTable, usize), TableError> {
-        let retention =
-            chrono::Duration::from_std(self.vacuum_after()).unwrap_or(chrono::Duration::MAX);
-        vacuumed_now(name);
+        let mut after = self.vacuum_after();
+        if self.is_shared(name) {
+            // Other projects and outside readers may read older versions for longer.
+            after = after.max(SHARED_VACUUM_AFTER);
+        }
+        let retention = chrono::Duration::from_std(after).unwrap_or(chrono::Duration::MAX);
+        vacuumed_now(&self.location(name).to_string());
         let (table, vacuumed) = table
             .vacuum()
             .with_retention_period(retention)
@@ -220,19 +243,19 @@ fn vacuums() -> &'static std::sync::Mutex<std::collections::HashMap<String, std:
     LAST.get_or_init(Default::default)
 }
 
-fn vacuumed_now(name: &str) {
+fn vacuumed_now(location: &str) {
     vacuums()
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .insert(name.to_string(), std::time::Instant::now());
+        .insert(location.to_string(), std::time::Instant::now());
 }
 
 /// Whether this process last vacuumed the table `every` ago or more (or never).
-fn vacuum_due(name: &str, every: std::time::Duration) -> bool {
+fn vacuum_due(location: &str, every: std::time::Duration) -> bool {
     vacuums()
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .get(name)
+        .get(location)
         .is_none_or(|at| at.elapsed() >= every)
 }
 

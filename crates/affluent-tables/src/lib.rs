@@ -152,16 +152,23 @@ impl TableError {
     /// Whether a commit failed because another writer's commit, made meanwhile, conflicts
     /// with it: the table is as before, and the write can be made again over its new state.
     pub fn is_commit_conflict(&self) -> bool {
-        use deltalake::kernel::transaction::TransactionError;
-        matches!(
-            self,
-            TableError::Delta { source, .. } if matches!(
-                source.as_ref(),
-                deltalake::DeltaTableError::Transaction {
-                    source: TransactionError::CommitConflict(_) | TransactionError::MaxCommitAttempts(_)
+        use deltalake::kernel::transaction::{CommitConflictError, TransactionError};
+        let TableError::Delta { source, .. } = self else {
+            return false;
+        };
+        match source.as_ref() {
+            deltalake::DeltaTableError::Transaction { source } => match source {
+                // The winner carries this very transaction: it is in the table already.
+                TransactionError::CommitConflict(CommitConflictError::ConcurrentTransaction) => {
+                    false
                 }
-            )
-        )
+                TransactionError::CommitConflict(_) | TransactionError::MaxCommitAttempts(_) => {
+                    true
+                }
+                _ => false,
+            },
+            _ => false,
+        }
     }
 
     pub(crate) fn delta(table: &str) -> impl FnOnce(deltalake::DeltaTableError) -> TableError + '_ {

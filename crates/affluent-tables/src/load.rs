@@ -36,7 +36,7 @@ pub const LOAD_APP_ID: &str = "affluent-load";
 const MAX_RECORDS_PER_COMMIT: usize = 500_000;
 
 /// Times a load's commit is written again after it conflicted with another writer's.
-const COMMIT_CONFLICT_RETRIES: u32 = 5;
+const COMMIT_CONFLICT_RETRIES: u32 = 10;
 
 /// Records parsed and mapped at a time: what a load holds as JSON values.
 const MAP_CHUNK: usize = 16_384;
@@ -497,8 +497,9 @@ impl Warehouse {
         write_atomic(&path, &json)?;
         failpoint("load:after_ledger");
 
+        let app = self.load_app(name)?;
         let commit = CommitProperties::default()
-            .with_application_transaction(Transaction::new(self.load_app(name)?, n))
+            .with_application_transaction(Transaction::new(app.clone(), n))
             .with_metadata([
                 ("affluent.load".to_string(), serde_json::json!(n)),
                 (
@@ -514,12 +515,30 @@ impl Warehouse {
         let rows_in = batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
         let replay_range = matches!(scope, LoadScope::Replay { .. }) && !reset;
         let kind = WriteKind::pick(write, reset && first, replay_range, config);
-        // Another writer's commit that this one cannot be reordered after (a table on an
-        // object store shared by two projects): the load's transaction is not in the table, so
-        // the same rows are written again over the table as it is now.
+        // On a shared table, a write that reads the table (a merge, a replace) commits only
+        // over the version it read: deltalake's checker lets two merges that insert the same
+        // new keys both land. A commit refused that way is written again below, over the table
+        // as it is then. Appends read nothing and are reordered by deltalake itself.
+        let commit = if self.is_shared(name) && !matches!(kind, WriteKind::Append) {
+            commit.with_max_retries(0)
+        } else {
+            commit
+        };
+        // Another writer's commit that this one cannot be reordered after (a table shared by
+        // two projects): unless the table holds this load's transaction after all (a put the
+        // store made but answered with an error, then retried), the same rows are written
+        // again over the table as it is now.
         let mut table = state.table.take();
         let mut attempt = 0;
         let (new_table, inserted, updated) = loop {
+            if attempt > 0
+                && let Some(fresh) = self.open(name).await?
+            {
+                if committed_load(&fresh, name, &app).await? >= n {
+                    break (fresh, None, 0);
+                }
+                table = Some(fresh);
+            }
             let written = self
                 .write_batch(
                     name,

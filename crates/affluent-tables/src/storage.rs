@@ -11,12 +11,15 @@
 //! files both land (its conflict checker skips removes with `dataChange = false`), which would
 //! keep the rows of both rewrites. On an object store a compaction therefore holds a lease, the
 //! object `_affluent/compaction.lease` under the table, created by a conditional put and
-//! deleted after; a writer that finds it held skips compacting (and `affluent tables optimize`
-//! says who holds it). A lease older than [`LEASE_TTL`] (its holder died) is taken over.
+//! deleted after by its holder; a writer that finds it held skips compacting (and `affluent
+//! tables optimize` says who holds it). A lease older than 15 minutes (its holder died) is taken
+//! over. As a backstop the compaction of a shared table commits only over the version it read
+//! (no retry): had another commit landed meanwhile, the compaction fails and is done later.
 //!
-//! A table on an object store may be shared by several projects (several landing zones): each
-//! loads with its own application id, `affluent-load@WRITER` ([`Warehouse::load_app`]), so that
-//! one project's load numbers never hide another's.
+//! A table outside `DATA_DIR/tables` (on an object store, or in a folder of its own) may be
+//! shared by several projects (several landing zones): each loads with its own application id,
+//! `affluent-load@WRITER`, so that one project's load numbers never hide another's, and its
+//! compactions take the lease.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Once};
@@ -44,14 +47,30 @@ const LEASE_TTL: Duration = Duration::from_secs(15 * 60);
 /// The compaction lease's key, under the table's prefix.
 const LEASE: &str = "_affluent/compaction.lease";
 
-/// A compaction lease held on a table on an object store; [`Lease::release`] deletes it.
+/// A compaction lease held on a shared table; [`Lease::release`] deletes it.
 pub(crate) struct Lease {
     store: ObjectStoreRef,
+    /// What this holder wrote in it: the lease is deleted only while it still says so.
+    token: String,
 }
 
 impl Lease {
     pub(crate) async fn release(self) {
-        if let Err(e) = self.store.delete(&StorePath::from(LEASE)).await {
+        let path = StorePath::from(LEASE);
+        let mine = match self.store.get(&path).await {
+            Ok(held) => held.bytes().await.ok().is_some_and(|b| {
+                serde_json::from_slice::<serde_json::Value>(&b)
+                    .is_ok_and(|v| v["token"].as_str() == Some(self.token.as_str()))
+            }),
+            Err(_) => false,
+        };
+        if !mine {
+            tracing::warn!(
+                "the compaction lease was taken over while held: left to its new holder"
+            );
+            return;
+        }
+        if let Err(e) = self.store.delete(&path).await {
             tracing::warn!("cannot delete the compaction lease (it expires by itself): {e}");
         }
     }
@@ -188,11 +207,19 @@ impl Warehouse {
         TableError::delta(name)(e)
     }
 
-    /// The application id of this project's loads into a table: `affluent-load` for a local
-    /// table (only this project writes it), `affluent-load@WRITER` on an object store, where
-    /// `WRITER` names this data directory (`DATA_DIR/state/writer`, made once).
+    /// Whether other projects may write the table too: it is outside `DATA_DIR/tables`.
+    pub(crate) fn is_shared(&self, name: &str) -> bool {
+        match self.location(name) {
+            TableLocation::Local(dir) => dir != self.project().data_dir.join("tables").join(name),
+            TableLocation::S3(_) => true,
+        }
+    }
+
+    /// The application id of this project's loads into a table: `affluent-load` for a table
+    /// under `DATA_DIR/tables` (only this project writes it), `affluent-load@WRITER` for a
+    /// shared one, where `WRITER` names this data directory (`DATA_DIR/state/writer`, made once).
     pub(crate) fn load_app(&self, name: &str) -> Result<String, TableError> {
-        if !self.location(name).is_remote() {
+        if !self.is_shared(name) {
             return Ok(LOAD_APP_ID.to_string());
         }
         Ok(format!("{LOAD_APP_ID}@{}", self.writer_id()?))
@@ -280,14 +307,15 @@ impl Warehouse {
         log.latest
     }
 
-    /// Takes the compaction lease of a table on an object store: `Ok(None)` for a local table
-    /// (the table's file lock is enough), `Err(holder)` when another writer holds it.
+    /// Takes the compaction lease of a shared table: `Ok(None)` for a table under
+    /// `DATA_DIR/tables` (the table's file lock is enough), `Err(holder)` when another writer
+    /// holds it.
     pub(crate) async fn compaction_lease(
         &self,
         name: &str,
         table: &DeltaTable,
     ) -> Result<Option<Lease>, String> {
-        if !self.location(name).is_remote() {
+        if !self.is_shared(name) {
             return Ok(None);
         }
         use object_store::{PutMode, PutOptions, UpdateVersion};
@@ -297,7 +325,10 @@ impl Warehouse {
         let until = jiff::Timestamp::now()
             .checked_add(jiff::SignedDuration::try_from(LEASE_TTL).unwrap_or_default())
             .unwrap_or(jiff::Timestamp::MAX);
-        let body = serde_json::json!({ "writer": writer, "until": until.to_string() }).to_string();
+        let token = format!("{writer}-{}", jiff::Timestamp::now().as_nanosecond());
+        let body =
+            serde_json::json!({ "writer": writer, "token": token, "until": until.to_string() })
+                .to_string();
         let put = |mode: PutMode| {
             let store = store.clone();
             let (path, body) = (path.clone(), body.clone());
@@ -315,7 +346,7 @@ impl Warehouse {
             }
         };
         match put(PutMode::Create).await {
-            Ok(_) => return Ok(Some(Lease { store })),
+            Ok(_) => return Ok(Some(Lease { store, token })),
             Err(object_store::Error::AlreadyExists { .. }) => {}
             Err(e) => return Err(format!("cannot take the compaction lease: {e}")),
         }
@@ -337,7 +368,7 @@ impl Warehouse {
             .and_then(|t| t.parse::<jiff::Timestamp>().ok())
             .is_none_or(|t| t < jiff::Timestamp::now());
         if expired && put(PutMode::Update(version)).await.is_ok() {
-            return Ok(Some(Lease { store }));
+            return Ok(Some(Lease { store, token }));
         }
         Err(format!(
             "writer {} holds the compaction lease of `{name}` until {}",

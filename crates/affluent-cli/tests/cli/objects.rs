@@ -329,23 +329,30 @@ fn tables_on_s3_hold_what_local_tables_hold_and_load_once() {
     assert!(!printed.contains(SECRET), "{printed}");
 }
 
-/// Two projects (two landing zones, two processes) append to one table on S3 at once, a commit
-/// per landed file, round after round: every row of both arrives once, the log has every
-/// version, and the server's log shows commits that lost a race (a refused conditional put)
-/// and were retried at the next version.
+/// Two projects (two landing zones, two processes) load one append table and one merge table
+/// on S3 at once, a commit per landed file, round after round: every row of both arrives once
+/// in the append table, each key once in the merge table, the log has every version, and the
+/// server's log shows commits that lost a race (a refused conditional put) and were retried.
+/// Then both compact at once.
 #[test]
-fn two_writers_append_to_one_table_on_s3_without_losing_a_commit() {
+fn two_projects_share_tables_on_s3_without_losing_or_doubling_a_row() {
     let s3 = S3::start();
     let dir = tempfile::tempdir().unwrap();
     let projects: Vec<PathBuf> = ["a", "b"].iter().map(|n| dir.path().join(n)).collect();
     for project in &projects {
         footfall_project(project);
         let toml = std::fs::read_to_string(project.join("affluent.toml")).unwrap();
-        // One shared table; `latest` stays local to each project.
-        let toml = toml.replace(
-            "[tables.raw_events]\nsource = \"footfall\"\n",
-            "[tables.raw_events]\nsource = \"footfall\"\nlocation = \"s3://lake/shared/raw_events\"\n",
-        );
+        // Two shared tables: an append table and a merge table (whose concurrent merges
+        // conflict, and are written again).
+        let toml = toml
+            .replace(
+                "[tables.raw_events]\nsource = \"footfall\"\n",
+                "[tables.raw_events]\nsource = \"footfall\"\nlocation = \"s3://lake/shared/raw_events\"\n",
+            )
+            .replace(
+                "[tables.latest]\nsource = \"footfall\"\n",
+                "[tables.latest]\nsource = \"footfall\"\nlocation = \"s3://lake/shared/latest\"\n",
+            );
         std::fs::write(project.join("affluent.toml"), toml).unwrap();
         s3.env(project);
         let o = affluent(project, &["ingest", "footfall", "--no-load"]);
@@ -369,11 +376,13 @@ fn two_writers_append_to_one_table_on_s3_without_losing_a_commit() {
             .unwrap()
     };
     let mut rounds = 0;
+    let mut rewritten = 0;
     loop {
         let children: Vec<Child> = projects.iter().map(|p| load(p)).collect();
         for child in children {
             let o = child.wait_with_output().unwrap();
             assert!(o.status.success(), "round {rounds}: {}", text(&o));
+            rewritten += text(&o).matches("writing it again").count();
         }
         rounds += 1;
         if rounds >= 3 && s3.refused_puts() > 0 || rounds == 10 {
@@ -393,7 +402,9 @@ fn two_writers_append_to_one_table_on_s3_without_losing_a_commit() {
         }
     }
     let refused = s3.refused_puts();
-    eprintln!("{rounds} rounds, {refused} commits lost a race and were retried");
+    eprintln!(
+        "{rounds} rounds, {refused} commits lost a race and were retried, {rewritten} written again after a conflict"
+    );
     assert!(
         refused > 0,
         "no two commits raced in {rounds} rounds: the test proved nothing"
@@ -407,6 +418,24 @@ fn two_writers_append_to_one_table_on_s3_without_losing_a_commit() {
             format!("n\n{expected}\n")
         );
     }
+    // The merge table: each key once, every key of the rows landed.
+    let keys = "date_time, agency_name, counter_id";
+    assert_eq!(
+        query(&projects[0], "SELECT count(*) AS n FROM latest"),
+        query(
+            &projects[0],
+            &format!("SELECT count(*) AS n FROM (SELECT DISTINCT {keys} FROM latest)")
+        )
+    );
+    assert_eq!(
+        query(&projects[0], "SELECT count(*) AS n FROM latest"),
+        query(
+            &projects[1],
+            &format!(
+                "SELECT count(*) AS n FROM (SELECT DISTINCT {keys} FROM raw_events WHERE date_time IS NOT NULL AND agency_name IS NOT NULL AND counter_id IS NOT NULL)"
+            )
+        )
+    );
     let log: Vec<String> = s3
         .keys("shared/raw_events/_delta_log/")
         .into_iter()
@@ -465,7 +494,9 @@ fn two_writers_append_to_one_table_on_s3_without_losing_a_commit() {
             let o = child.wait_with_output().unwrap();
             if !o.status.success() {
                 assert!(
-                    text(&o).contains("holds the compaction lease of `raw_events`"),
+                    text(&o).contains("holds the compaction lease of `raw_events`")
+                        || text(&o)
+                            .contains("committed to `raw_events` while it was being compacted"),
                     "{}",
                     text(&o)
                 );
