@@ -205,6 +205,8 @@ pub struct Warehouse {
     ledgers: Arc<std::sync::Mutex<LedgerCache>>,
     /// Per table on an object store: its store and the latest version listed.
     remote: Arc<storage::RemoteLogs>,
+    /// The name of this data directory's loads into shared tables, read once.
+    writer: Arc<std::sync::OnceLock<String>>,
 }
 
 /// Per table: how many committed loads were read, and the landing entries they took.
@@ -234,6 +236,7 @@ impl Warehouse {
             runtimes: Arc::default(),
             ledgers: Arc::default(),
             remote: Arc::default(),
+            writer: Arc::default(),
         }
     }
 

@@ -226,6 +226,15 @@ impl Warehouse {
     }
 
     fn writer_id(&self) -> Result<String, TableError> {
+        if let Some(id) = self.writer.get() {
+            return Ok(id.clone());
+        }
+        let id = self.read_or_make_writer_id()?;
+        Ok(self.writer.get_or_init(|| id).clone())
+    }
+
+    /// `DATA_DIR/state/writer`, made with a random name when missing.
+    fn read_or_make_writer_id(&self) -> Result<String, TableError> {
         let path = self.project().data_dir.join("state").join("writer");
         match std::fs::read_to_string(&path) {
             Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_string()),
