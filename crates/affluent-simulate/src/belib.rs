@@ -153,11 +153,11 @@ pub struct OdsError {
 }
 
 /// Opendatasoft's 400 for a query parameter.
-fn invalid(message: String) -> OdsError {
+pub(crate) fn invalid(message: String) -> OdsError {
     ods_error(400, "InvalidRESTParameterError", message)
 }
 
-fn ods_error(status: u16, code: &str, message: String) -> OdsError {
+pub(crate) fn ods_error(status: u16, code: &str, message: String) -> OdsError {
     OdsError {
         status,
         body: json!({ "error_code": code, "message": message }),
@@ -381,35 +381,8 @@ impl Belib {
         now: Timestamp,
     ) -> Result<Value, OdsError> {
         let (dataset, tz) = self.request(dataset, params)?;
-        let number = |name: &str, default: u64| -> Result<u64, OdsError> {
-            match params.get(name) {
-                None => Ok(default),
-                Some(text) => text.trim().parse::<u64>().map_err(|_| {
-                    invalid(format!(
-                        "Invalid value for {name} API parameter: {text:?} is not an integer."
-                    ))
-                }),
-            }
-        };
-        let limit = number("limit", 10)?;
-        let offset = number("offset", 0)?;
-        if limit > MAX_LIMIT {
-            return Err(invalid(format!(
-                "Invalid value for limit API parameter: {limit} was found but 0 <= limit <= {MAX_LIMIT} is expected."
-            )));
-        }
-        if offset
-            .checked_add(limit)
-            .is_none_or(|end| end > RECORDS_CEILING)
-        {
-            return Err(invalid(format!(
-                "Invalid value for limit and offset API parameters: the sum of offset and limit must be lower than or equal to {RECORDS_CEILING}, found {}. Use the exports endpoint to get more records.",
-                offset.saturating_add(limit)
-            )));
-        }
+        let (from, to) = page(params, self.points.len())?;
         let total = self.points.len();
-        let from = (offset as usize).min(total);
-        let to = (from + limit as usize).min(total);
         let results: Vec<Value> = (from..to)
             .map(|i| self.record(dataset, i, now, &tz))
             .collect();
@@ -425,16 +398,7 @@ impl Belib {
         now: Timestamp,
     ) -> Result<Value, OdsError> {
         let (dataset, tz) = self.request(dataset, params)?;
-        let limit = match params.get("limit").map(|l| l.trim().parse::<i64>()) {
-            None => self.points.len(),
-            Some(Ok(-1)) => self.points.len(),
-            Some(Ok(n)) if n >= 0 => (n as usize).min(self.points.len()),
-            Some(_) => {
-                return Err(invalid(
-                    "Invalid value for limit API parameter: an integer >= -1 is expected.".into(),
-                ));
-            }
-        };
+        let limit = export_limit(params, self.points.len())?;
         Ok(Value::Array(
             (0..limit)
                 .map(|i| self.record(dataset, i, now, &tz))
@@ -461,7 +425,7 @@ impl Belib {
 
 /// `where`, `select`, `group_by`, `order_by`, `refine`, `exclude` and `q` are not simulated:
 /// refused, so that a project never reads the whole dataset believing it filtered.
-fn refuse_unsupported(params: &HashMap<String, String>) -> Result<(), OdsError> {
+pub(crate) fn refuse_unsupported(params: &HashMap<String, String>) -> Result<(), OdsError> {
     for name in [
         "where", "select", "group_by", "order_by", "refine", "exclude", "q",
     ] {
@@ -474,7 +438,7 @@ fn refuse_unsupported(params: &HashMap<String, String>) -> Result<(), OdsError> 
     Ok(())
 }
 
-fn timezone(params: &HashMap<String, String>) -> Result<TimeZone, OdsError> {
+pub(crate) fn timezone(params: &HashMap<String, String>) -> Result<TimeZone, OdsError> {
     match params.get("timezone") {
         None => Ok(TimeZone::UTC),
         Some(name) if name == "UTC" => Ok(TimeZone::UTC),
@@ -487,10 +451,62 @@ fn timezone(params: &HashMap<String, String>) -> Result<TimeZone, OdsError> {
 }
 
 /// Opendatasoft's datetime text: `2024-10-09T15:04:05+00:00`.
-fn ods_datetime(t: Timestamp, tz: &TimeZone) -> String {
+pub(crate) fn ods_datetime(t: Timestamp, tz: &TimeZone) -> String {
     t.to_zoned(tz.clone())
         .strftime("%Y-%m-%dT%H:%M:%S%:z")
         .to_string()
+}
+
+/// The records `[from, to)` of a `/records` call over `total` records: `limit` (default 10,
+/// at most [`MAX_LIMIT`]) from `offset`, within [`RECORDS_CEILING`]; Opendatasoft's 400
+/// otherwise.
+pub(crate) fn page(
+    params: &HashMap<String, String>,
+    total: usize,
+) -> Result<(usize, usize), OdsError> {
+    let number = |name: &str, default: u64| -> Result<u64, OdsError> {
+        match params.get(name) {
+            None => Ok(default),
+            Some(text) => text.trim().parse::<u64>().map_err(|_| {
+                invalid(format!(
+                    "Invalid value for {name} API parameter: {text:?} is not an integer."
+                ))
+            }),
+        }
+    };
+    let limit = number("limit", 10)?;
+    let offset = number("offset", 0)?;
+    if limit > MAX_LIMIT {
+        return Err(invalid(format!(
+            "Invalid value for limit API parameter: {limit} was found but 0 <= limit <= {MAX_LIMIT} is expected."
+        )));
+    }
+    if offset
+        .checked_add(limit)
+        .is_none_or(|end| end > RECORDS_CEILING)
+    {
+        return Err(invalid(format!(
+            "Invalid value for limit and offset API parameters: the sum of offset and limit must be lower than or equal to {RECORDS_CEILING}, found {}. Use the exports endpoint to get more records.",
+            offset.saturating_add(limit)
+        )));
+    }
+    let from = (offset as usize).min(total);
+    Ok((from, (from + limit as usize).min(total)))
+}
+
+/// How many records an `/exports/json` call over `total` records answers: `limit` (-1 or
+/// missing: all).
+pub(crate) fn export_limit(
+    params: &HashMap<String, String>,
+    total: usize,
+) -> Result<usize, OdsError> {
+    match params.get("limit").map(|l| l.trim().parse::<i64>()) {
+        None | Some(Ok(-1)) => Ok(total),
+        Some(Ok(n)) if n >= 0 => Ok((n as usize).min(total)),
+        Some(_) => Err(invalid(
+            "Invalid value for limit API parameter: an integer >= -1 is expected.".into(),
+        )),
+    }
 }
 
 /// The hours of `[from, to)`, for [`Belib::snapshots`].

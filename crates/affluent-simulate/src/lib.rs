@@ -4,7 +4,9 @@
 //!
 //! - [`Server::footfall`]: seed 004's visitor counters ([`footfall`]);
 //! - [`Server::belib`]: seed 001's Belib' charging points on Opendatasoft ([`belib`]) and the
-//!   Paris weather on Open-Meteo and infoclimat.fr ([`weather`]), one clock for both.
+//!   Paris weather on Open-Meteo and infoclimat.fr ([`weather`]), one clock for both;
+//! - [`Server::velib`]: seed 003's Vélib' stations in real time, on Opendatasoft and as GBFS
+//!   feeds ([`velib`]).
 //!
 //! Snapshot APIs answer as of the server's [`Clock`]: the wall clock, a fixed time, or an
 //! accelerated clock, so a demo or a test can build days of history in seconds.
@@ -12,6 +14,7 @@
 pub mod belib;
 mod draw;
 pub mod footfall;
+pub mod velib;
 pub mod weather;
 
 use std::collections::HashMap;
@@ -31,6 +34,7 @@ use tokio::sync::watch;
 
 pub use belib::Belib;
 pub use footfall::Footfall;
+pub use velib::Velib;
 pub use weather::Weather;
 
 /// How the simulator behaves besides answering.
@@ -70,6 +74,7 @@ pub enum Clock {
 
 #[derive(Debug)]
 struct Control {
+    addr: SocketAddr,
     down: AtomicBool,
     requests: AtomicU64,
     faults: AtomicU64,
@@ -97,6 +102,7 @@ impl Control {
 enum Model {
     Footfall(Arc<Footfall>),
     Belib(Arc<Belib>),
+    Velib(Arc<Velib>),
 }
 
 #[derive(Clone)]
@@ -129,10 +135,19 @@ impl Server {
         Self::start(port, model, options).await
     }
 
+    /// Starts the Vélib' APIs on `127.0.0.1:port` (0: any free port): Opendatasoft's
+    /// `/api/explore/v2.1/catalog/datasets/velib-disponibilite-en-temps-reel/records` and
+    /// `/exports/json`, and the GBFS feeds under `/opendata/Velib_Metropole/`.
+    pub async fn velib(port: u16, options: Options) -> std::io::Result<Self> {
+        let model = Model::Velib(Arc::new(Velib::new(options.seed)));
+        Self::start(port, model, options).await
+    }
+
     async fn start(port: u16, model: Model, options: Options) -> std::io::Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
         let control = Arc::new(Control {
+            addr,
             down: AtomicBool::new(false),
             requests: AtomicU64::new(0),
             faults: AtomicU64::new(0),
@@ -259,6 +274,17 @@ async fn supervise(
                 .route("/v1/forecast", get(open_meteo))
                 .route("/public-api/gfs/json", get(infoclimat))
                 .route("/", get(belib_index)),
+            Model::Velib(_) => axum::Router::new()
+                .route(
+                    "/api/explore/v2.1/catalog/datasets/{dataset}/records",
+                    get(velib_records),
+                )
+                .route(
+                    "/api/explore/v2.1/catalog/datasets/{dataset}/exports/json",
+                    get(velib_export),
+                )
+                .route("/opendata/Velib_Metropole/{feed}", get(velib_gbfs))
+                .route("/", get(velib_index)),
         }
         .with_state(app.clone());
         let watch_app = app.clone();
@@ -471,6 +497,72 @@ async fn infoclimat(
     .await
 }
 
+async fn velib_index() -> impl IntoResponse {
+    Json(serde_json::json!({
+        "service": "affluent Vélib' simulator (seed 003)",
+        "endpoints": [
+            format!("/api/explore/v2.1/catalog/datasets/{}/records?limit=100&offset=0", velib::DATASET),
+            format!("/api/explore/v2.1/catalog/datasets/{}/exports/json", velib::DATASET),
+            format!("{}/gbfs.json", velib::GBFS_PATH),
+            format!("{}/station_information.json", velib::GBFS_PATH),
+            format!("{}/station_status.json", velib::GBFS_PATH),
+        ],
+    }))
+}
+
+/// Counts the request, injects its fault if it draws one, else answers from the Vélib' model
+/// as of the server's clock (on a blocking thread: an export is 1,471 records).
+async fn velib_answer(
+    app: &App,
+    answer: impl FnOnce(&Velib, Timestamp) -> Result<serde_json::Value, (u16, serde_json::Value)>
+    + Send
+    + 'static,
+) -> Response {
+    if let Some(fault) = fault(app).await {
+        return fault;
+    }
+    let Model::Velib(model) = &app.model else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let (model, now) = (model.clone(), app.control.now());
+    match tokio::task::spawn_blocking(move || answer(&model, now)).await {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err((status, body))) => json_status(status, body),
+        Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, format!("simulator: {e}")),
+    }
+}
+
+async fn velib_records(
+    State(app): State<App>,
+    Path(dataset): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    velib_answer(&app, move |v, now| ods(v.records(&dataset, &params, now))).await
+}
+
+async fn velib_export(
+    State(app): State<App>,
+    Path(dataset): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    velib_answer(&app, move |v, now| ods(v.export(&dataset, &params, now))).await
+}
+
+async fn velib_gbfs(State(app): State<App>, Path(feed): Path<String>) -> Response {
+    let base = format!("http://{}", app.control.addr);
+    velib_answer(&app, move |v, now| {
+        feed.strip_suffix(".json")
+            .and_then(|f| v.gbfs(f, now, &base))
+            .ok_or_else(|| {
+                (
+                    404,
+                    serde_json::json!({ "error": format!("no feed {feed}") }),
+                )
+            })
+    })
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -628,5 +720,68 @@ mod tests {
         );
         let (status, _) = get("/public-api/gfs/json?_ll=48.85,2.35".into()).await;
         assert_eq!(status, 401);
+    }
+
+    #[tokio::test]
+    async fn velib_serves_opendatasoft_and_gbfs_as_of_the_clock() {
+        let t0: Timestamp = "2025-03-04T08:00:00Z".parse().expect("time");
+        let server = Server::velib(
+            0,
+            Options {
+                seed: 1,
+                clock: Clock::Fixed(t0),
+                ..Options::default()
+            },
+        )
+        .await
+        .expect("start");
+        let http = reqwest::Client::new();
+        let get = |path: String| {
+            let http = http.clone();
+            let url = format!("{}{path}", server.url());
+            async move {
+                let r = http.get(url).send().await.expect("answer");
+                let status = r.status().as_u16();
+                (status, r.json::<serde_json::Value>().await.expect("json"))
+            }
+        };
+        let (status, feeds) = get("/opendata/Velib_Metropole/gbfs.json".into()).await;
+        assert_eq!(status, 200);
+        let status_url = feeds["data"]["en"]["feeds"][3]["url"]
+            .as_str()
+            .expect("url");
+        assert_eq!(
+            status_url,
+            format!(
+                "{}/opendata/Velib_Metropole/station_status.json",
+                server.url()
+            )
+        );
+        let (_, info) = get("/opendata/Velib_Metropole/station_information.json".into()).await;
+        assert_eq!(
+            info["data"]["stations"].as_array().expect("stations").len(),
+            1471
+        );
+        let (_, first) = get("/opendata/Velib_Metropole/station_status.json".into()).await;
+        server.set_time(t0 + jiff::SignedDuration::from_mins(5));
+        let (_, later) = get("/opendata/Velib_Metropole/station_status.json".into()).await;
+        let moved = first["data"]["stations"]
+            .as_array()
+            .expect("stations")
+            .iter()
+            .zip(later["data"]["stations"].as_array().expect("stations"))
+            .filter(|(a, b)| a["last_reported"] != b["last_reported"])
+            .count();
+        assert!(moved > 1300, "{moved} stations reported again in 5 minutes");
+        let base = format!("/api/explore/v2.1/catalog/datasets/{}", velib::DATASET);
+        let (status, page) = get(format!("{base}/records?limit=20&offset=0")).await;
+        assert_eq!(
+            (status, page["total_count"].clone()),
+            (200, serde_json::json!(1471))
+        );
+        let (_, export) = get(format!("{base}/exports/json")).await;
+        assert_eq!(export.as_array().expect("array").len(), 1471);
+        let (status, _) = get("/opendata/Velib_Metropole/free_bike_status.json".into()).await;
+        assert_eq!(status, 404);
     }
 }

@@ -12,8 +12,8 @@
 //!   and counted ([`Totals::dropped`]);
 //! - an event whose (key, event time) was accepted before is a **duplicate**: it changes no
 //!   value and is counted in the windows of its time that are still open. A key's latest
-//!   accepted time is remembered for ever, so a source that repeats a stale report is told
-//!   apart from a late one however old the report is.
+//!   event time (accepted or dropped) is remembered for ever, so a source that repeats a stale
+//!   report is told apart from a late one however old the report is.
 //!
 //! The engine is deterministic: the same events in the same order give the same rows, and
 //! [`Engine::checkpoint`] / [`Engine::restore`] carry its whole state across a restart, which
@@ -336,7 +336,7 @@ pub struct Engine {
     spec: Spec,
     keys: Vec<String>,
     key_ids: FxHashMap<String, u32>,
-    /// Per key, its latest accepted event time.
+    /// Per key, its latest event time, accepted or dropped as too late.
     latest: Vec<Option<i64>>,
     max_time: Option<i64>,
     /// Arrivals so far (orders equal event times for `Last`).
@@ -440,7 +440,13 @@ impl Engine {
                 }
             }
             Outcome::Duplicate => self.totals.duplicates += 1,
-            Outcome::TooLate => self.totals.dropped += 1,
+            Outcome::TooLate => {
+                self.totals.dropped += 1;
+                // Remembered too: the same stale report again is a duplicate, not one more
+                // late event.
+                let latest = &mut self.latest[id as usize];
+                *latest = Some(latest.map_or(time, |l| l.max(time)));
+            }
         }
         outcome
     }

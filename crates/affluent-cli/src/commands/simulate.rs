@@ -109,6 +109,50 @@ enum SimulateApi {
         #[arg(long)]
         to: Option<String>,
     },
+    /// Seed 003's Vélib' stations in real time (the real 1,471 stations): Opendatasoft Explore
+    /// v2.1 dataset velib-disponibilite-en-temps-reel (/records, /exports/json) and the GBFS
+    /// feeds under /opendata/Velib_Metropole/ (gbfs.json, station_information.json,
+    /// station_status.json, system_information.json)
+    Velib {
+        #[command(flatten)]
+        serve: Serve,
+        /// Answer as of this time instead of now (RFC 3339 or a date, Europe/Paris).
+        #[arg(long)]
+        at: Option<String>,
+        /// With --at: simulated seconds per real second (the clock runs from --at).
+        #[arg(long, requires = "at")]
+        speed: Option<f64>,
+        /// Instead of serving, replay polls every --every over [--from, --to) and write what
+        /// each poll saw of each station to this CSV file (polled_at, stationcode,
+        /// reported_at, repeat, late, bikes, ebike, docks: the ground truth a stream is
+        /// checked against), then exit.
+        #[arg(long, requires_all = ["from", "to"])]
+        export_truth: Option<PathBuf>,
+        /// Export start (a date or date-time, Europe/Paris).
+        #[arg(long)]
+        from: Option<String>,
+        /// Export end (excluded).
+        #[arg(long)]
+        to: Option<String>,
+        /// Time between two replayed polls, in seconds.
+        #[arg(long, default_value_t = 60)]
+        every: u32,
+    },
+}
+
+/// The clock a snapshot simulator answers for: `--at` (fixed) or `--at` with `--speed`.
+fn clock(at: Option<&str>, speed: Option<f64>, tz: &TimeZone) -> Result<affluent_simulate::Clock> {
+    let Some(at) = at else {
+        return Ok(affluent_simulate::Clock::Wall);
+    };
+    let from = parse_time(at, tz).with_context(|| format!("--at {at:?}"))?;
+    Ok(match speed {
+        Some(speed) if speed.is_finite() && speed > 0.0 => {
+            affluent_simulate::Clock::Accelerated { from, speed }
+        }
+        Some(speed) => bail!("--speed must be a positive number, got {speed}"),
+        None => affluent_simulate::Clock::Fixed(from),
+    })
 }
 
 /// Runs the command.
@@ -159,16 +203,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 println!("{n} records written to {}", out.display());
                 return Ok(ExitCode::SUCCESS);
             }
-            if let Some(at) = &at {
-                let from = parse_time(at, &tz).with_context(|| format!("--at {at:?}"))?;
-                options.clock = match speed {
-                    Some(speed) if speed.is_finite() && speed > 0.0 => {
-                        affluent_simulate::Clock::Accelerated { from, speed }
-                    }
-                    Some(speed) => bail!("--speed must be a positive number, got {speed}"),
-                    None => affluent_simulate::Clock::Fixed(from),
-                };
-            }
+            options.clock = clock(at.as_deref(), speed, &tz)?;
             let port = serve.port.unwrap_or(8010);
             let server = affluent_simulate::Server::belib(port, options)
                 .await
@@ -182,9 +217,91 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             );
             server
         }
+        SimulateApi::Velib {
+            serve,
+            at,
+            speed,
+            export_truth,
+            from,
+            to,
+            every,
+        } => {
+            let mut options = serve.options(3)?;
+            let tz = TimeZone::get("Europe/Paris")?;
+            if let (Some(out), Some(from), Some(to)) = (export_truth, from, to) {
+                if every == 0 {
+                    bail!("--every must be at least 1 second");
+                }
+                let range = parse_range(&from, &to, &tz)?;
+                let n = export_velib_truth(&out, options.seed, range.start, range.end, every)?;
+                println!("{n} station reports written to {}", out.display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            options.clock = clock(at.as_deref(), speed, &tz)?;
+            let port = serve.port.unwrap_or(8020);
+            let server = affluent_simulate::Server::velib(port, options)
+                .await
+                .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+            println!("{}", server.url());
+            eprintln!(
+                "Vélib' simulator (seed {}, as of {}) on {}; stop with Ctrl-C",
+                serve.seed.unwrap_or(3),
+                at.as_deref().unwrap_or("now"),
+                server.url()
+            );
+            server
+        }
     };
     tokio::signal::ctrl_c().await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Replays polls every `every` seconds over `[start, end)` and writes what each saw of each
+/// station as CSV; returns the number of rows.
+fn export_velib_truth(
+    out: &Path,
+    seed: u64,
+    start: Timestamp,
+    end: Timestamp,
+    every: u32,
+) -> Result<u64> {
+    let model = affluent_simulate::Velib::new(seed);
+    let file =
+        std::fs::File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut w = std::io::BufWriter::new(file);
+    writeln!(
+        w,
+        "polled_at,stationcode,reported_at,repeat,late,bikes,ebike,docks"
+    )?;
+    let mut polls = Vec::new();
+    let mut t = start;
+    while t < end {
+        polls.push(t);
+        t += i64::from(every).seconds();
+    }
+    let mut n = 0;
+    // A day of polls at a time: the truth of a week of minutes is 15M rows.
+    let mut model_truth = affluent_simulate::velib::Truth::new(&model);
+    for chunk in polls.chunks(1440) {
+        for s in model_truth.polls(chunk) {
+            let stamp = |t: i64| Timestamp::from_second(t).map(|t| t.to_string()).unwrap_or_default();
+            writeln!(
+                w,
+                "{},{},{},{},{},{},{},{}",
+                stamp(s.polled_at),
+                s.stationcode,
+                stamp(s.reported_at),
+                s.repeat,
+                s.late,
+                s.bikes,
+                s.ebike,
+                s.docks
+            )?;
+            n += 1;
+        }
+    }
+    w.flush()?;
+    Ok(n)
 }
 
 /// Writes every point's real-time record at each hour of `[start, end)`; returns the number of

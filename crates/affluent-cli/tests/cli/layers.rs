@@ -167,6 +167,9 @@ fn no_layer_reaches_back_up_the_flow() {
             ],
         ),
         ("affluent-simulate", &["affluent-"]),
+        // The window engine and the zones are pure: no other affluent crate.
+        ("affluent-streams", &["affluent-"]),
+        ("affluent-geo", &["affluent-"]),
     ];
     for (krate, never) in forbidden {
         let Some(have) = deps.get(*krate) else {

@@ -97,6 +97,7 @@ fn model_fixed(spec: &Spec, events: &[Event], size: i64, slide: i64) -> Modelled
     let mut max_time: Option<i64> = None;
     let mut taken: Vec<(String, Taken, Option<i64>)> = Vec::new();
     let mut duplicates: Vec<(String, i64, Option<i64>)> = Vec::new();
+    let mut dropped: Vec<(String, i64)> = Vec::new();
     let mut outcomes = Vec::new();
     let mut totals = Totals::default();
     for (i, e) in events.iter().enumerate() {
@@ -105,17 +106,23 @@ fn model_fixed(spec: &Spec, events: &[Event], size: i64, slide: i64) -> Modelled
         let open = windows
             .iter()
             .any(|s| !is_final(watermark, s + size, lateness));
-        let latest = taken
-            .iter()
-            .filter(|t| t.0 == e.key)
-            .map(|t| t.1.time)
-            .max();
-        let before = taken.iter().any(|t| t.0 == e.key && t.1.time == e.time);
+        // Times taken or dropped as too late.
+        let times = || {
+            taken
+                .iter()
+                .map(|t| (&t.0, t.1.time))
+                .chain(dropped.iter().map(|d| (&d.0, d.1)))
+                .filter(|(k, _)| **k == e.key)
+                .map(|(_, t)| t)
+        };
+        let latest = times().max();
+        let before = times().any(|t| t == e.time);
         let outcome = if before && (latest == Some(e.time) || open) {
             duplicates.push((e.key.clone(), e.time, watermark));
             totals.duplicates += 1;
             Outcome::Duplicate
         } else if !open {
+            dropped.push((e.key.clone(), e.time));
             totals.dropped += 1;
             Outcome::TooLate
         } else {
@@ -230,6 +237,10 @@ fn model_sessions(spec: &Spec, events: &[Event], gap: i64) -> Modelled {
                 .map(|i| open[*i].1.end)
                 .fold(end, i64::max);
             if is_final(watermark, merged_end, lateness) {
+                match latest.iter_mut().find(|(k, _)| *k == e.key) {
+                    Some((_, t)) => *t = (*t).max(e.time),
+                    None => latest.push((e.key.clone(), e.time)),
+                }
                 totals.dropped += 1;
                 Outcome::TooLate
             } else {
