@@ -16,6 +16,7 @@ pub mod schema;
 mod sinks;
 mod sources;
 pub mod storage;
+mod streams;
 mod tables;
 mod validate;
 pub mod values;
@@ -82,6 +83,8 @@ pub struct Project {
     pub alerts: BTreeMap<String, schema::Alert>,
     /// `[ml.NAME]`, checked.
     pub ml: BTreeMap<String, schema::MlConfig>,
+    /// `[streams.NAME]`, checked.
+    pub streams: BTreeMap<String, schema::StreamConfig>,
     /// `[sinks.NAME]`, checked.
     pub sinks: BTreeMap<String, schema::SinkConfig>,
     /// Knows every secret of the project; share it with whatever writes text out.
@@ -322,6 +325,7 @@ pub fn load_str_for(
     query::check(&mut reporter, &settings, &root_for_spans);
     alerts::check(&mut reporter, &settings, &root_for_spans);
     ml::check(&mut reporter, &settings, &root_for_spans);
+    streams::check(&mut reporter, &settings, &root_for_spans);
     sinks::check(&mut reporter, &settings, &root_for_spans, &redactor);
 
     let data_dir = project_dir.join(settings.data_dir.as_deref().unwrap_or(".affluent"));
@@ -370,6 +374,7 @@ pub fn load_str_for(
         pages: settings.pages,
         alerts: alerts::build(settings.alerts),
         ml: settings.ml,
+        streams: settings.streams,
         sinks: settings.sinks,
         redactor,
         warnings: reporter.warnings,

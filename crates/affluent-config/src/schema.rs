@@ -17,6 +17,7 @@ pub use crate::sinks::*;
 pub use crate::sources::csv::*;
 pub use crate::sources::rest::*;
 pub use crate::sources::*;
+pub use crate::streams::*;
 pub use crate::tables::*;
 pub use crate::values::{
     ConfigDuration, ConfigTimeZone, CronExpr, JsonPathExpr, ListenAddr, StartDate,
@@ -75,6 +76,9 @@ pub struct ProjectSettings {
     /// Small models trained over the tables, their predictions written as tables: `[ml.NAME]`.
     #[serde(default)]
     pub ml: BTreeMap<String, MlConfig>,
+    /// Event-time windows over a table's rows as they are loaded: `[streams.NAME]`.
+    #[serde(default)]
+    pub streams: BTreeMap<String, StreamConfig>,
     /// `[sinks.NAME]`: where tables and models are written outside Delta (a PostgreSQL
     /// warehouse).
     #[serde(default)]

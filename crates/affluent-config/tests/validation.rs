@@ -503,3 +503,137 @@ location = "s3:///nobucket"
     assert!(!format!("{project:?}").contains("s3cr3t-value"));
     assert_eq!(project.redactor.redact("x s3cr3t-value"), "x ***");
 }
+
+#[test]
+fn streams_are_checked_with_positions() {
+    let text = r#"[sources.velib]
+type = "rest"
+client.base_url = "https://opendata.paris.fr/"
+
+[tables.station_status]
+source = "velib"
+[tables.station_status.columns]
+stationcode = "stationcode"
+duedate = { path = "duedate", type = "timestamp" }
+mechanical = "mechanical"
+
+[tables.stations]
+source = "velib"
+write = "merge"
+primary_key = ["stationcode"]
+[tables.stations.columns]
+stationcode = "stationcode"
+
+[streams.station_3min]
+input = "station_status"
+key = "stationcode"
+time = "duedate"
+size = "3m"
+delay = "2m"
+lateness = "10m"
+[streams.station_3min.aggregates]
+mechanical = "avg(mechanical)"
+docks = "avg(numdocks)"
+events = "count(mechanical)"
+
+[streams.per_zone]
+input = "stations"
+key = "stationcode"
+time = "duedate"
+window = "hopping"
+size = "1m"
+slide = "5m"
+gap = "1m"
+[streams.per_zone.aggregates]
+bikes = "median(mechanical)"
+
+[streams.nowhere]
+input = "station_stat"
+key = "stationcode"
+time = "duedate"
+window = "session"
+aggregates = {}
+"#;
+    let errs = errors(text, &[]);
+    let find = |needle: &str| {
+        errs.iter()
+            .find(|e| e.2.contains(needle))
+            .unwrap_or_else(|| panic!("no error containing {needle:?} in {errs:#?}"))
+            .clone()
+    };
+    let (line, _, _) =
+        find("reads column `numdocks`, which table `station_status` does not declare");
+    assert_eq!(line, 28);
+    let (line, _, _) = find("aggregate `events` of stream `station_3min` clashes");
+    assert_eq!(line, 29);
+    let (line, _, _) = find("\"median(mechanical)\" is not an aggregate");
+    assert_eq!(line, 40);
+    let (line, _, _) = find(
+        "reads `station_stat`, which is not a table of the project (a stream's input is a `[tables.NAME]`); did you mean \"station_status\"?",
+    );
+    assert_eq!(line, 43);
+    find("stream `nowhere` (session windows) needs `gap`");
+    find("stream `nowhere` has no aggregates");
+    let (line, _, _) =
+        find("stream `per_zone` reads table `stations`, which is not an `append` table");
+    assert_eq!(line, 32);
+    let (line, _, _) = find("`gap` does not apply to the windows of stream `per_zone`");
+    assert_eq!(line, 38);
+    let (line, _, _) = find("a hopping window's `slide` (5m) must not exceed its `size` (1m)");
+    assert_eq!(line, 37);
+}
+
+#[test]
+fn a_stream_reads_an_append_table_and_its_windows_can_run() {
+    let base = r#"[sources.velib]
+type = "rest"
+client.base_url = "https://opendata.paris.fr/"
+
+[tables.stations]
+source = "velib"
+write = "merge"
+primary_key = ["stationcode"]
+
+[tables.status]
+source = "velib"
+"#;
+    let errs = errors(
+        &format!(
+            "{base}\n[streams.s]\ninput = \"stations\"\nkey = \"stationcode\"\ntime = \"duedate\"\nsize = \"3m\"\naggregates = {{ bikes = \"avg(b)\" }}\n"
+        ),
+        &[],
+    );
+    assert!(
+        errs.iter().any(|e| e.2.contains("not an `append` table")),
+        "{errs:#?}"
+    );
+    let errs = errors(
+        &format!(
+            "{base}\n[streams.s]\ninput = \"status\"\nkey = \"stationcode\"\ntime = \"duedate\"\nwindow = \"hopping\"\nsize = \"1m\"\nslide = \"5m\"\naggregates = {{ bikes = \"avg(b)\" }}\n"
+        ),
+        &[],
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.2.contains("`slide` (5m) must not exceed its `size` (1m)")),
+        "{errs:#?}"
+    );
+    let errs = errors(
+        &format!(
+            "{base}\n[tables.s_open]\nsource = \"velib\"\n[streams.s]\ninput = \"status\"\nkey = \"stationcode\"\ntime = \"duedate\"\nsize = \"3m\"\naggregates = {{ bikes = \"last(b)\" }}\n"
+        ),
+        &[],
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.2.contains("`s_open` is already a table")),
+        "{errs:#?}"
+    );
+    let ok = errors(
+        &format!(
+            "{base}\n[streams.s]\ninput = \"status\"\nkey = \"stationcode\"\ntime = \"duedate\"\nwindow = \"session\"\ngap = \"5m\"\naggregates = {{ bikes = \"last(b)\", n = \"count(b)\" }}\n"
+        ),
+        &[],
+    );
+    assert!(ok.is_empty(), "{ok:#?}");
+}
