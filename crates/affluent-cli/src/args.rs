@@ -141,6 +141,21 @@ pub async fn after_change(warehouse: &affluent_tables::Warehouse, changed: &[&st
     if changed.is_empty() {
         return;
     }
+    // Streams first: their windows are tables too.
+    let mut windows: Vec<String> = Vec::new();
+    if !warehouse.project().streams.is_empty() {
+        let streams = affluent_pipeline::Streams::new(warehouse.clone());
+        for r in streams.after_change(changed).await {
+            if r.versions.is_some() {
+                println!("{r}");
+                windows.push(r.stream.clone());
+                windows.push(affluent_config::schema::StreamConfig::open_table(&r.stream));
+            }
+        }
+    }
+    let mut changed: Vec<&str> = changed.to_vec();
+    changed.extend(windows.iter().map(String::as_str));
+    let changed = &changed[..];
     let mut all: Vec<&str> = changed.to_vec();
     let trained = if warehouse.project().ml.is_empty() {
         Vec::new()

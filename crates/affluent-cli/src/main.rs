@@ -65,6 +65,7 @@ enum Command {
     Quarantine(quarantine::Args),
     Alerts(alerts::Args),
     Ml(ml::Args),
+    Streams(streams::Args),
     Sinks(sinks::Args),
 }
 
@@ -110,6 +111,7 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode> {
         Command::Quarantine(a) => quarantine::run(ctx, a).await,
         Command::Alerts(a) => alerts::run(ctx, a).await,
         Command::Ml(a) => ml::run(ctx, a).await,
+        Command::Streams(a) => streams::run(ctx, a).await,
         Command::Sinks(a) => sinks::run(ctx, a).await,
     }
 }

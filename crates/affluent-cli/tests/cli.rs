@@ -20,6 +20,8 @@ mod scheduler;
 mod secrets;
 #[path = "cli/sinks.rs"]
 mod sinks;
+#[path = "cli/streams.rs"]
+mod streams;
 
 fn affluent(project: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_affluent"))
@@ -29,6 +31,24 @@ fn affluent(project: &Path, args: &[&str]) -> Output {
         .env_remove("RUST_LOG")
         .output()
         .expect("runs")
+}
+
+/// Waits until a process started with `AFFLUENT_FAILPOINT=point` (stderr piped) says it is
+/// there, then SIGKILLs it.
+fn kill_at_failpoint(mut child: std::process::Child, point: &str) {
+    let stderr = child.stderr.take().unwrap();
+    let mut reader = std::io::BufReader::new(stderr);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+        assert!(n > 0, "the process ended before reaching {point}");
+        if line.contains(&format!("failpoint {point} reached")) {
+            break;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
 }
 
 fn text(o: &Output) -> String {
@@ -435,20 +455,7 @@ fn load_killed_anywhere(s3: Option<&objects::S3>) {
     };
 
     for point in ["load:after_ledger", "load:after_commit"] {
-        let mut child = spawn(Some(point));
-        let stderr = child.stderr.take().unwrap();
-        let mut reader = std::io::BufReader::new(stderr);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let n = std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
-            assert!(n > 0, "the load ended before reaching {point}");
-            if line.contains(&format!("failpoint {point} reached")) {
-                break;
-            }
-        }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        kill_at_failpoint(spawn(Some(point)), point);
         check(&format!("killed at {point}"));
     }
 

@@ -85,6 +85,8 @@ pub struct Project {
     pub ml: BTreeMap<String, schema::MlConfig>,
     /// `[streams.NAME]`, checked.
     pub streams: BTreeMap<String, schema::StreamConfig>,
+    /// `[zones.NAME]`, checked (their files exist).
+    pub zones: BTreeMap<String, schema::ZonesConfig>,
     /// `[sinks.NAME]`, checked.
     pub sinks: BTreeMap<String, schema::SinkConfig>,
     /// Knows every secret of the project; share it with whatever writes text out.
@@ -326,6 +328,7 @@ pub fn load_str_for(
     alerts::check(&mut reporter, &settings, &root_for_spans);
     ml::check(&mut reporter, &settings, &root_for_spans);
     streams::check(&mut reporter, &settings, &root_for_spans);
+    streams::check_zones(&mut reporter, project_dir, &settings, &root_for_spans);
     sinks::check(&mut reporter, &settings, &root_for_spans, &redactor);
 
     let data_dir = project_dir.join(settings.data_dir.as_deref().unwrap_or(".affluent"));
@@ -375,6 +378,7 @@ pub fn load_str_for(
         alerts: alerts::build(settings.alerts),
         ml: settings.ml,
         streams: settings.streams,
+        zones: settings.zones,
         sinks: settings.sinks,
         redactor,
         warnings: reporter.warnings,

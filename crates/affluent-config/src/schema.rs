@@ -79,6 +79,9 @@ pub struct ProjectSettings {
     /// Event-time windows over a table's rows as they are loaded: `[streams.NAME]`.
     #[serde(default)]
     pub streams: BTreeMap<String, StreamConfig>,
+    /// Polygons of GeoJSON files for SQL's `zone_of('NAME', lon, lat)`: `[zones.NAME]`.
+    #[serde(default)]
+    pub zones: BTreeMap<String, ZonesConfig>,
     /// `[sinks.NAME]`: where tables and models are written outside Delta (a PostgreSQL
     /// warehouse).
     #[serde(default)]

@@ -131,6 +131,44 @@ impl<'de> Deserialize<'de> for AggregateExpr {
     }
 }
 
+/// `[zones.NAME]`: polygons of a GeoJSON file, for SQL's `zone_of('NAME', lon, lat)`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZonesConfig {
+    /// A GeoJSON FeatureCollection of `Polygon` and `MultiPolygon` features, relative to the
+    /// project directory.
+    pub file: String,
+    /// The feature property naming each zone (`l_ar` for the Paris arrondissements' "1er
+    /// Ardt").
+    pub name: String,
+}
+
+pub(crate) fn check_zones(
+    reporter: &mut Reporter<'_>,
+    project_dir: &std::path::Path,
+    settings: &ProjectSettings,
+    root: &Spanned<DeTable<'_>>,
+) {
+    for (name, z) in &settings.zones {
+        check_name(reporter, "zones", name, span_in(root, &["zones", name]));
+        if !project_dir.join(&z.file).is_file() {
+            reporter.error(
+                span_in(root, &["zones", name, "file"]),
+                format!(
+                    "zones `{name}`: no file {} (relative to the project directory)",
+                    z.file
+                ),
+            );
+        }
+        if z.name.trim().is_empty() {
+            reporter.error(
+                span_in(root, &["zones", name, "name"]),
+                format!("zones `{name}`: `name` is the feature property naming each zone"),
+            );
+        }
+    }
+}
+
 /// The columns every stream's tables have besides the key and the aggregates.
 pub const STREAM_COLUMNS: [&str; 6] = [
     "window_start",

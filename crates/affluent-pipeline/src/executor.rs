@@ -11,6 +11,8 @@ use affluent_sinks::Sinks;
 use affluent_sources::IngestOptions;
 use affluent_tables::{LoadReport, LoadScope, TableError, Warehouse};
 
+use crate::Streams;
+
 /// Ingestion, loads and models as the scheduler's executor.
 #[derive(Debug)]
 pub struct Pipeline {
@@ -21,6 +23,8 @@ pub struct Pipeline {
     ml: Ml,
     /// Written after the ML models and alerts: tables, models, predictions and firings.
     sinks: Sinks,
+    /// Run after a load gives their input table a new version, before the ML models.
+    streams: Streams,
     /// Table writes of this process one at a time: the table locks are file locks that block a
     /// thread, and runs of one process share the runtime's few threads.
     writes: tokio::sync::Mutex<()>,
@@ -37,6 +41,7 @@ impl Pipeline {
             alerts: Alerts::new(warehouse.clone()),
             ml: Ml::new(warehouse.clone()),
             sinks: Sinks::new(warehouse.clone()),
+            streams: Streams::new(warehouse.clone()),
             warehouse,
             writes: tokio::sync::Mutex::new(()),
             largest_run: Mutex::default(),
@@ -88,11 +93,28 @@ impl Pipeline {
         Ok(Some(reports))
     }
 
-    /// What follows new versions of tables or models: the ML models reading them are trained,
+    /// What follows new versions of tables or models: the streams reading them run, the ML
+    /// models reading them (or the streams' windows) are trained,
     /// then the alerts reading them or those models' predictions are evaluated, then the sinks
     /// writing any of these are brought up to date. Failures are logged: the run's data is
     /// loaded whatever becomes of them.
     async fn after_change(&self, changed: &[&str]) {
+        // Streams first: their windows are tables the models, alerts and sinks may read.
+        let streamed = {
+            let _writing = self.writes.lock().await;
+            self.streams.after_change(changed).await
+        };
+        let mut outputs: Vec<String> = Vec::new();
+        for r in &streamed {
+            if r.versions.is_some() {
+                tracing::info!(stream = r.stream, "{r}");
+                outputs.push(r.stream.clone());
+                outputs.push(affluent_config::schema::StreamConfig::open_table(&r.stream));
+            }
+        }
+        let mut changed: Vec<&str> = changed.to_vec();
+        changed.extend(outputs.iter().map(String::as_str));
+        let changed = &changed[..];
         let trained = self.ml.after_change(changed).await;
         let mut all: Vec<&str> = changed.to_vec();
         all.extend(trained.iter().map(|r| r.model.as_str()));

@@ -5,6 +5,8 @@
 //! - [`Pipeline`]: the scheduler's [`Executor`](affluent_scheduler::Executor): a source's
 //!   interval is ingested then loaded (loads batched across runs), a model's is materialized;
 //!   catch-up keeps what the live run needs of a daily quota;
+//! - [`streams`]: `[streams.NAME]`, each new version of an input table read as events through
+//!   the window engine, windows written exactly once;
 //! - [`status`]: per task, the last success, the next run, the holes, the quota used today and
 //!   the last error (`affluent status`, and the dashboard's coverage next).
 //!
@@ -12,6 +14,7 @@
 
 mod executor;
 pub mod status;
+pub mod streams;
 
 use std::sync::Arc;
 
@@ -23,6 +26,7 @@ use affluent_tables::{TableError, Warehouse};
 use jiff::Timestamp;
 
 pub use executor::Pipeline;
+pub use streams::{StreamReport, Streams};
 
 /// Errors of the pipeline: those of the layers it drives, with their causes.
 #[derive(Debug, thiserror::Error)]

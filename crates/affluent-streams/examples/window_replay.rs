@@ -8,6 +8,7 @@
 //!   mechanical bikes, e-bikes, free docks), the input of the reference implementations;
 //! - `OUT_DIR/windows.csv`: the engine's rows, per station and 3-minute window: the averages
 //!   of the three values, events, late, duplicates, final;
+//!
 //! and prints the engine's time over the events held in memory (parsing and the simulator not
 //! counted), as events per second.
 

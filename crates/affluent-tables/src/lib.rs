@@ -13,6 +13,7 @@
 mod bounds;
 pub mod changes;
 pub mod compact;
+pub mod events;
 pub mod load;
 pub mod mapping;
 pub mod models;
@@ -207,6 +208,8 @@ pub struct Warehouse {
     remote: Arc<storage::RemoteLogs>,
     /// The name of this data directory's loads into shared tables, read once.
     writer: Arc<std::sync::OnceLock<String>>,
+    /// The `[zones.NAME]` polygons, read on first use (or why they cannot be).
+    zones: Arc<std::sync::OnceLock<Result<udf::ZoneSets, String>>>,
 }
 
 /// Per table: how many committed loads were read, and the landing entries they took.
@@ -237,7 +240,29 @@ impl Warehouse {
             ledgers: Arc::default(),
             remote: Arc::default(),
             writer: Arc::default(),
+            zones: Arc::default(),
         }
+    }
+
+    /// The project's `[zones.NAME]`, each file read and indexed once per warehouse.
+    pub(crate) fn zones(&self) -> Result<udf::ZoneSets, TableError> {
+        self.zones
+            .get_or_init(|| {
+                let project = self.project();
+                let mut sets = std::collections::BTreeMap::new();
+                for (name, z) in &project.zones {
+                    let path = project.dir.join(&z.file);
+                    let text = std::fs::read_to_string(&path).map_err(|e| {
+                        format!("zones `{name}`: cannot read {}: {e}", path.display())
+                    })?;
+                    let zones = affluent_geo::Zones::from_geojson(&text, &z.name)
+                        .map_err(|e| format!("zones `{name}` ({}): {e}", path.display()))?;
+                    sets.insert(name.clone(), Arc::new(zones));
+                }
+                Ok(udf::ZoneSets(Arc::new(sets)))
+            })
+            .clone()
+            .map_err(TableError::Invalid)
     }
 
     /// The runtime (memory pool, spill files) of read queries, or of models.

@@ -111,8 +111,9 @@ struct Ledger {
 }
 
 /// A test hook: with `AFFLUENT_FAILPOINT=NAME`, the process says so on stderr and freezes when
-/// it reaches that point of a load, for the crash tests to SIGKILL it there. Inert otherwise.
-fn failpoint(name: &str) {
+/// it reaches that point of a load (or of a stream's run), for the crash tests to SIGKILL it
+/// there. Inert otherwise.
+pub fn failpoint(name: &str) {
     if std::env::var("AFFLUENT_FAILPOINT").is_ok_and(|v| v == name) {
         eprintln!("failpoint {name} reached");
         loop {

@@ -95,6 +95,11 @@ impl Warehouse {
             );
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         crate::udf::register(&ctx, max_bytes);
+        if !self.project().zones.is_empty() {
+            ctx.register_udf(datafusion::logical_expr::ScalarUDF::from(
+                crate::udf::ZoneOf::new(self.zones()?),
+            ));
+        }
         for name in self.names() {
             if let Some(table) = self.open(&name).await? {
                 register(&ctx, &name, &table).await?;

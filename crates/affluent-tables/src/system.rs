@@ -1,6 +1,7 @@
 //! Tables affluent writes itself rather than loading them from a source: the alerts' firings
-//! ([`ALERT_FIRINGS`]), the trained ML model versions ([`ML_MODELS`]) and each `[ml.NAME]`'s
-//! predictions (a table named `NAME`). They are Delta tables like the others (queried, shown,
+//! ([`ALERT_FIRINGS`]), the trained ML model versions ([`ML_MODELS`]), each `[ml.NAME]`'s
+//! predictions (a table named `NAME`) and each `[streams.NAME]`'s windows (`NAME`, the final
+//! ones, and `NAME_open`). They are Delta tables like the others (queried, shown,
 //! exported), and each write carries an application transaction `(app, version)` in the same
 //! commit as its rows, so a writer that retries after a crash writes once.
 
@@ -29,6 +30,10 @@ impl Warehouse {
         if !project.ml.is_empty() {
             out.push(ML_MODELS.to_string());
             out.extend(project.ml.keys().cloned());
+        }
+        for name in project.streams.keys() {
+            out.push(name.clone());
+            out.push(affluent_config::schema::StreamConfig::open_table(name));
         }
         out
     }

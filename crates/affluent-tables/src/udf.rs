@@ -5,6 +5,8 @@
 //!   or NULL when none reaches `min_similarity` (0 to 1, default 0). `candidates` is a list:
 //!   `make_array('a', 'b')` or `(SELECT array_agg(name) FROM agencies)`.
 //! - `haversine_km(lat1, lon1, lat2, lon2)`: great-circle distance in kilometres.
+//! - `zone_of('NAME', lon, lat)`: the name of the `[zones.NAME]` polygon holding the point
+//!   (affluent-geo's R-tree over the polygons' boxes), NULL outside every polygon.
 //!
 //! And it bounds the built-ins that build a whole value in one call, outside the query's memory
 //! pool: `repeat`, `lpad`, `rpad`, `array_repeat` (`list_repeat`), and `range` and
@@ -168,6 +170,91 @@ impl ScalarUDFImpl for ClosestMatch {
             };
             let names: Vec<&str> = list.iter().flatten().collect();
             out.append_option(closest_match(values.value(i), &names, min));
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+/// The project's zone sets by name.
+#[derive(Debug, Clone, Default)]
+pub struct ZoneSets(pub Arc<std::collections::BTreeMap<String, Arc<affluent_geo::Zones>>>);
+
+/// `zone_of('NAME', lon, lat)`.
+#[derive(Debug)]
+pub struct ZoneOf {
+    signature: Signature,
+    sets: ZoneSets,
+}
+
+impl PartialEq for ZoneOf {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.sets.0, &other.sets.0)
+    }
+}
+
+impl Eq for ZoneOf {}
+
+impl std::hash::Hash for ZoneOf {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        for name in self.sets.0.keys() {
+            name.hash(state);
+        }
+    }
+}
+
+impl ZoneOf {
+    /// The function over these zone sets.
+    pub fn new(sets: ZoneSets) -> Self {
+        Self {
+            signature: Signature::exact(
+                vec![DataType::Utf8, DataType::Float64, DataType::Float64],
+                Volatility::Immutable,
+            ),
+            sets,
+        }
+    }
+}
+
+impl ScalarUDFImpl for ZoneOf {
+    fn name(&self) -> &str {
+        "zone_of"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        let set = match &args.args[0] {
+            ColumnarValue::Scalar(ScalarValue::Utf8(Some(name))) => name.clone(),
+            _ => {
+                return exec_err!(
+                    "zone_of: the first argument is the name of a [zones.NAME], as a constant"
+                );
+            }
+        };
+        let Some(zones) = self.sets.0.get(&set) else {
+            let known: Vec<&String> = self.sets.0.keys().collect();
+            return exec_err!("zone_of: no zones `{set}` in the project (declared: {known:?})");
+        };
+        let lon = args.args[1].to_array(n)?;
+        let lat = args.args[2].to_array(n)?;
+        let (lon, lat) = (
+            lon.as_primitive::<Float64Type>(),
+            lat.as_primitive::<Float64Type>(),
+        );
+        let mut out = datafusion::arrow::array::StringBuilder::new();
+        for i in 0..n {
+            if lon.is_null(i) || lat.is_null(i) {
+                out.append_null();
+            } else {
+                out.append_option(zones.zone_of(lon.value(i), lat.value(i)));
+            }
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))
     }

@@ -16,6 +16,7 @@ pub mod serve;
 pub mod simulate;
 pub mod sinks;
 pub mod status;
+pub mod streams;
 pub mod tables;
 pub mod transform;
 pub mod user;

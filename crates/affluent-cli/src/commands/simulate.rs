@@ -284,7 +284,11 @@ fn export_velib_truth(
     let mut model_truth = affluent_simulate::velib::Truth::new(&model);
     for chunk in polls.chunks(1440) {
         for s in model_truth.polls(chunk) {
-            let stamp = |t: i64| Timestamp::from_second(t).map(|t| t.to_string()).unwrap_or_default();
+            let stamp = |t: i64| {
+                Timestamp::from_second(t)
+                    .map(|t| t.to_string())
+                    .unwrap_or_default()
+            };
             writeln!(
                 w,
                 "{},{},{},{},{},{},{},{}",
