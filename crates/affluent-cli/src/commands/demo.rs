@@ -42,6 +42,9 @@ pub enum Offline {
     /// `OPEN_METEO_URL`, `INFOCLIMAT_URL`); the snapshot history is built hour by hour with the
     /// simulator's clock at each hour.
     Belib,
+    /// Seed 003's Vélib' API simulated in-process (`VELIB_API_URL`); the history is a poll a
+    /// minute with the simulator's clock at each minute, then the stream's windows and models.
+    Velib,
 }
 
 /// The examples, in the order `--help` lists them. The seed projects that follow add theirs.
@@ -57,6 +60,12 @@ pub const EXAMPLES: &[Example] = &[
         dir: "belib-weather",
         about: "seed 001: Belib' charging points in real time and the weather, per day and arrondissement",
         offline: Offline::Belib,
+    },
+    Example {
+        name: "velib",
+        dir: "velib",
+        about: "seed 003: Vélib' stations each minute, 3-minute windows by event time, zones, a live map",
+        offline: Offline::Velib,
     },
 ];
 
@@ -75,6 +84,9 @@ pub struct Args {
     /// How many weeks to backfill (default: 8 for footfall, 1 for belib-weather).
     #[arg(long)]
     weeks: Option<u32>,
+    /// velib: how many hours of polls, one a minute, to build before running (default 2).
+    #[arg(long)]
+    hours: Option<u32>,
     /// Stop after the backfill instead of running hourly and serving.
     #[arg(long)]
     no_run: bool,
@@ -151,6 +163,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
     match example.offline {
         Offline::Footfall => footfall(&dir, &args).await,
         Offline::Belib => belib(&dir, &args).await,
+        Offline::Velib => velib(&dir, &args).await,
     }
 }
 
@@ -411,6 +424,110 @@ async fn belib(dir: &Path, args: &Args) -> Result<ExitCode> {
     }
     dashboard.banner();
     eprintln!("running hourly; stop with Ctrl-C");
+    let result = crate::commands::run::schedule(&runtime, None, false, None).await;
+    dashboard.shutdown().await;
+    drop(simulator);
+    result
+}
+
+/// The minute `t` falls in, truncated.
+fn minute_of(t: Timestamp) -> Timestamp {
+    t.round(
+        jiff::TimestampRound::new()
+            .smallest(jiff::Unit::Minute)
+            .mode(jiff::RoundMode::Trunc),
+    )
+    .unwrap_or(t)
+}
+
+async fn velib(dir: &Path, args: &Args) -> Result<ExitCode> {
+    use affluent_simulate::{Clock, Options, Server as Simulator};
+
+    let started = std::time::Instant::now();
+    let to = match &args.until {
+        Some(_) => args.until()?,
+        None => minute_of(Timestamp::now()),
+    };
+    let hours = args.hours.unwrap_or(2);
+    let from = to
+        .checked_sub((i64::from(hours) * 60).minutes())
+        .context("--hours is too large")?;
+    let simulator = Simulator::velib(
+        0,
+        Options {
+            seed: 3,
+            clock: Clock::Fixed(from),
+            ..Options::default()
+        },
+    )
+    .await
+    .context("cannot start the Vélib' simulator")?;
+    let url = simulator.url();
+    let project = load(dir, &[("VELIB_API_URL", &url)])?;
+    if !project.sources.contains_key("velib") {
+        bail!(
+            "{} has no source `velib`: `affluent demo --example velib` runs examples/velib",
+            project.file.display()
+        );
+    }
+    eprintln!("Vélib' simulator (seed 003's API, deterministic) on {url}");
+    let runtime = crate::context::runtime(project).await?;
+    let dashboard = Dashboard::start(&runtime, args).await?;
+    dashboard.banner();
+
+    // A snapshot API has no past: the history is a poll a minute with the simulator's clock at
+    // that minute, landed in time order.
+    let warehouse = &runtime.warehouse;
+    eprintln!("polling {hours} hour(s) of minutes: {from} .. {to}");
+    let mut t = from;
+    let mut polls = 0;
+    while t < to {
+        let next = t + 1.minute();
+        simulator.set_time(next);
+        let summary = warehouse
+            .connectors()
+            .ingest(
+                "velib",
+                &IngestOptions {
+                    interval: Some(
+                        affluent_core::Interval::new(t, next).map_err(anyhow::Error::msg)?,
+                    ),
+                    observer: None,
+                },
+            )
+            .await?;
+        if !summary.errors.is_empty() {
+            bail!("velib at {next}: {}", summary.errors.join("; "));
+        }
+        polls += 1;
+        if polls % 30 == 0 {
+            eprintln!("  {next}: {polls} polls landed");
+        }
+        t = next;
+    }
+    let mut changed = Vec::new();
+    for report in warehouse.load_source("velib", &LoadScope::Pending).await? {
+        eprintln!("{report}");
+        if report.version.is_some() {
+            changed.push(report.table.clone());
+        }
+    }
+    let changed: Vec<&str> = changed.iter().map(String::as_str).collect();
+    crate::args::after_change(warehouse, &changed).await;
+    for report in warehouse.transform(&[], None).await? {
+        eprintln!("{report}");
+    }
+    eprintln!(
+        "{hours} hour(s) of polls ({polls}) landed, loaded, windowed and modelled {:.1} s after start: the dashboard is complete",
+        started.elapsed().as_secs_f64()
+    );
+    // From now on the simulator answers for the wall clock, as the live API would.
+    simulator.set_clock(Clock::Wall);
+    if args.no_run {
+        return Ok(ExitCode::SUCCESS);
+    }
+    dashboard.banner();
+    eprintln!("polling every minute; stop with Ctrl-C");
     let result = crate::commands::run::schedule(&runtime, None, false, None).await;
     dashboard.shutdown().await;
     drop(simulator);
