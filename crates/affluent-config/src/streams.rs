@@ -359,6 +359,15 @@ pub(crate) fn check(
                     "stream `{name}`: a hopping window's `slide` ({slide}) must not exceed its `size` ({size}): events between windows would be missed"
                 ),
             );
+        } else if let (WindowShape::Hopping, Some(size), Some(slide)) = (s.window, s.size, s.slide)
+            && size.get().as_millis() > 1000 * slide.get().as_millis()
+        {
+            reporter.error(
+                at(&["slide"]),
+                format!(
+                    "stream `{name}`: a hopping window of `size` {size} sliding by {slide} puts each event in more than 1,000 windows: use a longer `slide`"
+                ),
+            );
         } else if complete && let Err(e) = s.spec().check() {
             reporter.error(at(&[]), format!("stream `{name}`: {e}"));
         }

@@ -83,7 +83,7 @@ impl Zones {
         let mut zones = Vec::with_capacity(features.len());
         for (index, feature) in features.iter().enumerate() {
             let fail = |reason: String| GeoError::Feature { index, reason };
-            let name = match feature.pointer(&format!("/properties/{name_property}")) {
+            let name = match feature.get("properties").and_then(|p| p.get(name_property)) {
                 Some(Value::String(s)) => s.clone(),
                 Some(Value::Number(n)) => n.to_string(),
                 Some(other) => {

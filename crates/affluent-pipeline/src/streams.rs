@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use affluent_config::schema::{Aggregate, STREAM_COLUMNS, StreamConfig, TableType};
 use affluent_streams::{Checkpoint, Engine, Totals, WindowRow};
-use affluent_tables::events::EventColumns;
+use affluent_tables::events::{Commit, EventColumns};
 use affluent_tables::mapping::{Cell, Rows};
 use affluent_tables::{TableError, Warehouse};
 use serde::{Deserialize, Serialize};
@@ -73,6 +73,8 @@ pub struct StreamReport {
     /// Read again after a crash and not written again (their windows were already in the
     /// table).
     pub replayed_versions: u64,
+    /// Why the windows were computed again from the whole input (not on a first run).
+    pub rebuilt: Option<String>,
     /// Counts over every event the stream ever read.
     pub totals: Totals,
     /// The watermark (ms since the epoch).
@@ -88,6 +90,9 @@ impl std::fmt::Display for StreamReport {
                 "stream {}: read versions {a}..={b} of `{}` ({} events): {} final windows written, {} open",
                 self.stream, self.input, self.events, self.final_windows, self.open_windows
             )?,
+        }
+        if let Some(why) = &self.rebuilt {
+            write!(f, " (computed again from the whole table: {why})")?;
         }
         let t = &self.totals;
         write!(
@@ -107,6 +112,10 @@ impl std::fmt::Display for StreamReport {
 struct Saved {
     /// The last input version read.
     input_version: i64,
+    /// The input table's Delta id (a table created again has another).
+    input_id: Option<String>,
+    /// The stream's definition the state was computed with.
+    config: String,
     /// Rows of the input without key or time, in all.
     skipped: u64,
     /// The engine.
@@ -197,7 +206,10 @@ impl Streams {
             .ok_or_else(|| StreamError::Unknown(name.to_string()))
     }
 
-    /// Reads the input's versions the stream has not read, and writes the windows.
+    /// Reads the input's versions the stream has not read, and writes the windows. The windows
+    /// are computed again from the whole input table (the final ones replaced) on the first
+    /// run, when the stream's definition changed, when the input table was created again or
+    /// rewrote rows, or when its checkpoint cannot be read.
     pub async fn run(&self, name: &str) -> Result<StreamReport, StreamError> {
         let config = self.config(name)?.clone();
         let path = self.state_path(name);
@@ -210,26 +222,47 @@ impl Streams {
                     path: lock.clone(),
                     message: e.to_string(),
                 })?;
-        let spec = config.spec();
-        let saved = self.read_saved(name)?;
-        let (mut engine, mut done, mut skipped) = match saved {
-            Some(s) => (
-                Engine::restore(spec, s.engine).map_err(|source| StreamError::Restore {
-                    name: name.to_string(),
-                    path: path.clone(),
-                    source,
-                })?,
-                s.input_version,
-                s.skipped,
-            ),
-            None => (
-                Engine::new(spec).map_err(|e| StreamError::Spec(name.to_string(), e))?,
-                -1,
-                0,
-            ),
+        let fingerprint = format!("{config:?}");
+        let input_id = self.warehouse.table_id(&config.input).await?;
+        let saved = match self.read_saved(name) {
+            Ok(saved) => saved,
+            Err(e) => {
+                return self
+                    .rebuild(name, &config, &fingerprint, input_id, Some(e.to_string()))
+                    .await;
+            }
         };
+        let saved = match saved {
+            None => {
+                return self
+                    .rebuild(name, &config, &fingerprint, input_id, None)
+                    .await;
+            }
+            Some(s) if s.config != fingerprint => {
+                let why = "its definition in the project file changed".to_string();
+                return self
+                    .rebuild(name, &config, &fingerprint, input_id, Some(why))
+                    .await;
+            }
+            Some(s) if s.input_id != input_id => {
+                let why = format!("table `{}` was created again", config.input);
+                return self
+                    .rebuild(name, &config, &fingerprint, input_id, Some(why))
+                    .await;
+            }
+            Some(s) => s,
+        };
+        let mut engine = match Engine::restore(config.spec(), saved.engine) {
+            Ok(engine) => engine,
+            Err(e) => {
+                let why = format!("its checkpoint {}: {e}", path.display());
+                return self
+                    .rebuild(name, &config, &fingerprint, input_id, Some(why))
+                    .await;
+            }
+        };
+        let (mut done, mut skipped) = (saved.input_version, saved.skipped);
         let app = format!("affluent-stream:{name}");
-        let open_table = StreamConfig::open_table(name);
         let written = self.warehouse.app_version(name, &app).await? - 1;
         let mut report = StreamReport {
             stream: name.to_string(),
@@ -243,22 +276,22 @@ impl Streams {
             report.skipped = skipped;
             return Ok(report);
         };
-        let columns = EventColumns {
-            key: config.key.clone(),
-            time: config.time.clone(),
-            values: config
-                .value_columns()
-                .into_iter()
-                .map(str::to_string)
-                .collect(),
-        };
+        let columns = event_columns(&config);
         let mut finals: Vec<WindowRow> = Vec::new();
         let first = done + 1;
         for version in first..=latest {
-            let commit = self
+            let commit = match self
                 .warehouse
                 .commit_events(&config.input, version, &columns)
-                .await?;
+                .await?
+            {
+                Commit::Events(commit) => commit,
+                Commit::Rewritten(why) => {
+                    return self
+                        .rebuild(name, &config, &fingerprint, input_id, Some(why))
+                        .await;
+                }
+            };
             if let Some(why) = &commit.first_skip {
                 tracing::warn!(stream = name, version, skipped = commit.skipped, "{why}");
             }
@@ -275,24 +308,106 @@ impl Streams {
             }
             done = version;
         }
-        let txn = latest + 1;
         let table_exists = self.warehouse.latest_version(name).await.is_some();
         if latest > written && (!finals.is_empty() || !table_exists) {
             let rows = rows_of(&config, name, &finals, true);
-            self.warehouse.append_rows(name, &rows, &app, txn).await?;
+            self.warehouse
+                .append_rows(name, &rows, &app, latest + 1)
+                .await?;
             affluent_tables::load::failpoint("stream:after_windows");
         }
-        let open = engine.open_rows();
-        let rows = rows_of(&config, name, &open, false);
-        self.warehouse
-            .replace_rows(&open_table, &rows, &app, txn)
-            .await?;
-        affluent_tables::load::failpoint("stream:after_open");
+        report.versions = Some((first, latest));
+        report.final_windows = finals.len();
         let saved = Saved {
             input_version: done,
+            input_id,
+            config: fingerprint,
             skipped,
             engine: engine.checkpoint(),
         };
+        self.finish(name, &config, &engine, saved, report).await
+    }
+
+    /// Computes the windows again from every row the input table holds now: the final ones
+    /// replace the stream's table, in one commit with the stream's transaction.
+    async fn rebuild(
+        &self,
+        name: &str,
+        config: &StreamConfig,
+        fingerprint: &str,
+        input_id: Option<String>,
+        why: Option<String>,
+    ) -> Result<StreamReport, StreamError> {
+        if let Some(why) = &why {
+            tracing::warn!(
+                stream = name,
+                "computing the windows again from the whole of `{}`: {why}",
+                config.input
+            );
+        }
+        let mut report = StreamReport {
+            stream: name.to_string(),
+            input: config.input.clone(),
+            rebuilt: why,
+            ..StreamReport::default()
+        };
+        let Some((version, commit)) = self
+            .warehouse
+            .table_events(&config.input, &event_columns(config))
+            .await?
+        else {
+            return Ok(report);
+        };
+        let mut engine =
+            Engine::new(config.spec()).map_err(|e| StreamError::Spec(name.to_string(), e))?;
+        if let Some(why) = &commit.first_skip {
+            tracing::warn!(stream = name, skipped = commit.skipped, "{why}");
+        }
+        report.events = commit.events.len() as u64;
+        for e in &commit.events {
+            engine.push(&e.key, e.time_ms, &e.values);
+        }
+        let finals = engine.take_final();
+        let app = format!("affluent-stream:{name}");
+        let rows = rows_of(config, name, &finals, true);
+        self.warehouse
+            .replace_rows(name, &rows, &app, version + 1)
+            .await?;
+        affluent_tables::load::failpoint("stream:after_windows");
+        report.versions = Some((0, version));
+        report.final_windows = finals.len();
+        let saved = Saved {
+            input_version: version,
+            input_id,
+            config: fingerprint.to_string(),
+            skipped: commit.skipped,
+            engine: engine.checkpoint(),
+        };
+        self.finish(name, config, &engine, saved, report).await
+    }
+
+    /// Replaces the open windows, then saves the checkpoint.
+    async fn finish(
+        &self,
+        name: &str,
+        config: &StreamConfig,
+        engine: &Engine,
+        saved: Saved,
+        mut report: StreamReport,
+    ) -> Result<StreamReport, StreamError> {
+        let path = self.state_path(name);
+        let app = format!("affluent-stream:{name}");
+        let open = engine.open_rows();
+        let rows = rows_of(config, name, &open, false);
+        self.warehouse
+            .replace_rows(
+                &StreamConfig::open_table(name),
+                &rows,
+                &app,
+                saved.input_version + 1,
+            )
+            .await?;
+        affluent_tables::load::failpoint("stream:after_open");
         let bytes = serde_json::to_vec(&saved).map_err(|e| StreamError::Checkpoint {
             name: name.to_string(),
             path: path.clone(),
@@ -303,13 +418,23 @@ impl Streams {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        report.versions = Some((first, latest));
-        report.final_windows = finals.len();
         report.open_windows = open.len();
         report.totals = engine.totals();
         report.watermark = engine.watermark();
-        report.skipped = skipped;
+        report.skipped = saved.skipped;
         Ok(report)
+    }
+}
+
+fn event_columns(config: &StreamConfig) -> EventColumns {
+    EventColumns {
+        key: config.key.clone(),
+        time: config.time.clone(),
+        values: config
+            .value_columns()
+            .into_iter()
+            .map(str::to_string)
+            .collect(),
     }
 }
 

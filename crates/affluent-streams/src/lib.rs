@@ -30,6 +30,11 @@ use std::collections::BinaryHeap;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
+/// The greatest event time (in either direction from 1970, ms) an engine takes, and the
+/// longest window, delay or lateness: about 146 million years. Events further out are dropped
+/// as too late, so that no window arithmetic overflows.
+pub const MAX_TIME: i64 = 1 << 62;
+
 /// Which windows an event falls in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -103,6 +108,9 @@ pub enum SpecError {
     /// A negative delay or lateness.
     #[error("{0} must not be negative")]
     Negative(&'static str),
+    /// A window, delay or lateness longer than [`MAX_TIME`].
+    #[error("windows, delays and lateness are limited to about 146 million years")]
+    TooLong,
 }
 
 /// A checkpoint that does not fit the engine it is restored into.
@@ -140,6 +148,13 @@ impl Spec {
                 return Err(SpecError::NotPositive("gap"));
             }
             _ => {}
+        }
+        let longest = match self.window {
+            WindowKind::Tumbling { size_ms } | WindowKind::Hopping { size_ms, .. } => size_ms,
+            WindowKind::Session { gap_ms } => gap_ms,
+        };
+        if longest.max(self.delay_ms).max(self.lateness_ms) > MAX_TIME {
+            return Err(SpecError::TooLong);
         }
         if self.delay_ms < 0 {
             return Err(SpecError::Negative("the watermark delay"));
@@ -303,8 +318,8 @@ impl Window {
 
     fn add(&mut self, values: &[Option<f64>], at: (i64, u64), late: bool) {
         for (cell, value) in self.cells.iter_mut().zip(values) {
-            if let Some(v) = value {
-                cell.add(*v, at);
+            if let Some(v) = value.filter(|v| v.is_finite()) {
+                cell.add(v, at);
             }
         }
         self.events += 1;
@@ -411,6 +426,11 @@ impl Engine {
             }
         };
         self.arrivals += 1;
+        if !(-MAX_TIME..=MAX_TIME).contains(&time) {
+            // Millions of years from 1970: no window arithmetic overflows within this range.
+            self.totals.dropped += 1;
+            return Outcome::TooLate;
+        }
         let at = (time, self.arrivals);
         let columns = self.spec.aggregates.len();
         let mut padded;

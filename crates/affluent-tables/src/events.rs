@@ -51,33 +51,52 @@ pub struct CommitEvents {
     pub first_skip: Option<String>,
 }
 
+/// What one version of a table gives a stream.
+#[derive(Debug, Clone)]
+pub enum Commit {
+    /// The rows it added, as events.
+    Events(CommitEvents),
+    /// It cannot be read as events: it rewrote or removed rows, or its log entry or files are
+    /// gone. The stream's windows must be computed again from the table as it is.
+    Rewritten(String),
+}
+
 impl Warehouse {
-    /// The events version `version` of `table` added. Errors when that commit may have
-    /// rewritten or removed rows, when a column is missing, or when the version's files are
-    /// gone (vacuumed).
+    /// The events version `version` of `table` added, or why that version cannot give them.
+    /// Errors when a column is missing or the table cannot be read.
     pub async fn commit_events(
         &self,
         table: &str,
         version: i64,
         columns: &EventColumns,
-    ) -> Result<CommitEvents, TableError> {
+    ) -> Result<Commit, TableError> {
         let Some(mut delta) = self.open(table).await? else {
-            return Ok(CommitEvents::default());
+            return Ok(Commit::Rewritten(format!("table `{table}` is gone")));
         };
         let store = delta.log_store();
-        let bytes = store
+        let Some(bytes) = store
             .read_commit_entry(version.unsigned_abs())
             .await
             .map_err(TableError::delta(table))?
-            .ok_or_else(|| {
-                TableError::Invalid(format!(
-                    "version {version} of table `{table}` is no longer in its log: the stream cannot read it"
-                ))
-            })?;
-        let actions: Vec<serde_json::Value> = bytes
-            .split(|b| *b == b'\n')
-            .filter_map(|line| serde_json::from_slice(line).ok())
-            .collect();
+        else {
+            return Ok(Commit::Rewritten(format!(
+                "version {version} of table `{table}` is no longer in its log"
+            )));
+        };
+        let mut actions: Vec<serde_json::Value> = Vec::new();
+        for line in bytes.split(|b| *b == b'\n') {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match serde_json::from_slice(line) {
+                Ok(action) => actions.push(action),
+                Err(e) => {
+                    return Ok(Commit::Rewritten(format!(
+                        "version {version} of table `{table}` has a log line that is not JSON ({e})"
+                    )));
+                }
+            }
+        }
         let operation = actions
             .iter()
             .find_map(|a| a.pointer("/commitInfo/operation").and_then(|o| o.as_str()))
@@ -89,9 +108,10 @@ impl Warehouse {
                     .and_then(|o| o.as_str())
             })
             .unwrap_or("");
-        let removes = actions
-            .iter()
-            .any(|a| a.pointer("/remove/dataChange") == Some(&serde_json::Value::Bool(true)));
+        let removes = actions.iter().any(|a| {
+            a.pointer("/remove/dataChange") != Some(&serde_json::Value::Bool(false))
+                && a.get("remove").is_some()
+        });
         let adds: Vec<String> = actions
             .iter()
             .filter(|a| a.pointer("/add/dataChange") != Some(&serde_json::Value::Bool(false)))
@@ -102,9 +122,9 @@ impl Warehouse {
                     .into_owned()
             })
             .collect();
-        if removes || (operation == "WRITE" && mode != "Append" && !mode.is_empty()) {
-            return Err(TableError::Invalid(format!(
-                "version {version} of table `{table}` ({operation}{}) rewrote or removed rows: a stream reads only tables that are appended to",
+        if removes || (operation == "WRITE" && mode != "Append") {
+            return Ok(Commit::Rewritten(format!(
+                "version {version} of table `{table}` ({operation}{}) rewrote or removed rows",
                 if mode.is_empty() {
                     String::new()
                 } else {
@@ -113,7 +133,7 @@ impl Warehouse {
             )));
         }
         if adds.is_empty() {
-            return Ok(CommitEvents::default());
+            return Ok(Commit::Events(CommitEvents::default()));
         }
         delta
             .load_version(version.unsigned_abs())
@@ -136,11 +156,70 @@ impl Warehouse {
                     files.push(u.clone());
                 }
                 None => {
-                    return Err(TableError::Invalid(format!(
+                    return Ok(Commit::Rewritten(format!(
                         "a file of version {version} of table `{table}` is not in that version ({path})"
                     )));
                 }
             }
+        }
+        // Files replaced by a compaction are deleted by its vacuum: a version read late may
+        // have lost them.
+        for file in &files {
+            if let Some(path) = file.strip_prefix("file://") {
+                let path = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+                if !std::path::Path::new(path.as_ref()).exists() {
+                    return Ok(Commit::Rewritten(format!(
+                        "the files of version {version} of table `{table}` were compacted and deleted"
+                    )));
+                }
+            }
+        }
+        self.scan_events(table, &delta, files, columns)
+            .await
+            .map(Commit::Events)
+    }
+
+    /// Every row of `table` as it is now, as events in fetch order, with the version read;
+    /// `None` when the table was never written.
+    pub async fn table_events(
+        &self,
+        table: &str,
+        columns: &EventColumns,
+    ) -> Result<Option<(i64, CommitEvents)>, TableError> {
+        let Some(delta) = self.open(table).await? else {
+            return Ok(None);
+        };
+        let version = delta
+            .version()
+            .map_or(0, |v| i64::try_from(v).unwrap_or(i64::MAX));
+        let files: Vec<String> = delta
+            .get_file_uris()
+            .map_err(TableError::delta(table))?
+            .collect();
+        let events = self.scan_events(table, &delta, files, columns).await?;
+        Ok(Some((version, events)))
+    }
+
+    /// The Delta table id of `table` (a new one when it is created again), if it exists.
+    pub async fn table_id(&self, table: &str) -> Result<Option<String>, TableError> {
+        let Some(delta) = self.open(table).await? else {
+            return Ok(None);
+        };
+        let snapshot = delta.snapshot().map_err(TableError::delta(table))?;
+        Ok(Some(snapshot.metadata().id().to_string()))
+    }
+
+    /// The rows of `files` of a loaded version as events, back in fetch order.
+    async fn scan_events(
+        &self,
+        table: &str,
+        delta: &deltalake::DeltaTable,
+        files: Vec<String>,
+        columns: &EventColumns,
+    ) -> Result<CommitEvents, TableError> {
+        let mut out = CommitEvents::default();
+        if files.is_empty() {
+            return Ok(out);
         }
         let config = SessionConfig::new().with_target_partitions(1).set_bool(
             "datafusion.execution.parquet.schema_force_view_types",
@@ -150,9 +229,8 @@ impl Warehouse {
         delta
             .update_datafusion_session(&ctx.state())
             .map_err(TableError::delta(table))?;
-        let mut out = CommitEvents::default();
         let mut entries: Vec<Option<String>> = Vec::new();
-        // One file at a time: the commit's order, whatever the scan's planning.
+        // One file at a time: the files' order, whatever the scan's planning.
         for file in files {
             let provider = delta
                 .table_provider()
@@ -270,7 +348,10 @@ fn events_of(
                 } else {
                     &columns.time
                 };
-                out.first_skip = Some(format!("a row of `{table}` without `{which}`"));
+                out.first_skip = Some(format!(
+                    "a row of `{table}` whose `{which}` is empty or not a {}",
+                    if keys.is_null(row) { "key" } else { "time" }
+                ));
             }
             continue;
         }
@@ -280,7 +361,11 @@ fn events_of(
             time_ms: millis.value(row),
             values: values
                 .iter()
-                .map(|v| (!v.is_null(row)).then(|| v.value(row)))
+                .map(|v| {
+                    (!v.is_null(row))
+                        .then(|| v.value(row))
+                        .filter(|x| x.is_finite())
+                })
                 .collect(),
         });
     }

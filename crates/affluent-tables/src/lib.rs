@@ -244,8 +244,9 @@ impl Warehouse {
         }
     }
 
-    /// The project's `[zones.NAME]`, each file read and indexed once per warehouse.
-    pub(crate) fn zones(&self) -> Result<udf::ZoneSets, TableError> {
+    /// The project's `[zones.NAME]`, each file read and indexed once per warehouse, or why
+    /// they cannot be (reported by `zone_of` only: other queries run).
+    pub(crate) fn zones(&self) -> Result<udf::ZoneSets, String> {
         self.zones
             .get_or_init(|| {
                 let project = self.project();
@@ -262,7 +263,6 @@ impl Warehouse {
                 Ok(udf::ZoneSets(Arc::new(sets)))
             })
             .clone()
-            .map_err(TableError::Invalid)
     }
 
     /// The runtime (memory pool, spill files) of read queries, or of models.

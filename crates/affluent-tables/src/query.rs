@@ -97,7 +97,7 @@ impl Warehouse {
         crate::udf::register(&ctx, max_bytes);
         if !self.project().zones.is_empty() {
             ctx.register_udf(datafusion::logical_expr::ScalarUDF::from(
-                crate::udf::ZoneOf::new(self.zones()?),
+                crate::udf::ZoneOf::new(self.zones()),
             ));
         }
         for name in self.names() {

@@ -183,12 +183,17 @@ pub struct ZoneSets(pub Arc<std::collections::BTreeMap<String, Arc<affluent_geo:
 #[derive(Debug)]
 pub struct ZoneOf {
     signature: Signature,
-    sets: ZoneSets,
+    /// The zone sets, or why the project's could not be read (each call says so).
+    sets: std::result::Result<ZoneSets, String>,
 }
 
 impl PartialEq for ZoneOf {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.sets.0, &other.sets.0)
+        match (&self.sets, &other.sets) {
+            (Ok(a), Ok(b)) => Arc::ptr_eq(&a.0, &b.0),
+            (Err(a), Err(b)) => a == b,
+            _ => false,
+        }
     }
 }
 
@@ -196,15 +201,16 @@ impl Eq for ZoneOf {}
 
 impl std::hash::Hash for ZoneOf {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        for name in self.sets.0.keys() {
-            name.hash(state);
+        match &self.sets {
+            Ok(sets) => sets.0.keys().for_each(|name| name.hash(state)),
+            Err(e) => e.hash(state),
         }
     }
 }
 
 impl ZoneOf {
-    /// The function over these zone sets.
-    pub fn new(sets: ZoneSets) -> Self {
+    /// The function over these zone sets (or the error every call reports).
+    pub fn new(sets: std::result::Result<ZoneSets, String>) -> Self {
         Self {
             signature: Signature::exact(
                 vec![DataType::Utf8, DataType::Float64, DataType::Float64],
@@ -238,8 +244,12 @@ impl ScalarUDFImpl for ZoneOf {
                 );
             }
         };
-        let Some(zones) = self.sets.0.get(&set) else {
-            let known: Vec<&String> = self.sets.0.keys().collect();
+        let sets = match &self.sets {
+            Ok(sets) => sets,
+            Err(e) => return exec_err!("zone_of: {e}"),
+        };
+        let Some(zones) = sets.0.get(&set) else {
+            let known: Vec<&String> = sets.0.keys().collect();
             return exec_err!("zone_of: no zones `{set}` in the project (declared: {known:?})");
         };
         let lon = args.args[1].to_array(n)?;

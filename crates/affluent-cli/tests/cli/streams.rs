@@ -346,6 +346,18 @@ fn stream_windows_of_polled_stations_follow_the_definitions_and_the_simulators_t
     let o = affluent(dir.path(), &["streams", "run"]);
     assert!(text(&o).contains("nothing new"), "{}", text(&o));
     check(dir.path(), &want, "after a run with nothing new");
+    // A replay of the landing rewrites the input's rows: the windows are computed again from
+    // the whole table, and come out the same.
+    let o = affluent(dir.path(), &["landing", "replay", "velib"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = affluent(dir.path(), &["streams", "run"]);
+    assert!(
+        text(&o).contains("computed again from the whole table")
+            || text(&o).contains("computing the windows again"),
+        "{}",
+        text(&o)
+    );
+    check(dir.path(), &want, "after a replay of the input");
 
     // The same polls landed first and loaded in one commit (whose rows a load writes in
     // parallel files): the stream still reads them in the order they were fetched.
@@ -402,8 +414,13 @@ fn a_stream_killed_at_any_point_writes_each_window_once() {
         );
     };
     // Killed where it matters: after the final windows are committed and before the
-    // checkpoint, and after the open windows are written.
-    for point in ["stream:after_windows", "stream:after_open"] {
+    // checkpoint (on the first run, which computes them from the whole table, and on a later
+    // one, which appends), and after the open windows are written.
+    for point in [
+        "stream:after_windows",
+        "stream:after_open",
+        "stream:after_windows",
+    ] {
         poll_two(&mut polled);
         kill_at_failpoint(load(Some(point)), point);
         recover_and_check(polled, &format!("killed at {point}"));

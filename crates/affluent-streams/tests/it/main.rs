@@ -501,4 +501,42 @@ fn specs_that_cannot_run_say_why() {
     );
     assert!(bad(WindowKind::Session { gap_ms: -1 }, 0, 0).contains("gap"));
     assert!(bad(WindowKind::Tumbling { size_ms: 1 }, -1, 0).contains("delay"));
+    assert!(bad(WindowKind::Tumbling { size_ms: i64::MAX }, 0, 0).contains("limited"));
+}
+
+#[test]
+fn times_at_the_ends_of_the_range_neither_overflow_nor_panic() {
+    for window in [
+        WindowKind::Tumbling {
+            size_ms: affluent_streams::MAX_TIME,
+        },
+        WindowKind::Hopping {
+            size_ms: affluent_streams::MAX_TIME,
+            slide_ms: 1 << 61,
+        },
+        WindowKind::Session {
+            gap_ms: affluent_streams::MAX_TIME,
+        },
+    ] {
+        let spec = Spec {
+            window,
+            delay_ms: affluent_streams::MAX_TIME,
+            lateness_ms: affluent_streams::MAX_TIME,
+            aggregates: vec![Aggregate::Sum],
+        };
+        let mut engine = Engine::new(spec).expect("valid spec");
+        for t in [
+            i64::MIN,
+            -affluent_streams::MAX_TIME,
+            0,
+            affluent_streams::MAX_TIME,
+            i64::MAX,
+        ] {
+            engine.push("k", t, &[Some(f64::MAX)]);
+            engine.push("k", t, &[Some(f64::NAN)]);
+        }
+        let _ = engine.take_final();
+        let _ = engine.open_rows();
+        assert_eq!(engine.totals().dropped, 4, "{:?}", engine.totals());
+    }
 }
