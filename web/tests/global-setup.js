@@ -1,8 +1,9 @@
 // Prepares a copy of examples/footfall with the seed's six months of raw exports loaded and its
 // models run (which evaluates its alert), three users, and `affluent serve` on a free port; and a
 // copy of examples/belib-weather with a simulated week (`affluent demo --no-run --until`) and its
-// own `affluent serve`. The base URLs and the project directories reach the tests through the
-// environment.
+// own `affluent serve`; and a copy of examples/velib with a simulated hour of polls (`affluent
+// demo --no-run --hours 1 --until`) and its `affluent serve`. The base URLs and the project
+// directories reach the tests through the environment.
 const { execFileSync, spawn } = require("node:child_process");
 const fs = require("node:fs");
 const os = require("node:os");
@@ -46,6 +47,20 @@ module.exports = async function globalSetup() {
   runBelib(["demo", "--no-run", "--weeks", "1", "--until", "2025-04-01"]);
   runBelib(["user", "add", "ada", "--role", "admin"], "correct horse battery\n");
   const belib = await serve(bin, belibDir);
+
+  // examples/velib: an hour of polls a minute, fixed, so the figures are the same every run.
+  const velibDir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "affluent-ui-velib-")), "velib");
+  fs.cpSync(path.join(repo, "examples/velib"), velibDir, {
+    recursive: true,
+    filter: (src) => !src.includes(`${path.sep}.affluent`),
+  });
+  const runVelib = (args, input) =>
+    execFileSync(bin, ["--project", velibDir, ...args], { input, stdio: ["pipe", "pipe", "pipe"] }).toString();
+  runVelib(["demo", "--no-run", "--hours", "1", "--until", "2025-03-03T09:00:00Z"]);
+  runVelib(["user", "add", "ada", "--role", "admin"], "correct horse battery\n");
+  const velib = await serve(bin, velibDir);
+  process.env.AFFLUENT_VELIB_URL = velib.url;
+  process.env.AFFLUENT_VELIB_DIR = velibDir;
   process.env.AFFLUENT_BELIB_URL = belib.url;
   process.env.AFFLUENT_BELIB_DIR = belibDir;
   process.env.AFFLUENT_URL = url;
@@ -54,6 +69,8 @@ module.exports = async function globalSetup() {
   return async () => {
     footfall.server.kill("SIGTERM");
     belib.server.kill("SIGTERM");
+    velib.server.kill("SIGTERM");
+    fs.rmSync(path.dirname(velibDir), { recursive: true, force: true });
     fs.rmSync(dir, { recursive: true, force: true });
     fs.rmSync(path.dirname(belibDir), { recursive: true, force: true });
   };

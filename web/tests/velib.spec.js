@@ -1,0 +1,113 @@
+// examples/velib in a real browser: the map of stations by state over the offline
+// arrondissements, and the same map and windows brought up to date, without a reload, when a
+// new poll is landed and windowed. Expected figures come from `affluent query` on the same
+// tables, not from the dashboard.
+const { test, expect } = require("@playwright/test");
+const { execFileSync, spawn } = require("node:child_process");
+const path = require("node:path");
+
+test.describe.configure({ mode: "serial" });
+
+const url = (p) => process.env.AFFLUENT_VELIB_URL + p;
+const shots = path.join(__dirname, "..", "screenshots");
+
+function affluent(args, env) {
+  return execFileSync(process.env.AFFLUENT_BIN, ["--project", process.env.AFFLUENT_VELIB_DIR, ...args], {
+    env: { ...process.env, ...env },
+  }).toString();
+}
+
+function query(sql) {
+  return affluent(["query", "--format", "csv", sql]).trim().split("\n").slice(1);
+}
+
+function counts(sql) {
+  return Object.fromEntries(query(sql).map((l) => {
+    const i = l.lastIndexOf(",");
+    return [l.slice(0, i).replace(/^"|"$/g, ""), Number(l.slice(i + 1))];
+  }));
+}
+
+async function login(page) {
+  await page.goto(url("/login"));
+  await page.fill("input[name=name]", "ada");
+  await page.fill("input[name=password]", "correct horse battery");
+  await page.click("button[type=submit]");
+  await expect(page.locator("h1")).not.toHaveText("Log in");
+}
+
+async function settled(page) {
+  await expect(page.locator(".panel.loading")).toHaveCount(0);
+  await page.waitForLoadState("networkidle");
+}
+
+// Points per series of the map panel.
+async function mapSeries(page) {
+  return page.evaluate(() => {
+    const el = document.querySelector("#panel-map .chart");
+    const chart = el && echarts.getInstanceByDom(el);
+    if (!chart) return null;
+    const o = chart.getOption();
+    return { geo: (o.geo || []).map((g) => g.map), series: Object.fromEntries(o.series.map((s) => [s.name, s.data.length])) };
+  });
+}
+
+test("the map shows every station by state, and a zone only its own", async ({ page }) => {
+  await login(page);
+  await page.goto(url("/pages/live"));
+  await settled(page);
+  const o = await mapSeries(page);
+  expect(o, "a chart").not.toBeNull();
+  expect(o.geo).toEqual(["map-geo"]);
+  expect(o.series).toEqual(counts("SELECT state, count(*) FROM stations GROUP BY state"));
+  expect(Object.values(o.series).reduce((a, b) => a + b, 0)).toBe(1471);
+  await expect(page.locator("#panel-map .panel-note")).toHaveText(/Arrondissements: Ville de Paris, Open Data, ODbL/);
+  const bikes = query("SELECT sum(bikes) FROM stations")[0];
+  const shown = await page.locator("#panel-bikes .kpi-value").innerText();
+  expect(Number(shown.replace(/\D/g, ""))).toBe(Number(bikes));
+  await page.screenshot({ path: path.join(shots, "velib-map.png"), fullPage: true });
+
+  await page.selectOption("#filter-zone", "15ème Ardt");
+  await settled(page);
+  const fifteen = Number(query("SELECT count(*) FROM stations WHERE zone = '15ème Ardt'")[0]);
+  expect(fifteen).toBeGreaterThan(50);
+  await expect
+    .poll(async () => Object.values((await mapSeries(page)).series).reduce((a, b) => a + b, 0))
+    .toBe(fifteen);
+  const stations = await page.locator("#panel-stations .kpi-value").innerText();
+  expect(Number(stations.replace(/\D/g, ""))).toBe(fifteen);
+});
+
+test("a new poll reaches the open page: the map and the windows follow without a reload", async ({ page }) => {
+  await login(page);
+  await page.goto(url("/pages/live"));
+  await settled(page);
+  const before = await page.locator("#panel-late table").innerText();
+  const windowsBefore = Number(query("SELECT count(*) FROM station_3min")[0]);
+
+  // The simulator twenty minutes on; one poll landed, windowed and modelled.
+  const sim = spawn(process.env.AFFLUENT_BIN, ["simulate", "velib", "--port", "0", "--at", "2025-03-03T09:20:00Z"], { stdio: ["ignore", "pipe", "pipe"] });
+  try {
+    const simUrl = await new Promise((resolve, reject) => {
+      let out = "";
+      sim.stdout.on("data", (d) => {
+        out += d;
+        if (out.includes("\n")) resolve(out.split("\n")[0].trim());
+      });
+      sim.on("exit", (code) => reject(new Error(`simulator exited (${code})`)));
+    });
+    const ingest = affluent(["ingest", "velib"], { VELIB_API_URL: simUrl });
+    expect(ingest).toMatch(/stream station_3min: read versions/);
+    affluent(["transform"]);
+  } finally {
+    sim.kill("SIGTERM");
+  }
+  const windowsAfter = Number(query("SELECT count(*) FROM station_3min")[0]);
+  expect(windowsAfter, "the poll closed windows").toBeGreaterThan(windowsBefore);
+
+  // The page redraws from the server's change event: the map has the new states.
+  const want = counts("SELECT state, count(*) FROM stations GROUP BY state");
+  await expect.poll(async () => (await mapSeries(page)).series, { timeout: 20_000 }).toEqual(want);
+  await expect.poll(async () => page.locator("#panel-late table").innerText(), { timeout: 20_000 }).not.toBe(before);
+  await page.screenshot({ path: path.join(shots, "velib-live.png"), fullPage: true });
+});
