@@ -2,7 +2,7 @@
 // offline arrondissements, and availability against the weather on two axes. Expected figures
 // come from `affluent query` on the same tables, not from the dashboard.
 const { test, expect } = require("@playwright/test");
-const { execFileSync } = require("node:child_process");
+const { queryIn, loginAsAda, settled } = require("./helpers");
 const path = require("node:path");
 
 test.describe.configure({ mode: "serial" });
@@ -10,23 +10,8 @@ test.describe.configure({ mode: "serial" });
 const url = (p) => process.env.AFFLUENT_BELIB_URL + p;
 const shots = path.join(__dirname, "..", "screenshots");
 
-function query(sql) {
-  const out = execFileSync(process.env.AFFLUENT_BIN, ["--project", process.env.AFFLUENT_BELIB_DIR, "query", "--format", "csv", sql]);
-  return out.toString().trim().split("\n").slice(1);
-}
-
-async function login(page) {
-  await page.goto(url("/login"));
-  await page.fill("input[name=name]", "ada");
-  await page.fill("input[name=password]", "correct horse battery");
-  await page.click("button[type=submit]");
-  await expect(page.locator("h1")).not.toHaveText("Log in");
-}
-
-async function settled(page) {
-  await expect(page.locator(".panel.loading")).toHaveCount(0);
-  await page.waitForLoadState("networkidle");
-}
+const query = (sql) => queryIn(process.env.AFFLUENT_BELIB_DIR, sql);
+const login = (page) => loginAsAda(page, process.env.AFFLUENT_BELIB_URL);
 
 // The ECharts option of a panel's chart, reduced to what the tests compare.
 async function option(page, panel) {
@@ -70,8 +55,10 @@ test("the map shows every charging point, coloured by status, over the arrondiss
   await page.selectOption("#filter-arrondissement", "15e Arrondissement");
   await settled(page);
   const fifteen = Number(query("SELECT count(*) FROM belib_latest WHERE arrondissement = '15e Arrondissement'")[0]);
-  const only = await option(page, "points");
-  expect(only.series.reduce((a, s) => a + s.n, 0)).toBe(fifteen);
+  // The panel is redrawn after the filter's requests: wait for its new points.
+  await expect
+    .poll(async () => (await option(page, "points")).series.reduce((a, s) => a + s.n, 0))
+    .toBe(fifteen);
 });
 
 test("availability is drawn against the weather on a second axis, day by day", async ({ page }) => {

@@ -5,16 +5,14 @@ const { test, expect } = require("@playwright/test");
 const { execFileSync } = require("node:child_process");
 const fs = require("node:fs");
 const path = require("node:path");
+const { queryIn, settled } = require("./helpers");
 
 test.describe.configure({ mode: "serial" });
 
 const url = (p) => process.env.AFFLUENT_URL + p;
 const shots = path.join(__dirname, "..", "screenshots");
 
-function query(sql) {
-  const out = execFileSync(process.env.AFFLUENT_BIN, ["--project", process.env.AFFLUENT_PROJECT_DIR, "query", "--format", "csv", sql]);
-  return out.toString().trim().split("\n").slice(1);
-}
+const query = (sql) => queryIn(process.env.AFFLUENT_PROJECT_DIR, sql);
 
 async function login(page, name, password) {
   await page.fill("input[name=name]", name);
@@ -22,10 +20,6 @@ async function login(page, name, password) {
   await page.click("button[type=submit]");
 }
 
-async function settled(page) {
-  await expect(page.locator(".panel.loading")).toHaveCount(0);
-  await page.waitForLoadState("networkidle");
-}
 
 async function chartPoints(page, panel) {
   return page.evaluate((id) => {

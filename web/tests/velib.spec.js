@@ -5,6 +5,7 @@
 const { test, expect } = require("@playwright/test");
 const { execFileSync, spawn } = require("node:child_process");
 const path = require("node:path");
+const { queryIn, loginAsAda, settled } = require("./helpers");
 
 test.describe.configure({ mode: "serial" });
 
@@ -17,28 +18,14 @@ function affluent(args, env) {
   }).toString();
 }
 
-function query(sql) {
-  return affluent(["query", "--format", "csv", sql]).trim().split("\n").slice(1);
-}
+const query = (sql) => queryIn(process.env.AFFLUENT_VELIB_DIR, sql);
+const login = (page) => loginAsAda(page, process.env.AFFLUENT_VELIB_URL);
 
 function counts(sql) {
   return Object.fromEntries(query(sql).map((l) => {
     const i = l.lastIndexOf(",");
     return [l.slice(0, i).replace(/^"|"$/g, ""), Number(l.slice(i + 1))];
   }));
-}
-
-async function login(page) {
-  await page.goto(url("/login"));
-  await page.fill("input[name=name]", "ada");
-  await page.fill("input[name=password]", "correct horse battery");
-  await page.click("button[type=submit]");
-  await expect(page.locator("h1")).not.toHaveText("Log in");
-}
-
-async function settled(page) {
-  await expect(page.locator(".panel.loading")).toHaveCount(0);
-  await page.waitForLoadState("networkidle");
 }
 
 // Points per series of the map panel.
@@ -74,8 +61,7 @@ test("the map shows every station by state, and a zone only its own", async ({ p
   await expect
     .poll(async () => Object.values((await mapSeries(page)).series).reduce((a, b) => a + b, 0))
     .toBe(fifteen);
-  const stations = await page.locator("#panel-stations .kpi-value").innerText();
-  expect(Number(stations.replace(/\D/g, ""))).toBe(fifteen);
+  await expect(page.locator("#panel-stations .kpi-value")).toHaveText(String(fifteen));
 });
 
 test("a new poll reaches the open page: the map and the windows follow without a reload", async ({ page }) => {

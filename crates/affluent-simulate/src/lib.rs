@@ -423,19 +423,21 @@ fn json_status(status: u16, body: serde_json::Value) -> Response {
         .into_response()
 }
 
-/// Counts the request, injects its fault if it draws one, else answers from the Belib' model
-/// as of the server's clock.
-/// The answer is computed on a blocking thread: a large `--points` export takes a while.
-async fn belib_answer(
+/// A JSON answer of a snapshot model, or its refusal (status, body).
+type Answer = Result<serde_json::Value, (u16, serde_json::Value)>;
+
+/// Counts the request, injects its fault if it draws one, else answers from the server's
+/// model (`pick` finds it: another simulator's routes answer 404) as of the server's clock.
+/// The answer is computed on a blocking thread: a whole export takes a while.
+async fn snapshot_answer<M: Send + Sync + 'static>(
     app: &App,
-    answer: impl FnOnce(&Belib, Timestamp) -> Result<serde_json::Value, (u16, serde_json::Value)>
-    + Send
-    + 'static,
+    pick: fn(&Model) -> Option<&Arc<M>>,
+    answer: impl FnOnce(&M, Timestamp) -> Answer + Send + 'static,
 ) -> Response {
     if let Some(fault) = fault(app).await {
         return fault;
     }
-    let Model::Belib(model) = &app.model else {
+    let Some(model) = pick(&app.model) else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let (model, now) = (model.clone(), app.control.now());
@@ -444,6 +446,20 @@ async fn belib_answer(
         Ok(Err((status, body))) => json_status(status, body),
         Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, format!("simulator: {e}")),
     }
+}
+
+/// [`snapshot_answer`] from the Belib' model.
+async fn belib_answer(
+    app: &App,
+    answer: impl FnOnce(&Belib, Timestamp) -> Answer + Send + 'static,
+) -> Response {
+    fn pick(m: &Model) -> Option<&Arc<Belib>> {
+        match m {
+            Model::Belib(b) => Some(b),
+            _ => None,
+        }
+    }
+    snapshot_answer(app, pick, answer).await
 }
 
 fn ods(
@@ -510,26 +526,18 @@ async fn velib_index() -> impl IntoResponse {
     }))
 }
 
-/// Counts the request, injects its fault if it draws one, else answers from the Vélib' model
-/// as of the server's clock (on a blocking thread: an export is 1,471 records).
+/// [`snapshot_answer`] from the Vélib' model.
 async fn velib_answer(
     app: &App,
-    answer: impl FnOnce(&Velib, Timestamp) -> Result<serde_json::Value, (u16, serde_json::Value)>
-    + Send
-    + 'static,
+    answer: impl FnOnce(&Velib, Timestamp) -> Answer + Send + 'static,
 ) -> Response {
-    if let Some(fault) = fault(app).await {
-        return fault;
+    fn pick(m: &Model) -> Option<&Arc<Velib>> {
+        match m {
+            Model::Velib(v) => Some(v),
+            _ => None,
+        }
     }
-    let Model::Velib(model) = &app.model else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    let (model, now) = (model.clone(), app.control.now());
-    match tokio::task::spawn_blocking(move || answer(&model, now)).await {
-        Ok(Ok(v)) => Json(v).into_response(),
-        Ok(Err((status, body))) => json_status(status, body),
-        Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, format!("simulator: {e}")),
-    }
+    snapshot_answer(app, pick, answer).await
 }
 
 async fn velib_records(
