@@ -387,7 +387,7 @@ fn two_projects_share_tables_on_s3_without_losing_or_doubling_a_row() {
             rewritten += text(&o).matches("writing it again").count();
         }
         rounds += 1;
-        if rounds >= 3 && s3.refused_puts() > 0 || rounds == 10 {
+        if rounds >= 3 && s3.refused_puts() > 0 || rounds == 16 {
             break;
         }
         // New files for the next round: copies of the exports, a commit each.
@@ -407,8 +407,10 @@ fn two_projects_share_tables_on_s3_without_losing_or_doubling_a_row() {
     eprintln!(
         "{rounds} rounds, {refused} commits lost a race and were retried, {rewritten} written again after a conflict"
     );
+    // Two commits race either at the put (one refused by the store) or before it (the later
+    // finds the other's version and its conflict check sends it back): either proves the point.
     assert!(
-        refused > 0,
+        refused > 0 || rewritten > 0,
         "no two commits raced in {rounds} rounds: the test proved nothing"
     );
 
