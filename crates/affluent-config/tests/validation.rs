@@ -597,43 +597,47 @@ primary_key = ["stationcode"]
 [tables.status]
 source = "velib"
 "#;
-    let errs = errors(
-        &format!(
-            "{base}\n[streams.s]\ninput = \"stations\"\nkey = \"stationcode\"\ntime = \"duedate\"\nsize = \"3m\"\naggregates = {{ bikes = \"avg(b)\" }}\n"
-        ),
-        &[],
-    );
+    // `[streams.s]` over table `input`, after `extra` lines of tables.
+    let stream = |extra: &str, input: &str, window: &str, aggregates: &str| {
+        errors(
+            &format!(
+                "{base}{extra}\n[streams.s]\ninput = \"{input}\"\nkey = \"stationcode\"\ntime = \"duedate\"\n{window}\naggregates = {{ {aggregates} }}\n"
+            ),
+            &[],
+        )
+    };
+    let errs = stream("", "stations", "size = \"3m\"", "bikes = \"avg(b)\"");
     assert!(
         errs.iter().any(|e| e.2.contains("not an `append` table")),
         "{errs:#?}"
     );
-    let errs = errors(
-        &format!(
-            "{base}\n[streams.s]\ninput = \"status\"\nkey = \"stationcode\"\ntime = \"duedate\"\nwindow = \"hopping\"\nsize = \"1m\"\nslide = \"5m\"\naggregates = {{ bikes = \"avg(b)\" }}\n"
-        ),
-        &[],
+    let errs = stream(
+        "",
+        "status",
+        "window = \"hopping\"\nsize = \"1m\"\nslide = \"5m\"",
+        "bikes = \"avg(b)\"",
     );
     assert!(
         errs.iter()
             .any(|e| e.2.contains("`slide` (5m) must not exceed its `size` (1m)")),
         "{errs:#?}"
     );
-    let errs = errors(
-        &format!(
-            "{base}\n[tables.s_open]\nsource = \"velib\"\n[streams.s]\ninput = \"status\"\nkey = \"stationcode\"\ntime = \"duedate\"\nsize = \"3m\"\naggregates = {{ bikes = \"last(b)\" }}\n"
-        ),
-        &[],
+    let errs = stream(
+        "\n[tables.s_open]\nsource = \"velib\"",
+        "status",
+        "size = \"3m\"",
+        "bikes = \"last(b)\"",
     );
     assert!(
         errs.iter()
             .any(|e| e.2.contains("`s_open` is already a table")),
         "{errs:#?}"
     );
-    let ok = errors(
-        &format!(
-            "{base}\n[streams.s]\ninput = \"status\"\nkey = \"stationcode\"\ntime = \"duedate\"\nwindow = \"session\"\ngap = \"5m\"\naggregates = {{ bikes = \"last(b)\", n = \"count(b)\" }}\n"
-        ),
-        &[],
+    let ok = stream(
+        "",
+        "status",
+        "window = \"session\"\ngap = \"5m\"",
+        "bikes = \"last(b)\", n = \"count(b)\"",
     );
     assert!(ok.is_empty(), "{ok:#?}");
 }

@@ -663,6 +663,15 @@ mod tests {
         assert!(statuses[&429] >= 20 && statuses[&500] >= 20, "{statuses:?}");
     }
 
+    /// GET `path` of a simulator: the status and the JSON body.
+    async fn get_json(server: &Server, path: String) -> (u16, serde_json::Value) {
+        let r = reqwest::get(format!("{}{path}", server.url()))
+            .await
+            .expect("answer");
+        let status = r.status().as_u16();
+        (status, r.json().await.expect("json"))
+    }
+
     #[tokio::test]
     async fn belib_and_weather_answer_over_http_as_of_the_clock() {
         let t0: Timestamp = "2025-03-04T02:00:00Z".parse().expect("time");
@@ -676,16 +685,7 @@ mod tests {
         )
         .await
         .expect("start");
-        let http = reqwest::Client::new();
-        let get = |path: String| {
-            let http = http.clone();
-            let url = format!("{}{path}", server.url());
-            async move {
-                let r = http.get(url).send().await.expect("answer");
-                let status = r.status().as_u16();
-                (status, r.json::<serde_json::Value>().await.expect("json"))
-            }
-        };
+        let get = |path: String| get_json(&server, path);
         let base = format!("/api/explore/v2.1/catalog/datasets/{}", belib::REALTIME);
         let (status, page) = get(format!("{base}/records?limit=100&offset=1900")).await;
         assert_eq!(status, 200);
@@ -743,16 +743,7 @@ mod tests {
         )
         .await
         .expect("start");
-        let http = reqwest::Client::new();
-        let get = |path: String| {
-            let http = http.clone();
-            let url = format!("{}{path}", server.url());
-            async move {
-                let r = http.get(url).send().await.expect("answer");
-                let status = r.status().as_u16();
-                (status, r.json::<serde_json::Value>().await.expect("json"))
-            }
-        };
+        let get = |path: String| get_json(&server, path);
         let (status, feeds) = get("/opendata/Velib_Metropole/gbfs.json".into()).await;
         assert_eq!(status, 200);
         let status_url = feeds["data"]["en"]["feeds"][3]["url"]

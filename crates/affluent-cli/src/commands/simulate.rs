@@ -91,12 +91,8 @@ enum SimulateApi {
         /// Charging points (0: the real 1,937; more cycle through them).
         #[arg(long, default_value_t = 0)]
         points: usize,
-        /// Answer as of this time instead of now (RFC 3339 or a date, Europe/Paris).
-        #[arg(long)]
-        at: Option<String>,
-        /// With --at: simulated seconds per real second (the clock runs from --at).
-        #[arg(long, requires = "at")]
-        speed: Option<f64>,
+        #[command(flatten)]
+        clock: ClockArgs,
         /// Instead of serving, write every point's real-time record at each hour of
         /// [--from, --to) to this JSON Lines file (`{"observed_at", "record"}`; the ground
         /// truth a loaded table is checked against) and exit.
@@ -116,12 +112,8 @@ enum SimulateApi {
     Velib {
         #[command(flatten)]
         serve: Serve,
-        /// Answer as of this time instead of now (RFC 3339 or a date, Europe/Paris).
-        #[arg(long)]
-        at: Option<String>,
-        /// With --at: simulated seconds per real second (the clock runs from --at).
-        #[arg(long, requires = "at")]
-        speed: Option<f64>,
+        #[command(flatten)]
+        clock: ClockArgs,
         /// Instead of serving, replay polls every --every over [--from, --to) and write what
         /// each poll saw of each station to this CSV file (polled_at, stationcode,
         /// reported_at, repeat, late, bikes, ebike, docks: the ground truth a stream is
@@ -140,13 +132,24 @@ enum SimulateApi {
     },
 }
 
+/// The time a snapshot simulator answers for: shared by every snapshot API.
+#[derive(Debug, clap::Args)]
+struct ClockArgs {
+    /// Answer as of this time instead of now (RFC 3339 or a date, Europe/Paris).
+    #[arg(long)]
+    at: Option<String>,
+    /// With --at: simulated seconds per real second (the clock runs from --at).
+    #[arg(long, requires = "at")]
+    speed: Option<f64>,
+}
+
 /// The clock a snapshot simulator answers for: `--at` (fixed) or `--at` with `--speed`.
-fn clock(at: Option<&str>, speed: Option<f64>, tz: &TimeZone) -> Result<affluent_simulate::Clock> {
-    let Some(at) = at else {
+fn clock(args: &ClockArgs, tz: &TimeZone) -> Result<affluent_simulate::Clock> {
+    let Some(at) = &args.at else {
         return Ok(affluent_simulate::Clock::Wall);
     };
     let from = parse_time(at, tz).with_context(|| format!("--at {at:?}"))?;
-    Ok(match speed {
+    Ok(match args.speed {
         Some(speed) if speed.is_finite() && speed > 0.0 => {
             affluent_simulate::Clock::Accelerated { from, speed }
         }
@@ -188,8 +191,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         SimulateApi::Belib {
             serve,
             points,
-            at,
-            speed,
+            clock: clock_args,
             export_truth,
             from,
             to,
@@ -203,7 +205,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 println!("{n} records written to {}", out.display());
                 return Ok(ExitCode::SUCCESS);
             }
-            options.clock = clock(at.as_deref(), speed, &tz)?;
+            options.clock = clock(&clock_args, &tz)?;
             let port = serve.port.unwrap_or(8010);
             let server = affluent_simulate::Server::belib(port, options)
                 .await
@@ -212,15 +214,14 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             eprintln!(
                 "Belib' and weather simulator (seed {}, as of {}) on {}; stop with Ctrl-C",
                 serve.seed.unwrap_or(1),
-                at.as_deref().unwrap_or("now"),
+                clock_args.at.as_deref().unwrap_or("now"),
                 server.url()
             );
             server
         }
         SimulateApi::Velib {
             serve,
-            at,
-            speed,
+            clock: clock_args,
             export_truth,
             from,
             to,
@@ -237,7 +238,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 println!("{n} station reports written to {}", out.display());
                 return Ok(ExitCode::SUCCESS);
             }
-            options.clock = clock(at.as_deref(), speed, &tz)?;
+            options.clock = clock(&clock_args, &tz)?;
             let port = serve.port.unwrap_or(8020);
             let server = affluent_simulate::Server::velib(port, options)
                 .await
@@ -246,7 +247,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             eprintln!(
                 "Vélib' simulator (seed {}, as of {}) on {}; stop with Ctrl-C",
                 serve.seed.unwrap_or(3),
-                at.as_deref().unwrap_or("now"),
+                clock_args.at.as_deref().unwrap_or("now"),
                 server.url()
             );
             server
