@@ -64,6 +64,22 @@ test("the map shows every station by state, and a zone only its own", async ({ p
   await expect(page.locator("#panel-stations .kpi-value")).toHaveText(String(fifteen));
 });
 
+test("the outlook map colours each station by its chance of filling within 30 minutes", async ({ page }) => {
+  await login(page);
+  await page.goto(url("/pages/outlook"));
+  await settled(page);
+  const o = await mapSeries(page);
+  expect(o, "a chart").not.toBeNull();
+  const want = counts("SELECT outlook, count(*) FROM full_soon GROUP BY outlook");
+  expect(o.series).toEqual(want);
+  expect(Object.values(o.series).reduce((a, b) => a + b, 0)).toBe(Number(query("SELECT count(*) FROM full_soon")[0]));
+  const auc = Number(query("SELECT round(roc_auc, 3) FROM ml_models WHERE model = 'full_in_30min' ORDER BY version DESC LIMIT 1")[0]);
+  expect(auc, "better than chance").toBeGreaterThan(0.5);
+  const shown = await page.locator("#panel-auc .kpi-value").innerText();
+  expect(Number(shown.replace(",", "."))).toBeCloseTo(auc, 3);
+  await page.screenshot({ path: path.join(shots, "velib-outlook.png"), fullPage: true });
+});
+
 test("a new poll reaches the open page: the map and the windows follow without a reload", async ({ page }) => {
   await login(page);
   await page.goto(url("/pages/live"));

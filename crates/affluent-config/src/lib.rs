@@ -6,6 +6,7 @@
 //! This crate reads the project file and `.env`, and nothing else.
 
 mod alerts;
+mod bus;
 mod dashboard;
 mod diagnostics;
 pub mod env;
@@ -89,6 +90,8 @@ pub struct Project {
     pub zones: BTreeMap<String, schema::ZonesConfig>,
     /// `[sinks.NAME]`, checked.
     pub sinks: BTreeMap<String, schema::SinkConfig>,
+    /// `[bus]`, checked.
+    pub bus: schema::BusConfig,
     /// Knows every secret of the project; share it with whatever writes text out.
     pub redactor: Arc<Redactor>,
     /// Problems that do not stop the project (a secret written in clear, ...).
@@ -328,6 +331,7 @@ pub fn load_str_for(
     alerts::check(&mut reporter, &settings, &root_for_spans);
     ml::check(&mut reporter, &settings, &root_for_spans);
     streams::check(&mut reporter, &settings, &root_for_spans);
+    bus::check(&mut reporter, &settings.bus, &root_for_spans);
     streams::check_zones(&mut reporter, project_dir, &settings, &root_for_spans);
     sinks::check(&mut reporter, &settings, &root_for_spans, &redactor);
 
@@ -380,6 +384,7 @@ pub fn load_str_for(
         streams: settings.streams,
         zones: settings.zones,
         sinks: settings.sinks,
+        bus: settings.bus,
         redactor,
         warnings: reporter.warnings,
         unavailable,

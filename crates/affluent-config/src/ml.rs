@@ -109,6 +109,10 @@ pub struct MlConfig {
     /// `forecast`: the last observations held out to measure the model (MAE, MAPE), before it
     /// is fitted again on the whole series (default: `horizon`).
     pub holdout: Option<usize>,
+    /// Train at most this often (`"1h"`): when what the model reads changes sooner than that
+    /// after its last training, the last version predicts the current rows instead (a
+    /// forecast keeps the predictions of its last training). Default: train at every change.
+    pub retrain: Option<crate::values::ConfigDuration>,
 }
 
 /// What a model does.
@@ -335,6 +339,12 @@ pub(crate) fn check(
             reporter.error(
                 at(&["interval"]),
                 "`interval` must be between 0 and 1 (0.95: a 95 % prediction interval)",
+            );
+        }
+        if m.retrain.is_some_and(|r| r.get().is_zero()) {
+            reporter.error(
+                at(&["retrain"]),
+                "`retrain` must be longer than 0s (leave it out to train at every change)",
             );
         }
         if m.trees == Some(0) {

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 pub use crate::alerts::*;
+pub use crate::bus::*;
 pub use crate::dashboard::*;
 pub use crate::ml::*;
 pub use crate::query::*;
@@ -86,6 +87,9 @@ pub struct ProjectSettings {
     /// warehouse).
     #[serde(default)]
     pub sinks: BTreeMap<String, SinkConfig>,
+    /// What carries the streams' events to the processes computing their windows.
+    #[serde(default)]
+    pub bus: BusConfig,
 }
 
 /// `[landing]`.

@@ -641,3 +641,43 @@ source = "velib"
     );
     assert!(ok.is_empty(), "{ok:#?}");
 }
+
+#[test]
+fn a_bus_says_which_key_is_wrong_and_what_it_takes() {
+    let embedded = errors("[bus]\npartitions = 4\n", &[]);
+    assert_eq!(embedded.len(), 1, "{embedded:#?}");
+    assert_eq!((embedded[0].0, embedded[0].1), (2, 14));
+    assert!(
+        embedded[0]
+            .2
+            .contains("`partitions` is for `[bus] kind = \"nats\"`"),
+        "{}",
+        embedded[0].2
+    );
+    let nats = errors(
+        "[bus]\nkind = \"nats\"\nurl = \"http://127.0.0.1:4222\"\npartitions = 0\nack_wait = \"0s\"\n",
+        &[],
+    );
+    let messages: Vec<&str> = nats.iter().map(|e| e.2.as_str()).collect();
+    assert_eq!(nats.len(), 3, "{nats:#?}");
+    assert!(
+        messages[0].contains("must be a NATS server"),
+        "{messages:?}"
+    );
+    assert_eq!(nats[0].0, 3);
+    assert!(messages[1].contains("between 1 and 256"), "{messages:?}");
+    assert!(messages[2].contains("at least 1s"), "{messages:?}");
+    let typo = errors("[bus]\nkind = \"kafka\"\n", &[]);
+    assert!(
+        typo.iter()
+            .any(|e| e.2.contains("embedded") && e.2.contains("nats")),
+        "{typo:#?}"
+    );
+    assert!(
+        errors(
+            "[bus]\nkind = \"nats\"\nurl = \"${NATS_URL:-nats://127.0.0.1:4222}\"\n",
+            &[]
+        )
+        .is_empty()
+    );
+}

@@ -524,10 +524,21 @@ impl Ml {
 
     /// Trains the models reading one of these tables or models; what fails is logged, never
     /// raised. Returns the reports of those trained.
+    /// A model with `retrain` trained less than that long ago predicts with its last version
+    /// instead (a forecast is left as it is).
     pub async fn after_change(&self, changed: &[&str]) -> Vec<TrainReport> {
         let mut out = Vec::new();
         for name in self.reading(changed) {
-            match self.train(&name, Timestamp::now()).await {
+            let now = Timestamp::now();
+            let result = match self.retrain_due(&name, now) {
+                Ok(true) => self.train(&name, now).await,
+                Ok(false) if self.config(&name).is_ok_and(|c| c.kind == MlKind::Forecast) => {
+                    continue;
+                }
+                Ok(false) => self.predict(&name).await,
+                Err(e) => Err(e),
+            };
+            match result {
                 Ok(r) => {
                     tracing::info!(model = name, "{r}");
                     out.push(r);
@@ -536,6 +547,24 @@ impl Ml {
             }
         }
         out
+    }
+
+    /// Whether a change of what the model reads trains it (rather than predicting with its
+    /// last version): no `retrain`, no saved version, a version trained on other features,
+    /// or one trained at least `retrain` ago.
+    fn retrain_due(&self, name: &str, now: Timestamp) -> Result<bool, MlError> {
+        let config = self.config(name)?;
+        let Some(every) = config.retrain else {
+            return Ok(true);
+        };
+        let Some(last) = self.latest(name)? else {
+            return Ok(true);
+        };
+        if last.features != config.features {
+            return Ok(true);
+        }
+        let age = now.duration_since(last.trained_at);
+        Ok(age.is_negative() || age.unsigned_abs() >= every.get())
     }
 
     /// The project's models and their last saved versions.

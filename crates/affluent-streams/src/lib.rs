@@ -471,6 +471,21 @@ impl Engine {
         outcome
     }
 
+    /// Moves the watermark as if an event of time `max_time` had been accepted, making final
+    /// the windows it passes (times outside [`MAX_TIME`] are ignored). This is how a stream
+    /// split over several engines by key ([`partition_of`]) gives the rows of one engine over
+    /// the whole stream: each partition's engine is told, before each of its events and at
+    /// the end of each batch, the greatest event time of the whole stream so far. That is the
+    /// running maximum of the in-range event times ([`max_time_after`]), as an event later
+    /// than every accepted one is always accepted.
+    pub fn advance(&mut self, max_time: i64) {
+        if (-MAX_TIME..=MAX_TIME).contains(&max_time) && self.max_time.is_none_or(|m| max_time > m)
+        {
+            self.max_time = Some(max_time);
+            self.finalize();
+        }
+    }
+
     fn is_duplicate(&self, id: u32, time: i64) -> bool {
         self.latest[id as usize] == Some(time) || self.seen.contains(&(id, time))
     }
@@ -684,6 +699,28 @@ impl Engine {
         engine.seen = checkpoint.seen.into_iter().collect();
         Ok(engine)
     }
+}
+
+/// The greatest event time of a stream once an event of `time` arrived after `max`: what an
+/// [`Engine`] over the whole stream holds (in-range times only), to be given to the engines of
+/// its partitions with [`Engine::advance`].
+pub fn max_time_after(max: Option<i64>, time: i64) -> Option<i64> {
+    if (-MAX_TIME..=MAX_TIME).contains(&time) {
+        Some(max.map_or(time, |m| m.max(time)))
+    } else {
+        max
+    }
+}
+
+/// The partition (`0..partitions`) a key's events go to: FNV-1a of its bytes, the same in
+/// every process and release, so that a key's windows always live in one partition.
+pub fn partition_of(key: &str, partitions: u32) -> u32 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.as_bytes() {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash % u64::from(partitions.max(1))) as u32
 }
 
 /// An engine's whole state, serializable (the runtime stores it beside the results it wrote).

@@ -80,6 +80,44 @@ impl Warehouse {
             .await
     }
 
+    /// Replaces the rows of a system table whose text column `column` holds one of `values`
+    /// by `rows` (which must all hold one of them), keeping every other row, in one commit
+    /// that records `(app, version)`; the table is created by the first write. This is how
+    /// one writer among several replaces its own share of a table (a partition of a stream's
+    /// open windows).
+    pub async fn replace_rows_of(
+        &self,
+        name: &str,
+        rows: &Rows,
+        column: &str,
+        values: &[String],
+        app: &str,
+        version: i64,
+    ) -> Result<Option<u64>, TableError> {
+        let _lock = self.lock_table(name)?;
+        let batch = rows.to_batch()?;
+        let table = self.delta_table(name).await?;
+        let exists = table.version().is_some();
+        let commit = CommitProperties::default()
+            .with_application_transaction(Transaction::new(app, version))
+            .with_metadata([("affluent.writer".to_string(), serde_json::json!(app))]);
+        let builder = table.write(vec![batch]).with_commit_properties(commit);
+        let builder = if exists && !values.is_empty() {
+            let list = values
+                .iter()
+                .map(|v| format!("'{}'", v.replace('\'', "''")))
+                .collect::<Vec<_>>()
+                .join(", ");
+            builder
+                .with_save_mode(SaveMode::Overwrite)
+                .with_replace_where(format!("{} IN ({list})", crate::load::quote(column)))
+        } else {
+            builder.with_save_mode(SaveMode::Append)
+        };
+        let table = builder.await.map_err(TableError::delta(name))?;
+        Ok(table.version())
+    }
+
     async fn write_rows(
         &self,
         name: &str,

@@ -27,6 +27,16 @@ enum StreamsCommand {
         /// Streams to run (default: all).
         names: Vec<String>,
     },
+    /// With `[bus] kind = "nats"`: compute the windows of the messages the loads publish, for
+    /// ever (or until none is pending, with --until-idle). Start as many as the bus has
+    /// partitions: they share the work, and one killed leaves its messages to the others.
+    Work {
+        /// Streams to work on (default: all).
+        names: Vec<String>,
+        /// Stop once no message is pending or being processed by another worker.
+        #[arg(long)]
+        until_idle: bool,
+    },
 }
 
 /// Runs the command.
@@ -58,25 +68,63 @@ pub async fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
             }
         }
         StreamsCommand::Run { names } => {
-            let names = if names.is_empty() {
-                project.streams.keys().cloned().collect()
-            } else {
-                names
-            };
-            let mut failed = false;
+            let names = names_or_all(&project, names);
+            let mut results = Vec::new();
             for name in &names {
-                match streams.run(name).await {
-                    Ok(r) => println!("{r}"),
-                    Err(e) => {
-                        failed = true;
-                        eprintln!("error: {}", affluent_core::error_chain(&e));
-                    }
-                }
+                results.push(streams.run(name).await);
             }
-            if failed {
-                return Ok(ExitCode::FAILURE);
+            return Ok(print_all(results));
+        }
+        StreamsCommand::Work { names, until_idle } => {
+            if project.bus.kind != affluent_config::schema::BusKind::Nats {
+                anyhow::bail!(
+                    "`affluent streams work` processes messages of a NATS bus, and {} has none: declare `[bus] kind = \"nats\"` (the embedded bus computes the windows in the loading process)",
+                    project.file.display()
+                );
             }
+            let names = names_or_all(&project, names);
+            let bus = streams.bus().await?;
+            for name in &names {
+                eprintln!(
+                    "working on stream {name}: JetStream stream {}, consumer `windows`",
+                    bus.stream_name(name)
+                );
+            }
+            let results =
+                futures::future::join_all(names.iter().map(|name| streams.work(name, until_idle)))
+                    .await;
+            return Ok(print_all(results));
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The streams named, or every stream of the project.
+fn names_or_all(project: &affluent_config::Project, names: Vec<String>) -> Vec<String> {
+    if names.is_empty() {
+        project.streams.keys().cloned().collect()
+    } else {
+        names
+    }
+}
+
+/// Prints each report or error; fails when one failed.
+fn print_all<T: std::fmt::Display>(
+    results: Vec<Result<T, affluent_pipeline::streams::StreamError>>,
+) -> ExitCode {
+    let mut failed = false;
+    for result in results {
+        match result {
+            Ok(r) => println!("{r}"),
+            Err(e) => {
+                failed = true;
+                eprintln!("error: {}", affluent_core::error_chain(&e));
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }

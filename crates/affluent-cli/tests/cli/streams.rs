@@ -518,4 +518,144 @@ fn the_velib_demo_builds_its_windows_zones_and_statistics_offline() {
     );
     let n: i64 = windows.lines().nth(1).unwrap().parse().unwrap();
     assert!(n > 20 * 10, "{windows}");
+    // The seed's model: learnt from the windows, better than chance on the held-out ones, a
+    // prediction for every station's latest window (stations without docks left out).
+    let model = query(
+        &project,
+        "SELECT train_rows, test_rows, roc_auc FROM ml_models WHERE model = 'full_in_30min'",
+    );
+    let fields: Vec<f64> = model
+        .lines()
+        .nth(1)
+        .unwrap_or_else(|| panic!("not trained:\n{t}"))
+        .split(',')
+        .map(|f| f.parse().unwrap())
+        .collect();
+    eprintln!("full_in_30min: {model}");
+    assert!(fields[0] > 1000.0 && fields[1] > 200.0, "{model}");
+    assert!(fields[2] > 0.6, "no better than chance: {model}");
+    assert_eq!(
+        query(&project, "SELECT count(*) AS n FROM full_soon"),
+        query(
+            &project,
+            "SELECT count(DISTINCT stationcode) AS n FROM station_3min WHERE mechanical + ebike + docks > 0"
+        ),
+        "every station with docks has a prediction"
+    );
+}
+
+/// Starts `affluent streams work` on a project, its output to `log`.
+fn worker(project: &Path, log: &Path, failpoint: Option<&str>) -> std::process::Child {
+    let out = std::fs::File::create(log).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_affluent"));
+    cmd.arg("--project")
+        .arg(project)
+        .args(["streams", "work"])
+        .env("RUST_LOG", "affluent_pipeline=debug")
+        .stdout(out.try_clone().unwrap())
+        .stderr(out);
+    if let Some(f) = failpoint {
+        cmd.env("AFFLUENT_FAILPOINT", f);
+    }
+    cmd.spawn().unwrap()
+}
+
+#[test]
+fn two_workers_on_one_nats_consumer_share_the_windows_and_one_killed_loses_nothing() {
+    let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_string());
+    let run = simulator(20);
+    let dir = tempfile::tempdir().unwrap();
+    project(dir.path(), &run.server.url());
+    // A project of its own on the server: its subjects and JetStream stream are new.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let name = format!("velib-bus-{}-{nanos}", std::process::id());
+    let file = dir.path().join("affluent.toml");
+    let text_of = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("name = \"velib-streams\"", &format!("name = \"{name}\""));
+    std::fs::write(
+        &file,
+        format!(
+            "{text_of}\n[bus]\nkind = \"nats\"\nurl = \"{url}\"\npartitions = 4\nack_wait = \"2s\"\nlocal_worker = false\n"
+        ),
+    )
+    .unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let log = |n: &str| logs.path().join(n);
+    let read = |n: &str| std::fs::read_to_string(log(n)).unwrap_or_default();
+    let mut polled = 0;
+    let poll = |polled: &mut usize| {
+        run.server.set_time(run.polls[*polled]);
+        let o = affluent(dir.path(), &["ingest", "velib"]);
+        assert!(o.status.success(), "{}", text(&o));
+        *polled += 1;
+    };
+    // A first worker, alone, stops where its first final windows are committed and its
+    // partition's state is not yet saved, and is killed there.
+    let mut first = worker(dir.path(), &log("first.log"), Some("stream:after_windows"));
+    let reached = |wait_s: u64| {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(wait_s);
+        while std::time::Instant::now() < until {
+            if read("first.log").contains("failpoint stream:after_windows reached") {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        false
+    };
+    while polled < 15 && !reached(if polled > 8 { 10 } else { 1 }) {
+        poll(&mut polled);
+    }
+    assert!(
+        reached(30),
+        "the first worker never wrote final windows:\n{}",
+        read("first.log")
+    );
+    first.kill().unwrap(); // SIGKILL, its message neither acknowledged nor in its state
+    first.wait().unwrap();
+    // Two workers on the same durable consumer share the rest, the killed one's message
+    // among it (handed out again once `ack_wait` passed).
+    let mut second = worker(dir.path(), &log("second.log"), None);
+    let mut third = worker(dir.path(), &log("third.log"), None);
+    while polled < run.polls.len() {
+        poll(&mut polled);
+    }
+    let o = affluent(dir.path(), &["streams", "work", "--until-idle"]);
+    assert!(o.status.success(), "{}", text(&o));
+    for w in [&mut second, &mut third] {
+        w.kill().unwrap();
+        w.wait().unwrap();
+    }
+    let (second_log, third_log) = (read("second.log"), read("third.log"));
+    for (which, log) in [("second", &second_log), ("third", &third_log)] {
+        assert!(
+            log.contains("message Done"),
+            "the {which} worker processed nothing:\n{log}"
+        );
+    }
+    eprintln!(
+        "messages processed: second worker {}, third {}",
+        second_log.matches("message Done").count(),
+        third_log.matches("message Done").count()
+    );
+    // Exactly the windows of one engine over the whole stream: each once.
+    let truth = affluent_simulate::Velib::new(3).truth(&run.polls);
+    check(
+        dir.path(),
+        &expected(&truth),
+        "two workers on NATS, one killed",
+    );
+
+    // The server keeps nothing of the test.
+    run._runtime.block_on(async {
+        let client = async_nats::connect(&url).await.unwrap();
+        let stream = format!("AFFLUENT_{name}_station_3min");
+        async_nats::jetstream::new(client)
+            .delete_stream(&stream)
+            .await
+            .unwrap();
+    });
 }

@@ -506,6 +506,48 @@ async fn a_saved_version_predicts_without_training() {
 }
 
 #[tokio::test]
+async fn with_retrain_a_change_soon_after_training_predicts_with_the_last_version() {
+    let f = fixture_with(
+        r#"
+[ml.stars_hourly]
+kind = "logistic_regression"
+sql = "SELECT artist_id, fans_followers, popularity, is_star FROM artists"
+entity = ["artist_id"]
+features = ["fans_followers", "popularity"]
+label = "is_star"
+retrain = "1h"
+"#,
+    )
+    .await;
+    let report = |reports: Vec<affluent_ml::TrainReport>| {
+        reports
+            .into_iter()
+            .find(|r| r.model == "stars_hourly")
+            .expect("a model reading `artists` runs when it changes")
+    };
+    let first = report(f.ml.after_change(&["artists"]).await);
+    assert!(first.trained, "no saved version yet: it trains");
+    assert_eq!(first.version, 1);
+    let second = report(f.ml.after_change(&["artists"]).await);
+    assert!(
+        !second.trained,
+        "trained less than an hour ago: it predicts"
+    );
+    assert_eq!(second.version, 1);
+    assert_eq!(second.predictions, first.predictions);
+    // Every other model (no `retrain`) trained twice.
+    let stars = rows(
+        &f,
+        "SELECT max(version) FROM ml_models WHERE model = 'stars'",
+    )
+    .await;
+    assert_eq!(stars[0][0], 2);
+    let hourly = rows(&f, "SELECT count(*), max(model_version) FROM stars_hourly").await;
+    assert_eq!(hourly[0][0], first.predictions as i64);
+    assert_eq!(hourly[0][1], 1);
+}
+
+#[tokio::test]
 async fn bad_data_says_which_column_and_what_to_do() {
     let f = fixture_with(
         r#"
@@ -614,6 +656,7 @@ horizon = 3
 kind = "knn"
 sql = "SELECT 1"
 features = ["x"]
+retrain = "0s"
 
 [ml.clash]
 kind = "knn"
@@ -634,6 +677,7 @@ features = ["x"]
         "ml model `t` (forecast) needs `season`",
         "`t` is already a table or model",
         "ml model `keyless` (knn) needs `entity`",
+        "`retrain` must be longer than 0s",
         "entity column `rank` of ml model `clash` clashes with a column its predictions add",
     ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");

@@ -418,6 +418,60 @@ proptest! {
         prop_assert_eq!(second.open_rows(), whole.open_rows());
         prop_assert_eq!(second.totals(), whole.totals());
     }
+
+    /// A stream split by key over several engines, each told the whole stream's greatest
+    /// event time before each of its events and at the end of each batch, gives the rows of
+    /// one engine over the whole stream: batch by batch the same final windows, and the same
+    /// open windows and totals.
+    #[test]
+    fn engines_of_partitions_give_the_rows_of_one_engine(
+        spec in specs(),
+        events in streams(),
+        partitions in 1u32..5,
+        cuts in prop::collection::vec(0usize..120, 0..8),
+    ) {
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(events.len())).collect();
+        cuts.push(events.len());
+        cuts.sort_unstable();
+        let mut whole = Engine::new(spec.clone()).expect("valid spec");
+        let mut parts: Vec<Engine> = (0..partitions)
+            .map(|_| Engine::new(spec.clone()).expect("valid spec"))
+            .collect();
+        let mut max = None;
+        let mut start = 0;
+        for cut in cuts {
+            for e in &events[start..cut] {
+                whole.push(&e.key, e.time, &values(e));
+                let part = &mut parts[affluent_streams::partition_of(&e.key, partitions) as usize];
+                if let Some(m) = max {
+                    part.advance(m);
+                }
+                part.push(&e.key, e.time, &values(e));
+                max = affluent_streams::max_time_after(max, e.time);
+            }
+            start = cut;
+            let mut finals = Vec::new();
+            for part in &mut parts {
+                if let Some(m) = max {
+                    part.advance(m);
+                }
+                finals.extend(part.take_final());
+            }
+            prop_assert_eq!(sorted(finals), sorted(whole.take_final()));
+        }
+        let open: Vec<WindowRow> = parts.iter().flat_map(Engine::open_rows).collect();
+        prop_assert_eq!(sorted(open), whole.open_rows());
+        let mut totals = Totals::default();
+        for part in &parts {
+            let t = part.totals();
+            totals.accepted += t.accepted;
+            totals.late += t.late;
+            totals.duplicates += t.duplicates;
+            totals.dropped += t.dropped;
+        }
+        prop_assert_eq!(totals, whole.totals());
+        prop_assert_eq!(parts.iter().filter_map(Engine::watermark).max(), whole.watermark());
+    }
 }
 
 #[test]

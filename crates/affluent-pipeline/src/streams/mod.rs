@@ -9,8 +9,16 @@
 //! version + 1)`. A process that dies between the two finds a table ahead of its checkpoint: it
 //! reads the same versions again from the checkpoint (the engine is deterministic, so it
 //! computes the same windows) and writes only what the table does not hold yet.
+//!
+//! With `[bus] kind = "nats"` the same windows are computed by worker processes from messages
+//! on NATS JetStream ([`bus`]).
+
+pub mod bus;
 
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use affluent_config::schema::BusKind;
 
 use affluent_config::schema::{Aggregate, STREAM_COLUMNS, StreamConfig, TableType};
 use affluent_streams::{Checkpoint, Engine, Totals, WindowRow};
@@ -41,6 +49,9 @@ pub enum StreamError {
         /// Why.
         source: affluent_streams::RestoreError,
     },
+    /// The bus failed.
+    #[error(transparent)]
+    Bus(bus::BusError),
     /// The checkpoint could not be read or written.
     #[error("stream `{name}`: checkpoint {}: {message}", path.display())]
     Checkpoint {
@@ -79,12 +90,20 @@ pub struct StreamReport {
     pub totals: Totals,
     /// The watermark (ms since the epoch).
     pub watermark: Option<i64>,
+    /// On a NATS bus: the versions were published (and `final_windows` counts what this
+    /// process wrote of them).
+    pub published: bool,
 }
 
 impl std::fmt::Display for StreamReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.versions {
             None => write!(f, "stream {}: nothing new in `{}`", self.stream, self.input)?,
+            Some((a, b)) if self.published => write!(
+                f,
+                "stream {}: published versions {a}..={b} of `{}` ({} events) on the bus; {} final windows written here",
+                self.stream, self.input, self.events, self.final_windows
+            )?,
             Some((a, b)) => write!(
                 f,
                 "stream {}: read versions {a}..={b} of `{}` ({} events): {} final windows written, {} open",
@@ -126,12 +145,39 @@ struct Saved {
 #[derive(Debug, Clone)]
 pub struct Streams {
     warehouse: Warehouse,
+    /// The connection to a NATS bus, made on first use.
+    bus: Arc<tokio::sync::OnceCell<bus::Bus>>,
 }
 
 impl Streams {
     /// The streams of the warehouse's project.
     pub fn new(warehouse: Warehouse) -> Self {
-        Self { warehouse }
+        Self {
+            warehouse,
+            bus: Arc::new(tokio::sync::OnceCell::new()),
+        }
+    }
+
+    fn on_bus(&self) -> bool {
+        self.warehouse.project().bus.kind == BusKind::Nats
+    }
+
+    /// The project's NATS bus, connected.
+    pub async fn bus(&self) -> Result<&bus::Bus, StreamError> {
+        self.bus
+            .get_or_try_init(|| bus::Bus::connect(&self.warehouse))
+            .await
+            .map_err(StreamError::Bus)
+    }
+
+    /// On a NATS bus: processes the stream's messages, until none is pending (`until_idle`)
+    /// or for ever.
+    pub async fn work(&self, name: &str, until_idle: bool) -> Result<bus::WorkReport, StreamError> {
+        let config = self.config(name)?.clone();
+        self.bus()
+            .await?
+            .work(&self.warehouse, name, &config, until_idle)
+            .await
     }
 
     /// Runs every stream reading one of `changed`; failures are logged and left out.
@@ -178,9 +224,14 @@ impl Streams {
         }
     }
 
-    /// The stream's state as last saved: its totals, watermark and last input version.
+    /// The stream's state as last saved: its totals, watermark and last input version (on a
+    /// bus: over its partitions, the least version any of them processed).
     pub fn status(&self, name: &str) -> Result<Option<(i64, Totals, Option<i64>)>, StreamError> {
         let config = self.config(name)?;
+        if self.on_bus() {
+            let partitions = self.warehouse.project().bus.partitions();
+            return bus::status(&self.warehouse, name, config, partitions);
+        }
         let Some(saved) = self.read_saved(name)? else {
             return Ok(None);
         };
@@ -210,7 +261,13 @@ impl Streams {
     /// are computed again from the whole input table (the final ones replaced) on the first
     /// run, when the stream's definition changed, when the input table was created again or
     /// rewrote rows, or when its checkpoint cannot be read.
+    ///
+    /// On a NATS bus it publishes the new versions instead and, unless `[bus] local_worker =
+    /// false`, processes the stream's messages until none is pending.
     pub async fn run(&self, name: &str) -> Result<StreamReport, StreamError> {
+        if self.on_bus() {
+            return self.run_on_bus(name).await;
+        }
         let config = self.config(name)?.clone();
         let path = self.state_path(name);
         let lock = path.with_extension("lock");
@@ -326,6 +383,23 @@ impl Streams {
             engine: engine.checkpoint(),
         };
         self.finish(name, &config, &engine, saved, report).await
+    }
+
+    async fn run_on_bus(&self, name: &str) -> Result<StreamReport, StreamError> {
+        let config = self.config(name)?.clone();
+        let bus = self.bus().await?;
+        let mut report = bus.publish(&self.warehouse, name, &config).await?;
+        report.published = true;
+        if self.warehouse.project().bus.local_worker() {
+            let work = bus.work(&self.warehouse, name, &config, true).await?;
+            tracing::info!(stream = name, "{work}");
+            report.final_windows = work.final_windows;
+            if let Some((_, totals, watermark)) = self.status(name)? {
+                report.totals = totals;
+                report.watermark = watermark;
+            }
+        }
+        Ok(report)
     }
 
     /// Computes the windows again from every row the input table holds now: the final ones
