@@ -519,7 +519,7 @@ fn the_velib_demo_builds_its_windows_zones_and_statistics_offline() {
     let n: i64 = windows.lines().nth(1).unwrap().parse().unwrap();
     assert!(n > 20 * 10, "{windows}");
     // The seed's model: learnt from the windows, better than chance on the held-out ones, a
-    // prediction for every station's latest window (stations without docks left out).
+    // prediction for every station's current window (stations without docks left out).
     let model = query(
         &project,
         "SELECT train_rows, test_rows, roc_auc FROM ml_models WHERE model = 'full_in_30min'",
@@ -538,7 +538,7 @@ fn the_velib_demo_builds_its_windows_zones_and_statistics_offline() {
         query(&project, "SELECT count(*) AS n FROM full_soon"),
         query(
             &project,
-            "SELECT count(DISTINCT stationcode) AS n FROM station_3min WHERE mechanical + ebike + docks > 0"
+            "SELECT count(DISTINCT stationcode) AS n FROM (SELECT * FROM station_3min UNION ALL SELECT * FROM station_3min_open) WHERE mechanical + ebike + docks > 0"
         ),
         "every station with docks has a prediction"
     );
