@@ -80,6 +80,27 @@ test("the outlook map colours each station by its chance of filling within 30 mi
   await page.screenshot({ path: path.join(shots, "velib-outlook.png"), fullPage: true });
 });
 
+test("the station picker shows one station's 3-minute series", async ({ page }) => {
+  await login(page);
+  const code = query("SELECT stationcode FROM stations WHERE name LIKE 'Jussieu%' ORDER BY 1 LIMIT 1")[0];
+  expect(code, "a station").toBeTruthy();
+  await page.goto(url("/pages/station"));
+  await settled(page);
+  await page.selectOption("#filter-station", code);
+  await settled(page);
+  const want = Number(query(`SELECT count(*) FROM (SELECT * FROM station_3min UNION ALL SELECT * FROM station_3min_open) WHERE stationcode = '${code}'`)[0]);
+  expect(want).toBeGreaterThan(10);
+  const points = () => page.evaluate(() => {
+    const el = document.querySelector("#panel-series .chart");
+    const chart = el && echarts.getInstanceByDom(el);
+    return chart ? chart.getOption().series.map((s) => [s.name, s.data.length]) : null;
+  });
+  await expect.poll(points).toEqual([["mechanical", want], ["ebike", want], ["docks", want]]);
+  const name = query(`SELECT name FROM stations WHERE stationcode = '${code}'`)[0].replace(/^"|"$/g, "");
+  await expect(page.locator("#panel-now table")).toContainText(name);
+  await page.screenshot({ path: path.join(shots, "velib-station.png"), fullPage: true });
+});
+
 test("a new poll reaches the open page: the map and the windows follow without a reload", async ({ page }) => {
   await login(page);
   await page.goto(url("/pages/live"));
