@@ -623,10 +623,6 @@ async function renderPanel(entry, data, reload) {
     const lat = idx(["lat", "latitude"]);
     const label = idx(["label", "name"]);
     const value = idx(["value", "count"]);
-    if (lon < 0 || lat < 0) {
-      body.replaceChildren(el("p", { class: "error" }, "A map panel needs lon and lat columns."));
-      return;
-    }
     const mapName = `${spec.name}-geo`;
     if (!geoLoaded.has(mapName)) {
       const res = await fetch(location.pathname.replace("/pages/", "/api/pages/") + `/panels/${spec.name}/geojson`);
@@ -636,6 +632,45 @@ async function renderPanel(entry, data, reload) {
       }
     }
     const onGeo = geoLoaded.has(mapName);
+    if (spec.regions) {
+      // A choropleth: each polygon named by the `regions` property, coloured by its row's value.
+      if (!onGeo) {
+        body.replaceChildren(el("p", { class: "error" }, "The map's GeoJSON could not be loaded."));
+        return;
+      }
+      const ri = Math.max(idx(["region"]), 0);
+      const vi = value >= 0 ? value : cols.findIndex((c, i) => i !== ri && c.kind === "number");
+      const rows = data.rows.map((r) => ({ name: String(r[ri]), value: vi >= 0 ? r[vi] : null }));
+      const values = rows.map((r) => r.value).filter((v) => typeof v === "number");
+      const shown = (v) => (typeof v === "number" && !Number.isNaN(v) ? fmtValue(v, "number") : "no data");
+      chart(body, {
+        tooltip: { trigger: "item", formatter: (p) => `${escapeHtml(p.name)}: ${escapeHtml(shown(p.value))}` },
+        visualMap: {
+          min: values.length ? Math.min(...values) : 0,
+          max: values.length ? Math.max(...values) : 1,
+          calculable: true,
+          right: 0,
+          bottom: 0,
+          inRange: { color: ["#deebf7", "#9ecae1", "#08519c"] },
+        },
+        series: [
+          {
+            type: "map",
+            name: vi >= 0 ? cols[vi].name : "value",
+            map: mapName,
+            nameProperty: spec.regions,
+            roam: true,
+            itemStyle: { areaColor: dark() ? "#333" : "#eef1f5", borderColor: "#999" },
+            data: rows,
+          },
+        ],
+      });
+      return;
+    }
+    if (lon < 0 || lat < 0) {
+      body.replaceChildren(el("p", { class: "error" }, "A map panel needs lon and lat columns (or `regions`, for a choropleth)."));
+      return;
+    }
     const point = (r) => ({ name: label >= 0 ? String(r[label]) : "", value: [r[lon], r[lat], value >= 0 ? r[value] : 1] });
     const geo = onGeo ? { map: mapName, roam: true, itemStyle: { areaColor: dark() ? "#333" : "#eef1f5", borderColor: "#999" } } : undefined;
     const axes = { xAxis: onGeo ? undefined : { type: "value", scale: true }, yAxis: onGeo ? undefined : { type: "value", scale: true } };

@@ -64,6 +64,27 @@ test("the map shows every station by state, and a zone only its own", async ({ p
   await expect(page.locator("#panel-stations .kpi-value")).toHaveText(String(fifteen));
 });
 
+test("the arrondissements are coloured by the occupancy of their latest final window", async ({ page }) => {
+  await login(page);
+  await page.goto(url("/pages/live"));
+  await settled(page);
+  const regions = () => page.evaluate(() => {
+    const el = document.querySelector("#panel-choropleth .chart");
+    const chart = el && echarts.getInstanceByDom(el);
+    if (!chart) return null;
+    const o = chart.getOption();
+    return { type: o.series[0].type, visualMap: o.visualMap.length, data: Object.fromEntries(o.series[0].data.map((d) => [d.name, d.value])) };
+  });
+  const want = counts(`SELECT zone, round(occupancy, 3) FROM zone_3min WHERE is_final AND zone LIKE '%Ardt'
+    AND window_start = (SELECT max(window_start) FROM zone_3min WHERE is_final)`);
+  expect(Object.keys(want).length).toBe(20);
+  await expect.poll(regions).toEqual({ type: "map", visualMap: 1, data: want });
+  // Every name is one of the GeoJSON's polygons (the map colours only those it finds).
+  const geo = JSON.parse(require("node:fs").readFileSync(path.join(process.env.AFFLUENT_VELIB_DIR, "geo", "paris_arrondissements.geojson")));
+  const names = new Set(geo.features.map((f) => f.properties.l_ar));
+  expect(Object.keys(want).filter((n) => !names.has(n))).toEqual([]);
+});
+
 test("the outlook map colours each station by its chance of filling within 30 minutes", async ({ page }) => {
   await login(page);
   await page.goto(url("/pages/outlook"));

@@ -203,6 +203,11 @@ pub struct PanelConfig {
     pub limit: Option<usize>,
     /// For `map`: a GeoJSON file, relative to the project, drawn as the background.
     pub geojson: Option<String>,
+    /// For `map` with `geojson`: the feature property naming each polygon (`"l_ar"`). The
+    /// polygons are then coloured by value (a choropleth) instead of points being drawn: each
+    /// row names a polygon in its `region` column (else its first) and gives its `value`
+    /// (else its first numeric column).
+    pub regions: Option<String>,
     /// Colours of series by name, or with `series`, by value (`{ Disponible = "#2e7d32" }`):
     /// `#rgb` or `#rrggbb`. Others take the palette's.
     #[serde(default)]
@@ -530,6 +535,13 @@ pub(crate) fn check(
                         format!("colour {color:?} of `{name_of}` is not `#rgb` or `#rrggbb`"),
                     );
                 }
+            }
+            if panel.regions.is_some() && (panel.kind != PanelKind::Map || panel.geojson.is_none())
+            {
+                reporter.error(
+                    at(&["panels", name, "regions"]),
+                    "`regions` is for map panels with a `geojson`: the property of its features naming each polygon",
+                );
             }
             if let Some(geo) = &panel.geojson
                 && !project_dir.join(geo).is_file()

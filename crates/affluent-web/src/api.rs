@@ -517,6 +517,8 @@ pub struct PanelSummary {
     pub y2: Vec<String>,
     /// Column splitting rows into series.
     pub series: Option<String>,
+    /// For a choropleth map: the GeoJSON property naming each polygon.
+    pub regions: Option<String>,
     /// Unit of a KPI.
     pub unit: Option<String>,
     /// Rows per page (table) or count (top).
@@ -570,6 +572,7 @@ fn summaries(state: &AppState) -> Vec<PageSummary> {
                     y: panel.y.clone(),
                     y2: panel.y2.clone(),
                     series: panel.series.clone(),
+                    regions: panel.regions.clone(),
                     unit: panel.unit.clone(),
                     limit: panel.limit,
                     alerts: panel_alerts(state, panel),
