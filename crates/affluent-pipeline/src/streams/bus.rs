@@ -3,32 +3,40 @@
 //!
 //! **Publishing.** Each new version of a stream's input table is read as events (as the
 //! embedded bus does), split by key into `partitions` ([`affluent_streams::partition_of`]),
-//! and published as messages on `affluent.PROJECT.STREAM.P`, in chunks of at most
-//! [`CHUNK`] events, every partition getting at least one message per version. Each
-//! message carries a dense sequence number of its partition and, per event, the greatest
-//! event time of the whole stream before it (and, on a version's last chunk, after the
-//! version), so that each partition's engine keeps the watermark one engine over the whole
-//! stream would ([`affluent_streams::Engine::advance`]). The publisher's cursor
-//! (`state/streams/NAME.bus.json`: the last version published, the running greatest time,
-//! the next sequence of each partition) is saved once the server has acknowledged the
-//! version's messages; a publisher that dies before that publishes the same messages again,
-//! with the same ids (`Nats-Msg-Id`), which the server or the workers discard.
+//! and published on `affluent.PROJECT-ID.STREAM.P` (ID: the data directory's, so that two
+//! copies of a project on one server share nothing), in messages of at most [`CHUNK`] events
+//! and 800 kB, every partition getting at least one message per version. Each message carries
+//! the stream's start (`epoch`), a dense sequence number of its partition, the definition it was
+//! made for (hashed) and, per event, the greatest event time of the whole stream before it (and,
+//! on a version's last message, after the version), so that each partition's engine keeps the
+//! watermark one engine over the whole stream would ([`affluent_streams::Engine::advance`]).
+//! The publisher's cursor (`state/streams/NAME.bus.json`: the epoch, the last version published,
+//! the running greatest time, the next sequence of each partition) is saved once the server has
+//! acknowledged the version's messages; a publisher that dies before that publishes the same
+//! messages again, with the same ids (`Nats-Msg-Id`), which the server or the workers discard.
+//! The JetStream stream is a work queue: an acknowledged message is removed, one not processed
+//! is kept however long it waits.
 //!
 //! **Working.** `affluent streams work` processes pull from one durable consumer per stream
 //! (`windows`), so that any number of them share the partitions; a message not acknowledged
-//! within `ack_wait` goes to another. A partition's state (its engine and the last sequence it
-//! processed) is a file beside the tables' state, `state/streams/NAME.bus/P.json`, under a
-//! lock: a message at or below that sequence is a duplicate (acknowledged, nothing written),
-//! one beyond the next is early (handed back for later). Its final windows are appended to
-//! the table `NAME` with the transaction `(affluent-stream:NAME:pP, seq + 1)`, written only
-//! when the table does not hold it yet; its open windows replace the partition's keys in
-//! `NAME_open`; then the state is saved, then the message acknowledged. A worker killed at
-//! any point leaves a message another worker redoes to the same result.
+//! within `ack_wait` goes to another. A partition's state (its epoch, its engine and the last
+//! sequence it processed) is a file beside the tables' state, `state/streams/NAME.bus/P.json`,
+//! under a lock (a worker finding it held hands the message back rather than wait): a message
+//! of an earlier epoch is dropped, one at or below that sequence is a duplicate (acknowledged,
+//! nothing written), one beyond the next is early (handed back for later). Its final windows
+//! are appended to the table `NAME` with the transaction `(affluent-stream:NAME:pP, seq + 1)`,
+//! written only when the table does not hold it yet; its open windows replace the partition's
+//! keys in `NAME_open`; then the state is saved, then the message acknowledged. A worker
+//! killed at any point leaves a message another worker redoes to the same result. A worker
+//! given a message of another definition (the project file changed) stops, to be started
+//! again with the new one.
 //!
 //! **Starting again.** When the input is created again or rewrites rows, when the stream's
-//! definition or the partitions change, or on the first run, the publisher clears the
-//! stream's tables and the bus's pending messages, writes empty partition states, and
-//! publishes the whole input table as one batch.
+//! definition or the partitions change, on the first run, or after a start that was
+//! interrupted, the publisher takes every partition's lock, saves a cursor that says a start
+//! is under way, clears the stream's tables and the bus's pending messages, writes empty
+//! partition states of a new epoch (sequences go on above every transaction a partition
+//! wrote), and publishes the whole input table as one batch; only then is the cursor saved.
 //!
 //! Workers must share the data directory (the partition states and the tables' locks live
 //! there).
@@ -47,8 +55,35 @@ use serde::{Deserialize, Serialize};
 
 use super::{StreamError, StreamReport, event_columns, rows_of};
 
-/// The most events in one message (well under the server's 1 MB payload limit).
+/// The most events in one message.
 pub const CHUNK: usize = 4000;
+
+/// The most bytes of events in one message: under NATS's default 1 MB payload limit with room
+/// for the rest of the message.
+const CHUNK_BYTES: usize = 800_000;
+
+/// A partition's events of one version cut into messages: at most [`CHUNK`] events and
+/// [`CHUNK_BYTES`] of JSON each (an event larger than that alone in its message), at least one
+/// (empty) message.
+fn chunks(events: Vec<BusEvent>) -> Vec<Vec<BusEvent>> {
+    let mut out = vec![Vec::new()];
+    let mut bytes = 0;
+    for e in events {
+        let size = serde_json::to_vec(&e).map_or(0, |v| v.len()) + 1;
+        let full = out.last().is_some_and(|c: &Vec<BusEvent>| {
+            !c.is_empty() && (c.len() >= CHUNK || bytes + size > CHUNK_BYTES)
+        });
+        if full {
+            out.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += size;
+        if let Some(last) = out.last_mut() {
+            last.push(e);
+        }
+    }
+    out
+}
 
 /// The durable consumer the workers of a stream share.
 const CONSUMER: &str = "windows";
@@ -71,8 +106,13 @@ pub enum BusError {
 struct Cursor {
     /// The input table's Delta id.
     input_id: Option<String>,
-    /// The stream's definition and partitions the messages were made for.
+    /// The stream's definition and partitions the messages were made for (empty while the
+    /// stream starts again: an interrupted start is started again).
     config: String,
+    /// Which start of the stream the messages belong to: each start takes a new one, and
+    /// workers drop messages of another.
+    #[serde(default)]
+    epoch: i64,
     /// The last input version published.
     input_version: i64,
     /// The greatest in-range event time published.
@@ -86,6 +126,9 @@ struct Cursor {
 /// A partition's state, saved after each message it processed.
 #[derive(Debug, Serialize, Deserialize)]
 struct PartitionState {
+    /// The start of the stream this state belongs to.
+    #[serde(default)]
+    epoch: i64,
     /// The last sequence processed (−1: none yet).
     seq: i64,
     /// The input version of that message.
@@ -102,6 +145,9 @@ type BusEvent = (String, i64, Option<i64>, Vec<Option<f64>>);
 #[derive(Debug, Serialize, Deserialize)]
 struct Message {
     stream: String,
+    /// The definition (and partitions) it was made for, hashed.
+    config: String,
+    epoch: i64,
     partition: u32,
     seq: i64,
     version: i64,
@@ -117,8 +163,11 @@ enum Outcome {
     Done { events: u64, finals: usize },
     /// Processed before (a redelivery, or a publisher's repeat).
     Duplicate,
-    /// An earlier message of its partition is not processed yet.
+    /// An earlier message of its partition is not processed yet, or another worker holds
+    /// the partition.
     Early,
+    /// Of an earlier start of the stream: dropped.
+    Stale,
 }
 
 /// What `affluent streams work` did.
@@ -138,6 +187,8 @@ pub struct WorkReport {
     pub early: u64,
     /// Messages that failed (handed back, logged).
     pub failed: u64,
+    /// With `--until-idle`: messages still pending when it gave up waiting for them.
+    pub left: u64,
 }
 
 impl std::fmt::Display for WorkReport {
@@ -152,7 +203,11 @@ impl std::fmt::Display for WorkReport {
             self.duplicates,
             self.early,
             self.failed
-        )
+        )?;
+        if self.left > 0 {
+            write!(f, "; {} left to other workers", self.left)?;
+        }
+        Ok(())
     }
 }
 
@@ -161,8 +216,46 @@ impl std::fmt::Display for WorkReport {
 pub struct Bus {
     js: jetstream::Context,
     config: BusConfig,
+    /// The project's name and its data directory's id: two copies of a project on one
+    /// server do not share subjects.
     project: String,
     url: String,
+}
+
+/// The data directory's id (`state/bus-id`), made on first use.
+fn data_dir_id(warehouse: &Warehouse) -> std::io::Result<String> {
+    let path = warehouse.project().data_dir.join("state/bus-id");
+    if let Ok(id) = std::fs::read_to_string(&path)
+        && !id.trim().is_empty()
+    {
+        return Ok(id.trim().to_string());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let seed = format!(
+        "{:?} {} {}",
+        std::time::SystemTime::now(),
+        std::process::id(),
+        warehouse.project().data_dir.display()
+    );
+    let id = format!("{:08x}", partition_of(&seed, u32::MAX));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+    {
+        Ok(mut f) => {
+            std::io::Write::write_all(&mut f, id.as_bytes())?;
+            f.sync_all()?;
+            Ok(id)
+        }
+        // Another process made it first.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Ok(std::fs::read_to_string(&path)?.trim().to_string())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Letters, digits, `-` and `_` of a name, the rest as `_` (subjects and stream names).
@@ -195,10 +288,23 @@ impl Bus {
                     "{e}: start a NATS server with JetStream (`nats-server -js`) or set `[bus] url`"
                 ),
             })?;
+        let id = data_dir_id(warehouse).map_err(|e| BusError::Nats {
+            url: url.clone(),
+            message: format!(
+                "cannot read or make the data directory's id in {}: {e}",
+                project.data_dir.join("state").display()
+            ),
+        })?;
+        let name = token(&project.name);
+        let name = if name.is_empty() {
+            "project".to_string()
+        } else {
+            name
+        };
         Ok(Bus {
             js: jetstream::new(client),
             config,
-            project: token(&project.name),
+            project: format!("{name}-{id}"),
             url,
         })
     }
@@ -227,9 +333,9 @@ impl Bus {
                 subjects: vec![format!("affluent.{}.{}.*", self.project, token(stream))],
                 storage: stream::StorageType::File,
                 duplicate_window: Duration::from_secs(600),
-                // Processed messages are not needed again: the partition states hold their
-                // effect. A week bounds what an abandoned stream keeps.
-                max_age: Duration::from_secs(7 * 24 * 3600),
+                // A work queue: a message acknowledged is removed (the partition states hold
+                // its effect), one not yet processed is kept however long it waits.
+                retention: stream::RetentionPolicy::WorkQueue,
                 ..Default::default()
             })
             .await
@@ -323,6 +429,24 @@ fn write_json<T: Serialize>(
         .map_err(|e| checkpoint_error(name, path, e.to_string()))
 }
 
+/// The lock of `path` if no one holds it.
+fn try_lock(name: &str, path: &std::path::Path) -> Result<Option<std::fs::File>, StreamError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| checkpoint_error(name, path, e.to_string()))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| checkpoint_error(name, path, e.to_string()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(checkpoint_error(name, path, e.to_string())),
+    }
+}
+
 async fn lock(name: &str, path: &std::path::Path) -> Result<std::fs::File, StreamError> {
     affluent_landing::lock_exclusive(path)
         .await
@@ -336,6 +460,11 @@ fn app_of(name: &str, partition: u32) -> String {
 impl Bus {
     fn fingerprint(&self, config: &StreamConfig) -> String {
         format!("{config:?} partitions={}", self.config.partitions())
+    }
+
+    /// The fingerprint, short, as messages carry it.
+    fn config_id(&self, config: &StreamConfig) -> String {
+        format!("{:08x}", partition_of(&self.fingerprint(config), u32::MAX))
     }
 
     /// Publishes what the stream's input gained since the last publish (everything, when the
@@ -376,7 +505,11 @@ impl Bus {
                 .await;
         };
         let missing = (0..self.config.partitions()).find(|p| !paths.state(*p).exists());
-        let why = if cursor.config != fingerprint {
+        let why = if cursor.config.is_empty() {
+            Some("an earlier start of the stream was interrupted".to_string())
+        } else if cursor.config != fingerprint
+            || cursor.next_seq.len() != self.config.partitions() as usize
+        {
             Some("its definition or the bus's partitions changed".to_string())
         } else if cursor.input_id != input_id {
             Some(format!("table `{}` was created again", config.input))
@@ -435,7 +568,7 @@ impl Bus {
             if let Some(why) = &commit.first_skip {
                 tracing::warn!(stream = name, version, skipped = commit.skipped, "{why}");
             }
-            self.publish_version(name, cursor, version, &commit.events)
+            self.publish_version(name, config, cursor, version, &commit.events)
                 .await?;
             cursor.skipped += commit.skipped;
             cursor.input_version = version;
@@ -476,6 +609,31 @@ impl Bus {
         for p in 0..partitions {
             held.push(lock(name, &paths.lock(p)).await?);
         }
+        let now_ms = jiff::Timestamp::now().as_millisecond();
+        let epoch = old.as_ref().map_or(now_ms, |c| (c.epoch + 1).max(now_ms));
+        // Until the whole input is published, a start interrupted is started again.
+        let restarting = Cursor {
+            input_id: input_id.clone(),
+            config: String::new(),
+            epoch,
+            input_version: -1,
+            max_time: None,
+            next_seq: old.as_ref().map(|c| c.next_seq.clone()).unwrap_or_default(),
+            skipped: 0,
+        };
+        write_json(name, &paths.cursor, &restarting)?;
+        // The embedded bus's checkpoint is of other tables now: a return to it computes
+        // them again.
+        let embedded = warehouse
+            .project()
+            .data_dir
+            .join("state/streams")
+            .join(format!("{name}.json"));
+        if let Err(e) = std::fs::remove_file(&embedded)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(checkpoint_error(name, &embedded, e.to_string()));
+        }
         jet.purge().await.map_err(|e| {
             bus(self.fail("cannot purge the JetStream stream")(
                 e.to_string(),
@@ -492,7 +650,7 @@ impl Bus {
                 .unwrap_or(0);
             next_seq.push(written.max(before));
         }
-        let app = format!("affluent-stream:{name}");
+        let app = format!("affluent-stream-bus:{name}");
         let version = warehouse.latest_version(name).await.unwrap_or(0) + 1;
         warehouse
             .replace_rows(name, &rows_of(config, name, &[], true), &app, version)
@@ -511,6 +669,7 @@ impl Bus {
             Engine::new(config.spec()).map_err(|e| StreamError::Spec(name.to_string(), e))?;
         for p in 0..partitions {
             let state = PartitionState {
+                epoch,
                 seq: next_seq[p as usize] - 1,
                 input_version: -1,
                 engine: fresh.checkpoint(),
@@ -521,6 +680,7 @@ impl Bus {
         let mut cursor = Cursor {
             input_id,
             config: self.fingerprint(config),
+            epoch,
             input_version: -1,
             max_time: None,
             next_seq,
@@ -533,7 +693,7 @@ impl Bus {
             if let Some(why) = &commit.first_skip {
                 tracing::warn!(stream = name, skipped = commit.skipped, "{why}");
             }
-            self.publish_version(name, &mut cursor, version, &commit.events)
+            self.publish_version(name, config, &mut cursor, version, &commit.events)
                 .await?;
             cursor.input_version = version;
             cursor.skipped = commit.skipped;
@@ -550,6 +710,7 @@ impl Bus {
     async fn publish_version(
         &self,
         name: &str,
+        config: &StreamConfig,
         cursor: &mut Cursor,
         version: i64,
         events: &[Event],
@@ -561,19 +722,18 @@ impl Bus {
             split[p].push((e.key.clone(), e.time_ms, cursor.max_time, e.values.clone()));
             cursor.max_time = max_time_after(cursor.max_time, e.time_ms);
         }
+        let config_id = self.config_id(config);
         let mut acks = Vec::new();
         for (p, events) in split.into_iter().enumerate() {
-            let chunks: Vec<_> = if events.is_empty() {
-                vec![Vec::new()]
-            } else {
-                events.chunks(CHUNK).map(<[_]>::to_vec).collect()
-            };
+            let chunks = chunks(events);
             let last = chunks.len() - 1;
             for (i, events) in chunks.into_iter().enumerate() {
                 let seq = cursor.next_seq[p];
                 cursor.next_seq[p] += 1;
                 let message = Message {
                     stream: name.to_string(),
+                    config: config_id.clone(),
+                    epoch: cursor.epoch,
                     partition: p as u32,
                     seq,
                     version,
@@ -585,7 +745,11 @@ impl Bus {
                 })?;
                 let publish = jetstream::message::PublishMessage::build()
                     .payload(payload.into())
-                    .message_id(format!("{}:{p}:{seq}", self.stream_name(name)));
+                    .message_id(format!(
+                        "{}:{}:{p}:{seq}",
+                        self.stream_name(name),
+                        cursor.epoch
+                    ));
                 let ack = self
                     .js
                     .send_publish(self.subject(name, p as u32), publish)
@@ -620,7 +784,11 @@ impl Bus {
         };
         let batch = self.config.partitions().clamp(1, 16) as usize;
         // Idle: two empty fetches in a row with nothing pending nor awaiting an ack (a
-        // message handed back for later is awaiting one).
+        // message handed back for later is awaiting one). A worker that only waits (on
+        // messages another worker holds, or after one it cannot process) gives up after a
+        // while, leaving them to the others.
+        let patience = (self.config.ack_wait() * 4).max(Duration::from_secs(30));
+        let mut progress = std::time::Instant::now();
         let mut idle = 0;
         loop {
             let fetched = consumer
@@ -655,14 +823,17 @@ impl Bus {
                 if let Ok(outcome) = &result {
                     tracing::debug!(stream = name, subject = %message.subject, "message {outcome:?}");
                 }
+                let mut stop = None;
                 let ack = match result {
                     Ok(Outcome::Done { events, finals }) => {
+                        progress = std::time::Instant::now();
                         report.messages += 1;
                         report.events += events;
                         report.final_windows += finals;
                         AckKind::Ack
                     }
-                    Ok(Outcome::Duplicate) => {
+                    Ok(Outcome::Duplicate | Outcome::Stale) => {
+                        progress = std::time::Instant::now();
                         report.duplicates += 1;
                         AckKind::Ack
                     }
@@ -679,6 +850,15 @@ impl Bus {
                         );
                         AckKind::Term
                     }
+                    Err(Rejected::OtherDefinition) => {
+                        stop = Some(bus(BusError::Nats {
+                            url: self.url.clone(),
+                            message: format!(
+                                "stream `{name}` is published with another definition or other partitions than this worker's: start `affluent streams work` again with the project file the loads use"
+                            ),
+                        }));
+                        AckKind::Nak(Some(Duration::from_secs(1)))
+                    }
                     Err(Rejected::Failed(e)) => {
                         report.failed += 1;
                         tracing::error!(
@@ -692,8 +872,11 @@ impl Bus {
                 if let Err(e) = message.ack_with(ack).await {
                     tracing::warn!(stream = name, "acknowledging: {e}");
                 }
+                if let Some(e) = stop {
+                    return Err(e);
+                }
             }
-            if got == 0 && until_idle {
+            if until_idle && got == 0 {
                 let info = consumer
                     .info()
                     .await
@@ -703,11 +886,25 @@ impl Bus {
                     if idle == 2 {
                         return Ok(report);
                     }
-                } else {
-                    idle = 0;
+                    continue;
                 }
+                idle = 0;
             } else {
                 idle = 0;
+            }
+            if until_idle && progress.elapsed() > patience {
+                let info = consumer
+                    .info()
+                    .await
+                    .map_err(|e| bus(self.fail("cannot read the consumer")(e.to_string())))?;
+                report.left = info.num_pending + info.num_ack_pending as u64;
+                tracing::warn!(
+                    stream = name,
+                    "{} messages left to other workers: none could be processed here for {} s",
+                    report.left,
+                    patience.as_secs()
+                );
+                return Ok(report);
             }
         }
     }
@@ -722,15 +919,21 @@ impl Bus {
     ) -> Result<Outcome, Rejected> {
         let message: Message =
             serde_json::from_slice(payload).map_err(|e| Rejected::Malformed(e.to_string()))?;
-        if message.stream != name || message.partition >= self.config.partitions() {
+        if message.stream != name {
             return Err(Rejected::Malformed(format!(
-                "partition {} of stream `{}`",
-                message.partition, message.stream
+                "a message of stream `{}`",
+                message.stream
             )));
+        }
+        if message.config != self.config_id(config) {
+            return Err(Rejected::OtherDefinition);
         }
         let p = message.partition;
         let paths = Paths::of(warehouse, name);
-        let _held = lock(name, &paths.lock(p)).await?;
+        // Another worker on this partition: its next messages wait, not this worker.
+        let Some(_held) = try_lock(name, &paths.lock(p))? else {
+            return Ok(Outcome::Early);
+        };
         let path = paths.state(p);
         let Some(state) = read_json::<PartitionState>(name, &path)? else {
             return Err(Rejected::Failed(checkpoint_error(
@@ -740,6 +943,12 @@ impl Bus {
                     .to_string(),
             )));
         };
+        if message.epoch < state.epoch {
+            return Ok(Outcome::Stale);
+        }
+        if message.epoch > state.epoch {
+            return Ok(Outcome::Early);
+        }
         if message.seq <= state.seq {
             return Ok(Outcome::Duplicate);
         }
@@ -794,6 +1003,7 @@ impl Bus {
             affluent_tables::load::failpoint("stream:after_open");
         }
         let state = PartitionState {
+            epoch: message.epoch,
             seq: message.seq,
             input_version: message.version,
             engine: engine.checkpoint(),
@@ -810,6 +1020,8 @@ impl Bus {
 enum Rejected {
     /// It is not one of this stream's messages: dropped.
     Malformed(String),
+    /// It was made for another definition of the stream: this worker must start again.
+    OtherDefinition,
     /// Processing failed: handed back.
     Failed(StreamError),
 }

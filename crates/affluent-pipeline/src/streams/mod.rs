@@ -280,6 +280,18 @@ impl Streams {
                     message: e.to_string(),
                 })?;
         let fingerprint = format!("{config:?}");
+        // A NATS bus's cursor is of other tables now: a return to that bus starts the stream
+        // again there.
+        let bus_cursor = path.with_file_name(format!("{name}.bus.json"));
+        if let Err(e) = std::fs::remove_file(&bus_cursor)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(StreamError::Checkpoint {
+                name: name.to_string(),
+                path: bus_cursor,
+                message: e.to_string(),
+            });
+        }
         let input_id = self.warehouse.table_id(&config.input).await?;
         let saved = match self.read_saved(name) {
             Ok(saved) => saved,
