@@ -134,60 +134,24 @@ pub fn print_evaluation(e: &affluent_alerts::Evaluation, dry: bool) {
     }
 }
 
-/// What follows new versions of `changed` (tables a load or a model run just wrote): the ML
-/// models reading them are trained, then the alerts reading them (or those models'
-/// predictions) are evaluated and sent; each is printed.
+/// What follows new versions of `changed` (tables a load or a model run just wrote): the
+/// streams, ML models, alerts and sinks reading them ([`affluent_pipeline::Downstream`]), each
+/// printed.
 pub async fn after_change(warehouse: &affluent_tables::Warehouse, changed: &[&str]) {
-    if changed.is_empty() {
-        return;
-    }
-    // Streams first: their windows are tables too.
-    let mut windows: Vec<String> = Vec::new();
-    if !warehouse.project().streams.is_empty() {
-        let streams = affluent_pipeline::Streams::new(warehouse.clone());
-        for r in streams.after_change(changed).await {
-            if r.versions.is_some() {
-                println!("{r}");
-                windows.push(r.stream.clone());
-                windows.push(affluent_config::schema::StreamConfig::open_table(&r.stream));
-            }
-        }
-    }
-    let mut changed: Vec<&str> = changed.to_vec();
-    changed.extend(windows.iter().map(String::as_str));
-    let changed = &changed[..];
-    let mut all: Vec<&str> = changed.to_vec();
-    let trained = if warehouse.project().ml.is_empty() {
-        Vec::new()
-    } else {
-        affluent_ml::Ml::new(warehouse.clone())
-            .after_change(changed)
-            .await
-    };
-    for r in &trained {
+    let followed = affluent_pipeline::Downstream::new(warehouse.clone())
+        .after_change(changed, None)
+        .await;
+    for r in followed.streams.iter().filter(|r| r.versions.is_some()) {
         println!("{r}");
     }
-    all.extend(trained.iter().map(|r| r.model.as_str()));
-    if !warehouse.project().alerts.is_empty() {
-        let alerts = affluent_alerts::Alerts::new(warehouse.clone());
-        let mut fired = false;
-        for e in alerts.after_change(&all).await {
-            fired |= !e.fired.is_empty();
-            print_evaluation(&e, false);
-        }
-        if fired {
-            all.push(affluent_tables::system::ALERT_FIRINGS);
-        }
+    for r in &followed.trained {
+        println!("{r}");
     }
-    if !trained.is_empty() {
-        all.push(affluent_tables::system::ML_MODELS);
+    for e in &followed.evaluations {
+        print_evaluation(e, false);
     }
-    let sinks = affluent_sinks::Sinks::new(warehouse.clone());
-    if sinks.is_empty() {
-        return;
-    }
-    for result in sinks.after_change(&all).await {
-        print_sync(&result, warehouse.project().redactor.as_ref());
+    for result in &followed.syncs {
+        print_sync(result, warehouse.project().redactor.as_ref());
     }
 }
 

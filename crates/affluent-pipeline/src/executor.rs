@@ -3,28 +3,21 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use affluent_alerts::Alerts;
 use affluent_core::{Interval, TaskId, TaskKind, error_chain};
-use affluent_ml::Ml;
 use affluent_scheduler::{Executor, RunCounts, RunFailure, TaskSpec, Trigger};
 use affluent_sinks::Sinks;
 use affluent_sources::IngestOptions;
 use affluent_tables::{LoadReport, LoadScope, TableError, Warehouse};
 
-use crate::Streams;
+use crate::Downstream;
 
 /// Ingestion, loads and models as the scheduler's executor.
 #[derive(Debug)]
 pub struct Pipeline {
     warehouse: Warehouse,
-    /// Evaluated after a load, a model or an ML model gives a table they read a new version.
-    alerts: Alerts,
-    /// Trained after a load or a model gives a table they read a new version.
-    ml: Ml,
-    /// Written after the ML models and alerts: tables, models, predictions and firings.
-    sinks: Sinks,
-    /// Run after a load gives their input table a new version, before the ML models.
-    streams: Streams,
+    /// The streams, ML models, alerts and sinks run after a load or a model gives a table
+    /// they read a new version.
+    downstream: Downstream,
     /// Table writes of this process one at a time: the table locks are file locks that block a
     /// thread, and runs of one process share the runtime's few threads.
     writes: tokio::sync::Mutex<()>,
@@ -38,10 +31,7 @@ impl Pipeline {
     /// The executor over a warehouse.
     pub fn new(warehouse: Warehouse) -> Self {
         Self {
-            alerts: Alerts::new(warehouse.clone()),
-            ml: Ml::new(warehouse.clone()),
-            sinks: Sinks::new(warehouse.clone()),
-            streams: Streams::new(warehouse.clone()),
+            downstream: Downstream::new(warehouse.clone()),
             warehouse,
             writes: tokio::sync::Mutex::new(()),
             largest_run: Mutex::default(),
@@ -93,42 +83,16 @@ impl Pipeline {
         Ok(Some(reports))
     }
 
-    /// What follows new versions of tables or models: the streams reading them run, the ML
-    /// models reading them (or the streams' windows) are trained,
-    /// then the alerts reading them or those models' predictions are evaluated, then the sinks
-    /// writing any of these are brought up to date. Failures are logged: the run's data is
-    /// loaded whatever becomes of them.
+    /// What follows new versions of tables or models ([`Downstream::after_change`]), logged.
     async fn after_change(&self, changed: &[&str]) {
-        // Streams first: their windows are tables the models, alerts and sinks may read.
-        let streamed = {
-            let _writing = self.writes.lock().await;
-            self.streams.after_change(changed).await
-        };
-        let mut outputs: Vec<String> = Vec::new();
-        for r in &streamed {
-            if r.versions.is_some() {
-                tracing::info!(stream = r.stream, "{r}");
-                outputs.push(r.stream.clone());
-                outputs.push(affluent_config::schema::StreamConfig::open_table(&r.stream));
-            }
+        let followed = self
+            .downstream
+            .after_change(changed, Some(&self.writes))
+            .await;
+        for r in followed.streams.iter().filter(|r| r.versions.is_some()) {
+            tracing::info!(stream = r.stream, "{r}");
         }
-        let mut changed: Vec<&str> = changed.to_vec();
-        changed.extend(outputs.iter().map(String::as_str));
-        let changed = &changed[..];
-        let trained = self.ml.after_change(changed).await;
-        let mut all: Vec<&str> = changed.to_vec();
-        all.extend(trained.iter().map(|r| r.model.as_str()));
-        let evaluations = self.alerts.after_change(&all).await;
-        if self.sinks.is_empty() {
-            return;
-        }
-        if evaluations.iter().any(|e| !e.fired.is_empty()) {
-            all.push(affluent_tables::system::ALERT_FIRINGS);
-        }
-        if !trained.is_empty() {
-            all.push(affluent_tables::system::ML_MODELS);
-        }
-        for s in self.sinks.after_change(&all).await.into_iter().flatten() {
+        for s in followed.syncs.into_iter().flatten() {
             if s.rows_sent > 0 || s.rows_removed > 0 {
                 tracing::info!(
                     sink = s.sink,
@@ -145,7 +109,7 @@ impl Pipeline {
 
     /// The project's sinks (for the periodic catch-up of `affluent run`).
     pub fn sinks(&self) -> &Sinks {
-        &self.sinks
+        self.downstream.sinks()
     }
 
     async fn ingest_and_load(

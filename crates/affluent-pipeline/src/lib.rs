@@ -12,6 +12,7 @@
 //!
 //! Knows no HTTP server, no terminal and no command line: the binary and the dashboard call it.
 
+mod downstream;
 mod executor;
 pub mod status;
 pub mod streams;
@@ -25,6 +26,7 @@ use affluent_state::{StateError, Store};
 use affluent_tables::{TableError, Warehouse};
 use jiff::Timestamp;
 
+pub use downstream::{Downstream, Followed};
 pub use executor::Pipeline;
 pub use streams::{StreamReport, Streams};
 
