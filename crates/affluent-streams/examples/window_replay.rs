@@ -15,7 +15,9 @@
 use std::io::Write;
 use std::time::Instant;
 
-use affluent_streams::{Aggregate, Engine, Spec, WindowKind};
+mod replay;
+
+use affluent_streams::Engine;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -69,16 +71,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         generated.elapsed()
     );
 
-    // The seed's job: per station, every 3 minutes, the average mechanical bikes, e-bikes and
-    // free docks. Reports arrive up to 12 minutes late: the watermark trails by 2 minutes and
-    // windows take late reports for 15 more.
-    let spec = Spec {
-        window: WindowKind::Tumbling { size_ms: 180_000 },
-        delay_ms: 120_000,
-        lateness_ms: 900_000,
-        aggregates: vec![Aggregate::Avg, Aggregate::Avg, Aggregate::Avg],
-    };
-    let mut engine = Engine::new(spec)?;
+    let mut engine = Engine::new(replay::seed_003_windows())?;
     let mut rows = Vec::new();
     let timed = Instant::now();
     for (key, ms, values) in &events {

@@ -8,7 +8,9 @@
 //! event and at the end, the most windows open at once, and the size of the engine's
 //! checkpoint (its whole state, as JSON) at the end. Linux only (reads `/proc/self/status`).
 
-use affluent_streams::{Aggregate, Engine, Spec, WindowKind};
+mod replay;
+
+use affluent_streams::Engine;
 
 /// Peak resident memory of this process so far, in KiB.
 fn peak_kib() -> u64 {
@@ -31,13 +33,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let model = affluent_simulate::Velib::new(3);
     let start: jiff::Timestamp = "2025-03-03T00:00:00Z".parse()?;
     let mut truth = affluent_simulate::velib::Truth::new(&model);
-    let spec = Spec {
-        window: WindowKind::Tumbling { size_ms: 180_000 },
-        delay_ms: 120_000,
-        lateness_ms: 900_000,
-        aggregates: vec![Aggregate::Avg, Aggregate::Avg, Aggregate::Avg],
-    };
-    let mut engine = Engine::new(spec)?;
+    let mut engine = Engine::new(replay::seed_003_windows())?;
     // The first hour generated before the baseline: its buffer is reused by the next hours.
     let hour = |h: i64| -> Vec<jiff::Timestamp> {
         (0..60)
