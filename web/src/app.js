@@ -114,6 +114,134 @@ function params() {
   return new URLSearchParams(location.search);
 }
 
+/** The project's colours (`[dashboard.theme]`), over both themes; a dark background takes the
+ * dark theme (charts included) and hides the theme switch. */
+function applyProjectTheme() {
+  const t = (session && session.theme) || {};
+  if (!Object.keys(t).length) return;
+  const root = document.documentElement.style;
+  const set = (name, value) => value && root.setProperty(name, value);
+  set("--accent", t.primary);
+  set("--bg", t.background);
+  set("--card", t.surface || t.background);
+  set("--fg", t.text);
+  set("--muted", t.muted || (t.text ? `color-mix(in srgb, ${t.text} 70%, transparent)` : null));
+  if (t.text) set("--line", `color-mix(in srgb, ${t.text} 25%, transparent)`);
+  if (t.background) {
+    const hex = t.background.replace("#", "");
+    const full = hex.length === 3 ? [...hex].map((c) => c + c).join("") : hex;
+    const [r, g, b] = [0, 2, 4].map((i) => parseInt(full.slice(i, i + 2), 16));
+    const luminance = (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255;
+    document.documentElement.dataset.theme = luminance < 0.5 ? "dark" : "light";
+    document.getElementById("theme").hidden = true;
+  }
+}
+
+/** The user's lists (`[dashboard.lists]`): list name → Set of values. */
+let myLists = new Map();
+
+async function loadLists() {
+  myLists = new Map();
+  if (!session || !session.user || !(session.lists || []).length) return;
+  const lists = await api("GET", "/api/lists");
+  for (const [name, values] of Object.entries(lists)) myLists.set(name, new Set(values));
+}
+
+function listLabel(name) {
+  const l = (session.lists || []).find((x) => x.name === name);
+  return l ? l.label : name;
+}
+
+/** A URL a cell may link to: http(s), or a path of the dashboard (never `//host`). */
+function safeLink(v) {
+  if (typeof v !== "string") return null;
+  if (v.startsWith("/") && !v.startsWith("//") && !v.startsWith("/\\")) return v;
+  try {
+    const u = new URL(v);
+    return u.protocol === "https:" || u.protocol === "http:" ? u.href : null;
+  } catch {
+    return null;
+  }
+}
+
+function initials(text) {
+  return String(text || "?")
+    .split(/\s+/)
+    .filter(Boolean)
+    .slice(0, 2)
+    .map((w) => w[0].toUpperCase())
+    .join("");
+}
+
+/** An image cell: the picture, or the row's initials when it does not load (offline). */
+function imageCell(url, alt) {
+  const fallback = el("span", { class: "avatar", "aria-label": alt }, initials(alt));
+  const src = safeLink(url);
+  if (!src || src.startsWith("/")) return fallback;
+  const img = el("img", { class: "thumb", src, alt: alt || "", loading: "lazy", referrerpolicy: "no-referrer" });
+  img.addEventListener("error", () => img.replaceWith(fallback));
+  return img;
+}
+
+function linkCell(url, label) {
+  const href = safeLink(url);
+  if (!href) return url === null || url === undefined ? "" : String(url);
+  const inside = href.startsWith("/");
+  return el("a", { href, class: "cell-link", target: inside ? null : "_blank", rel: inside ? null : "noopener noreferrer" }, label);
+}
+
+/** A cell as its column's format (`formats` of the panel) says. */
+function cell(spec, col, v, row, cols) {
+  const f = (spec.formats || {})[col.name];
+  if (f === "image") return imageCell(v, titleOf(spec, row, cols));
+  if (f === "link") return linkCell(v, col.name.replaceAll("_", " "));
+  return fmtValue(v, col.kind);
+}
+
+/** The title of a row: its first column that is neither an image, a link nor a toggle key
+ * shown elsewhere. */
+function titleIndex(spec, cols) {
+  const formats = spec.formats || {};
+  const i = cols.findIndex((c) => !formats[c.name] && !(spec.toggle && spec.toggle.key === c.name));
+  return i >= 0 ? i : 0;
+}
+
+function titleOf(spec, row, cols) {
+  return row[titleIndex(spec, cols)];
+}
+
+/** The checkbox of a row in a panel's `toggle` list. */
+function toggleBox(spec, row, cols, onChange) {
+  const t = spec.toggle;
+  if (!t || !session.user) return null;
+  const ki = cols.findIndex((c) => c.name === t.key);
+  if (ki < 0) return null;
+  const value = String(row[ki]);
+  const set = myLists.get(t.list) || new Set();
+  const box = el("input", { type: "checkbox", class: "toggle", "data-list": t.list, "data-item": value, checked: set.has(value) });
+  box.addEventListener("change", async () => {
+    box.disabled = true;
+    try {
+      if (box.checked) await api("POST", `/api/lists/${encodeURIComponent(t.list)}/items`, { item: value });
+      else await api("DELETE", `/api/lists/${encodeURIComponent(t.list)}/items/${encodeURIComponent(value)}`);
+      if (!myLists.has(t.list)) myLists.set(t.list, new Set());
+      if (box.checked) myLists.get(t.list).add(value);
+      else myLists.get(t.list).delete(value);
+      // Every checkbox of this value on the page follows.
+      for (const other of document.querySelectorAll("input.toggle")) {
+        if (other.dataset.list === t.list && other.dataset.item === value) other.checked = box.checked;
+      }
+      await onChange(t.list);
+    } catch (e) {
+      box.checked = !box.checked;
+      alert(e.message);
+    } finally {
+      box.disabled = false;
+    }
+  });
+  return el("label", { class: "toggle-label", title: listLabel(t.list) }, box, " ", listLabel(t.list));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Header
 
@@ -127,6 +255,10 @@ function header() {
   if (!session || !session.user) {
     logout.hidden = true;
     who.textContent = "";
+    for (const p of (session && session.pages) || []) {
+      nav.append(el("a", { href: "/pages/" + p.name, class: location.pathname === "/pages/" + p.name ? "active" : "" }, p.title));
+    }
+    if (location.pathname !== "/login") nav.append(el("a", { href: "/login?next=" + encodeURIComponent(location.pathname) }, "Log in"));
     return;
   }
   for (const p of session.pages) {
@@ -271,7 +403,7 @@ async function pageView(name) {
   }
   const filtersBar = el("div", { class: "filters", id: "filters" });
   const stamp = el("span", { class: "muted", id: "updated" });
-  const star = page.favourite.length ? el("button", { type: "button", id: "star", class: "star", title: "Add to my favourites" }, "☆ Star") : null;
+  const star = page.favourite.length > 0 && session.user ? el("button", { type: "button", id: "star", class: "star", title: "Add to my favourites" }, "☆ Star") : null;
   const grid = el("div", { class: "grid", id: "panels" });
   app.replaceChildren(
     el("div", { class: "page-head" }, el("h1", {}, page.title), star, stamp),
@@ -427,14 +559,25 @@ async function pageView(name) {
     }
   }
 
-  async function refreshPanels(only) {
-    await Promise.all(page.panels.filter((p) => !only || p.tables.some((t) => only.includes(t))).map(refreshPanel));
+  async function refreshPanels(only, list) {
+    await Promise.all(
+      page.panels
+        .filter((p) => !only || p.tables.some((t) => only.includes(t)))
+        .filter((p) => !list || (p.lists || []).includes(list))
+        .map(refreshPanel),
+    );
   }
 
+  // A ticked box changes a list: the panels reading it are shown again.
+  entryListChanged = async (list) => {
+    await refreshPanels(null, list);
+  };
+  await loadLists();
   if (await refreshFilters()) await refreshPanels();
 
   // Live refresh: the server says which tables changed; panels reading them reload.
   if (live) live.close();
+  if (!session.user) return;
   live = new EventSource("/api/events");
   live.addEventListener("hello", (ev) => {
     stamp.textContent = "Last updated " + fmtInstant(JSON.parse(ev.data).updated);
@@ -448,12 +591,59 @@ async function pageView(name) {
   });
 }
 
+/** What a toggle calls after changing a list (the current page's refresh). */
+let entryListChanged = async () => {};
+
 function sortKeys(o) {
   return Object.fromEntries(Object.entries(o).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
 function emptyMessage() {
   return el("p", { class: "empty" }, "No data for these filters.");
+}
+
+/** A cards panel: one card per row (image, title, lines, link buttons, the toggle), paged. */
+function renderCards(entry, data, reload) {
+  const { body, spec } = entry;
+  const cols = data.columns;
+  const formats = spec.formats || {};
+  const ti = titleIndex(spec, cols);
+  const cards = data.rows.map((r) => {
+    const image = cols.findIndex((c) => formats[c.name] === "image");
+    const lines = cols
+      .map((c, i) => [c, i])
+      .filter(([c, i]) => i !== ti && !formats[c.name] && !(spec.toggle && spec.toggle.key === c.name))
+      .map(([c, i]) => el("div", { class: "card-line" }, el("span", { class: "muted" }, c.name.replaceAll("_", " ") + " "), fmtValue(r[i], c.kind)));
+    const links = cols
+      .map((c, i) => [c, i])
+      .filter(([c]) => formats[c.name] === "link")
+      .map(([c, i]) => linkCell(r[i], c.name.replaceAll("_", " ")));
+    return el(
+      "article",
+      { class: "tile", "data-title": String(r[ti]) },
+      image >= 0 ? imageCell(r[image], String(r[ti])) : null,
+      el("div", { class: "tile-body" }, el("h3", {}, fmtValue(r[ti], cols[ti].kind)), lines, el("div", { class: "tile-links" }, links), toggleBox(spec, r, cols, entryListChanged)),
+    );
+  });
+  const size = spec.limit || 30;
+  body.replaceChildren(cards.length ? el("div", { class: "tiles" }, cards) : emptyMessage(), (data.total || 0) > size ? pager(entry, data, size, reload) : null);
+}
+
+/** "‹ Prev  1–25 of 80  Next ›" under a table or cards panel. */
+function pager(entry, data, size, reload) {
+  const from = data.total ? entry.view.offset + 1 : 0;
+  const to = entry.view.offset + data.rows.length;
+  const prev = el("button", { type: "button", disabled: entry.view.offset === 0 }, "‹ Prev");
+  const next = el("button", { type: "button", disabled: to >= (data.total || 0) }, "Next ›");
+  prev.addEventListener("click", () => {
+    entry.view.offset = Math.max(0, entry.view.offset - size);
+    reload();
+  });
+  next.addEventListener("click", () => {
+    entry.view.offset += size;
+    reload();
+  });
+  return el("div", { class: "pager" }, prev, el("span", { class: "muted" }, `${from}–${to} of ${data.total || 0}`), next);
 }
 
 function chart(body, option) {
@@ -544,6 +734,10 @@ async function renderPanel(entry, data, reload) {
     renderAlerts(body, data.firings, reload);
     return;
   }
+  if (data.kind === "cards") {
+    renderCards(entry, data, reload);
+    return;
+  }
   if (!data.rows.length && data.kind !== "table") {
     body.replaceChildren(emptyMessage());
     return;
@@ -583,25 +777,24 @@ async function renderPanel(entry, data, reload) {
         return th;
       }),
     );
+    if (spec.toggle && session.user) head.prepend(el("th", { class: "toggle-col" }, listLabel(spec.toggle.list)));
     t.append(el("thead", {}, head));
-    t.append(el("tbody", {}, data.rows.map((r) => el("tr", {}, r.map((v, i) => el("td", { class: cols[i].kind }, fmtValue(v, cols[i].kind)))))));
-    const size = spec.limit || 25;
-    const from = data.total ? entry.view.offset + 1 : 0;
-    const to = entry.view.offset + data.rows.length;
-    const prev = el("button", { type: "button", disabled: entry.view.offset === 0 }, "‹ Prev");
-    const next = el("button", { type: "button", disabled: to >= (data.total || 0) }, "Next ›");
-    prev.addEventListener("click", () => {
-      entry.view.offset = Math.max(0, entry.view.offset - size);
-      reload();
-    });
-    next.addEventListener("click", () => {
-      entry.view.offset += size;
-      reload();
-    });
-    body.replaceChildren(
-      data.rows.length ? t : emptyMessage(),
-      el("div", { class: "pager" }, prev, el("span", { class: "muted" }, `${from}–${to} of ${data.total || 0}`), next),
+    t.append(
+      el(
+        "tbody",
+        {},
+        data.rows.map((r) => {
+          const tr = el("tr", {}, r.map((v, i) => el("td", { class: cols[i].kind }, cell(spec, cols[i], v, r, cols))));
+          if (spec.toggle && session.user) {
+            const box = toggleBox(spec, r, cols, entryListChanged);
+            if (box) box.lastChild.remove();
+            tr.prepend(el("td", { class: "toggle-col" }, box));
+          }
+          return tr;
+        }),
+      ),
     );
+    body.replaceChildren(data.rows.length ? t : emptyMessage(), pager(entry, data, spec.limit || 25, reload));
     return;
   }
   if (data.kind === "top") {
@@ -890,6 +1083,8 @@ async function route() {
       return loginView();
     }
     if (!session.user) {
+      const publicPage = path.startsWith("/pages/") && session.pages.some((p) => p.name === decodeURIComponent(path.slice(7)));
+      if (publicPage) return await pageView(decodeURIComponent(path.slice(7)));
       location.href = "/login?next=" + encodeURIComponent(path + location.search);
       return;
     }
@@ -907,6 +1102,7 @@ window.addEventListener("resize", () => charts.forEach((c) => c.resize()));
 (async () => {
   setTheme(localStorage.getItem("affluent-theme") || (matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light"));
   await loadSession();
+  applyProjectTheme();
   document.documentElement.lang = locale();
   header();
   await route();

@@ -2,7 +2,8 @@
 // models run (which evaluates its alert), three users, and `affluent serve` on a free port; and a
 // copy of examples/belib-weather with a simulated week (`affluent demo --no-run --until`) and its
 // own `affluent serve`; and a copy of examples/velib with a simulated hour of polls (`affluent
-// demo --no-run --hours 1 --until`) and its `affluent serve`. The base URLs and the project
+// demo --no-run --hours 1 --until`) and its `affluent serve`; and a copy of examples/music-radar
+// with 60 simulated days and its `affluent serve`. The base URLs and the project
 // directories reach the tests through the environment.
 const { execFileSync, spawn } = require("node:child_process");
 const fs = require("node:fs");
@@ -59,6 +60,20 @@ module.exports = async function globalSetup() {
   runVelib(["demo", "--no-run", "--hours", "1", "--until", "2025-03-03T09:00:00Z"]);
   runVelib(["user", "add", "ada", "--role", "admin"], "correct horse battery\n");
   const velib = await serve(bin, velibDir);
+
+  // examples/music-radar: 60 simulated days, fixed.
+  const musicDir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "affluent-ui-music-")), "music-radar");
+  fs.cpSync(path.join(repo, "examples/music-radar"), musicDir, {
+    recursive: true,
+    filter: (src) => !src.includes(`${path.sep}.affluent`),
+  });
+  const runMusic = (args, input) =>
+    execFileSync(bin, ["--project", musicDir, ...args], { input, stdio: ["pipe", "pipe", "pipe"] }).toString();
+  runMusic(["demo", "--no-run", "--days", "60", "--until", "2026-11-30"]);
+  runMusic(["user", "add", "ada", "--role", "admin"], "correct horse battery\n");
+  const music = await serve(bin, musicDir);
+  process.env.AFFLUENT_MUSIC_URL = music.url;
+  process.env.AFFLUENT_MUSIC_DIR = musicDir;
   process.env.AFFLUENT_VELIB_URL = velib.url;
   process.env.AFFLUENT_VELIB_DIR = velibDir;
   process.env.AFFLUENT_BELIB_URL = belib.url;
@@ -70,6 +85,8 @@ module.exports = async function globalSetup() {
     footfall.server.kill("SIGTERM");
     belib.server.kill("SIGTERM");
     velib.server.kill("SIGTERM");
+    music.server.kill("SIGTERM");
+    fs.rmSync(path.dirname(musicDir), { recursive: true, force: true });
     fs.rmSync(path.dirname(velibDir), { recursive: true, force: true });
     fs.rmSync(dir, { recursive: true, force: true });
     fs.rmSync(path.dirname(belibDir), { recursive: true, force: true });

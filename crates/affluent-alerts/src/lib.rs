@@ -1,8 +1,10 @@
 //! Alerts: `[alerts.NAME]` rules evaluated over the tables and models.
 //!
-//! An evaluation runs the alert's read-only query, takes each entity's latest observation (and
-//! the one before it), and checks the condition on it ([`rules`]). A condition that starts to
-//! hold **fires**: a row in the [`ALERT_FIRINGS`] Delta table with the entity, the severity, the
+//! An evaluation runs the alert's read-only query, takes each entity's observations, and checks
+//! the condition on each one it has not evaluated yet, oldest first, with those before it
+//! ([`rules`]): with a `time` column, every observation newer than the last one evaluated (all
+//! of them the first time), so that loading ten days at once fires what ten daily evaluations
+//! would have; without one, the latest. A condition that starts to hold **fires**: a row in the [`ALERT_FIRINGS`] Delta table with the entity, the severity, the
 //! values and a message in the project's locale. It does not fire again for that entity until
 //! it has stopped holding (it is then *cleared*), or until `cooldown` has passed.
 //!
@@ -113,7 +115,9 @@ pub const MAX_UNSENT: usize = 1000;
 pub struct Evaluation {
     /// The alert.
     pub alert: String,
-    /// Its number (0 for a dry run).
+    /// Its number (0 for a dry run): with a `time` column, the last of the numbers it used, one
+    /// per observation time it walked, so that each firing is named by (alert, its number,
+    /// entity).
     pub evaluation: i64,
     /// Entities observed.
     pub entities: usize,
@@ -121,7 +125,7 @@ pub struct Evaluation {
     pub holding: usize,
     /// New firings.
     pub fired: Vec<Firing>,
-    /// Entities whose condition stopped holding.
+    /// Times an entity's condition stopped holding.
     pub cleared: usize,
     /// Firings of the previous evaluation that it had not appended (a crash between its state
     /// and its append): appended by this one, and sent with its own.
@@ -149,7 +153,7 @@ pub struct AlertInfo {
     pub name: String,
     /// Its severity.
     pub severity: Severity,
-    /// Its last evaluation (0: never).
+    /// How many times it was evaluated (0: never).
     pub evaluations: i64,
     /// When it was last evaluated.
     pub evaluated_at: Option<Timestamp>,
@@ -361,7 +365,9 @@ impl Alerts {
                 Ok(AlertInfo {
                     name: name.clone(),
                     severity: alert.severity,
-                    evaluations: state.evaluation,
+                    evaluations: state
+                        .passes
+                        .map_or(state.evaluation, |p| i64::try_from(p).unwrap_or(i64::MAX)),
                     evaluated_at: state.evaluated_at,
                     active: state.entities.values().filter(|e| e.active).count(),
                     entities: state.entities.len(),
@@ -464,70 +470,111 @@ impl Alerts {
                 .as_deref()
                 .unwrap_or("en-GB"),
         );
-        let evaluation = state.evaluation + 1;
         let time_at = alert
             .time
             .as_deref()
             .and_then(|t| layout.columns.iter().position(|c| c == t));
+        // Every observation since the last one evaluated, in time order, as evaluations at
+        // each of them would have seen it: a catch-up that loads many days at once fires what
+        // each day would have. Each observation time walked is an evaluation number of its own
+        // (the first after the last recorded, in time order), so that a firing stays named by
+        // (alert, evaluation, entity).
+        let walks: Vec<std::ops::Range<usize>> = observations
+            .iter()
+            .map(|series| {
+                let seen = state
+                    .entities
+                    .get(&series.key)
+                    .and_then(|e| e.observed.as_ref());
+                series.unseen(&layout, seen)
+            })
+            .collect();
+        let mut times: Vec<serde_json::Value> = match layout.time {
+            Some(t) => observations
+                .iter()
+                .zip(&walks)
+                .flat_map(|(series, walk)| walk.clone().map(move |i| series.rows[i][t].clone()))
+                .collect(),
+            None => Vec::new(),
+        };
+        times.sort_by(rules::time_order);
+        times.dedup_by(|a, b| rules::time_order(a, b) == std::cmp::Ordering::Equal);
+        let first = state.evaluation + 1;
+        let number_of = |row: &[serde_json::Value]| -> i64 {
+            match layout.time {
+                Some(t) => {
+                    first
+                        + times
+                            .binary_search_by(|v| rules::time_order(v, &row[t]))
+                            .unwrap_or(0) as i64
+                }
+                None => first,
+            }
+        };
+        let evaluation = first + times.len().saturating_sub(1) as i64;
         report.entities = observations.len();
         let mut entities: BTreeMap<String, EntityState> = state.entities.clone();
-        for obs in &observations {
-            let before = entities.get(&obs.key).cloned().unwrap_or_default();
-            let compared = match rules::holds(&alert.condition, &layout, obs) {
-                Ok(c) => c,
-                Err(e) => {
-                    report.errors.push(format!("{}: {e}", obs.key));
+        for (series, walk) in observations.iter().zip(walks) {
+            let mut current = entities.get(&series.key).cloned().unwrap_or_default();
+            for i in walk {
+                let obs = series.at(i);
+                let number = number_of(obs.latest);
+                if let Some(t) = layout.time {
+                    current.observed = obs.latest.get(t).cloned();
+                }
+                let compared = match rules::holds(&alert.condition, &layout, &obs) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        report.errors.push(format!("{}: {e}", obs.key));
+                        continue;
+                    }
+                };
+                let Some(compared) = compared else {
+                    if current.active {
+                        report.cleared += 1;
+                    }
+                    current.active = false;
                     continue;
+                };
+                let cooled = match (alert.cooldown, current.fired_at) {
+                    (Some(cooldown), Some(at)) => now
+                        .duration_since(at)
+                        .try_into()
+                        .is_ok_and(|d: std::time::Duration| d >= cooldown),
+                    _ => false,
+                };
+                // Two rows of one entity at one time: one firing at most.
+                let repeated = report
+                    .fired
+                    .last()
+                    .is_some_and(|f| f.evaluation == number && f.entity == obs.key);
+                let fires = (!current.active || cooled) && !repeated;
+                if fires {
+                    report.fired.push(Firing {
+                        alert: name.to_string(),
+                        entity: obs.key.to_string(),
+                        severity: alert.severity.as_str().to_string(),
+                        message: rules::message(&alert, &layout, &obs, &compared, format),
+                        value: compared.value,
+                        previous: compared.previous,
+                        change: compared.change,
+                        score: compared.score,
+                        observed_at: time_at.and_then(|t| match obs.latest.get(t) {
+                            None | Some(serde_json::Value::Null) => None,
+                            Some(serde_json::Value::String(s)) => Some(s.clone()),
+                            Some(v) => Some(v.to_string()),
+                        }),
+                        fired_at: now,
+                        evaluation: number,
+                    });
+                    current.fired_at = Some(now);
                 }
-            };
-            let Some(compared) = compared else {
-                if before.active {
-                    report.cleared += 1;
-                }
-                entities.insert(
-                    obs.key.clone(),
-                    EntityState {
-                        active: false,
-                        ..before
-                    },
-                );
-                continue;
-            };
-            report.holding += 1;
-            let cooled = match (alert.cooldown, before.fired_at) {
-                (Some(cooldown), Some(at)) => now
-                    .duration_since(at)
-                    .try_into()
-                    .is_ok_and(|d: std::time::Duration| d >= cooldown),
-                _ => false,
-            };
-            let fires = !before.active || cooled;
-            if fires {
-                report.fired.push(Firing {
-                    alert: name.to_string(),
-                    entity: obs.key.clone(),
-                    severity: alert.severity.as_str().to_string(),
-                    message: rules::message(&alert, &layout, obs, &compared, format),
-                    value: compared.value,
-                    previous: compared.previous,
-                    change: compared.change,
-                    score: compared.score,
-                    observed_at: time_at.and_then(|t| match obs.latest.get(t) {
-                        None | Some(serde_json::Value::Null) => None,
-                        Some(serde_json::Value::String(s)) => Some(s.clone()),
-                        Some(v) => Some(v.to_string()),
-                    }),
-                    fired_at: now,
-                    evaluation,
-                });
+                current.active = true;
             }
-            entities.insert(
-                obs.key.clone(),
-                EntityState {
-                    active: true,
-                    fired_at: if fires { Some(now) } else { before.fired_at },
-                },
-            );
+            if current.active {
+                report.holding += 1;
+            }
+            entities.insert(series.key.clone(), current);
         }
         if mode == Mode::DryRun {
             return Ok(report);
@@ -554,6 +601,7 @@ impl Alerts {
         report.outbox = unsent.clone();
         let next = State {
             evaluation,
+            passes: Some(state.passes.unwrap_or(state.evaluation.max(0) as u64) + 1),
             evaluated_at: Some(now),
             entities,
             pending: report.fired.clone(),

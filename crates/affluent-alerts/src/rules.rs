@@ -7,20 +7,65 @@ use affluent_config::schema::{Alert, Baseline, Comparison, Condition, MessagePie
 use affluent_tables::reader::Rows;
 use serde_json::Value;
 
-/// An entity's latest observation and those before it.
+/// An entity's rows, ordered by time: its observations.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Observation {
+pub struct Series {
     /// The entity, as its key columns' values (`{"artist_id": "a1"}`), in JSON text: its state's
     /// key.
     pub key: String,
-    /// The latest row, in the query's column order.
-    pub latest: Vec<Value>,
-    /// The rows before it, oldest first (the last is the previous observation).
-    pub earlier: Vec<Vec<Value>>,
+    /// Its rows, oldest first, in the query's column order; never empty.
+    pub rows: Vec<Vec<Value>>,
 }
 
-impl Observation {
-    /// The observation before the latest.
+impl Series {
+    /// The observation of row `i` (with the rows before it), as an evaluation at that time saw
+    /// it.
+    pub fn at(&self, i: usize) -> Observation<'_> {
+        Observation {
+            key: &self.key,
+            latest: &self.rows[i],
+            earlier: &self.rows[..i],
+        }
+    }
+
+    /// The latest observation.
+    pub fn latest(&self) -> Observation<'_> {
+        self.at(self.rows.len() - 1)
+    }
+
+    /// The indexes of the observations after `seen` (a time value of `layout`'s time column),
+    /// oldest first: those an evaluation has not seen yet. Without a time column, or when none
+    /// is newer, only the latest.
+    pub fn unseen(&self, layout: &Layout, seen: Option<&Value>) -> std::ops::Range<usize> {
+        let last = self.rows.len() - 1;
+        let Some(t) = layout.time else {
+            return last..self.rows.len();
+        };
+        let first = match seen {
+            None => 0,
+            Some(seen) => self
+                .rows
+                .iter()
+                .position(|row| time_order(&row[t], seen) == std::cmp::Ordering::Greater)
+                .unwrap_or(last),
+        };
+        first..self.rows.len()
+    }
+}
+
+/// One observation of an entity and those before it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Observation<'a> {
+    /// The entity's key (see [`Series::key`]).
+    pub key: &'a str,
+    /// The row observed, in the query's column order.
+    pub latest: &'a [Value],
+    /// The rows before it, oldest first (the last is the previous observation).
+    pub earlier: &'a [Vec<Value>],
+}
+
+impl Observation<'_> {
+    /// The observation before this one.
     pub fn previous(&self) -> Option<&Vec<Value>> {
         self.earlier.last()
     }
@@ -46,7 +91,8 @@ pub struct Layout {
     /// Column names, in order.
     pub columns: Vec<String>,
     entity: Vec<usize>,
-    time: Option<usize>,
+    /// Where the time column is, if the alert has one.
+    pub time: Option<usize>,
 }
 
 impl Layout {
@@ -96,7 +142,7 @@ impl Layout {
 
 /// Orders two time values: dates and instants as such, numbers as numbers, other text as text,
 /// else by their JSON text; null first.
-fn time_order(a: &Value, b: &Value) -> std::cmp::Ordering {
+pub fn time_order(a: &Value, b: &Value) -> std::cmp::Ordering {
     if let (Some(x), Some(y)) = (civil_time(a), civil_time(b)) {
         return x.cmp(&y);
     }
@@ -115,7 +161,7 @@ fn time_order(a: &Value, b: &Value) -> std::cmp::Ordering {
 
 /// Each entity's observations ordered by time (query order on ties: the last is the latest),
 /// in order of first appearance.
-pub fn observations(layout: &Layout, rows: Rows) -> Vec<Observation> {
+pub fn observations(layout: &Layout, rows: Rows) -> Vec<Series> {
     let mut order: Vec<String> = Vec::new();
     let mut by_entity: HashMap<String, Vec<Vec<Value>>> = HashMap::new();
     for row in rows.rows {
@@ -145,12 +191,7 @@ pub fn observations(layout: &Layout, rows: Rows) -> Vec<Observation> {
                 // Stable: rows of equal time keep their query order.
                 rows.sort_by(|a, b| time_order(&a[t], &b[t]));
             }
-            let latest = rows.pop()?;
-            Some(Observation {
-                key,
-                latest,
-                earlier: rows,
-            })
+            (!rows.is_empty()).then_some(Series { key, rows })
         })
         .collect()
 }
@@ -181,7 +222,7 @@ fn baseline(
     // Only the rows in the baseline's slots are read: a bad value elsewhere does not matter.
     let wanted = b.earlier(now);
     let mut history = Vec::new();
-    for row in &obs.earlier {
+    for row in obs.earlier {
         if let Some(when) = civil_time(&row[t])
             && wanted.contains(&b.slot(when))
             && let Some(x) = number(row.get(column), name)?

@@ -17,13 +17,21 @@ pub(crate) struct EntityState {
     pub(crate) active: bool,
     /// When it last fired.
     pub(crate) fired_at: Option<Timestamp>,
+    /// The time (the alert's `time` column) of the latest observation evaluated: the next
+    /// evaluation walks the observations after it, one by one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) observed: Option<serde_json::Value>,
 }
 
 /// An alert's state.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct State {
-    /// The last recorded evaluation (0: none).
+    /// The last recorded evaluation number (0: none): one per observation time walked.
     pub(crate) evaluation: i64,
+    /// How many evaluation passes were recorded (absent from the files of affluent 0.1, where a
+    /// pass was one number: `evaluation`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) passes: Option<u64>,
     /// When it ran.
     pub(crate) evaluated_at: Option<Timestamp>,
     /// Per entity (JSON text of its key columns).

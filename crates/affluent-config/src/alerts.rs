@@ -37,7 +37,10 @@ pub struct AlertConfig {
     #[serde(default)]
     pub entity: Vec<String>,
     /// The column ordering an entity's observations (its latest is the last); needed by
-    /// `change_*` and `crosses_*`, which compare it with the one before. Default: query order.
+    /// `change_*` and `crosses_*`, which compare it with the one before. With it, each
+    /// evaluation checks every observation newer than the last one it checked, in order (all of
+    /// them the first time), so that a catch-up loading many days at once fires what daily
+    /// evaluations would have. Default: query order, and only the latest is checked.
     pub time: Option<String>,
     /// The condition on the latest observation.
     pub when: ConditionConfig,

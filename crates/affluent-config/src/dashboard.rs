@@ -34,6 +34,60 @@ pub struct DashboardConfig {
     /// rebinding); on other addresses, any.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+    /// Colours of the dashboard (the seed's pink, black and gold): `#rgb` or `#rrggbb` each.
+    /// Default: the light or dark theme of the visitor's system.
+    pub theme: Option<ThemeConfig>,
+    /// Per-user lists that panels tick and read (`[dashboard.lists.following]`: the artists a
+    /// user follows). A panel with `toggle = { list = "following", key = "artist_id" }` puts a
+    /// checkbox on each row; every panel's SQL reads the current user's list as `$following`,
+    /// a list of text for `array_has($following, artist_id)` (empty on a public page).
+    #[serde(default)]
+    pub lists: indexmap::IndexMap<String, ListConfig>,
+    /// Origins image cells may load from besides the dashboard itself (`["https://i.scdn.co"]`):
+    /// the browser refuses images from anywhere else (the page's content security policy).
+    /// An image that does not load shows its row's initials instead.
+    #[serde(default)]
+    pub image_origins: Vec<String>,
+}
+
+/// `[dashboard.theme]`: colours, `#rgb` or `#rrggbb`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThemeConfig {
+    /// Links, buttons, the current page, the first series (`primaryColor`).
+    pub primary: Option<String>,
+    /// The page's background (`backgroundColor`).
+    pub background: Option<String>,
+    /// Panels and the header (`secondaryBackgroundColor`).
+    pub surface: Option<String>,
+    /// Text (`textColor`).
+    pub text: Option<String>,
+    /// Secondary text and lines (default: the text colour, faded).
+    pub muted: Option<String>,
+}
+
+impl ThemeConfig {
+    /// The colours set, by name (`primary`, ...).
+    pub fn colours(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("primary", &self.primary),
+            ("background", &self.background),
+            ("surface", &self.surface),
+            ("text", &self.text),
+            ("muted", &self.muted),
+        ]
+        .into_iter()
+        .filter_map(|(n, v)| v.as_deref().map(|v| (n, v)))
+        .collect()
+    }
+}
+
+/// `[dashboard.lists.NAME]`: a list each user keeps (artists followed).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListConfig {
+    /// What a ticked box means, on its checkbox and in the menu (default: the list's name).
+    pub label: Option<String>,
 }
 
 /// An IP network: an address and a prefix length (`10.0.0.0/8`, `fd00::/8`); a bare address is
@@ -124,6 +178,10 @@ pub struct PageConfig {
     /// `["agency", "counter"]`); starred entities are listed on "My favourites".
     #[serde(default)]
     pub favourite: Vec<String>,
+    /// Shown without logging in (an "about" page). Its panels see every `[dashboard.lists]` as
+    /// empty, and it has no alerts panel.
+    #[serde(default)]
+    pub public: bool,
 }
 
 /// One filter of a page.
@@ -174,7 +232,7 @@ pub enum FilterKind {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PanelConfig {
-    /// `kpi`, `line`, `area`, `bar`, `table`, `top`, `map`, `text` or `alerts`.
+    /// `kpi`, `line`, `area`, `bar`, `table`, `top`, `map`, `text`, `alerts` or `cards`.
     pub kind: PanelKind,
     /// Title (default: the panel's name).
     pub title: Option<String>,
@@ -225,6 +283,35 @@ pub struct PanelConfig {
     /// For `alerts`: the alerts whose firings it lists (`[alerts.NAME]`; default: every alert).
     #[serde(default)]
     pub alerts: Vec<String>,
+    /// For `table` and `cards`: how columns are shown, by name: `"image"` (an image from the
+    /// URL in the cell: `[dashboard] image_origins` says from where) or `"link"` (the URL as a
+    /// link, opened in a new tab; a path such as `/pages/artist?artist=ID` stays in the
+    /// dashboard).
+    #[serde(default)]
+    pub formats: std::collections::BTreeMap<String, CellFormat>,
+    /// For `table` and `cards`: a checkbox on each row that adds the value of column `key` to
+    /// the current user's list `list` (`[dashboard.lists.NAME]`), or removes it.
+    pub toggle: Option<ToggleConfig>,
+}
+
+/// How a cell is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CellFormat {
+    /// An image from the URL in the cell.
+    Image,
+    /// A link to the URL in the cell.
+    Link,
+}
+
+/// `toggle = { list = "following", key = "artist_id" }`.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToggleConfig {
+    /// The list (`[dashboard.lists.NAME]`).
+    pub list: String,
+    /// The column whose value goes into the list.
+    pub key: String,
 }
 
 /// Kinds of panel.
@@ -249,6 +336,9 @@ pub enum PanelKind {
     Text,
     /// The firings of alerts, each user's unseen ones first, with "mark seen".
     Alerts,
+    /// A grid of cards, one per row: its `image` column, the first other column as the title,
+    /// the rest as lines, `link` columns as buttons.
+    Cards,
 }
 
 /// The `$parameters` a page's filters bind: `NAME` for select, multi and granularity filters;
@@ -327,6 +417,43 @@ pub(crate) fn check(
             format!("`locale` must be a BCP 47 tag such as \"fr-FR\" (got \"{locale}\")"),
         );
     }
+    if let Some(theme) = &d.theme {
+        for (name, colour) in theme.colours() {
+            if !is_hex_color(colour) {
+                reporter.error(
+                    span_in(root, &["dashboard", "theme", name]),
+                    format!("theme colour `{name}` = {colour:?} is not `#rgb` or `#rrggbb`"),
+                );
+            }
+        }
+    }
+    for (name, _) in &d.lists {
+        if !is_identifier(name) || name.contains('-') {
+            reporter.error(
+                span_in(root, &["dashboard", "lists", name]),
+                format!("invalid list name `{name}`: use letters, digits and `_` (panels read it as `${name}`)"),
+            );
+        }
+    }
+    for (i, origin) in d.image_origins.iter().enumerate() {
+        let ok = url::Url::parse(origin).is_ok_and(|u| {
+            matches!(u.scheme(), "https" | "http")
+                && u.host_str().is_some()
+                && u.path() == "/"
+                && u.query().is_none()
+                && !origin.ends_with('/')
+        });
+        if !ok {
+            reporter.error(
+                span_in(root, &["dashboard", "image_origins"]),
+                format!(
+                    "image origin #{} {origin:?} is not an origin: write \"https://host\" (scheme and host, optionally a port, no path)",
+                    i + 1
+                ),
+            );
+        }
+    }
+    let lists: Vec<String> = d.lists.keys().cloned().collect();
     for (page_name, page) in &settings.pages {
         let at = |path: &[&str]| {
             let mut full = vec!["pages", page_name.as_str()];
@@ -339,7 +466,16 @@ pub(crate) fn check(
                 format!("invalid page name `{page_name}`: use letters, digits, `_` and `-`"),
             );
         }
-        let params = page_parameters(page);
+        let mut params = page_parameters(page);
+        for list in &lists {
+            if params.contains(list) {
+                reporter.error(
+                    at(&["filters", list]),
+                    format!("filter `{list}` has the name of `[dashboard.lists.{list}]`: panels could not tell `${list}` apart; rename one"),
+                );
+            }
+            params.push(list.clone());
+        }
         let check_sql = |reporter: &mut Reporter<'_>, sql: &str, path: &[&str]| {
             for p in placeholders(sql) {
                 if !params.contains(&p) {
@@ -489,6 +625,45 @@ pub(crate) fn check(
                         "`alerts` is for panels of kind \"alerts\" (panel `{name}` is not one)"
                     ),
                 );
+            }
+            if page.public && panel.kind == PanelKind::Alerts {
+                reporter.error(
+                    at(&["panels", name]),
+                    format!("alerts panel `{name}` is on a public page: firings are for logged-in users (and their seen state); move it to another page"),
+                );
+            }
+            let rows = matches!(panel.kind, PanelKind::Table | PanelKind::Cards);
+            if !panel.formats.is_empty() && !rows {
+                reporter.error(
+                    at(&["panels", name, "formats"]),
+                    "`formats` is for table and cards panels",
+                );
+            }
+            if let Some(toggle) = &panel.toggle {
+                if !rows {
+                    reporter.error(
+                        at(&["panels", name, "toggle"]),
+                        "`toggle` is for table and cards panels",
+                    );
+                }
+                if !d.lists.contains_key(&toggle.list) {
+                    let hint = affluent_core::closest(&toggle.list, &lists)
+                        .map(|k| format!("; did you mean `{k}`?"))
+                        .unwrap_or_default();
+                    reporter.error(
+                        at(&["panels", name, "toggle"]),
+                        format!(
+                            "`toggle` names list `{}`, which is not in `[dashboard.lists]`{hint}",
+                            toggle.list
+                        ),
+                    );
+                }
+                if page.public {
+                    reporter.error(
+                        at(&["panels", name, "toggle"]),
+                        "`toggle` is on a public page: lists belong to logged-in users",
+                    );
+                }
             }
             if let Some(w) = panel.width
                 && !(1..=4).contains(&w)

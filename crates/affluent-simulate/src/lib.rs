@@ -6,7 +6,9 @@
 //! - [`Server::belib`]: seed 001's Belib' charging points on Opendatasoft ([`belib`]) and the
 //!   Paris weather on Open-Meteo and infoclimat.fr ([`weather`]), one clock for both;
 //! - [`Server::velib`]: seed 003's Vélib' stations in real time, on Opendatasoft and as GBFS
-//!   feeds ([`velib`]).
+//!   feeds ([`velib`]);
+//! - [`Server::music`]: seed 002's artists on the Spotify Web API (client-credentials token,
+//!   `/v1/artists`) and Deezer (`/artist/{id}`), day by day ([`music`]).
 //!
 //! Snapshot APIs answer as of the server's [`Clock`]: the wall clock, a fixed time, or an
 //! accelerated clock, so a demo or a test can build days of history in seconds.
@@ -14,6 +16,7 @@
 pub mod belib;
 mod draw;
 pub mod footfall;
+pub mod music;
 pub mod velib;
 pub mod weather;
 
@@ -34,6 +37,7 @@ use tokio::sync::watch;
 
 pub use belib::Belib;
 pub use footfall::Footfall;
+pub use music::Music;
 pub use velib::Velib;
 pub use weather::Weather;
 
@@ -53,6 +57,10 @@ pub struct Options {
     pub clock: Clock,
     /// For the Belib' simulator: how many charging points (0: the real 1,937).
     pub points: usize,
+    /// For the music simulator: enforce the services' own limits (Spotify's 429 with
+    /// Retry-After beyond 20 requests a second, Deezer's quota error beyond 50 per 5 s); off
+    /// for a demo that replays 60 days at once.
+    pub limits: bool,
 }
 
 /// The time a simulator's snapshot APIs answer for.
@@ -103,6 +111,7 @@ enum Model {
     Footfall(Arc<Footfall>),
     Belib(Arc<Belib>),
     Velib(Arc<Velib>),
+    Music(Arc<music::MusicApi>),
 }
 
 #[derive(Clone)]
@@ -140,6 +149,14 @@ impl Server {
     /// `/exports/json`, and the GBFS feeds under `/opendata/Velib_Metropole/`.
     pub async fn velib(port: u16, options: Options) -> std::io::Result<Self> {
         let model = Model::Velib(Arc::new(Velib::new(options.seed)));
+        Self::start(port, model, options).await
+    }
+
+    /// Starts the music APIs on `127.0.0.1:port` (0: any free port): Spotify's `POST
+    /// /api/token`, `GET /v1/artists?ids=` and `GET /v1/artists/{id}`, Deezer's `GET
+    /// /artist/{id}`, over [`music::ARTISTS`] artists; `GET /watchlist.csv` is their ids.
+    pub async fn music(port: u16, options: Options) -> std::io::Result<Self> {
+        let model = Model::Music(Arc::new(music::MusicApi::new(Music::new(options.seed))));
         Self::start(port, model, options).await
     }
 
@@ -285,6 +302,13 @@ async fn supervise(
                 )
                 .route("/opendata/Velib_Metropole/{feed}", get(velib_gbfs))
                 .route("/", get(velib_index)),
+            Model::Music(_) => axum::Router::new()
+                .route("/api/token", axum::routing::post(music_token))
+                .route("/v1/artists", get(spotify_artists))
+                .route("/v1/artists/{id}", get(spotify_artist))
+                .route("/artist/{id}", get(deezer_artist))
+                .route("/watchlist.csv", get(music_watchlist))
+                .route("/", get(music_index)),
         }
         .with_state(app.clone());
         let watch_app = app.clone();
@@ -511,6 +535,134 @@ async fn infoclimat(
             })
     })
     .await
+}
+
+fn music_api(app: &App) -> Option<Arc<music::MusicApi>> {
+    match &app.model {
+        Model::Music(m) => Some(m.clone()),
+        _ => None,
+    }
+}
+
+fn header_text(headers: &axum::http::HeaderMap, name: header::HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+async fn music_token(
+    State(app): State<App>,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> Response {
+    if let Some(fault) = fault(&app).await {
+        return fault;
+    }
+    let Some(api) = music_api(&app) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    match api.token(
+        header_text(&headers, header::AUTHORIZATION).as_deref(),
+        &body,
+    ) {
+        Ok(v) => Json(v).into_response(),
+        Err((status, body)) => json_status(status, body),
+    }
+}
+
+/// A Spotify refusal, with `Retry-After` on a 429.
+fn spotify_refusal(status: u16, body: serde_json::Value) -> Response {
+    let mut r = json_status(status, body);
+    if status == 429 {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    r
+}
+
+async fn spotify_artists(
+    State(app): State<App>,
+    headers: axum::http::HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(fault) = fault(&app).await {
+        return fault;
+    }
+    let Some(api) = music_api(&app) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let auth = header_text(&headers, header::AUTHORIZATION);
+    if let Err((status, body)) = api.spotify_gate(auth.as_deref(), app.options.limits) {
+        return spotify_refusal(status, body);
+    }
+    let ids = params.get("ids").cloned().unwrap_or_default();
+    match api.music.spotify_artists(&ids, app.control.now()) {
+        Ok(v) => Json(v).into_response(),
+        Err((status, body)) => spotify_refusal(status, body),
+    }
+}
+
+async fn spotify_artist(
+    State(app): State<App>,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(fault) = fault(&app).await {
+        return fault;
+    }
+    let Some(api) = music_api(&app) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let auth = header_text(&headers, header::AUTHORIZATION);
+    if let Err((status, body)) = api.spotify_gate(auth.as_deref(), app.options.limits) {
+        return spotify_refusal(status, body);
+    }
+    match api.music.by_spotify(&id) {
+        Some(a) => Json(api.music.spotify_artist(a, app.control.now())).into_response(),
+        None => spotify_refusal(
+            400,
+            serde_json::json!({"error": {"status": 400, "message": "invalid id"}}),
+        ),
+    }
+}
+
+async fn deezer_artist(State(app): State<App>, Path(id): Path<String>) -> Response {
+    if let Some(fault) = fault(&app).await {
+        return fault;
+    }
+    let Some(api) = music_api(&app) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    // Deezer answers its errors with status 200.
+    if let Err(body) = api.deezer_gate(app.options.limits) {
+        return Json(body).into_response();
+    }
+    Json(api.music.deezer_artist(&id, app.control.now())).into_response()
+}
+
+async fn music_watchlist(State(app): State<App>) -> Response {
+    let Some(api) = music_api(&app) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    (
+        [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+        api.music.watchlist_csv(),
+    )
+        .into_response()
+}
+
+async fn music_index() -> impl IntoResponse {
+    Json(serde_json::json!({
+        "service": "affluent music simulator (seed 002: Spotify Web API and Deezer)",
+        "endpoints": [
+            "POST /api/token (grant_type=client_credentials, Basic client_id:client_secret)",
+            "GET /v1/artists?ids=ID,ID (at most 50; Authorization: Bearer TOKEN)",
+            "GET /v1/artists/{id}",
+            "GET /artist/{id} (Deezer)",
+            "GET /watchlist.csv (the simulated artists' ids)",
+        ],
+    }))
 }
 
 async fn velib_index() -> impl IntoResponse {

@@ -331,6 +331,8 @@ fn distinct_values(records: &[Value], field: Option<&JsonPath>) -> Vec<String> {
     let mut out = Vec::new();
     for r in records {
         let v = match field.get(r) {
+            // An empty cell is no value (a watch list row without this source's id).
+            Some(Value::String(s)) if s.trim().is_empty() => continue,
             Some(Value::String(s)) => s.clone(),
             Some(Value::Number(n)) => n.to_string(),
             Some(Value::Bool(b)) => b.to_string(),

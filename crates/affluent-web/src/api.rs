@@ -1,7 +1,8 @@
 //! Routes: the JSON API (documented with OpenAPI), the HTML shell, assets, health and metrics.
 //!
 //! Every `/api` route but `session`, `login`, `setup` and `openapi.json` needs a logged-in
-//! user; `/api/users` needs an admin. Every state-changing request (not GET/HEAD) needs the
+//! user, except the pages marked `public` (their filters and panels); `/api/users` needs an
+//! admin. Every state-changing request (not GET/HEAD) needs the
 //! CSRF token of `GET /api/session` in an `X-CSRF-Token` header.
 
 use std::convert::Infallible;
@@ -56,6 +57,9 @@ use crate::{AppState, ErrorBody, WebError, assets};
         list_favourites,
         add_favourite,
         remove_favourite,
+        list_lists,
+        add_to_list,
+        remove_from_list,
         unseen_alerts,
         mark_alerts_seen,
         mark_all_alerts_seen,
@@ -78,6 +82,8 @@ use crate::{AppState, ErrorBody, WebError, assets};
         pages::Comparison,
         Favourite,
         NewFavourite,
+        ListSummary,
+        ListItem,
         crate::alerts::FiringList,
         crate::alerts::FiringView,
         crate::alerts::UnseenCounts,
@@ -115,12 +121,15 @@ pub fn router(state: AppState, sessions: SqlSessions) -> Router {
         .route("/api/pages/{page}/filters", get(page_filters))
         .route("/api/pages/{page}/panels/{panel}", get(panel))
         .route("/api/pages/{page}/panels/{panel}/csv", get(panel_csv))
-        .route("/api/pages/{page}/panels/{panel}/geojson", get(panel_geojson))
         .route(
-            "/api/favourites",
-            get(list_favourites).post(add_favourite),
+            "/api/pages/{page}/panels/{panel}/geojson",
+            get(panel_geojson),
         )
+        .route("/api/favourites", get(list_favourites).post(add_favourite))
         .route("/api/favourites/{id}", delete(remove_favourite))
+        .route("/api/lists", get(list_lists))
+        .route("/api/lists/{list}/items", post(add_to_list))
+        .route("/api/lists/{list}/items/{item}", delete(remove_from_list))
         .route("/api/alerts/unseen", get(unseen_alerts))
         .route("/api/alerts/seen", post(mark_alerts_seen))
         .route("/api/alerts/seen/all", post(mark_all_alerts_seen))
@@ -132,7 +141,7 @@ pub fn router(state: AppState, sessions: SqlSessions) -> Router {
         .route("/", get(home))
         .route("/login", get(shell_public))
         .route("/setup", get(shell_public))
-        .route("/pages/{page}", get(shell_private))
+        .route("/pages/{page}", get(shell_page))
         .route("/favourites", get(shell_private))
         .route("/admin", get(shell_private))
         .route("/assets/{file}", get(asset))
@@ -159,9 +168,7 @@ pub fn router(state: AppState, sessions: SqlSessions) -> Router {
         ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(
-                "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
-            ),
+            content_security_policy(&state.project.dashboard.image_origins),
         ))
         .layer(axum::middleware::from_fn(request_id));
     // Behind TLS (`secure_cookies`), browsers are told to come back only over HTTPS.
@@ -174,6 +181,27 @@ pub fn router(state: AppState, sessions: SqlSessions) -> Router {
         router
     };
     router.with_state(state)
+}
+
+/// The content security policy: the dashboard's own scripts and styles, images from itself and
+/// from `[dashboard] image_origins` (checked by the config: scheme and host only).
+fn content_security_policy(image_origins: &[String]) -> HeaderValue {
+    let images: String = image_origins
+        .iter()
+        .filter(|o| {
+            o.chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".:/-[]".contains(c))
+        })
+        .map(|o| format!(" {o}"))
+        .collect();
+    HeaderValue::from_str(&format!(
+        "default-src 'self'; img-src 'self' data:{images}; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    ))
+    .unwrap_or_else(|_| {
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        )
+    })
 }
 
 /// Gives every request an id: the client's `x-request-id` when it is a short plain token, else
@@ -307,6 +335,36 @@ impl FromRequestParts<AppState> for CurrentUser {
         user_of(&session, state)
             .await?
             .ok_or_else(|| WebError::Unauthorized("log in first".to_string()))
+    }
+}
+
+/// Whoever asks: the logged-in user, or nobody (a visitor of a public page).
+#[derive(Debug, Clone)]
+pub struct Visitor(pub Option<CurrentUser>);
+
+impl FromRequestParts<AppState> for Visitor {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
+        let session = Session::from_request_parts(parts, state)
+            .await
+            .map_err(|_| WebError::Unauthorized("log in first".to_string()))?;
+        Ok(Visitor(user_of(&session, state).await?))
+    }
+}
+
+impl Visitor {
+    /// The visitor may see a page: it is public, or they are logged in.
+    fn may_see(&self, page: &PageConfig) -> Result<(), WebError> {
+        if page.public || self.0.is_some() {
+            Ok(())
+        } else {
+            Err(WebError::Unauthorized("log in first".to_string()))
+        }
+    }
+
+    fn name(&self) -> Option<&str> {
+        self.0.as_ref().map(|u| u.name.as_str())
     }
 }
 
@@ -476,8 +534,13 @@ pub struct SessionInfo {
     pub title: String,
     /// Locale of dates and numbers.
     pub locale: String,
-    /// The pages (empty when not logged in).
+    /// The pages (only the public ones when not logged in).
     pub pages: Vec<PageSummary>,
+    /// The theme's colours by name (`primary`, `background`, `surface`, `text`, `muted`),
+    /// those the project sets.
+    pub theme: std::collections::BTreeMap<String, String>,
+    /// The lists users keep (`[dashboard.lists]`).
+    pub lists: Vec<ListSummary>,
 }
 
 /// A page as listed.
@@ -491,8 +554,19 @@ pub struct PageSummary {
     pub description: Option<String>,
     /// Filters naming a starrable entity.
     pub favourite: Vec<String>,
+    /// Shown without logging in.
+    pub public: bool,
     /// Panels, in order.
     pub panels: Vec<PanelSummary>,
+}
+
+/// A list users keep.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ListSummary {
+    /// Name (the panels' `$NAME`).
+    pub name: String,
+    /// What a ticked box means.
+    pub label: String,
 }
 
 /// A panel as listed.
@@ -529,6 +603,14 @@ pub struct PanelSummary {
     pub colors: std::collections::BTreeMap<String, String>,
     /// A line under the panel.
     pub note: Option<String>,
+    /// How columns are shown (`image`, `link`), by name.
+    #[schema(value_type = Object)]
+    pub formats: std::collections::BTreeMap<String, affluent_config::schema::CellFormat>,
+    /// A checkbox per row putting column `key`'s value in the user's list `list`.
+    #[schema(value_type = Option<Object>)]
+    pub toggle: Option<affluent_config::schema::ToggleConfig>,
+    /// The lists its query reads (`$NAME`): it is shown again when one changes.
+    pub lists: Vec<String>,
 }
 
 /// The alerts an alerts panel lists: those it names, or every alert of the project.
@@ -542,17 +624,19 @@ fn panel_alerts(state: &AppState, panel: &PanelConfig) -> Vec<String> {
     }
 }
 
-fn summaries(state: &AppState) -> Vec<PageSummary> {
+fn summaries(state: &AppState, logged_in: bool) -> Vec<PageSummary> {
     let known = state.live.warehouse().names();
     state
         .project
         .pages
         .iter()
+        .filter(|(_, p)| logged_in || p.public)
         .map(|(name, p)| PageSummary {
             name: name.clone(),
             title: p.title.clone().unwrap_or_else(|| name.replace('_', " ")),
             description: p.description.clone(),
             favourite: p.favourite.clone(),
+            public: p.public,
             panels: p
                 .panels
                 .iter()
@@ -578,6 +662,12 @@ fn summaries(state: &AppState) -> Vec<PageSummary> {
                     alerts: panel_alerts(state, panel),
                     colors: panel.colors.clone(),
                     note: panel.note.clone(),
+                    formats: panel.formats.clone(),
+                    toggle: panel.toggle.clone(),
+                    lists: affluent_config::placeholders(panel.sql.as_deref().unwrap_or_default())
+                        .into_iter()
+                        .filter(|p| state.project.dashboard.lists.contains_key(p))
+                        .collect(),
                 })
                 .collect(),
         })
@@ -607,11 +697,29 @@ async fn session_payload(
             .locale
             .clone()
             .unwrap_or_else(|| "en-GB".to_string()),
-        pages: if user.is_some() {
-            summaries(state)
-        } else {
-            Vec::new()
-        },
+        pages: summaries(state, user.is_some()),
+        theme: state
+            .project
+            .dashboard
+            .theme
+            .as_ref()
+            .map(|t| {
+                t.colours()
+                    .into_iter()
+                    .map(|(n, c)| (n.to_string(), c.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        lists: state
+            .project
+            .dashboard
+            .lists
+            .iter()
+            .map(|(name, l)| ListSummary {
+                name: name.clone(),
+                label: l.label.clone().unwrap_or_else(|| name.replace('_', " ")),
+            })
+            .collect(),
         role: user.as_ref().map(|u| u.role),
         user: user.map(|u| u.name),
         csrf,
@@ -792,7 +900,7 @@ async fn log_in(
         (status = 401, description = "Not logged in", body = ErrorBody),
         (status = 503, description = "The state store does not answer: try again shortly", body = ErrorBody)))]
 async fn list_pages(State(state): State<AppState>, _user: CurrentUser) -> Json<Vec<PageSummary>> {
-    Json(summaries(&state))
+    Json(summaries(&state, true))
 }
 
 fn find_page<'a>(state: &'a AppState, page: &str) -> Result<&'a PageConfig, WebError> {
@@ -862,13 +970,15 @@ type FilterQuery = ApiQuery<Vec<(String, String)>>;
         (status = 503, description = "The state store does not answer: try again shortly", body = ErrorBody)))]
 async fn page_filters(
     State(state): State<AppState>,
-    _user: CurrentUser,
+    visitor: Visitor,
     ApiPath(page): ApiPath<String>,
     ApiQuery(q): FilterQuery,
 ) -> Result<Json<Vec<ResolvedFilter>>, WebError> {
     let page_cfg = find_page(&state, &page)?;
+    visitor.may_see(page_cfg)?;
+    let lists = state.lists.params(visitor.name()).await?;
     let reader = state.live.reader().await;
-    let resolved = pages::resolve(&reader, page_cfg, &q, today(&state)).await?;
+    let resolved = pages::resolve(&reader, page_cfg, &q, today(&state), lists).await?;
     Ok(Json(resolved.filters))
 }
 
@@ -888,14 +998,18 @@ async fn page_filters(
         (status = 503, description = "The state store does not answer: try again shortly", body = ErrorBody)))]
 async fn panel(
     State(state): State<AppState>,
-    user: CurrentUser,
+    visitor: Visitor,
     ApiPath((page, panel)): ApiPath<(String, String)>,
     ApiQuery(q): FilterQuery,
 ) -> Result<Json<PanelData>, WebError> {
     let page_cfg = find_page(&state, &page)?;
+    visitor.may_see(page_cfg)?;
     let panel_cfg = find_panel(page_cfg, &page, &panel)?;
     let reader = state.live.reader().await;
     if panel_cfg.kind == PanelKind::Alerts {
+        let Some(user) = &visitor.0 else {
+            return Err(WebError::Unauthorized("log in first".to_string()));
+        };
         let alerts = panel_alerts(&state, panel_cfg);
         let firings = crate::alerts::list(
             &reader,
@@ -920,7 +1034,8 @@ async fn panel(
             firings: Some(firings),
         }));
     }
-    let resolved = pages::resolve(&reader, page_cfg, &q, today(&state)).await?;
+    let lists = state.lists.params(visitor.name()).await?;
+    let resolved = pages::resolve(&reader, page_cfg, &q, today(&state), lists).await?;
     let view = table_view(&q)?;
     Ok(Json(
         pages::run_panel(&reader, page_cfg, &panel, panel_cfg, &resolved, &view).await?,
@@ -943,11 +1058,12 @@ async fn panel(
         (status = 503, description = "The state store does not answer: try again shortly", body = ErrorBody)))]
 async fn panel_csv(
     State(state): State<AppState>,
-    _user: CurrentUser,
+    visitor: Visitor,
     ApiPath((page, panel)): ApiPath<(String, String)>,
     ApiQuery(q): FilterQuery,
 ) -> Result<Response, WebError> {
     let page_cfg = find_page(&state, &page)?;
+    visitor.may_see(page_cfg)?;
     let panel_cfg = find_panel(page_cfg, &page, &panel)?;
     if panel_cfg.kind == PanelKind::Text {
         return Err(WebError::Invalid("a text panel has no rows".to_string()));
@@ -956,7 +1072,8 @@ async fn panel_csv(
     let csv = if panel_cfg.kind == PanelKind::Alerts {
         crate::alerts::csv(&reader, &panel_alerts(&state, panel_cfg)).await?
     } else {
-        let resolved = pages::resolve(&reader, page_cfg, &q, today(&state)).await?;
+        let lists = state.lists.params(visitor.name()).await?;
+        let resolved = pages::resolve(&reader, page_cfg, &q, today(&state), lists).await?;
         let view = table_view(&q)?;
         let sql = pages::panel_sql(&reader, &panel, panel_cfg, &resolved.params, &view).await?;
         reader
@@ -979,10 +1096,11 @@ async fn panel_csv(
 
 async fn panel_geojson(
     State(state): State<AppState>,
-    _user: CurrentUser,
+    visitor: Visitor,
     ApiPath((page, panel)): ApiPath<(String, String)>,
 ) -> Result<Response, WebError> {
     let page_cfg = find_page(&state, &page)?;
+    visitor.may_see(page_cfg)?;
     let panel_cfg = find_panel(page_cfg, &page, &panel)?;
     let file = panel_cfg
         .geojson
@@ -1304,6 +1422,71 @@ async fn remove_favourite(
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Lists
+
+/// A value to add to a list.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ListItem {
+    /// The value (the `key` column of a panel's `toggle`): 1 to 256 characters.
+    #[schema(min_length = 1, max_length = 256)]
+    pub item: String,
+}
+
+#[utoipa::path(get, path = "/api/lists", tag = "lists",
+    responses((status = 200, description = "The user's values in each list (`[dashboard.lists]`), oldest first", body = Object),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 503, description = "The state store does not answer: try again shortly", body = ErrorBody)))]
+async fn list_lists(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> Result<Json<std::collections::HashMap<String, Vec<String>>>, WebError> {
+    Ok(Json(state.lists.of(&user.name).await?))
+}
+
+#[utoipa::path(post, path = "/api/lists/{list}/items", tag = "lists", request_body = ListItem,
+    params(("list" = String, Path, description = "List name")),
+    responses((status = 200, description = "Added (adding it again keeps one); the user's lists", body = Object),
+        (status = 400, description = "An empty value or one longer than 256 characters", body = ErrorBody),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 403, description = "No valid CSRF token: send the `csrf` of GET /api/session as X-CSRF-Token", body = ErrorBody),
+        (status = 404, description = "No such list", body = ErrorBody),
+        (status = 409, description = "The list holds 1,000 values, the most kept: remove one first", body = ErrorBody),
+        (status = 413, description = "The body is larger than 2 MiB", body = ErrorBody),
+        (status = 415, description = "The body is not sent as `Content-Type: application/json`", body = ErrorBody),
+        (status = 422, description = "JSON, but not of the request body's schema", body = ErrorBody),
+        (status = 503, description = "The state store does not answer: try again shortly", body = ErrorBody)))]
+async fn add_to_list(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiPath(list): ApiPath<String>,
+    ApiJson(body): ApiJson<ListItem>,
+) -> Result<Json<std::collections::HashMap<String, Vec<String>>>, WebError> {
+    state.lists.add(&user.name, &list, &body.item).await?;
+    Ok(Json(state.lists.of(&user.name).await?))
+}
+
+#[utoipa::path(delete, path = "/api/lists/{list}/items/{item}", tag = "lists",
+    params(("list" = String, Path, description = "List name"), ("item" = String, Path, description = "The value")),
+    responses((status = 204, description = "Removed"),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 403, description = "No valid CSRF token: send the `csrf` of GET /api/session as X-CSRF-Token", body = ErrorBody),
+        (status = 404, description = "No such list, or the value is not in the user's list", body = ErrorBody),
+        (status = 503, description = "The state store does not answer: try again shortly", body = ErrorBody)))]
+async fn remove_from_list(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiPath((list, item)): ApiPath<(String, String)>,
+) -> Result<StatusCode, WebError> {
+    if state.lists.remove(&user.name, &list, &item).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(WebError::NotFound(format!(
+            "`{item}` is not in your list `{list}`"
+        )))
+    }
+}
+
 /// A value of a favourite's filter: text (256 characters at most), a number, true/false or null.
 #[derive(Debug)]
 struct FavouriteValue;
@@ -1408,6 +1591,19 @@ async fn home(State(state): State<AppState>, session: Session) -> Result<Redirec
         Some(first) => Redirect::to(&format!("/pages/{first}")),
         None => Redirect::to("/favourites"),
     })
+}
+
+/// A page's shell: a public page's for anyone, others as [`shell_private`].
+async fn shell_page(
+    State(state): State<AppState>,
+    ApiPath(page): ApiPath<String>,
+    session: Session,
+    req: Request,
+) -> Result<Response, WebError> {
+    if state.project.pages.get(&page).is_some_and(|p| p.public) {
+        return Ok(Html(assets::INDEX_HTML).into_response());
+    }
+    shell_private(State(state), session, req).await
 }
 
 async fn shell_public() -> Html<&'static str> {

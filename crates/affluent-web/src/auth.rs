@@ -303,7 +303,11 @@ impl Users {
         if done.rows_affected() == 0 {
             return Err(WebError::NotFound(format!("no user `{name}`")));
         }
-        for table in ["affluent_favourites", "affluent_alerts_seen"] {
+        for table in [
+            "affluent_favourites",
+            "affluent_alerts_seen",
+            "affluent_user_lists",
+        ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE user_name = $1"))
                 .bind(name)
                 .execute(&self.pool)

@@ -18,6 +18,7 @@ pub mod alerts;
 pub mod api;
 pub mod assets;
 pub mod auth;
+pub mod lists;
 pub mod live;
 pub mod metrics;
 pub mod pages;
@@ -247,6 +248,8 @@ pub struct AppState {
     pub session_check: Duration,
     /// Favourites.
     pub favourites: sessions::Favourites,
+    /// Each user's lists (`[dashboard.lists]`).
+    pub lists: lists::Lists,
     /// The alert firings each user has seen.
     pub seen: alerts::Seen,
     /// CSRF cookies and tokens.
@@ -279,7 +282,7 @@ impl axum::extract::FromRef<AppState> for CsrfConfig {
 }
 
 /// The dashboard's own tables in the state store: users, sessions, favourites, login failures,
-/// server secrets and the alert firings each user has seen.
+/// server secrets, the alert firings each user has seen, and each user's lists.
 const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -292,6 +295,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 3,
         sql: include_str!("migrations/0003_alerts_seen.sql"),
+    },
+    Migration {
+        version: 4,
+        sql: include_str!("migrations/0004_user_lists.sql"),
     },
 ];
 
@@ -311,6 +318,7 @@ impl AppState {
         let project = Arc::new(warehouse.project().clone());
         let live = Live::open(warehouse).await?;
         let pool = store.pool().clone();
+        let list_names = project.dashboard.lists.keys().cloned().collect();
         let secret = auth::secret(&pool, "csrf").await?;
         let secure = project.dashboard.secure_cookies.unwrap_or(false);
         let allowed_hosts = Arc::new(
@@ -336,6 +344,7 @@ impl AppState {
             throttle: throttle::Throttle::new(pool.clone()),
             session_check: Duration::from_secs(5),
             seen: alerts::Seen::new(pool.clone()),
+            lists: lists::Lists::new(pool.clone(), list_names),
             favourites: sessions::Favourites::new(pool),
             store,
             csrf,

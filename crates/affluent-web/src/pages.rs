@@ -141,8 +141,13 @@ pub async fn resolve(
     page: &PageConfig,
     query: &[(String, String)],
     today: Date,
+    lists: HashMap<String, Param>,
 ) -> Result<State, WebError> {
-    let mut state = State::default();
+    // The user's lists first: filters' queries may read them too.
+    let mut state = State {
+        params: lists,
+        ..State::default()
+    };
     for (name, f) in &page.filters {
         let given: Vec<&str> = query
             .iter()
@@ -422,7 +427,7 @@ pub async fn panel_sql(
 ) -> Result<String, WebError> {
     let sql = strip_semicolon(panel.sql.as_deref().unwrap_or_default()).to_string();
     Ok(match panel.kind {
-        PanelKind::Table => match &view.sort {
+        PanelKind::Table | PanelKind::Cards => match &view.sort {
             // Sorted by the user: the engine sorts.
             Some(sort) => {
                 let columns = reader
@@ -503,9 +508,14 @@ pub async fn run_panel(
     }
     let sql = panel_sql(reader, name, panel, &state.params, view).await?;
     let query_err = || WebError::query(format!("panel `{name}`"));
-    if panel.kind == PanelKind::Table {
+    if matches!(panel.kind, PanelKind::Table | PanelKind::Cards) {
         // Pages are cut from the ordered result, so the order is the query's or the user's.
-        let limit = view.limit.unwrap_or(panel.limit.unwrap_or(25) as u64) as usize;
+        let default = if panel.kind == PanelKind::Cards {
+            30
+        } else {
+            25
+        };
+        let limit = view.limit.unwrap_or(panel.limit.unwrap_or(default) as u64) as usize;
         let (rows, total) = reader
             .rows_window(&sql, &state.params, view.offset as usize, limit)
             .await

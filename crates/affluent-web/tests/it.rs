@@ -19,6 +19,8 @@ use tower::ServiceExt;
 
 #[path = "it/alerts.rs"]
 mod alerts;
+#[path = "it/lists.rs"]
+mod lists;
 #[path = "it/login.rs"]
 mod login;
 

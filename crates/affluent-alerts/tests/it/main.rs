@@ -664,3 +664,90 @@ async fn robust_z_score_anomaly_over_a_window() {
     p.observe_days(&[("a", day(17), 40.0)]).await;
     assert_eq!(p.fired("odd").await, vec!["a"]);
 }
+
+/// Ten days of followers for three entities: steady, a jump on day 3 then again on day 7 after
+/// a flat day, and a drop on day 5.
+fn ten_days() -> Vec<(&'static str, String, f64)> {
+    let mut rows = Vec::new();
+    let series: [(&str, [f64; 10]); 3] = [
+        (
+            "steady",
+            [
+                100.0, 101.0, 102.0, 103.0, 104.0, 105.0, 106.0, 107.0, 108.0, 109.0,
+            ],
+        ),
+        (
+            "jumpy",
+            [
+                100.0, 100.0, 120.0, 121.0, 121.0, 121.0, 150.0, 151.0, 180.0, 181.0,
+            ],
+        ),
+        (
+            "falling",
+            [
+                100.0, 100.0, 100.0, 100.0, 80.0, 81.0, 82.0, 60.0, 61.0, 62.0,
+            ],
+        ),
+    ];
+    for (entity, values) in series {
+        for (n, v) in values.iter().enumerate() {
+            rows.push((entity, day(n as i64), *v));
+        }
+    }
+    rows
+}
+
+#[tokio::test]
+async fn loading_many_days_at_once_fires_what_daily_evaluations_would() {
+    let growth = alert(
+        "growth",
+        "{ value = \"followers\", change_above = 0.05 }",
+        "",
+    );
+    let rows = ten_days();
+    // Day by day.
+    let mut daily = Project::new(&growth);
+    let mut expected = Vec::new();
+    for n in 0..10 {
+        let today: Vec<_> = rows
+            .iter()
+            .filter(|(_, d, _)| *d == day(n))
+            .cloned()
+            .collect();
+        daily.observe_days(&today).await;
+        let e = daily
+            .alerts
+            .evaluate("growth", Mode::Record, daily.now())
+            .await
+            .unwrap();
+        expected.extend(
+            e.fired
+                .into_iter()
+                .map(|f| (f.entity, f.observed_at, f.message)),
+        );
+    }
+    // The jumps of days 3, 7 and 9 (day 9 while the day-7 one had cleared on day 8).
+    assert_eq!(expected.len(), 3, "{expected:?}");
+    // All ten days in one load, evaluated once: the same firings, with their days.
+    let mut once = Project::new(&growth);
+    once.observe_days(&rows).await;
+    let e = once
+        .alerts
+        .evaluate("growth", Mode::Record, once.now())
+        .await
+        .unwrap();
+    let mut got: Vec<_> = e
+        .fired
+        .into_iter()
+        .map(|f| (f.entity, f.observed_at, f.message))
+        .collect();
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected);
+    assert_eq!(e.holding, 0, "day 10 grew 0.6 %");
+    // Evaluated again with nothing new: the latest is checked again, and nothing fires.
+    assert!(once.fired("growth").await.is_empty());
+    // One more day: only it is walked.
+    once.observe_days(&[("steady", day(10), 130.0)]).await;
+    assert_eq!(once.fired("growth").await, vec!["steady"]);
+}

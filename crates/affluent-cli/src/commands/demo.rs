@@ -45,6 +45,10 @@ pub enum Offline {
     /// Seed 003's Vélib' API simulated in-process (`VELIB_API_URL`); the history is a poll a
     /// minute with the simulator's clock at each minute, then the stream's windows and models.
     Velib,
+    /// Seed 002's Spotify and Deezer APIs simulated in-process (`SPOTIFY_API_URL`,
+    /// `SPOTIFY_ACCOUNTS_URL`, `DEEZER_API_URL`); 60 days of daily collections built with the
+    /// simulator's clock at each day's 08:00.
+    Music,
 }
 
 /// The examples, in the order `--help` lists them. The seed projects that follow add theirs.
@@ -67,6 +71,12 @@ pub const EXAMPLES: &[Example] = &[
         about: "seed 003: Vélib' stations each minute, 3-minute windows by event time, zones, a live map",
         offline: Offline::Velib,
     },
+    Example {
+        name: "music-radar",
+        dir: "music-radar",
+        about: "seed 002: artists from Spotify and Deezer daily, scores, alerts, future stars and similar artists",
+        offline: Offline::Music,
+    },
 ];
 
 /// An example project, offline (footfall by default): starts its simulator in-process,
@@ -87,6 +97,9 @@ pub struct Args {
     /// velib: how many hours of polls, one a minute, to build before running (default 2).
     #[arg(long)]
     hours: Option<u32>,
+    /// music-radar: how many days of daily collections to build before running (default 60).
+    #[arg(long)]
+    days: Option<u32>,
     /// Stop after the backfill instead of running hourly and serving.
     #[arg(long)]
     no_run: bool,
@@ -164,6 +177,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
         Offline::Footfall => footfall(&dir, &args).await,
         Offline::Belib => belib(&dir, &args).await,
         Offline::Velib => velib(&dir, &args).await,
+        Offline::Music => music(&dir, &args).await,
     }
 }
 
@@ -346,15 +360,48 @@ async fn belib(dir: &Path, args: &Args) -> Result<ExitCode> {
     let dashboard = Dashboard::start(&runtime, args).await?;
     dashboard.banner();
 
-    // A snapshot API has no past to fetch: the history is the simulator's answers with its
-    // clock at the end of each interval the sources' schedules cut, landed in time order as
-    // their runs would have landed them.
+    let requests = snapshot_history(&runtime, &simulator, from, to).await?;
+    eprintln!(
+        "{weeks} week(s) of snapshots ({requests} requests) landed, loaded and modelled {:.1} s after start: the dashboard is complete",
+        started.elapsed().as_secs_f64()
+    );
+    // From now on the simulator answers for the wall clock, as the live APIs would.
+    simulator.set_clock(Clock::Wall);
+    if args.no_run {
+        return Ok(ExitCode::SUCCESS);
+    }
+    dashboard.banner();
+    eprintln!("running hourly; stop with Ctrl-C");
+    let result = crate::commands::run::schedule(&runtime, None, false, None).await;
+    dashboard.shutdown().await;
+    drop(simulator);
+    result
+}
+
+/// A snapshot API has no past to fetch: the history is the simulator's answers with its clock
+/// at the end of each interval the sources' schedules cut over `[from, to)`, landed in time
+/// order as their runs would have landed them, then loaded, modelled, and what follows (ML,
+/// alerts) run once. Returns the requests made.
+async fn snapshot_history(
+    runtime: &Runtime,
+    simulator: &affluent_simulate::Server,
+    from: Timestamp,
+    to: Timestamp,
+) -> Result<u64> {
     let warehouse = &runtime.warehouse;
     let mut runs: Vec<(Timestamp, String, affluent_core::Interval)> = Vec::new();
     for task in affluent_pipeline::tasks(warehouse, Timestamp::now())? {
         let (true, Some(schedule)) = (task.id.is_source(), &task.schedule) else {
             continue;
         };
+        // A source another one resolves over runs with it (the watch list of the music
+        // example): not on its own as well.
+        if warehouse.project().sources.values().any(|s| {
+            matches!(s, affluent_config::schema::SourceConfig::Rest(r)
+                if r.resolve().is_some_and(|(_, p)| p.resource == task.id.name))
+        }) {
+            continue;
+        }
         let mut intervals = schedule.intervals(from, to);
         // A daily source whose first interval ends after the history: its latest before it.
         if intervals.is_empty() {
@@ -365,10 +412,10 @@ async fn belib(dir: &Path, args: &Args) -> Result<ExitCode> {
         }
     }
     runs.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-    let sources: std::collections::BTreeSet<String> =
+    let mut sources: std::collections::BTreeSet<String> =
         runs.iter().map(|(_, s, _)| s.clone()).collect();
     eprintln!(
-        "landing {weeks} week(s) of snapshots, {} runs of {}: {from} .. {to}",
+        "landing snapshots, {} runs of {}: {from} .. {to}",
         runs.len(),
         sources.iter().cloned().collect::<Vec<_>>().join(", ")
     );
@@ -396,6 +443,15 @@ async fn belib(dir: &Path, args: &Args) -> Result<ExitCode> {
         }
         day = Some(today);
     }
+    // The sources resolved over were landed by their children's runs: their tables load too.
+    for (name, source) in &warehouse.project().sources {
+        if let affluent_config::schema::SourceConfig::Rest(r) = source
+            && let Some((_, p)) = r.resolve()
+            && sources.contains(name)
+        {
+            sources.insert(p.resource.clone());
+        }
+    }
     let mut changed = Vec::new();
     for source in &sources {
         for report in warehouse.load_source(source, &LoadScope::Pending).await? {
@@ -413,17 +469,74 @@ async fn belib(dir: &Path, args: &Args) -> Result<ExitCode> {
     }
     let changed: Vec<&str> = changed.iter().map(String::as_str).collect();
     crate::args::after_change(warehouse, &changed).await;
+    Ok(requests)
+}
+
+/// Seed 002: the music APIs simulated in-process, 60 days of daily collections at 08:00 built
+/// with the simulator's clock at each, the services' limits off (the project's own rate limits
+/// too: they would make 60 days take an hour), then running daily against the wall clock.
+async fn music(dir: &Path, args: &Args) -> Result<ExitCode> {
+    use affluent_simulate::{Clock, Options, Server as Simulator};
+
+    let started = std::time::Instant::now();
+    let to = args.until()?;
+    let days = args.days.unwrap_or(60);
+    // A day more than asked: the first day's collection covers the day before it.
+    let from = to
+        .checked_sub((i64::from(days + 1) * 24).hours())
+        .context("--days is too large")?;
+    let simulator = Simulator::music(
+        0,
+        Options {
+            seed: 2,
+            clock: Clock::Fixed(from),
+            limits: false,
+            ..Options::default()
+        },
+    )
+    .await
+    .context("cannot start the music simulator")?;
+    let url = simulator.url();
+    let mut project = load(
+        dir,
+        &[
+            ("SPOTIFY_API_URL", &url),
+            ("SPOTIFY_ACCOUNTS_URL", &url),
+            ("DEEZER_API_URL", &url),
+            ("SPOTIFY_CLIENT_ID", "simulated-client"),
+            ("SPOTIFY_CLIENT_SECRET", "simulated-secret"),
+        ],
+    )?;
+    for source in ["watchlist", "spotify", "deezer"] {
+        if !project.sources.contains_key(source) {
+            bail!(
+                "{} has no source `{source}`: `affluent demo --example music-radar` runs examples/music-radar",
+                project.file.display()
+            );
+        }
+    }
+    for source in project.sources.values_mut() {
+        if let affluent_config::schema::SourceConfig::Rest(r) = source {
+            r.rate_limit = None;
+        }
+    }
     eprintln!(
-        "{weeks} week(s) of snapshots ({requests} requests) landed, loaded and modelled {:.1} s after start: the dashboard is complete",
+        "music simulator (seed 002's Spotify and Deezer, deterministic) on {url}; rate limits off against it"
+    );
+    let runtime = crate::context::runtime(project).await?;
+    let dashboard = Dashboard::start(&runtime, args).await?;
+    dashboard.banner();
+    let requests = snapshot_history(&runtime, &simulator, from, to).await?;
+    eprintln!(
+        "{days} days of collections ({requests} requests) landed, loaded, modelled, learnt from and alerted on {:.1} s after start: the dashboard is complete",
         started.elapsed().as_secs_f64()
     );
-    // From now on the simulator answers for the wall clock, as the live APIs would.
     simulator.set_clock(Clock::Wall);
     if args.no_run {
         return Ok(ExitCode::SUCCESS);
     }
     dashboard.banner();
-    eprintln!("running hourly; stop with Ctrl-C");
+    eprintln!("running daily at 08:00; stop with Ctrl-C");
     let result = crate::commands::run::schedule(&runtime, None, false, None).await;
     dashboard.shutdown().await;
     drop(simulator);

@@ -130,6 +130,35 @@ enum SimulateApi {
         #[arg(long, default_value_t = 60)]
         every: u32,
     },
+    /// Seed 002's artists: the Spotify Web API (POST /api/token with client credentials,
+    /// GET /v1/artists?ids= up to 50, /v1/artists/{id}) and Deezer (GET /artist/{id}), 520
+    /// artists whose audience moves day by day; GET /watchlist.csv lists their ids
+    Music {
+        #[command(flatten)]
+        serve: Serve,
+        #[command(flatten)]
+        clock: ClockArgs,
+        /// Answer beyond the services' limits too (no 429 past 20 requests a second on
+        /// Spotify, no quota error past 50 per 5 s on Deezer).
+        #[arg(long)]
+        no_limits: bool,
+        /// Instead of serving, write every artist's numbers at 08:00 Europe/Paris of each day
+        /// of [--from, --to) to this CSV file (day, name, spotify_id, deezer_id, followers,
+        /// popularity, fans: the ground truth the example's alerts are checked against), then
+        /// exit.
+        #[arg(long, requires_all = ["from", "to"])]
+        export_truth: Option<PathBuf>,
+        /// Instead of serving, write the watch list (name, spotify_id, deezer_id) to this CSV
+        /// file and exit.
+        #[arg(long)]
+        export_watchlist: Option<PathBuf>,
+        /// Export start (a date, Europe/Paris).
+        #[arg(long)]
+        from: Option<String>,
+        /// Export end (excluded).
+        #[arg(long)]
+        to: Option<String>,
+    },
 }
 
 /// The time a snapshot simulator answers for: shared by every snapshot API.
@@ -252,9 +281,108 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             );
             server
         }
+        SimulateApi::Music {
+            serve,
+            clock: clock_args,
+            no_limits,
+            export_truth,
+            export_watchlist,
+            from,
+            to,
+        } => {
+            let mut options = serve.options(2)?;
+            options.limits = !no_limits;
+            let tz = TimeZone::get("Europe/Paris")?;
+            if let Some(out) = export_watchlist {
+                let music = affluent_simulate::Music::new(options.seed);
+                std::fs::write(&out, music.watchlist_csv())
+                    .with_context(|| format!("cannot write {}", out.display()))?;
+                println!(
+                    "{} artists written to {}",
+                    music.artists().len(),
+                    out.display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            if let (Some(out), Some(from), Some(to)) = (export_truth, from, to) {
+                let range = parse_range(&from, &to, &tz)?;
+                let n = export_music_truth(&out, options.seed, range.start, range.end, &tz)?;
+                println!("{n} artist-days written to {}", out.display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            options.clock = clock(&clock_args, &tz)?;
+            let port = serve.port.unwrap_or(8030);
+            let server = affluent_simulate::Server::music(port, options)
+                .await
+                .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+            println!("{}", server.url());
+            eprintln!(
+                "music simulator (seed {}, as of {}) on {}; stop with Ctrl-C",
+                serve.seed.unwrap_or(2),
+                clock_args.at.as_deref().unwrap_or("now"),
+                server.url()
+            );
+            server
+        }
     };
     tokio::signal::ctrl_c().await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes every artist's numbers at 08:00 (the example's collection time) of each day of
+/// `[start, end)`; returns the number of rows.
+fn export_music_truth(
+    out: &Path,
+    seed: u64,
+    start: Timestamp,
+    end: Timestamp,
+    tz: &TimeZone,
+) -> Result<u64> {
+    let music = affluent_simulate::Music::new(seed);
+    let file =
+        std::fs::File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut w = std::io::BufWriter::new(file);
+    writeln!(w, "day,name,spotify_id,deezer_id,followers,popularity,fans")?;
+    let mut n = 0;
+    let mut date = start.to_zoned(tz.clone()).date();
+    let last = end.to_zoned(tz.clone()).date();
+    while date < last {
+        let at = date.at(8, 0, 0, 0).to_zoned(tz.clone())?.timestamp();
+        let d = affluent_simulate::music::day_of(at);
+        for a in music.artists() {
+            let day = music.day(a, d);
+            let name = if a.name.contains(',') {
+                format!("\"{}\"", a.name)
+            } else {
+                a.name.clone()
+            };
+            writeln!(
+                w,
+                "{date},{name},{},{},{},{},{}",
+                a.spotify_id.as_deref().unwrap_or(""),
+                a.deezer_id.map(|d| d.to_string()).unwrap_or_default(),
+                if a.spotify_id.is_some() {
+                    day.followers.to_string()
+                } else {
+                    String::new()
+                },
+                if a.spotify_id.is_some() {
+                    day.popularity.to_string()
+                } else {
+                    String::new()
+                },
+                if a.deezer_id.is_some() {
+                    day.fans.to_string()
+                } else {
+                    String::new()
+                },
+            )?;
+            n += 1;
+        }
+        date = date.tomorrow()?;
+    }
+    w.flush()?;
+    Ok(n)
 }
 
 /// Replays polls every `every` seconds over `[start, end)` and writes what each saw of each

@@ -291,6 +291,27 @@ pub struct ResolveParam {
     pub resource: String,
     /// Path of the value in each record.
     pub field: String,
+    /// Send the values in batches of this many per request, joined by `separator`
+    /// (`ids=a,b,c`: Spotify's `GET /v1/artists?ids=` takes 50); default one per request.
+    pub batch: Option<usize>,
+    /// What joins a batch's values (default `","`).
+    pub separator: Option<String>,
+}
+
+impl ResolveParam {
+    /// The parameter's values, one request each: every value, or batches of them joined.
+    pub fn requests(&self, values: &[String]) -> Vec<String> {
+        match self.batch {
+            Some(n) if n > 1 => {
+                let separator = self.separator.as_deref().unwrap_or(",");
+                values
+                    .chunks(n)
+                    .map(|chunk| chunk.join(separator))
+                    .collect()
+            }
+            _ => values.to_vec(),
+        }
+    }
 }
 
 /// `[sources.NAME.fan_out]`.
@@ -493,6 +514,18 @@ pub(crate) fn check(
                         "parameter `{param}` resolves over unknown source `{}`{hint}",
                         r.resource
                     ),
+                );
+            }
+            if r.batch == Some(0) {
+                reporter.error(
+                    span.clone(),
+                    format!("parameter `{param}`: `batch` must be at least 1 (values per request)"),
+                );
+            }
+            if r.separator.is_some() && r.batch.is_none() {
+                reporter.error(
+                    span.clone(),
+                    format!("parameter `{param}`: `separator` joins a batch: set `batch` too"),
                 );
             }
             if let Err(e) = JsonPath::parse(&r.field) {

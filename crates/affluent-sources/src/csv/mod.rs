@@ -126,10 +126,26 @@ impl CsvSource {
             summary.bytes += bytes.len() as u64;
             let hash = affluent_landing::content_hash(&bytes);
             let key = format!("file:{shown}");
-            if cache.get(&key).is_some_and(|c| {
-                c.content_hash == hash && landing.has_body_by_id(source, &c.entry_id)
-            }) {
+            if let Some(seen) = cache
+                .get(&key)
+                .filter(|c| c.content_hash == hash && landing.has_body_by_id(source, &c.entry_id))
+            {
                 summary.unchanged += 1;
+                if ctx.collect {
+                    // A source resolving over this one needs its values every run, landed
+                    // again or not (a watch list that did not change).
+                    let parsed = parse::parse_chunks(
+                        &bytes,
+                        &self.config,
+                        source,
+                        &seen.entry_id,
+                        INGEST_CHUNK,
+                        &mut |chunk, _| collected.extend(chunk),
+                    );
+                    if let Err(reason) = parsed {
+                        summary.errors.push(format!("{shown}: {reason}"));
+                    }
+                }
                 report(summary);
                 continue;
             }

@@ -115,8 +115,8 @@ impl RestRun<'_> {
             }
             calls = out;
         }
-        if let Some((param, _)) = self.config.resolve() {
-            calls = multiply(calls, param, parent_values);
+        if let Some((param, resolve)) = self.config.resolve() {
+            calls = multiply(calls, param, &resolve.requests(parent_values));
         }
         if let Some(grid) = &fan_out.time {
             let every = grid.every.get();

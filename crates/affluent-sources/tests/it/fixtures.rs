@@ -450,6 +450,75 @@ endpoint.params = {{ artist_id = {{ type = "resolve", resource = "artists", fiel
 }
 
 #[tokio::test]
+async fn a_watch_list_csv_resolves_in_batches_every_run_even_unchanged() {
+    // Spotify's `GET /v1/artists?ids=` takes 50 ids: 120 ids of a CSV watch list are 3
+    // requests, and an unchanged watch list still gives its ids the next day.
+    let (addr, log) = serve(Arc::new(|hit: &Hit| {
+        let ids = hit.query.get("ids").cloned().unwrap_or_default();
+        let artists: Vec<serde_json::Value> = ids
+            .split(',')
+            .map(|id| json!({"id": id, "followers": {"total": 1}}))
+            .collect();
+        json(200, &json!({ "artists": artists }))
+    }))
+    .await;
+    let lists = tempfile::tempdir().unwrap();
+    let watch = lists.path().join("watch.csv");
+    let mut csv = String::from("spotify_id,name\n");
+    for i in 0..120 {
+        csv.push_str(&format!("id{i:03},Artist {i}\n"));
+    }
+    std::fs::write(&watch, csv).unwrap();
+    let toml = format!(
+        r#"
+[sources.watch]
+type = "csv"
+path = "{}"
+
+[sources.artists]
+type = "rest"
+change_detection = false
+client.base_url = "http://{addr}/v1/"
+endpoint.path = "artists"
+endpoint.params = {{ ids = {{ type = "resolve", resource = "watch", field = "spotify_id", batch = 50 }} }}
+endpoint.data_selector = "artists"
+"#,
+        watch.display()
+    );
+    let (dir, project) = project(&toml, &[]);
+    for run in 0..2 {
+        let (_c, s) = ingest(reload(&dir, &[]), "artists").await;
+        assert!(s.errors.is_empty(), "{:?}", s.errors);
+        assert_eq!((s.requests, s.records), (3, 120), "run {run}");
+    }
+    drop(project);
+    let mut batches: Vec<usize> = log
+        .hits()
+        .iter()
+        .map(|h| h.query["ids"].split(',').count())
+        .collect();
+    batches.sort();
+    assert_eq!(batches, [20, 20, 50, 50, 50, 50]);
+    let first: Vec<String> = log.hits().iter().map(|h| h.query["ids"].clone()).collect();
+    assert!(
+        first
+            .iter()
+            .any(|ids| ids.starts_with("id000,id001,") && ids.ends_with(",id049"))
+    );
+
+    // A batch of 0 is refused where it is written.
+    let bad = toml.replace("batch = 50", "batch = 0");
+    std::fs::write(dir.path().join("affluent.toml"), bad).unwrap();
+    let err = affluent_config::load_with_env(
+        dir.path(),
+        &affluent_config::Environment::from_map(Default::default()),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("`batch` must be at least 1"), "{err}");
+}
+
+#[tokio::test]
 async fn time_grid_fan_out_multiplies_with_values_and_follows_dst() {
     let (addr, log) = serve(Arc::new(|hit: &Hit| {
         json(200, &json!([{"date_time": hit.query["date_time"], "counter_id": hit.query["counter_id"], "visitor_count": 3}]))

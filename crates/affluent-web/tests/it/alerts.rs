@@ -3,8 +3,10 @@
 
 use super::*;
 
-/// The fixture with an alert and a page listing its firings. On the last day (2024-04-29),
-/// visits are 59 + 10 × counter: every one of the five (agency, counter) entities is above 50.
+/// The fixture with an alert and a page listing its firings. Visits are day index + 10 ×
+/// counter: each of the five (agency, counter) entities goes above 50 once and stays there
+/// (counter 0 on 2024-04-21, counter 1 on 2024-04-11), so the first evaluation, walking every
+/// day, fires each once, on that day.
 async fn alerts_fixture() -> Fixture {
     let project = format!(
         "{PROJECT}\n{}",
@@ -116,7 +118,7 @@ async fn each_user_marks_firings_seen_for_themselves() {
         first["message"]
             .as_str()
             .unwrap()
-            .contains(" visites le 2024-04-29"),
+            .contains(" visites le 2024-04-21"),
         "{first}"
     );
 
