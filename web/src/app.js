@@ -626,7 +626,9 @@ function renderCards(entry, data, reload) {
     );
   });
   const size = spec.limit || 30;
-  body.replaceChildren(cards.length ? el("div", { class: "tiles" }, cards) : emptyMessage(), (data.total || 0) > size ? pager(entry, data, size, reload) : null);
+  const parts = [cards.length ? el("div", { class: "tiles" }, cards) : emptyMessage()];
+  if ((data.total || 0) > size) parts.push(pager(entry, data, size, reload));
+  body.replaceChildren(...parts);
 }
 
 /** "‹ Prev  1–25 of 80  Next ›" under a table or cards panel. */

@@ -935,4 +935,126 @@ mod tests {
         let (status, _) = get("/opendata/Velib_Metropole/free_bike_status.json".into()).await;
         assert_eq!(status, 404);
     }
+
+    #[tokio::test]
+    async fn music_answers_with_a_token_day_by_day_and_within_its_limits() {
+        let t0: Timestamp = "2026-06-01T06:00:00Z".parse().expect("time");
+        let server = Server::music(
+            0,
+            Options {
+                seed: 2,
+                clock: Clock::Fixed(t0),
+                limits: true,
+                ..Options::default()
+            },
+        )
+        .await
+        .expect("start");
+        let client = reqwest::Client::new();
+        let music = Music::new(2);
+        let ids: Vec<String> = music
+            .artists()
+            .iter()
+            .filter_map(|a| a.spotify_id.clone())
+            .take(50)
+            .collect();
+        let artists = format!("{}/v1/artists?ids={}", server.url(), ids.join(","));
+        // No token: 401, in Spotify's error shape.
+        let r = client.get(&artists).send().await.expect("answer");
+        assert_eq!(r.status().as_u16(), 401);
+        // Client credentials give a token; a wrong grant does not.
+        let r = client
+            .post(format!("{}/api/token", server.url()))
+            .basic_auth("id", Some("secret"))
+            .body("grant_type=authorization_code")
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(r.status().as_u16(), 400);
+        let token: serde_json::Value = client
+            .post(format!("{}/api/token", server.url()))
+            .basic_auth("id", Some("secret"))
+            .body("grant_type=client_credentials")
+            .send()
+            .await
+            .expect("answer")
+            .json()
+            .await
+            .expect("json");
+        let bearer = token["access_token"].as_str().expect("token").to_string();
+        let fetch = |url: String| {
+            let (client, bearer) = (client.clone(), bearer.clone());
+            async move {
+                let r = client
+                    .get(url)
+                    .bearer_auth(bearer)
+                    .send()
+                    .await
+                    .expect("answer");
+                let status = r.status().as_u16();
+                let retry = r
+                    .headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap_or("").to_string());
+                (
+                    status,
+                    retry,
+                    r.json::<serde_json::Value>().await.expect("json"),
+                )
+            }
+        };
+        let (status, _, day1) = fetch(artists.clone()).await;
+        assert_eq!(status, 200);
+        assert_eq!(day1["artists"].as_array().expect("artists").len(), 50);
+        // The next day, the same artists have moved.
+        server.set_time(t0 + jiff::SignedDuration::from_hours(24));
+        let (_, _, day2) = fetch(artists.clone()).await;
+        let moved = (0..50)
+            .filter(|&i| {
+                day1["artists"][i]["followers"]["total"] != day2["artists"][i]["followers"]["total"]
+            })
+            .count();
+        assert!(moved > 40, "{moved} of 50 moved in a day");
+        // Beyond 20 requests in a second: 429 with Retry-After.
+        let mut refused = None;
+        for _ in 0..40 {
+            let (status, retry, body) = fetch(artists.clone()).await;
+            if status == 429 {
+                refused = Some((retry, body));
+                break;
+            }
+        }
+        let (retry, body) = refused.expect("a 429 within 40 quick requests");
+        assert_eq!(retry.as_deref(), Some("1"));
+        assert_eq!(body["error"]["status"], 429);
+        // Deezer: an artist, then its quota error past 50 requests in 5 seconds.
+        let deezer = music
+            .artists()
+            .iter()
+            .find_map(|a| a.deezer_id)
+            .expect("an artist on Deezer");
+        let url = format!("{}/artist/{deezer}", server.url());
+        let (status, _, one) = fetch(url.clone()).await;
+        assert_eq!(status, 200);
+        assert_eq!(one["id"], deezer);
+        assert!(one["nb_fan"].as_u64().expect("fans") > 0);
+        // An unknown id: Deezer's error object, with status 200 as Deezer answers.
+        let (status, _, missing) = fetch(format!("{}/artist/1", server.url())).await;
+        assert_eq!(
+            (status, &missing["error"]["code"]),
+            (200, &serde_json::json!(800))
+        );
+        let mut quota = None;
+        for _ in 0..60 {
+            let (_, _, body) = fetch(url.clone()).await;
+            if body["error"]["code"] == 4 {
+                quota = Some(body);
+                break;
+            }
+        }
+        assert!(
+            quota.is_some(),
+            "Deezer's quota error within 60 quick requests"
+        );
+    }
 }
