@@ -152,12 +152,13 @@ function listLabel(name) {
   return l ? l.label : name;
 }
 
-/** A URL a cell may link to: http(s), or a path of the dashboard (never `//host`). */
+/** A URL a cell may link to: http(s), or a path of the dashboard itself (parsed as the browser
+ * would, so `/\t/host`, `//host` or `/\\host` cannot name another origin). */
 function safeLink(v) {
-  if (typeof v !== "string") return null;
-  if (v.startsWith("/") && !v.startsWith("//") && !v.startsWith("/\\")) return v;
+  if (typeof v !== "string" || /[\u0000-\u001f\u007f\\]/.test(v)) return null;
   try {
-    const u = new URL(v);
+    const u = new URL(v, location.origin);
+    if (v.startsWith("/")) return u.origin === location.origin ? u.pathname + u.search + u.hash : null;
     return u.protocol === "https:" || u.protocol === "http:" ? u.href : null;
   } catch {
     return null;

@@ -482,11 +482,12 @@ impl Alerts {
         let walks: Vec<std::ops::Range<usize>> = observations
             .iter()
             .map(|series| {
-                let seen = state
-                    .entities
-                    .get(&series.key)
-                    .and_then(|e| e.observed.as_ref());
-                series.unseen(&layout, seen)
+                let known = state.entities.get(&series.key);
+                series.unseen(
+                    &layout,
+                    known.and_then(|e| e.observed.as_ref()),
+                    known.is_some(),
+                )
             })
             .collect();
         let mut times: Vec<serde_json::Value> = match layout.time {
@@ -536,6 +537,9 @@ impl Alerts {
                     current.active = false;
                     continue;
                 };
+                // Cooldown counts on the evaluations' clock: a walk over days a condition held
+                // throughout fires once, where daily evaluations would have fired each
+                // cooldown (the condition's start and end are walked exactly).
                 let cooled = match (alert.cooldown, current.fired_at) {
                     (Some(cooldown), Some(at)) => now
                         .duration_since(at)

@@ -34,14 +34,22 @@ impl Series {
     }
 
     /// The indexes of the observations after `seen` (a time value of `layout`'s time column),
-    /// oldest first: those an evaluation has not seen yet. Without a time column, or when none
-    /// is newer, only the latest.
-    pub fn unseen(&self, layout: &Layout, seen: Option<&Value>) -> std::ops::Range<usize> {
+    /// oldest first: those an evaluation has not seen yet; all of them for an entity never
+    /// evaluated (`known` false). Without a time column, when none is newer, or for an entity
+    /// evaluated before its state kept a time (an alert given `time` since, a state of affluent
+    /// 0.1), only the latest: its history was judged already.
+    pub fn unseen(
+        &self,
+        layout: &Layout,
+        seen: Option<&Value>,
+        known: bool,
+    ) -> std::ops::Range<usize> {
         let last = self.rows.len() - 1;
         let Some(t) = layout.time else {
             return last..self.rows.len();
         };
         let first = match seen {
+            None if known => last,
             None => 0,
             Some(seen) => self
                 .rows
@@ -524,6 +532,45 @@ mod tests {
         let (z, _) = robust_z(3.0, &[2.0, 2.0, 2.0]).unwrap();
         assert!(z.is_infinite() && z > 0.0);
         assert_eq!(robust_z(2.0, &[2.0, 2.0, 2.0]).unwrap().0, 0.0);
+    }
+
+    #[test]
+    fn an_entity_is_walked_from_what_its_state_last_saw() {
+        let layout = Layout {
+            columns: vec!["entity".into(), "day".into(), "v".into()],
+            entity: vec![0],
+            time: Some(1),
+        };
+        let row = |d: &str, v: i64| vec![Value::from("a"), Value::from(d), Value::from(v)];
+        let series = Series {
+            key: "{\"entity\":\"a\"}".into(),
+            rows: vec![
+                row("2024-01-01", 1),
+                row("2024-01-02", 2),
+                row("2024-01-03", 3),
+            ],
+        };
+        // Never evaluated: every observation.
+        assert_eq!(series.unseen(&layout, None, false), 0..3);
+        // Seen up to the 2nd: the 3rd only.
+        assert_eq!(
+            series.unseen(&layout, Some(&Value::from("2024-01-02")), true),
+            2..3
+        );
+        // Nothing new: the latest again (a cooldown may have passed).
+        assert_eq!(
+            series.unseen(&layout, Some(&Value::from("2024-01-03")), true),
+            2..3
+        );
+        // Evaluated before its state kept a time (state of 0.1, `time` added since): the
+        // latest only, never its whole history again.
+        assert_eq!(series.unseen(&layout, None, true), 2..3);
+        // Without a time column: the latest.
+        let untimed = Layout {
+            time: None,
+            ..layout.clone()
+        };
+        assert_eq!(series.unseen(&untimed, None, false), 2..3);
     }
 
     #[test]

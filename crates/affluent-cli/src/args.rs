@@ -147,6 +147,9 @@ pub async fn after_change(warehouse: &affluent_tables::Warehouse, changed: &[&st
     for r in &followed.trained {
         println!("{r}");
     }
+    for r in &followed.models {
+        println!("{r}");
+    }
     for e in &followed.evaluations {
         print_evaluation(e, false);
     }

@@ -53,7 +53,9 @@ pub struct AlertConfig {
     /// number, in `[dashboard] locale`.
     pub message: String,
     /// Fire again for an entity whose condition still holds once this long has passed since its
-    /// last firing (`"1d"`). Default: only after the condition has stopped holding.
+    /// last firing (`"1d"`), counted between evaluations: an evaluation walking several new
+    /// observations over which the condition held throughout fires once. Default: only after
+    /// the condition has stopped holding.
     pub cooldown: Option<ConfigDuration>,
     /// Where firings are sent besides the `alert_firings` table: `"email"` (`[notify.email]`,
     /// one message per evaluation pass) and `"webhook"` (`[notify.webhook]`, one JSON document

@@ -436,13 +436,18 @@ pub(crate) fn check(
         }
     }
     for (i, origin) in d.image_origins.iter().enumerate() {
-        let ok = url::Url::parse(origin).is_ok_and(|u| {
-            matches!(u.scheme(), "https" | "http")
-                && u.host_str().is_some()
-                && u.path() == "/"
-                && u.query().is_none()
-                && !origin.ends_with('/')
-        });
+        // Only what a content security policy source may hold, as written (no spaces, no `*`).
+        let plain = origin
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".:/-[]".contains(c));
+        let ok = plain
+            && url::Url::parse(origin).is_ok_and(|u| {
+                matches!(u.scheme(), "https" | "http")
+                    && u.host_str().is_some()
+                    && u.path() == "/"
+                    && u.query().is_none()
+                    && !origin.ends_with('/')
+            });
         if !ok {
             reporter.error(
                 span_in(root, &["dashboard", "image_origins"]),

@@ -576,16 +576,15 @@ pub fn cast(v: &Value, kind: TableType, formats: &[String], tz: &TimeZone) -> Re
             let Value::String(s) = v else {
                 return fail("a date");
             };
-            // A date, or an instant (`@interval_end`, `2024-05-01T06:00:00Z`): its date in the
-            // source's time zone.
-            parse_date(s.trim(), formats)
-                .or_else(|| {
-                    formats
-                        .is_empty()
-                        .then(|| s.trim().parse::<Timestamp>().ok())
-                        .flatten()
-                        .map(|t| t.to_zoned(tz.clone()).date())
-                })
+            // An instant (`@interval_end`, `2024-05-01T06:00:00Z`, `...+02:00`) is its date in
+            // the source's time zone; else a date.
+            let instant = formats
+                .is_empty()
+                .then(|| s.trim().parse::<Timestamp>().ok())
+                .flatten()
+                .map(|t| t.to_zoned(tz.clone()).date());
+            instant
+                .or_else(|| parse_date(s.trim(), formats))
                 .map(|d| Cell::Date(days_since_epoch(d)))
                 .ok_or_else(|| date_reason(v, "a date (YYYY-MM-DD)", formats))
         }
@@ -805,6 +804,15 @@ mod tests {
         );
         assert_eq!(
             cast(&json!("1970-01-02T06:00:00Z"), TableType::Date, &[], &tz),
+            Ok(Cell::Date(1))
+        );
+        assert_eq!(
+            cast(
+                &json!("1970-01-01T23:30:00+00:00"),
+                TableType::Date,
+                &[],
+                &tz
+            ),
             Ok(Cell::Date(1))
         );
         // Civil time in the source's zone: Paris is UTC+1 in January.

@@ -144,6 +144,25 @@ impl Warehouse {
         Ok(order)
     }
 
+    /// The models that read one of `tables`, directly or through another such model, in
+    /// dependency order: what must run again after those tables changed outside the models
+    /// (an ML model's predictions).
+    pub fn models_after(&self, tables: &[&str]) -> Result<Vec<String>, TableError> {
+        let deps = self.model_dependencies()?;
+        let mut reached: BTreeSet<String> = tables.iter().map(|t| t.to_string()).collect();
+        let mut out = Vec::new();
+        for name in self.model_order()? {
+            if deps
+                .get(&name)
+                .is_some_and(|d| d.iter().any(|t| reached.contains(t)))
+            {
+                reached.insert(name.clone());
+                out.push(name);
+            }
+        }
+        Ok(out)
+    }
+
     /// Runs models (all when `selected` is empty) in dependency order.
     pub async fn transform(
         &self,
@@ -156,11 +175,34 @@ impl Warehouse {
                 return Err(self.unknown("model", s, &order));
             }
         }
+        // A model reading the predictions of an `[ml.*]` model not trained yet waits for that
+        // training, which runs it (the pipeline's downstream models of ML).
+        let mut untrained = Vec::new();
+        if selected.is_empty() {
+            for ml in self.project().ml.keys() {
+                if self.open(ml).await?.is_none() {
+                    untrained.push(ml.as_str());
+                }
+            }
+        }
+        let waiting = if untrained.is_empty() {
+            Vec::new()
+        } else {
+            self.models_after(&untrained)?
+        };
         // Models run in their own runtime: `[query] model_memory`, spilling to disk past it.
         let ctx = self.session_in(true).await?;
         let mut reports = Vec::new();
         for name in order {
             if !selected.is_empty() && !selected.contains(&name) {
+                continue;
+            }
+            if waiting.contains(&name) {
+                tracing::info!(
+                    model = name.as_str(),
+                    "model reads the predictions of an ML model not trained yet ({}): it runs after that training",
+                    untrained.join(", ")
+                );
                 continue;
             }
             reports.push(self.run_model(&ctx, &name, interval).await?);

@@ -6,7 +6,6 @@ use affluent_ml::Ml;
 use anyhow::Result;
 use clap::Subcommand;
 
-use crate::args::print_evaluation;
 use crate::context::{Calls, Context};
 
 /// ML models: list their versions, train them, or apply a saved version.
@@ -77,7 +76,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
                     }
                 }
             }
-            alerts_reading(&warehouse, &trained).await;
+            follow(&warehouse, &trained).await;
             if failed {
                 return Ok(ExitCode::FAILURE);
             }
@@ -85,19 +84,17 @@ pub async fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
         MlCommand::Predict { name } => {
             let r = ml.predict(&name).await?;
             println!("{r}");
-            alerts_reading(&warehouse, &[name.as_str()]).await;
+            follow(&warehouse, &[name.as_str()]).await;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Evaluates (and sends) the alerts reading these models' predictions.
-async fn alerts_reading(warehouse: &affluent_tables::Warehouse, models: &[&str]) {
-    if warehouse.project().alerts.is_empty() || models.is_empty() {
+/// What follows new predictions of these models: the SQL models, alerts and sinks reading
+/// them ([`affluent_pipeline::Downstream`]).
+async fn follow(warehouse: &affluent_tables::Warehouse, models: &[&str]) {
+    if models.is_empty() {
         return;
     }
-    let alerts = affluent_alerts::Alerts::new(warehouse.clone());
-    for e in alerts.after_change(models).await {
-        print_evaluation(&e, false);
-    }
+    crate::args::after_change(warehouse, models).await;
 }

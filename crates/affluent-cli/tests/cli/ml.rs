@@ -101,3 +101,81 @@ when = { value = "score", above = 0.6 }
         text(&o)
     );
 }
+
+#[test]
+fn a_model_reading_predictions_runs_after_each_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let readings = |outliers: &[f64]| {
+        let mut csv = String::from("sensor,reading\n");
+        for i in 0..20 {
+            csv.push_str(&format!("s{i:02},{}\n", 10.0 + f64::from(i % 5) * 0.1));
+        }
+        for (i, x) in outliers.iter().enumerate() {
+            csv.push_str(&format!("x{i},{x}\n"));
+        }
+        csv
+    };
+    std::fs::write(dir.path().join("readings.csv"), readings(&[55.0])).unwrap();
+    std::fs::write(
+        dir.path().join("affluent.toml"),
+        r#"
+[sources.readings]
+type = "csv"
+path = "readings.csv"
+
+[tables.readings]
+source = "readings"
+write = "replace"
+
+[ml.odd_readings]
+kind = "isolation_forest"
+sql = "SELECT sensor, reading FROM readings"
+entity = ["sensor"]
+features = ["reading"]
+
+[models.odd_count]
+sql = "SELECT count(*) AS odd FROM odd_readings WHERE anomaly"
+"#,
+    )
+    .unwrap();
+    let one = |dir: &std::path::Path, sql: &str| {
+        let o = affluent(dir, &["query", "--format", "csv", sql]);
+        assert!(o.status.success(), "{}", text(&o));
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .nth(1)
+            .map(str::to_string)
+    };
+    // The model's count is the count of the current predictions.
+    let follows = |dir: &std::path::Path| {
+        let direct = one(dir, "SELECT count(*) FROM odd_readings WHERE anomaly");
+        assert_eq!(one(dir, "SELECT odd FROM odd_count"), direct);
+        direct
+    };
+    // Before any training the model waits for it (no error), and runs after it.
+    let o = affluent(dir.path(), &["transform"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = affluent(dir.path(), &["ingest", "readings"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("odd_readings (isolation_forest) version 1"),
+        "{t}"
+    );
+    assert!(t.contains("odd_count: 1 rows"), "{t}");
+    let before = follows(dir.path());
+    // New data (ten more outliers): trained again, and the model follows.
+    let far: Vec<f64> = (0..10).map(|i| 100.0 + f64::from(i) * 50.0).collect();
+    std::fs::write(dir.path().join("readings.csv"), readings(&far)).unwrap();
+    let o = affluent(dir.path(), &["ingest", "readings"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("odd_readings (isolation_forest) version 2"),
+        "{t}"
+    );
+    assert_ne!(follows(dir.path()), before, "the predictions changed");
+    // A training asked for by hand too.
+    let o = affluent(dir.path(), &["ml", "train", "odd_readings"]);
+    assert!(text(&o).contains("odd_count: 1 rows"), "{}", text(&o));
+}

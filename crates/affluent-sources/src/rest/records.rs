@@ -70,7 +70,18 @@ pub fn select_page<'a>(body: &'a [u8], selector: Option<&JsonPath>) -> Result<Pa
     let text = std::str::from_utf8(body).map_err(|e| malformed(&e))?;
     let root: &RawValue = serde_json::from_str(text).map_err(|e| malformed(&e))?;
     let found = match selector {
-        None => Some(root),
+        None => {
+            // The whole body is the record: unless it is only an error (Deezer answers its
+            // errors, its quota's too, with status 200 and `{"error": {...}}`).
+            if root.get().trim_start().starts_with('{')
+                && let Ok(Value::Object(map)) = serde_json::from_str::<Value>(root.get())
+                && map.len() == 1
+                && let Some(message) = error_message(&Value::Object(map))
+            {
+                return Err(format!("error payload: {message}"));
+            }
+            Some(root)
+        }
         Some(path) => raw_get(root, path),
     };
     let Some(found) = found else {
@@ -205,6 +216,18 @@ pub fn error_message(doc: &Value) -> Option<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_body_that_is_only_an_error_is_no_record() {
+        let deezer = br#"{"error":{"type":"Exception","message":"Quota limit exceeded","code":4}}"#;
+        assert_eq!(
+            select_page(deezer, None).err().as_deref(),
+            Some("error payload: Quota limit exceeded")
+        );
+        // A record that has an `error` field among others stays a record.
+        let record = br#"{"id":1,"error":{"message":"not this"}}"#;
+        assert_eq!(select_page(record, None).unwrap().records.len(), 1);
+    }
 
     #[test]
     fn recognises_provider_error_shapes() {
