@@ -663,6 +663,10 @@ function chart(body, option) {
   body.append(div);
   const c = echarts.init(div, dark() ? "dark" : null, { renderer: "canvas" });
   const full = Object.assign({ backgroundColor: "transparent", animation: false }, option);
+  // The project's colours: its primary first in the palette, its text on the axes and legends.
+  const t = (session && session.theme) || {};
+  if (t.primary && !full.color) full.color = [t.primary, t.text || "#91cc75", "#5470c6", "#91cc75", "#fac858", "#73c0de", "#3ba272", "#fc8452", "#9a60b4"];
+  if (t.text && !full.textStyle) full.textStyle = { color: t.text };
   c.setOption(full);
   options.set(c, full);
   charts.push(c);

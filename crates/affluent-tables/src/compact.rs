@@ -155,8 +155,9 @@ impl Warehouse {
         let target = NonZeroU64::new(TARGET_FILE_SIZE).unwrap_or(NonZeroU64::MIN);
         let mut optimize = table.optimize().with_target_size(target);
         if self.is_shared(name) {
-            // Only over the version read: deltalake does not see two compactions removing
-            // the same files as a conflict, so any commit landed meanwhile fails this one.
+            // Meant as "only over the version read" (deltalake does not see two compactions
+            // removing the same files as a conflict), but deltalake 1.1's optimize commits with
+            // its own retries and ignores this: the lease is what guards (a known gap).
             optimize = optimize.with_commit_properties(
                 deltalake::kernel::transaction::CommitProperties::default().with_max_retries(0),
             );

@@ -13,8 +13,9 @@
 //! object `_affluent/compaction.lease` under the table, created by a conditional put and
 //! deleted after by its holder; a writer that finds it held skips compacting (and `affluent
 //! tables optimize` says who holds it). A lease older than 15 minutes (its holder died) is taken
-//! over. As a backstop the compaction of a shared table commits only over the version it read
-//! (no retry): had another commit landed meanwhile, the compaction fails and is done later.
+//! over. The compaction of a shared table asks deltalake to commit only over the version it
+//! read (no retry), but deltalake's optimize builds its own commit and retries regardless, so
+//! that backstop does not hold yet: the lease is the only guard (a known gap).
 //!
 //! A table outside `DATA_DIR/tables` (on an object store, or in a folder of its own) may be
 //! shared by several projects (several landing zones): each loads with its own application id,
