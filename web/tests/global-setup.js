@@ -3,7 +3,8 @@
 // copy of examples/belib-weather with a simulated week (`affluent demo --no-run --until`) and its
 // own `affluent serve`; and a copy of examples/velib with a simulated hour of polls (`affluent
 // demo --no-run --hours 1 --until`) and its `affluent serve`; and a copy of examples/music-radar
-// with 60 simulated days and its `affluent serve`. The base URLs and the project
+// with 60 simulated days and its `affluent serve`; and a copy of examples/culture replaying its
+// cassettes (`affluent demo --no-run --until`) and its `affluent serve`. The base URLs and the project
 // directories reach the tests through the environment.
 const { execFileSync, spawn } = require("node:child_process");
 const fs = require("node:fs");
@@ -72,6 +73,19 @@ module.exports = async function globalSetup() {
   runMusic(["demo", "--no-run", "--days", "60", "--until", "2026-11-30"]);
   runMusic(["user", "add", "ada", "--role", "admin"], "correct horse battery\n");
   const music = await serve(bin, musicDir);
+  // examples/culture: its cassettes replayed, fixed.
+  const cultureDir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "affluent-ui-culture-")), "culture");
+  fs.cpSync(path.join(repo, "examples/culture"), cultureDir, {
+    recursive: true,
+    filter: (src) => !src.includes(`${path.sep}.affluent`),
+  });
+  const runCulture = (args, input) =>
+    execFileSync(bin, ["--project", cultureDir, ...args], { input, stdio: ["pipe", "pipe", "pipe"] }).toString();
+  runCulture(["demo", "--no-run", "--until", "2026-12-04T12:00"]);
+  runCulture(["user", "add", "ada", "--role", "admin"], "correct horse battery\n");
+  const culture = await serve(bin, cultureDir);
+  process.env.AFFLUENT_CULTURE_URL = culture.url;
+  process.env.AFFLUENT_CULTURE_DIR = cultureDir;
   process.env.AFFLUENT_MUSIC_URL = music.url;
   process.env.AFFLUENT_MUSIC_DIR = musicDir;
   process.env.AFFLUENT_VELIB_URL = velib.url;
@@ -86,6 +100,8 @@ module.exports = async function globalSetup() {
     belib.server.kill("SIGTERM");
     velib.server.kill("SIGTERM");
     music.server.kill("SIGTERM");
+    culture.server.kill("SIGTERM");
+    fs.rmSync(path.dirname(cultureDir), { recursive: true, force: true });
     fs.rmSync(path.dirname(musicDir), { recursive: true, force: true });
     fs.rmSync(path.dirname(velibDir), { recursive: true, force: true });
     fs.rmSync(dir, { recursive: true, force: true });

@@ -48,6 +48,7 @@ enum LogFormat {
 enum Command {
     Validate(validate::Args),
     Ingest(ingest::Args),
+    Record(record::Args),
     Load(load::Args),
     Transform(transform::Args),
     Tables(tables::Args),
@@ -94,6 +95,7 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode> {
     match command {
         Command::Validate(a) => validate::run(ctx, a).await,
         Command::Ingest(a) => ingest::run(ctx, a).await,
+        Command::Record(a) => record::run(ctx, a).await,
         Command::Load(a) => load::run(ctx, a).await,
         Command::Transform(a) => transform::run(ctx, a).await,
         Command::Tables(a) => tables::run(ctx, a).await,

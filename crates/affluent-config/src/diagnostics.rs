@@ -82,6 +82,9 @@ pub(crate) struct Reporter<'a> {
     pub deferred_sources: BTreeSet<String>,
     /// The problems set aside, per source.
     pub deferred: BTreeMap<String, Vec<Diagnostic>>,
+    /// Per source, the variables it reads that are unset or empty (what `replay = "auto"`
+    /// looks at).
+    pub missing_vars: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl<'a> Reporter<'a> {
@@ -94,6 +97,7 @@ impl<'a> Reporter<'a> {
             scope: None,
             deferred_sources: BTreeSet::new(),
             deferred: BTreeMap::new(),
+            missing_vars: BTreeMap::new(),
         }
     }
 

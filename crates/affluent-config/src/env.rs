@@ -96,12 +96,15 @@ pub(crate) struct Interpolated {
     pub value: String,
     /// Variables used, with the value each contributed.
     pub used: Vec<(String, String)>,
+    /// Variables read that are unset or empty (a default stood in, or nothing).
+    pub missing: Vec<String>,
 }
 
 /// Replaces `${VAR}` and `${VAR:-default}`; `$$` is a literal `$`. Errors name the variable.
 pub(crate) fn interpolate(text: &str, env: &Environment) -> Result<Interpolated, String> {
     let mut out = String::with_capacity(text.len());
     let mut used = Vec::new();
+    let mut missing = Vec::new();
     let mut rest = text;
     while let Some(i) = rest.find('$') {
         out.push_str(&rest[..i]);
@@ -136,14 +139,23 @@ pub(crate) fn interpolate(text: &str, env: &Environment) -> Result<Interpolated,
                 ));
             }
         };
-        if env.get(name).is_some() {
-            used.push((name.to_string(), value.clone()));
+        match env.get(name) {
+            Some(v) if !v.is_empty() => used.push((name.to_string(), value.clone())),
+            Some(_) => {
+                used.push((name.to_string(), value.clone()));
+                missing.push(name.to_string());
+            }
+            None => missing.push(name.to_string()),
         }
         out.push_str(&value);
         rest = &inner_start[close + 1..];
     }
     out.push_str(rest);
-    Ok(Interpolated { value: out, used })
+    Ok(Interpolated {
+        value: out,
+        used,
+        missing,
+    })
 }
 
 /// Whether a variable's name says it holds a secret.

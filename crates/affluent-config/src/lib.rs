@@ -99,9 +99,28 @@ pub struct Project {
     /// Sources that cannot run as loaded (a `${VAR}` of theirs is unset), with every problem
     /// found in them; empty unless loaded with [`SourceEnv::Deferred`].
     pub unavailable: BTreeMap<String, ConfigErrors>,
+    /// The REST sources that answer from their cassette in this process, with the file (see
+    /// `replay`): decided when the project is read, or by [`Project::go_offline`].
+    pub replaying: BTreeMap<String, PathBuf>,
 }
 
 impl Project {
+    /// Every source with a cassette and `replay` other than `"never"` replays it (what
+    /// `AFFLUENT_OFFLINE=1` does; `affluent demo` runs this way).
+    pub fn go_offline(&mut self) {
+        for (name, source) in &self.sources {
+            if let SourceConfig::Rest(rest) = source
+                && let Some(path) = &rest.cassette
+                && rest.replay != Some(schema::ReplayMode::Never)
+            {
+                self.replaying.insert(name.clone(), self.dir.join(path));
+            }
+        }
+        for name in self.replaying.keys() {
+            self.unavailable.remove(name);
+        }
+    }
+
     /// Checks that the named sources, and the sources they resolve parameters through, can run:
     /// every `${VAR}` they use is set. The error lists every problem of all of them at once,
     /// with line and column.
@@ -349,10 +368,39 @@ pub fn load_str_for(
     if !reporter.diagnostics.is_empty() {
         return Err(LoadError::Invalid(ConfigErrors(reporter.diagnostics)));
     }
-    let unavailable = std::mem::take(&mut reporter.deferred)
+    let mut unavailable: BTreeMap<String, ConfigErrors> = std::mem::take(&mut reporter.deferred)
         .into_iter()
         .map(|(name, errors)| (name, ConfigErrors(errors)))
         .collect();
+    let offline = env
+        .get("AFFLUENT_OFFLINE")
+        .is_some_and(|v| !matches!(v.trim(), "" | "0" | "false" | "no"));
+    let mut replaying = BTreeMap::new();
+    for (name, source) in &sources {
+        let SourceConfig::Rest(rest) = source else {
+            continue;
+        };
+        let Some(path) = &rest.cassette else {
+            continue;
+        };
+        let replays = match rest.replay.unwrap_or(schema::ReplayMode::Auto) {
+            schema::ReplayMode::Always => true,
+            schema::ReplayMode::Never => false,
+            schema::ReplayMode::Auto => {
+                offline
+                    || unavailable.contains_key(name)
+                    || reporter
+                        .missing_vars
+                        .get(name)
+                        .is_some_and(|v| !v.is_empty())
+            }
+        };
+        if replays {
+            // A source replaying needs none of its variables.
+            unavailable.remove(name);
+            replaying.insert(name.clone(), project_dir.join(path));
+        }
+    }
 
     let name = settings.name.clone().unwrap_or_else(|| {
         std::fs::canonicalize(project_dir)
@@ -388,6 +436,7 @@ pub fn load_str_for(
         redactor,
         warnings: reporter.warnings,
         unavailable,
+        replaying,
     })
 }
 
@@ -421,6 +470,16 @@ fn interpolate_value(
     match value.get_mut() {
         DeValue::String(s) if s.contains('$') => match env::interpolate(s, env) {
             Ok(done) => {
+                if let [top, name, ..] = path.as_slice()
+                    && top == "sources"
+                    && !done.missing.is_empty()
+                {
+                    reporter
+                        .missing_vars
+                        .entry(name.clone())
+                        .or_default()
+                        .extend(done.missing.iter().cloned());
+                }
                 let secret_place = path
                     .iter()
                     .any(|p| matches!(p.as_str(), "auth" | "headers" | "params" | "json"));

@@ -32,7 +32,7 @@ pub struct SchedulerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyConfig {
-    /// Which events: `failure`, `recovery`, `success` (default failure and recovery).
+    /// Which events: `failure`, `recovery`, `success`, `tick` (default failure and recovery).
     #[serde(default)]
     pub on: Vec<NotifyOn>,
     /// POST a JSON document to this URL.
@@ -51,6 +51,9 @@ pub enum NotifyOn {
     Recovery,
     /// Every successful run.
     Success,
+    /// After each schedule tick, once every task due at it has run: one summary of them all
+    /// (records fetched and loaded per source, failures, alerts fired).
+    Tick,
 }
 
 /// `[notify.webhook]`.

@@ -44,7 +44,10 @@ impl Pipeline {
     /// entries were landed before a load started needs no load of its own. During a catch-up of
     /// many small intervals this turns one Delta commit per interval into one per batch.
     /// `Ok(None)`: another run's load covered this one.
-    async fn load(&self, source: &str) -> Result<Option<Vec<LoadReport>>, TableError> {
+    async fn load(
+        &self,
+        source: &str,
+    ) -> Result<Option<(Vec<LoadReport>, Vec<String>)>, TableError> {
         let ticket = {
             let mut tickets = self.load_tickets.lock().unwrap_or_else(|e| e.into_inner());
             let entry = tickets.entry(source.to_string()).or_default();
@@ -77,18 +80,26 @@ impl Pipeline {
             .filter(|r| r.commits > 0)
             .map(|r| r.table.as_str())
             .collect();
-        if !changed.is_empty() {
-            self.after_change(&changed).await;
-        }
-        Ok(Some(reports))
+        let fired = if changed.is_empty() {
+            Vec::new()
+        } else {
+            self.after_change(&changed).await
+        };
+        Ok(Some((reports, fired)))
     }
 
     /// What follows new versions of tables or models ([`Downstream::after_change`]), logged.
-    async fn after_change(&self, changed: &[&str]) {
+    /// Returns the messages of the alerts fired.
+    async fn after_change(&self, changed: &[&str]) -> Vec<String> {
         let followed = self
             .downstream
             .after_change(changed, Some(&self.writes))
             .await;
+        let fired: Vec<String> = followed
+            .evaluations
+            .iter()
+            .flat_map(|e| e.fired.iter().map(|f| f.message.clone()))
+            .collect();
         for r in followed.streams.iter().filter(|r| r.versions.is_some()) {
             tracing::info!(stream = r.stream, "{r}");
         }
@@ -105,6 +116,7 @@ impl Pipeline {
                 );
             }
         }
+        fired
     }
 
     /// The project's sinks (for the periodic catch-up of `affluent run`).
@@ -125,6 +137,7 @@ impl Pipeline {
                 &IngestOptions {
                     interval: Some(interval),
                     observer: None,
+                    recorder: None,
                 },
             )
             .await
@@ -148,6 +161,7 @@ impl Pipeline {
                 landed,
             })?
             .unwrap_or_default();
+        let (reports, fired) = reports;
         let mut errors = summary.errors.clone();
         for r in &reports {
             errors.extend(r.errors.iter().map(|e| format!("table {}: {e}", r.table)));
@@ -162,6 +176,7 @@ impl Pipeline {
             records: summary.records as i64,
             loaded: reports.iter().map(|r| (r.loaded + r.merged) as i64).sum(),
             requests: summary.requests as i64,
+            fired,
         })
     }
 
@@ -173,12 +188,13 @@ impl Pipeline {
             .await
             .map_err(|e| RunFailure::from(error_chain(&e)))?;
         drop(writing);
-        self.after_change(&[model]).await;
+        let fired = self.after_change(&[model]).await;
         let rows: u64 = reports.iter().map(|r| r.rows).sum();
         Ok(RunCounts {
             records: rows as i64,
             loaded: rows as i64,
             requests: 0,
+            fired,
         })
     }
 }

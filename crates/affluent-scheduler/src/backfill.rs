@@ -341,7 +341,7 @@ async fn run_one<E: Executor>(
             reports: None,
         };
         match job.run().await {
-            Ok(()) => {
+            Ok(_) => {
                 outcome.succeeded += claimed.len();
                 return Ok(Ok(()));
             }

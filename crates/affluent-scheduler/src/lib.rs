@@ -15,6 +15,7 @@ pub mod backfill;
 pub mod notify;
 pub mod schedule;
 mod tasks;
+mod tick;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -29,6 +30,7 @@ pub use affluent_state::{IntervalRow, IntervalState, RunCounts, RunRow, StateErr
 pub use notify::{Event, Notifier};
 pub use schedule::Schedule;
 pub use tasks::{TaskSpec, find_task, task_specs};
+pub use tick::{Tick, TickRun};
 
 /// Errors of the scheduler and its store.
 #[derive(Debug, thiserror::Error)]
@@ -362,6 +364,27 @@ impl<E: Executor> Scheduler<E> {
     }
 
     /// The live interval of each scheduled task at `now`.
+    /// The scheduled tasks whose live interval at `now` ends at `end`: one tick's runs.
+    fn live_ending(&self, now: Timestamp, end: Timestamp) -> Vec<TaskId> {
+        self.tasks
+            .iter()
+            .filter(|t| !t.triggered)
+            .filter(|t| {
+                t.schedule
+                    .as_ref()
+                    .and_then(|s| s.last_complete(now))
+                    .is_some_and(|i| i.end == end)
+            })
+            .map(|t| t.id.clone())
+            .collect()
+    }
+
+    async fn send_tick(&self, tick: &tick::Tick) {
+        if let Some(notifier) = &self.notifier {
+            notifier.send_tick(tick).await;
+        }
+    }
+
     fn live_intervals(&self, now: Timestamp) -> HashSet<Key> {
         self.tasks
             .iter()
@@ -391,7 +414,10 @@ impl<E: Executor> Scheduler<E> {
         shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> Result<(), SchedulerError> {
         let mut cursor: HashMap<TaskId, Timestamp> = HashMap::new();
-        let mut running: JoinSet<(Key, bool)> = JoinSet::new();
+        let mut running: JoinSet<(Key, Option<Interval>, Result<RunCounts, String>)> =
+            JoinSet::new();
+        let mut ticks = tick::Ticks::default();
+        let summaries = self.notifier.as_ref().is_some_and(|n| n.wants(Event::Tick));
         let mut in_flight: HashSet<Key> = HashSet::new();
         let mut live_in_flight: HashSet<Key> = HashSet::new();
         let mut last_status: HashMap<TaskId, bool> = HashMap::new();
@@ -521,9 +547,16 @@ impl<E: Executor> Scheduler<E> {
                     trigger,
                     reports: self.reports.clone(),
                 };
+                let live_interval = is_live.then_some(job.interval);
+                if summaries && is_live {
+                    let expected = self.live_ending(now, job.interval.end);
+                    for done in ticks.start(&job.task.id, job.interval.end, expected) {
+                        self.send_tick(&done).await;
+                    }
+                }
                 running.spawn(async move {
-                    let ok = job.run().await.is_ok();
-                    (key, ok)
+                    let result = job.run().await;
+                    (key, live_interval, result)
                 });
             }
             // Sleep until the next boundary, a finished run, the tick, or shutdown.
@@ -531,10 +564,17 @@ impl<E: Executor> Scheduler<E> {
             tokio::select! {
                 Some(joined) = running.join_next(), if !running.is_empty() => {
                     match joined {
-                        Ok(((task, start), ok)) => {
+                        Ok(((task, start), live_interval, result)) => {
                             in_flight.remove(&(task.clone(), start));
                             live_in_flight.remove(&(task.clone(), start));
+                            let ok = result.is_ok();
                             self.notify_transition(&mut last_status, &task, start, ok).await;
+                            if summaries
+                                && let Some(interval) = live_interval
+                                && let Some(done) = ticks.finish(&task, interval, result)
+                            {
+                                self.send_tick(&done).await;
+                            }
                         }
                         Err(e) => tracing::error!("a run panicked or was aborted: {e}"),
                     }
@@ -670,7 +710,7 @@ impl<E: Executor> Job<E> {
     }
 
     /// Runs the interval and records the outcome.
-    pub(crate) async fn run(self) -> Result<(), String> {
+    pub(crate) async fn run(self) -> Result<RunCounts, String> {
         let started = std::time::Instant::now();
         let start_delay = Timestamp::now()
             .duration_since(self.interval.end)
@@ -732,7 +772,7 @@ impl<E: Executor> Job<E> {
                 tracing::info!(task = %task, interval = %self.interval, trigger = self.trigger.as_str(), records = c.records, loaded = c.loaded, "run done");
             }
         }
-        let outcome = result.as_ref().map(|_| ()).map_err(Clone::clone);
+        let outcome = result.clone();
         if let Some(tx) = &self.reports {
             let _ = tx.send(RunReport {
                 task: task.clone(),

@@ -19,6 +19,8 @@ pub enum Event {
     Recovery,
     /// A run succeeded.
     Success,
+    /// Every task due at a schedule tick has run: one summary of them all.
+    Tick,
 }
 
 impl Event {
@@ -28,6 +30,7 @@ impl Event {
             Self::Failure => "failure",
             Self::Recovery => "recovery",
             Self::Success => "success",
+            Self::Tick => "tick",
         }
     }
 }
@@ -69,6 +72,7 @@ impl Notifier {
                 (NotifyOn::Failure, Event::Failure)
                     | (NotifyOn::Recovery, Event::Recovery)
                     | (NotifyOn::Success, Event::Success)
+                    | (NotifyOn::Tick, Event::Tick)
             )
         })
     }
@@ -94,6 +98,98 @@ impl Notifier {
             "error": run.and_then(|r| r.error.as_deref().map(|e| self.redactor.redact(e))),
             "at": Timestamp::now().to_string(),
         })
+    }
+
+    /// The summary of a schedule tick: per task, records fetched and rows loaded or its error,
+    /// the alerts fired, the tasks due that did not run. The webhook's JSON document and the
+    /// email's text.
+    pub fn tick_summary(&self, tick: &crate::Tick) -> (serde_json::Value, String, String) {
+        let failed = tick.runs.iter().filter(|r| r.result.is_err()).count();
+        let fired: Vec<&str> = tick
+            .runs
+            .iter()
+            .filter_map(|r| r.result.as_ref().ok())
+            .flat_map(|c| c.fired.iter().map(|m| m.as_str()))
+            .collect();
+        let runs: Vec<serde_json::Value> = tick
+            .runs
+            .iter()
+            .map(|r| match &r.result {
+                Ok(c) => serde_json::json!({
+                    "task": r.task, "interval_start": r.interval.start.to_string(),
+                    "status": "done", "requests": c.requests, "records": c.records,
+                    "loaded": c.loaded, "alerts": c.fired.len(),
+                }),
+                Err(e) => serde_json::json!({
+                    "task": r.task, "interval_start": r.interval.start.to_string(),
+                    "status": "failed", "error": self.redactor.redact(e),
+                }),
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "project": self.project,
+            "event": "tick",
+            "tick": tick.at.to_string(),
+            "runs": runs,
+            "failed": failed,
+            "not_run": tick.missing,
+            "alerts": fired.iter().map(|m| self.redactor.redact(m)).collect::<Vec<_>>(),
+            "at": Timestamp::now().to_string(),
+        });
+        let status = if failed > 0 || !tick.missing.is_empty() {
+            format!("{} failed", failed + tick.missing.len())
+        } else {
+            "all done".to_string()
+        };
+        let subject = format!(
+            "[affluent] {}: run of {}: {status}, {} alert(s)",
+            self.project,
+            tick.at.strftime("%Y-%m-%d %H:%M UTC"),
+            fired.len()
+        );
+        let mut body = format!(
+            "The scheduled run of {} at {} (UTC):\n\n",
+            self.project,
+            tick.at.strftime("%Y-%m-%d %H:%M")
+        );
+        for r in &tick.runs {
+            match &r.result {
+                Ok(c) => body.push_str(&format!(
+                    "- {}: {} record(s) fetched in {} request(s), {} row(s) loaded\n",
+                    r.task, c.records, c.requests, c.loaded
+                )),
+                Err(e) => body.push_str(&format!(
+                    "- {}: FAILED: {} (retried later)\n",
+                    r.task,
+                    self.redactor.redact(e)
+                )),
+            }
+        }
+        for t in &tick.missing {
+            body.push_str(&format!("- {t}: did not run before the next tick\n"));
+        }
+        if fired.is_empty() {
+            body.push_str("\nNo alert fired.\n");
+        } else {
+            body.push_str(&format!("\nAlerts fired ({}):\n", fired.len()));
+            for m in &fired {
+                body.push_str(&format!("- {}\n", self.redactor.redact(m)));
+            }
+        }
+        (doc, subject, body)
+    }
+
+    /// Sends the summary of a tick everywhere configured; failures are logged.
+    pub async fn send_tick(&self, tick: &crate::Tick) {
+        let (doc, subject, body) = self.tick_summary(tick);
+        if let Err(e) = self.channels.post(&doc).await {
+            tracing::warn!("notification failed: {e}");
+        }
+        if self.channels.has_email()
+            && let Err(e) = self.channels.email(&subject, &body).await
+        {
+            tracing::warn!("notification failed: {e}");
+        }
     }
 
     /// Sends the event everywhere configured; failures are logged.

@@ -36,6 +36,8 @@ pub struct IngestOptions {
     pub interval: Option<Interval>,
     /// Told of each request chain that finishes ([`affluent_core::Progress::Requests`]).
     pub observer: Option<Arc<dyn Observer>>,
+    /// Records every answer of the source's run (not its parent's) for a cassette.
+    pub recorder: Option<Arc<rest::cassette::Recorder>>,
 }
 
 impl std::fmt::Debug for IngestOptions {
@@ -76,6 +78,9 @@ pub struct RunSummary {
     pub errors: Vec<String>,
     /// Wall time, milliseconds.
     pub duration_ms: u64,
+    /// The cassette the answers came from, when the source replayed one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replayed_from: Option<String>,
 }
 
 impl std::fmt::Display for RunSummary {
@@ -93,7 +98,11 @@ impl std::fmt::Display for RunSummary {
             self.quarantined,
             self.errors.len(),
             affluent_core::format_duration(Duration::from_millis(self.duration_ms)),
-        )
+        )?;
+        if let Some(path) = &self.replayed_from {
+            write!(f, " (replayed from {path})")?;
+        }
+        Ok(())
     }
 }
 
@@ -226,7 +235,14 @@ impl Connectors {
         };
         let run_id = new_run_id();
         let (summary, _) = self
-            .ingest_inner(source, interval, &run_id, None, options.observer.as_deref())
+            .ingest_inner(
+                source,
+                interval,
+                &run_id,
+                None,
+                options.observer.as_deref(),
+                options.recorder.as_deref(),
+            )
             .await?;
         Ok(summary)
     }
@@ -241,6 +257,7 @@ impl Connectors {
         run_id: &'a str,
         collect: Option<&'a JsonPath>,
         observer: Option<&'a dyn Observer>,
+        recorder: Option<&'a rest::cassette::Recorder>,
     ) -> futures::future::BoxFuture<'a, Result<(RunSummary, Vec<String>), SourceError>> {
         Box::pin(async move {
             let started = Instant::now();
@@ -260,7 +277,7 @@ impl Connectors {
             let parent_values = match connector.parent() {
                 Some((parent, field)) => {
                     let (parent_summary, values) = self
-                        .ingest_inner(parent, interval, run_id, Some(field), observer)
+                        .ingest_inner(parent, interval, run_id, Some(field), observer, None)
                         .await?;
                     tracing::info!("{parent_summary}");
                     summary.errors.extend(
@@ -280,6 +297,7 @@ impl Connectors {
                 parent_values: &parent_values,
                 collect: collect.is_some(),
                 observer,
+                recorder,
                 shared: &self.shared,
             };
             let records = connector.run(ctx, &mut summary).await?;

@@ -96,6 +96,9 @@ pub struct RunContext<'a> {
     pub collect: bool,
     /// Told of each request chain or file that finishes.
     pub observer: Option<&'a dyn Observer>,
+    /// Where a REST source records its answers (`affluent record`): the run then calls the API
+    /// even if the source replays, and asks for every body whole.
+    pub recorder: Option<&'a crate::rest::cassette::Recorder>,
     /// What every run of the process shares.
     pub shared: &'a Shared,
 }

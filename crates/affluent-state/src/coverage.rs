@@ -112,6 +112,9 @@ pub struct RunCounts {
     pub loaded: i64,
     /// Requests sent.
     pub requests: i64,
+    /// The messages of the alerts the run fired (not stored: what the summary of a schedule
+    /// tick lists).
+    pub fired: Vec<String>,
 }
 
 impl Store {

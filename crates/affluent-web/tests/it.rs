@@ -150,6 +150,7 @@ async fn fixture_from(project: &str) -> Fixture {
             &IngestOptions {
                 interval: None,
                 observer: None,
+                recorder: None,
             },
         )
         .await
@@ -950,6 +951,7 @@ async fn a_new_commit_swaps_the_reader_and_is_announced() {
             &IngestOptions {
                 interval: None,
                 observer: None,
+                recorder: None,
             },
         )
         .await

@@ -49,6 +49,10 @@ pub enum Offline {
     /// `SPOTIFY_ACCOUNTS_URL`, `DEEZER_API_URL`); 60 days of daily collections built with the
     /// simulator's clock at each day's 08:00.
     Music,
+    /// Seed 000's Ticketmaster, football-data.org and World Bank answers replayed from the
+    /// project's cassettes (built from real captures): every source replays, as with
+    /// `AFFLUENT_OFFLINE=1`.
+    Recorded,
 }
 
 /// The examples, in the order `--help` lists them. The seed projects that follow add theirs.
@@ -76,6 +80,12 @@ pub const EXAMPLES: &[Example] = &[
         dir: "music-radar",
         about: "seed 002: artists from Spotify and Deezer daily, scores, alerts, future stars and similar artists",
         offline: Offline::Music,
+    },
+    Example {
+        name: "culture",
+        dir: "culture",
+        about: "seed 000: events, football matches and World Bank economics every 3 hours, maps, standings, anomalies, GDP forecasts",
+        offline: Offline::Recorded,
     },
 ];
 
@@ -178,6 +188,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
         Offline::Belib => belib(&dir, &args).await,
         Offline::Velib => velib(&dir, &args).await,
         Offline::Music => music(&dir, &args).await,
+        Offline::Recorded => culture(&dir, &args).await,
     }
 }
 
@@ -360,7 +371,7 @@ async fn belib(dir: &Path, args: &Args) -> Result<ExitCode> {
     let dashboard = Dashboard::start(&runtime, args).await?;
     dashboard.banner();
 
-    let requests = snapshot_history(&runtime, &simulator, from, to).await?;
+    let requests = snapshot_history(&runtime, Some(&simulator), from, to).await?;
     eprintln!(
         "{weeks} week(s) of snapshots ({requests} requests) landed, loaded and modelled {:.1} s after start: the dashboard is complete",
         started.elapsed().as_secs_f64()
@@ -384,7 +395,7 @@ async fn belib(dir: &Path, args: &Args) -> Result<ExitCode> {
 /// alerts) run once. Returns the requests made.
 async fn snapshot_history(
     runtime: &Runtime,
-    simulator: &affluent_simulate::Server,
+    simulator: Option<&affluent_simulate::Server>,
     from: Timestamp,
     to: Timestamp,
 ) -> Result<u64> {
@@ -422,7 +433,9 @@ async fn snapshot_history(
     let mut requests = 0;
     let mut day = None;
     for (end, source, interval) in &runs {
-        simulator.set_time(*end);
+        if let Some(simulator) = simulator {
+            simulator.set_time(*end);
+        }
         let summary = warehouse
             .connectors()
             .ingest(
@@ -430,6 +443,7 @@ async fn snapshot_history(
                 &IngestOptions {
                     interval: Some(*interval),
                     observer: None,
+                    recorder: None,
                 },
             )
             .await?;
@@ -526,7 +540,7 @@ async fn music(dir: &Path, args: &Args) -> Result<ExitCode> {
     let runtime = crate::context::runtime(project).await?;
     let dashboard = Dashboard::start(&runtime, args).await?;
     dashboard.banner();
-    let requests = snapshot_history(&runtime, &simulator, from, to).await?;
+    let requests = snapshot_history(&runtime, Some(&simulator), from, to).await?;
     eprintln!(
         "{days} days of collections ({requests} requests) landed, loaded, modelled, learnt from and alerted on {:.1} s after start: the dashboard is complete",
         started.elapsed().as_secs_f64()
@@ -540,6 +554,63 @@ async fn music(dir: &Path, args: &Args) -> Result<ExitCode> {
     let result = crate::commands::run::schedule(&runtime, None, false, None).await;
     dashboard.shutdown().await;
     drop(simulator);
+    result
+}
+
+/// Seed 000: every source replays its cassette (no network), the last ticks' runs are
+/// landed, loaded, modelled, learnt from and alerted on, then the project runs every 3 hours.
+/// Summary emails go out only when `CULTURE_SMTP_URL` is set.
+async fn culture(dir: &Path, args: &Args) -> Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let mut project = load(dir, &[])?;
+    for source in ["events", "matches", "economy"] {
+        if !project.sources.contains_key(source) {
+            bail!(
+                "{} has no source `{source}`: `affluent demo --example culture` runs examples/culture",
+                project.file.display()
+            );
+        }
+    }
+    project.go_offline();
+    let cassettes: Vec<String> = project
+        .replaying
+        .iter()
+        .map(|(name, path)| {
+            let shown = path.strip_prefix(dir).unwrap_or(path);
+            format!("{name} ({})", shown.display())
+        })
+        .collect();
+    eprintln!(
+        "replaying recorded answers, no network: {}",
+        cassettes.join(", ")
+    );
+    let smtp = Environment::load(dir)
+        .map_err(anyhow::Error::msg)?
+        .get("CULTURE_SMTP_URL")
+        .is_some_and(|v| !v.is_empty());
+    if !smtp {
+        project.notify = None;
+        eprintln!(
+            "summary emails off: set CULTURE_SMTP_URL (smtp://host:port) to get one after each run"
+        );
+    }
+    let runtime = crate::context::runtime(project).await?;
+    let dashboard = Dashboard::start(&runtime, args).await?;
+    dashboard.banner();
+    let to = args.until()?;
+    let from = to.checked_sub(6.hours()).context("--until is too early")?;
+    let requests = snapshot_history(&runtime, None, from, to).await?;
+    eprintln!(
+        "the last ticks ({requests} requests answered from cassettes) landed, loaded, modelled, learnt from and alerted on {:.1} s after start: the dashboard is complete",
+        started.elapsed().as_secs_f64()
+    );
+    if args.no_run {
+        return Ok(ExitCode::SUCCESS);
+    }
+    dashboard.banner();
+    eprintln!("running every 3 hours, replaying; stop with Ctrl-C");
+    let result = crate::commands::run::schedule(&runtime, None, false, None).await;
+    dashboard.shutdown().await;
     result
 }
 
@@ -606,6 +677,7 @@ async fn velib(dir: &Path, args: &Args) -> Result<ExitCode> {
                         affluent_core::Interval::new(t, next).map_err(anyhow::Error::msg)?,
                     ),
                     observer: None,
+                    recorder: None,
                 },
             )
             .await?;

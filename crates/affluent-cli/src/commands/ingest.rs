@@ -44,6 +44,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
             &IngestOptions {
                 interval,
                 observer: Some(bars.clone()),
+                recorder: None,
             },
         )
         .await;

@@ -10,6 +10,7 @@ pub mod load;
 pub mod ml;
 pub mod quarantine;
 pub mod query;
+pub mod record;
 pub mod run;
 pub mod runs;
 pub mod serve;

@@ -64,6 +64,25 @@ pub struct RestSourceConfig {
     pub rate_limit: Option<RateLimitConfig>,
     /// Retry policy.
     pub retry: Option<RetryConfig>,
+    /// A file of recorded responses, relative to the project (`"cassettes/events.json"`):
+    /// what `affluent record NAME` writes, and what the source answers from when it replays.
+    pub cassette: Option<String>,
+    /// When the source answers from its cassette instead of calling the API: `"auto"` (the
+    /// default with a cassette: when a `${VAR}` it reads is unset or empty, such as a missing
+    /// API key, or when `AFFLUENT_OFFLINE=1`), `"always"` or `"never"`.
+    pub replay: Option<ReplayMode>,
+}
+
+/// When a REST source replays its cassette.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplayMode {
+    /// When a variable the source reads is unset or empty, or `AFFLUENT_OFFLINE=1`.
+    Auto,
+    /// Every run.
+    Always,
+    /// Never: the cassette is only written by `affluent record`.
+    Never,
 }
 
 impl RestSourceConfig {
@@ -401,6 +420,19 @@ pub(crate) fn check(
     }
     if let Some(limits) = &rest.rate_limit {
         rate_limit(reporter, limits, || at(&["rate_limit"]));
+    }
+    match (&rest.cassette, rest.replay) {
+        (None, Some(ReplayMode::Auto | ReplayMode::Always)) => reporter.error(
+            at(&["replay"]),
+            "`replay` needs a `cassette` (the file of recorded responses, e.g. \"cassettes/NAME.json\")",
+        ),
+        (Some(path), _) if path.trim().is_empty() || std::path::Path::new(path).is_absolute() => {
+            reporter.error(
+                at(&["cassette"]),
+                "`cassette` is a file relative to the project (e.g. \"cassettes/NAME.json\")",
+            )
+        }
+        _ => {}
     }
     if let Some(retry) = &rest.retry
         && retry.max_attempts == Some(0)

@@ -141,6 +141,7 @@ async fn fixture_with(extra: &str) -> Fixture {
                 &IngestOptions {
                     interval: None,
                     observer: None,
+                    recorder: None,
                 },
             )
             .await

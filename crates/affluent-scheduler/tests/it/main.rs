@@ -94,6 +94,8 @@ struct Recorder {
     fail_first: Mutex<HashMap<(TaskId, Timestamp), u32>>,
     delay: Duration,
     hold_background: std::sync::atomic::AtomicBool,
+    /// The alert messages each successful run reports.
+    fired: Vec<String>,
 }
 
 impl Recorder {
@@ -140,6 +142,7 @@ impl Executor for Recorder {
             records: 1,
             loaded: 1,
             requests: 1,
+            fired: self.fired.clone(),
         })
     }
 }

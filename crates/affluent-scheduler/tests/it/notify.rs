@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use affluent_config::schema::{EmailConfig, NotifyConfig, WebhookConfig};
+use affluent_config::schema::{EmailConfig, NotifyConfig, NotifyOn, WebhookConfig};
 use affluent_core::Redactor;
 use affluent_notify::testing::{smtp_sink, webhook_receiver};
 use affluent_scheduler::{Notifier, Scheduler};
@@ -12,32 +12,33 @@ use jiff::ToSpan;
 
 use super::{Recorder, every, fast_options, now_s, sqlite_store, task, tid};
 
+/// The local webhook receiver (sent a secret in a header) and SMTP sink, for `on`.
+fn channels(on: Vec<NotifyOn>, hook_url: String, smtp_url: String) -> NotifyConfig {
+    NotifyConfig {
+        on,
+        webhook: Some(WebhookConfig {
+            url: hook_url,
+            headers: [(
+                "Authorization".to_string(),
+                "Bearer s3cr3t-token".to_string(),
+            )]
+            .into(),
+        }),
+        email: Some(EmailConfig {
+            smtp_url,
+            from: "affluent@example.org".into(),
+            to: vec!["ops@example.org".into()],
+        }),
+    }
+}
+
 #[tokio::test]
 async fn failure_and_recovery_reach_the_webhook_and_the_mailbox() {
     let (hook_url, hooks) = webhook_receiver().await;
     let (smtp_url, mails) = smtp_sink().await;
     let redactor = Arc::new(Redactor::new());
     redactor.add("s3cr3t-token");
-    let notifier = Notifier::new(
-        "demo",
-        NotifyConfig {
-            on: Vec::new(),
-            webhook: Some(WebhookConfig {
-                url: hook_url,
-                headers: [(
-                    "Authorization".to_string(),
-                    "Bearer s3cr3t-token".to_string(),
-                )]
-                .into(),
-            }),
-            email: Some(EmailConfig {
-                smtp_url,
-                from: "affluent@example.org".into(),
-                to: vec!["ops@example.org".into()],
-            }),
-        },
-        redactor,
-    );
+    let notifier = Notifier::new("demo", channels(Vec::new(), hook_url, smtp_url), redactor);
     let dir = tempfile::tempdir().expect("tmp");
     let store = sqlite_store(&dir).await;
     let now = now_s();
@@ -83,4 +84,95 @@ async fn failure_and_recovery_reach_the_webhook_and_the_mailbox() {
     );
     assert!(mails[1].contains("recovery"));
     assert!(!mails.iter().any(|m| m.contains("s3cr3t-token")));
+}
+
+#[tokio::test]
+async fn one_summary_per_tick_lists_every_source_its_failure_and_the_alerts() {
+    let (hook_url, hooks) = webhook_receiver().await;
+    let (smtp_url, mails) = smtp_sink().await;
+    let redactor = Arc::new(Redactor::new());
+    redactor.add("s3cr3t-token");
+    let notifier = Notifier::new(
+        "culture",
+        channels(vec![NotifyOn::Tick], hook_url, smtp_url),
+        redactor,
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = sqlite_store(&dir).await;
+    let now = now_s();
+    let start = now - 1.seconds();
+    let schedule = every("1s", start);
+    let intervals = schedule.intervals(start, now);
+    assert_eq!(intervals.len(), 1);
+    let recorder = Arc::new(Recorder {
+        fired: vec!["Paris : 12 événements (médiane 3) s3cr3t-token".to_string()],
+        ..Recorder::default()
+    });
+    recorder
+        .fail_first
+        .lock()
+        .expect("lock")
+        .insert((tid("source:matches"), intervals[0].start), 1);
+    let tasks = ["source:events", "source:matches", "source:economy"]
+        .iter()
+        .map(|t| task(&tid(t), schedule.clone(), start))
+        .collect();
+    let scheduler =
+        Scheduler::new(store, tasks, recorder, fast_options(now)).with_notifier(notifier);
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        scheduler.run(std::future::pending()),
+    )
+    .await
+    .expect("in time")
+    .expect("run");
+    // One message for the tick, not one per task (the retry of matches is not in it).
+    let mails = mails.lock().expect("lock").clone();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let mail = &readable(&mails[0]);
+    assert!(
+        mail.contains("Subject: [affluent] culture: run of ")
+            && mail.contains("1 failed, 2 alert(s)"),
+        "{mail}"
+    );
+    for line in [
+        "- source:events: 1 record(s) fetched in 1 request(s), 1 row(s) loaded",
+        "- source:economy: 1 record(s) fetched in 1 request(s), 1 row(s) loaded",
+        "- source:matches: FAILED: injected failure, 0 left (retried later)",
+        "Alerts fired (2):",
+        "- Paris : 12 événements (médiane 3) ***",
+    ] {
+        assert!(mail.contains(line), "{line:?} not in {mail}");
+    }
+    assert!(!mail.contains("s3cr3t-token"));
+    let hooks = hooks.lock().expect("lock").clone();
+    assert_eq!(hooks.len(), 1, "{hooks:?}");
+    assert_eq!(hooks[0]["event"], "tick");
+    assert_eq!(hooks[0]["failed"], 1);
+    assert_eq!(hooks[0]["runs"].as_array().map(Vec::len), Some(3));
+    assert_eq!(hooks[0]["alerts"].as_array().map(Vec::len), Some(2));
+}
+
+/// A message as its reader sees it: folded header lines unfolded, quoted-printable decoded.
+fn readable(raw: &str) -> String {
+    let text = raw
+        .replace("\r\n", "\n")
+        .replace("\n ", " ")
+        .replace("=\n", "");
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'='
+            && let Some(hex) = text.get(i + 1..i + 3)
+            && let Ok(b) = u8::from_str_radix(hex, 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

@@ -3,13 +3,14 @@
 //! ([`paginate`]), sends them with auth, limits, retries and timeouts ([`http`]), lands every
 //! new body before parsing it, and finds the records with the data selector ([`records`]).
 
+pub mod cassette;
 pub mod http;
 pub mod paginate;
 pub mod records;
 mod run;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use affluent_config::schema::RestSourceConfig;
@@ -33,6 +34,10 @@ pub struct RestSource {
     parent: Option<(String, JsonPath)>,
     /// The change cache, opened by the first run of the process and shared by the next ones.
     cache: std::sync::Mutex<Option<Arc<ChangeCache>>>,
+    /// The cassette, read by the first run that replays it.
+    cassette: std::sync::Mutex<Option<Arc<cassette::Cassette>>>,
+    /// The parameters whose value comes from the data interval: a replay may differ there.
+    interval_params: std::collections::BTreeSet<String>,
 }
 
 impl RestSource {
@@ -59,11 +64,55 @@ impl RestSource {
             selector,
             parent,
             cache: std::sync::Mutex::default(),
+            cassette: std::sync::Mutex::default(),
+            interval_params: interval_params(config),
         })
     }
 }
 
+/// The parameters whose template reads the data interval or a time-grid step.
+fn interval_params(config: &RestSourceConfig) -> std::collections::BTreeSet<String> {
+    let grid = config
+        .fan_out
+        .as_ref()
+        .and_then(|f| f.time.as_ref())
+        .map(|g| g.name.clone().unwrap_or_else(|| "step".to_string()));
+    config
+        .endpoint
+        .params
+        .iter()
+        .filter_map(|(name, value)| match value {
+            affluent_config::schema::ParamValue::Text(t) => {
+                let template = affluent_core::template::Template::parse(t).ok()?;
+                let timed = template.variables().any(|v| {
+                    v.starts_with("interval.")
+                        || v == "now"
+                        || grid
+                            .as_deref()
+                            .is_some_and(|g| v == g || v.strip_prefix(g) == Some(".end"))
+                });
+                timed.then(|| name.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 impl RestSource {
+    fn cassette(
+        &self,
+        path: &std::path::Path,
+        name: &str,
+    ) -> Result<Arc<cassette::Cassette>, SourceError> {
+        let mut slot = self.cassette.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(cassette::Cassette::open(path, name)?);
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
     fn change_cache(
         &self,
         data_dir: &std::path::Path,
@@ -125,7 +174,13 @@ impl Source for RestSource {
                 cross_origin: rest.client.cross_origin,
             })?;
             let stats = client.stats.clone();
-            let cache = if rest.change_detection.unwrap_or(true) {
+            let replay = match project.replaying.get(ctx.name) {
+                Some(path) if ctx.recorder.is_none() => Some(self.cassette(path, ctx.name)?),
+                _ => None,
+            };
+            summary.replayed_from = replay.as_ref().map(|c| c.path().display().to_string());
+            // A recording wants every body whole: no conditional requests.
+            let cache = if rest.change_detection.unwrap_or(true) && ctx.recorder.is_none() {
                 Some(self.change_cache(&project.data_dir, ctx.name)?)
             } else {
                 None
@@ -141,10 +196,15 @@ impl Source for RestSource {
                 tz: project.source_timezone(ctx.name),
                 counters: Arc::default(),
                 slots: shared.request_slots(ctx.name, rest.concurrency.unwrap_or(4).max(1)),
+                replay,
+                recorder: ctx.recorder,
+                interval_params: &self.interval_params,
+                replayed: AtomicU64::new(0),
             };
             let calls = run.plan(ctx.parent_values)?;
             let (records, errors) = run.run(calls, ctx.collect, ctx.observer).await;
-            summary.requests = stats.requests.load(Ordering::Relaxed);
+            summary.requests =
+                stats.requests.load(Ordering::Relaxed) + run.replayed.load(Ordering::Relaxed);
             summary.retries = stats.retries.load(Ordering::Relaxed);
             summary.bytes = stats.bytes.load(Ordering::Relaxed);
             summary.landed = run.counters.landed.load(Ordering::Relaxed);

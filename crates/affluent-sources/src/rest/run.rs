@@ -77,6 +77,14 @@ pub(super) struct RestRun<'a> {
     /// The source's request slots, shared by its concurrent runs: `concurrency` bounds the
     /// source's requests in flight, not each run's.
     pub slots: Arc<tokio::sync::Semaphore>,
+    /// The cassette answering instead of the network, when the source replays.
+    pub replay: Option<Arc<super::cassette::Cassette>>,
+    /// Where each answer is recorded, for `affluent record`.
+    pub recorder: Option<&'a super::cassette::Recorder>,
+    /// The parameters a replay may see differ from the recording (they follow the interval).
+    pub interval_params: &'a std::collections::BTreeSet<String>,
+    /// Requests answered from the cassette.
+    pub replayed: AtomicU64,
 }
 
 impl RestRun<'_> {
@@ -197,6 +205,20 @@ impl RestRun<'_> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(message);
+    }
+
+    /// The headers kept with a landed body, secrets scrubbed.
+    fn kept_headers(&self, headers: &HeaderMap) -> BTreeMap<String, String> {
+        let redactor = self.client.redactor();
+        KEPT_HEADERS
+            .iter()
+            .filter_map(|h| {
+                headers
+                    .get(*h)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| (h.to_string(), redactor.redact(v)))
+            })
+            .collect()
     }
 
     fn render(&self, text: &str, vars: &Vars) -> Result<String, SourceError> {
@@ -345,15 +367,27 @@ impl RestRun<'_> {
                     headers.insert(reqwest::header::IF_MODIFIED_SINCE, lm);
                 }
             }
-            let response = self
-                .client
-                .send(&Request {
-                    method: method.clone(),
-                    url: url.clone(),
-                    body: body.clone(),
-                    headers,
-                })
-                .await?;
+            let response = match &self.replay {
+                Some(cassette) => {
+                    self.replayed.fetch_add(1, Ordering::Relaxed);
+                    cassette.answer(
+                        method.as_str(),
+                        &shown_url,
+                        shown_body.as_ref(),
+                        self.interval_params,
+                    )?
+                }
+                None => {
+                    self.client
+                        .send(&Request {
+                            method: method.clone(),
+                            url: url.clone(),
+                            body: body.clone(),
+                            headers,
+                        })
+                        .await?
+                }
+            };
 
             let body_bytes: Vec<u8>;
             let hash;
@@ -375,6 +409,16 @@ impl RestRun<'_> {
                 // Secrets echoed by the server are scrubbed before anything is stored.
                 body_bytes = redactor.redact_bytes(&response.body).into_owned();
                 hash = content_hash(&body_bytes);
+                if let Some(recorder) = self.recorder {
+                    recorder.record(
+                        method.as_str(),
+                        &shown_url,
+                        shown_body.as_ref(),
+                        response.status,
+                        self.kept_headers(&response.headers),
+                        &body_bytes,
+                    );
+                }
                 if previous_hash.as_deref() == Some(hash.as_str()) {
                     self.warn(format!(
                         "page {page} of {shown_url} repeats the previous page: stopping this request chain (check the paginator settings)"
@@ -385,16 +429,7 @@ impl RestRun<'_> {
                 if unchanged {
                     self.counters.unchanged.fetch_add(1, Ordering::Relaxed);
                 } else {
-                    let kept: BTreeMap<String, String> = KEPT_HEADERS
-                        .iter()
-                        .filter_map(|h| {
-                            response
-                                .headers
-                                .get(*h)
-                                .and_then(|v| v.to_str().ok())
-                                .map(|v| (h.to_string(), redactor.redact(v)))
-                        })
-                        .collect();
+                    let kept = self.kept_headers(&response.headers);
                     let meta = self.landing.write(
                         NewEntry {
                             source: self.name.to_string(),

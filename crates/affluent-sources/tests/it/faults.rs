@@ -669,6 +669,7 @@ async fn concurrency_bounds_the_source_s_requests_across_its_runs() {
             &format!("2024-01-{:02}T00:00:00Z", d + 1),
         )),
         observer: None,
+        recorder: None,
     };
     let (o1, o2, o3, o4) = (day(1), day(2), day(3), day(4));
     let runs = tokio::join!(

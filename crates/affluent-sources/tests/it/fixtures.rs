@@ -5,11 +5,8 @@ use std::sync::Arc;
 use affluent_sources::{Connectors, IngestOptions};
 use serde_json::{Value, json};
 
+use crate::captures::{self, page_of};
 use crate::support::*;
-
-fn page_of(items: &[Value], start: usize, size: usize) -> Vec<Value> {
-    items.iter().skip(start).take(size).cloned().collect()
-}
 
 async fn ingest(
     project: affluent_config::Project,
@@ -22,6 +19,7 @@ async fn ingest(
             &IngestOptions {
                 interval: Some(interval("2000-01-01T00:00:00Z", "2021-01-01T00:00:00Z")),
                 observer: None,
+                recorder: None,
             },
         )
         .await
@@ -31,25 +29,7 @@ async fn ingest(
 
 #[tokio::test]
 async fn world_bank_page_number_with_total_path_and_static_fan_out() {
-    let bra = fixture_json("worldbank/v2_country_bra_NY.GDP.MKTP.CD_2025-09-13_wbstats.json");
-    let chn = fixture_json("worldbank/v2_country_chn_NY.GDP.MKTP.CD_2021-09_nataliephillips.json");
-    let (addr, log) = serve(Arc::new(move |hit: &Hit| {
-        let data = if hit.path.contains("/bra/") {
-            &bra
-        } else {
-            &chn
-        };
-        let records = data[1].as_array().unwrap();
-        let per_page: usize = hit.query["per_page"].parse().unwrap();
-        let page: usize = hit.query["page"].parse().unwrap();
-        let pages = records.len().div_ceil(per_page);
-        json(
-            200,
-            &json!([{"page": page, "pages": pages, "per_page": per_page, "total": records.len()},
-            page_of(records, (page - 1) * per_page, per_page)]),
-        )
-    }))
-    .await;
+    let (addr, log) = serve(captures::world_bank_gdp()).await;
     let (_dir, project) = project(
         &format!(
             r#"
@@ -92,18 +72,7 @@ fan_out.values = {{ country = ["bra", "chn"] }}
 
 #[tokio::test]
 async fn ticketmaster_page_number_zero_based_with_api_key_in_query() {
-    let tm = fixture_json("ticketmaster/events_US_page0_2020_zachbrown12.json");
-    let events = tm["_embedded"]["events"].as_array().unwrap().clone();
-    let (addr, log) = serve(Arc::new(move |hit: &Hit| {
-        if hit.query.get("apikey").map(String::as_str) != Some("tm-key-1234") {
-            return json(401, &json!({"fault": {"faultstring": "Invalid ApiKey", "detail": {"errorcode": "oauth.v2.InvalidApiKey"}}}));
-        }
-        let size: usize = hit.query["size"].parse().unwrap();
-        let page: usize = hit.query["page"].parse().unwrap();
-        json(200, &json!({"_embedded": {"events": page_of(&events, page * size, size)},
-            "page": {"size": size, "totalElements": events.len(), "totalPages": events.len().div_ceil(size), "number": page}}))
-    }))
-    .await;
+    let (addr, log) = serve(captures::ticketmaster_events("tm-key-1234")).await;
     let (_dir, project) = project(
         &format!(
             r#"
@@ -138,19 +107,7 @@ paginator = {{ type = "page_number", total_path = "page.totalPages" }}
 
 #[tokio::test]
 async fn opendatasoft_offset_with_total_count() {
-    let rows = fixture_json(
-        "opendatasoft/v2.1-export-list_velib-disponibilite_1471_2024-05-28_anthonybellon_prettier.json",
-    );
-    let rows = rows.as_array().unwrap().clone();
-    let (addr, _log) = serve(Arc::new(move |hit: &Hit| {
-        let limit: usize = hit.query["limit"].parse().unwrap();
-        let offset: usize = hit.query["offset"].parse().unwrap();
-        json(
-            200,
-            &json!({"total_count": rows.len(), "results": page_of(&rows, offset, limit)}),
-        )
-    }))
-    .await;
+    let (addr, _log) = serve(captures::velib_offset()).await;
     let (_dir, project) = project(
         &format!(
             r#"
@@ -220,24 +177,7 @@ async fn opendatasoft_ceiling_is_a_warning_not_a_silent_cut() {
 
 #[tokio::test]
 async fn belib_cursor_pages() {
-    let rows = fixture_json(
-        "opendatasoft/v2.1-exports-json_belib-STATIC-points-de-recharge_1937_2024-10_Thevinunt.json",
-    );
-    let rows = rows.as_array().unwrap().clone();
-    let (addr, _log) = serve(Arc::new(move |hit: &Hit| {
-        let start: usize = hit
-            .query
-            .get("cursor")
-            .map(|c| c.parse().unwrap())
-            .unwrap_or(0);
-        let next = start + 500;
-        let mut body = json!({"results": page_of(&rows, start, 500)});
-        if next < rows.len() {
-            body["cursors"] = json!({"next": next.to_string()});
-        }
-        json(200, &body)
-    }))
-    .await;
+    let (addr, _log) = serve(captures::belib_cursor()).await;
     let (_dir, project) = project(
         &format!(
             "[sources.belib]\ntype = \"rest\"\nclient.base_url = \"http://{addr}/belib\"\nendpoint.data_selector = \"results\"\nendpoint.paginator = {{ type = \"cursor\" }}\n"
@@ -251,21 +191,7 @@ async fn belib_cursor_pages() {
 
 #[tokio::test]
 async fn football_data_json_link_pages() {
-    let fd = fixture_json("football-data/teams_65_matches_PL-CL_2023-24_CRLLNKhoa.json");
-    let matches = fd["matches"].as_array().unwrap().clone();
-    let (addr, _log) = serve(Arc::new(move |hit: &Hit| {
-        let page: usize = hit
-            .query
-            .get("page")
-            .map(|p| p.parse().unwrap())
-            .unwrap_or(1);
-        let mut body = json!({"matches": page_of(&matches, (page - 1) * 10, 10)});
-        if page * 10 < matches.len() {
-            body["next"] = json!(format!("/v4/teams/65/matches?page={}", page + 1));
-        }
-        json(200, &body)
-    }))
-    .await;
+    let (addr, _log) = serve(captures::football_matches(None)).await;
     let (_dir, project) = project(
         &format!(
             r#"
@@ -287,26 +213,7 @@ endpoint.paginator = {{ type = "json_link" }}
 
 #[tokio::test]
 async fn gbfs_header_link_pages() {
-    let info = fixture_json("velib-gbfs/station_information_2025-10-18_dariusbengo.json");
-    let stations = info["data"]["stations"].as_array().unwrap().clone();
-    let (addr, _log) = serve(Arc::new(move |hit: &Hit| {
-        let page: usize = hit.query.get("p").map(|p| p.parse().unwrap()).unwrap_or(0);
-        let body = json!({"data": {"stations": page_of(&stations, page * 400, 400)}});
-        if (page + 1) * 400 < stations.len() {
-            let link = format!(
-                "</gbfs/station_information.json?p={}>; rel=\"next\"",
-                page + 1
-            );
-            raw(
-                200,
-                &[("link", &link), ("content-type", "application/json")],
-                body.to_string(),
-            )
-        } else {
-            json(200, &body)
-        }
-    }))
-    .await;
+    let (addr, _log) = serve(captures::gbfs_information()).await;
     let (_dir, project) = project(
         &format!(
             "[sources.info]\ntype = \"rest\"\nclient.base_url = \"http://{addr}/gbfs/station_information.json\"\nendpoint.data_selector = \"data.stations\"\nendpoint.paginator = {{ type = \"header_link\" }}\n"
@@ -548,6 +455,7 @@ fan_out.time = {{ every = "1h", name = "hour" }}
             &IngestOptions {
                 interval: Some(day),
                 observer: None,
+                recorder: None,
             },
         )
         .await

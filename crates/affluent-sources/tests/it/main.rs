@@ -3,6 +3,9 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
+mod captures;
+mod cassettes;
+mod culture;
 mod faults;
 mod fixtures;
 mod origins;

@@ -142,6 +142,7 @@ pub(crate) fn day_options() -> affluent_sources::IngestOptions {
     affluent_sources::IngestOptions {
         interval: Some(interval("2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z")),
         observer: None,
+        recorder: None,
     }
 }
 
