@@ -29,7 +29,7 @@ async function option(page, panel) {
         name: s.name,
         type: s.type,
         n: s.data.length,
-        data: s.type === "map" ? s.data.map((d) => [d.name, d.value]) : s.data.map((d) => (Array.isArray(d) ? d : d.value)),
+        data: s.type === "map" ? s.data.map((d) => [d.name, d.value]) : s.data.map((d) => (d !== null && typeof d === "object" && !Array.isArray(d) ? d.value : d)),
       })),
     };
   }, panel);
@@ -106,7 +106,16 @@ test("each country's GDP is drawn with its forecast and interval", async ({ page
   const names = async () => ((await option(page, "gdp")) || { series: [] }).series.map((s) => s.name).sort();
   await expect.poll(names).toEqual(["BRA borne basse", "BRA borne haute", "BRA observé", "BRA prévu"]);
   const o = await option(page, "gdp");
+  await page.screenshot({ path: path.join(shots, "culture-gdp-forecast.png"), fullPage: true });
   const forecast = o.series.find((s) => s.name === "BRA prévu");
   const steps = query("SELECT count(*) FROM gdp_forecast WHERE country = 'BRA'")[0];
-  expect(forecast.data.filter((d) => d[1] != null).length).toBe(Number(steps));
+  const value = (d) => (Array.isArray(d) ? d[1] : d);
+  const drawn = (s) => s.data.filter((d) => d != null && value(d) != null).length;
+  expect(drawn(forecast)).toBe(Number(steps));
+  // The interval holds the forecast at every step.
+  const at = (name) => o.series.find((s) => s.name === name).data.map((d) => (d == null ? null : value(d)));
+  const [low, mid, high] = ["BRA borne basse", "BRA prévu", "BRA borne haute"].map(at);
+  mid.forEach((m, i) => m != null && expect(low[i] < m && m < high[i]).toBe(true));
+  const observed = Number(query("SELECT count(*) FROM gdp_growth WHERE country = 'BRA'")[0]);
+  expect(drawn(o.series.find((s) => s.name === "BRA observé"))).toBe(observed);
 });
