@@ -1036,6 +1036,108 @@ fn demo_backfills_its_example_offline() {
     assert!(text(&o).contains("footfall"), "{}", text(&o));
 }
 
+/// `affluent record` against the footfall simulator, then the same hours replayed from the
+/// cassette with the simulator gone: the same rows, no request.
+#[test]
+fn record_then_replay_with_the_api_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    footfall_example_copy(dir.path());
+    let (mut sim, url) = footfall_simulator(&["--seed", "3"]);
+    let range = ["--from", "2025-03-04T09:00", "--to", "2025-03-04T11:00"];
+    let record = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_affluent"))
+            .arg("--project")
+            .arg(dir.path())
+            .args(["record", "footfall_api"])
+            .args(range)
+            .args(extra)
+            .env("FOOTFALL_API_URL", &url)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    };
+    // The source has no `cassette`: say where to write.
+    let o = record(&[]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("has no `cassette`: add `cassette = \"cassettes/footfall_api.json\"`"),
+        "{}",
+        text(&o)
+    );
+    // 21 agency counters × 2 hours.
+    let o = record(&["--output", "cassettes/api.json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("recorded 42 answer(s)"), "{}", text(&o));
+    sim.kill().unwrap();
+    sim.wait().unwrap();
+    let cassette: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("cassettes/api.json")).unwrap())
+            .unwrap();
+    assert_eq!(cassette["source"], "footfall_api");
+    assert_eq!(cassette["interactions"].as_array().unwrap().len(), 42);
+    // The recording was a real run: its answers are landed, and load.
+    let o = affluent(dir.path(), &["load", "footfall_api"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let live = query(
+        dir.path(),
+        "SELECT count(*), sum(visitor_count) FROM api_events",
+    );
+
+    // A fresh data directory replays the cassette: the simulator is gone, the rows are the same.
+    std::fs::remove_dir_all(dir.path().join(".affluent")).unwrap();
+    let file = dir.path().join("affluent.toml");
+    let toml = std::fs::read_to_string(&file).unwrap().replace(
+        "[sources.footfall_api]\n",
+        "[sources.footfall_api]\ncassette = \"cassettes/api.json\"\nreplay = \"always\"\n",
+    );
+    std::fs::write(&file, toml).unwrap();
+    let o = affluent(
+        dir.path(),
+        &[
+            "ingest",
+            "footfall_api",
+            range[0],
+            range[1],
+            range[2],
+            range[3],
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("42 requests") && text(&o).contains("(replayed from "),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        query(
+            dir.path(),
+            "SELECT count(*), sum(visitor_count) FROM api_events"
+        ),
+        live
+    );
+    // Another day: `date_time` follows the interval, so the recordings of the other parameters
+    // answer; their records name their own hour, so no row is invented.
+    let o = affluent(
+        dir.path(),
+        &[
+            "ingest",
+            "footfall_api",
+            "--from",
+            "2025-03-05T09:00",
+            "--to",
+            "2025-03-05T10:00",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        query(
+            dir.path(),
+            "SELECT count(*), sum(visitor_count) FROM api_events"
+        ),
+        live
+    );
+}
+
 #[test]
 fn query_stops_at_the_bounds_of_the_project_file() {
     let dir = tempfile::tempdir().unwrap();

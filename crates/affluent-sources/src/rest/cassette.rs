@@ -3,8 +3,8 @@
 //!
 //! A replay goes through the same run as a live one (templates, fan-out, pagination, data
 //! selector, landing), only the answer to each request comes from the file. A request matches a
-//! recorded one when the method, the URL without its query, the JSON body and the query
-//! parameters are equal, leaving out secrets (a recorded value `***`) and, when no recording
+//! recorded one when the method, the URL's path, the JSON body and the query parameters are
+//! equal (not the host: `client.base_url` may come from the environment), leaving out secrets (a recorded value `***`) and, when no recording
 //! matches exactly, the parameters whose value comes from the data interval
 //! (`startDateTime = "{interval.start...}"`): a cassette recorded once replays for any interval,
 //! and the same interval's recording when it has one.
@@ -78,7 +78,8 @@ pub struct CassetteFile {
 #[derive(Debug, PartialEq, Eq)]
 struct Key {
     method: String,
-    /// Scheme, host, port and path.
+    /// The path: a cassette belongs to one source, and the host is not compared (a cassette
+    /// recorded against a local server or a mirror replays for the real API).
     base: String,
     /// Query parameters, sorted, secrets left out.
     params: Vec<(String, String)>,
@@ -87,14 +88,12 @@ struct Key {
 
 impl Key {
     fn new(method: &str, url: &str, body: Option<&Value>) -> Result<Self, String> {
-        let mut parsed = url::Url::parse(url).map_err(|e| format!("invalid URL {url:?}: {e}"))?;
+        let parsed = url::Url::parse(url).map_err(|e| format!("invalid URL {url:?}: {e}"))?;
         let mut params: Vec<(String, String)> = parsed.query_pairs().into_owned().collect();
         params.sort();
-        parsed.set_query(None);
-        parsed.set_fragment(None);
         Ok(Self {
             method: method.to_ascii_uppercase(),
-            base: parsed.to_string(),
+            base: parsed.path().to_string(),
             params,
             body: body.map(Value::to_string),
         })
