@@ -1138,6 +1138,70 @@ fn record_then_replay_with_the_api_gone() {
     );
 }
 
+/// examples/culture under `affluent run`, offline (every source replays its cassette): the tick
+/// runs the four sources and the models they trigger, and one summary email arrives at a local
+/// SMTP server, with what each fetched and the alerts fired.
+#[test]
+fn culture_runs_a_tick_offline_and_mails_one_summary() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (smtp_url, mails) = rt.block_on(affluent_notify::testing::smtp_sink());
+    let dir = tempfile::tempdir().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/culture");
+    for file in ["affluent.toml", "countries.csv"] {
+        std::fs::copy(example.join(file), dir.path().join(file)).unwrap();
+    }
+    copy_dir(&example.join("cassettes"), &dir.path().join("cassettes"));
+    copy_dir(&example.join("geo"), &dir.path().join("geo"));
+    let o = Command::new(env!("CARGO_BIN_EXE_affluent"))
+        .arg("--project")
+        .arg(dir.path())
+        .args(["run", "--until", "now", "--no-serve"])
+        .env("AFFLUENT_OFFLINE", "1")
+        .env("CULTURE_SMTP_URL", &smtp_url)
+        .env("CULTURE_MAIL_TO", "culture-team@example.org")
+        .env_remove("TICKETMASTER_API_KEY")
+        .env_remove("FOOTBALL_DATA_TOKEN")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let mails = mails.lock().unwrap().clone();
+    assert_eq!(mails.len(), 1, "one summary for the tick: {mails:?}");
+    // As a reader sees it: header lines unfolded, quoted-printable decoded.
+    let raw = mails[0]
+        .replace("\r\n", "\n")
+        .replace("\n ", " ")
+        .replace("=\n", "");
+    let mut bytes = Vec::new();
+    let mut i = 0;
+    while i < raw.len() {
+        match raw.get(i + 1..i + 3).map(|h| u8::from_str_radix(h, 16)) {
+            Some(Ok(b)) if raw.as_bytes()[i] == b'=' => {
+                bytes.push(b);
+                i += 3;
+            }
+            _ => {
+                bytes.push(raw.as_bytes()[i]);
+                i += 1;
+            }
+        }
+    }
+    let mail = String::from_utf8_lossy(&bytes).into_owned();
+    for line in [
+        "To: culture-team@example.org",
+        "Subject: [affluent] culture: run of ",
+        "all done, 3 alert(s)",
+        "- source:events: 22 record(s) fetched in 2 request(s), 22 row(s) loaded",
+        "- source:matches: 46 record(s) fetched in 2 request(s), 46 row(s) loaded",
+        "- source:economy: 99 record(s) fetched in 2 request(s), 99 row(s) loaded",
+        "- model:standings: 23 row(s) written",
+        "Alerts fired (3):",
+        "- Brazil : croissance du PIB inhabituelle en 2020 (-21,2 %, médiane des 8 années précédentes -1,48 %)",
+    ] {
+        assert!(mail.contains(line), "{line:?} not in\n{mail}");
+    }
+}
+
 #[test]
 fn query_stops_at_the_bounds_of_the_project_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -547,7 +547,9 @@ impl<E: Executor> Scheduler<E> {
                     trigger,
                     reports: self.reports.clone(),
                 };
-                let live_interval = is_live.then_some(job.interval);
+                // A tick's summary covers its live runs and the models they trigger.
+                let live_interval =
+                    (is_live || trigger == Trigger::Upstream).then_some(job.interval);
                 if summaries && is_live {
                     let expected = self.live_ending(now, job.interval.end);
                     for done in ticks.start(&job.task.id, job.interval.end, expected) {
@@ -569,9 +571,14 @@ impl<E: Executor> Scheduler<E> {
                             live_in_flight.remove(&(task.clone(), start));
                             let ok = result.is_ok();
                             self.notify_transition(&mut last_status, &task, start, ok).await;
+                            // What a successful run triggers belongs to its tick too.
+                            let then = match (&result, self.task(&task)) {
+                                (Ok(_), Some(spec)) => spec.downstream.clone(),
+                                _ => Vec::new(),
+                            };
                             if summaries
                                 && let Some(interval) = live_interval
-                                && let Some(done) = ticks.finish(&task, interval, result)
+                                && let Some(done) = ticks.finish(&task, interval, result, then)
                             {
                                 self.send_tick(&done).await;
                             }

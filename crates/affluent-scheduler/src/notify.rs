@@ -154,10 +154,11 @@ impl Notifier {
         );
         for r in &tick.runs {
             match &r.result {
-                Ok(c) => body.push_str(&format!(
+                Ok(c) if r.task.is_source() => body.push_str(&format!(
                     "- {}: {} record(s) fetched in {} request(s), {} row(s) loaded\n",
                     r.task, c.records, c.requests, c.loaded
                 )),
+                Ok(c) => body.push_str(&format!("- {}: {} row(s) written\n", r.task, c.loaded)),
                 Err(e) => body.push_str(&format!(
                     "- {}: FAILED: {} (retried later)\n",
                     r.task,

@@ -1,6 +1,6 @@
-//! The live runs of one schedule tick (their intervals end at the same instant), gathered so
-//! that one summary goes out once every task due at that tick has run (`[notify] on =
-//! ["tick"]`), rather than one message per task.
+//! The live runs of one schedule tick (their intervals end at the same instant) and the model
+//! runs they trigger, gathered so that one summary goes out once every task due at that tick
+//! has run (`[notify] on = ["tick"]`), rather than one message per task.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -64,14 +64,18 @@ impl Ticks {
         stale.into_iter().filter_map(|at| self.close(at)).collect()
     }
 
-    /// A live run finished. Returns its tick once every task due at it has run.
+    /// A run of a tick finished (a live run, or a model one triggered), and `then` are the tasks
+    /// it triggered, which the tick now awaits too. Returns the tick once every task due at it
+    /// has run.
     pub(crate) fn finish(
         &mut self,
         task: &TaskId,
         interval: Interval,
         result: Result<RunCounts, String>,
+        then: Vec<TaskId>,
     ) -> Option<Tick> {
         let tick = self.open.get_mut(&interval.end)?;
+        tick.expected.extend(then);
         tick.runs.push(TickRun {
             task: task.clone(),
             interval,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use affluent_config::schema::{EmailConfig, NotifyConfig, NotifyOn, WebhookConfig};
 use affluent_core::Redactor;
 use affluent_notify::testing::{smtp_sink, webhook_receiver};
-use affluent_scheduler::{Notifier, Scheduler};
+use affluent_scheduler::{Notifier, Scheduler, TaskSpec};
 use jiff::ToSpan;
 
 use super::{Recorder, every, fast_options, now_s, sqlite_store, task, tid};
@@ -113,10 +113,21 @@ async fn one_summary_per_tick_lists_every_source_its_failure_and_the_alerts() {
         .lock()
         .expect("lock")
         .insert((tid("source:matches"), intervals[0].start), 1);
-    let tasks = ["source:events", "source:matches", "source:economy"]
+    let mut tasks: Vec<TaskSpec> = ["source:events", "source:matches", "source:economy"]
         .iter()
         .map(|t| task(&tid(t), schedule.clone(), start))
         .collect();
+    // A model the events trigger: its run is in the tick's summary.
+    tasks[0].downstream = vec![tid("model:events_by_city")];
+    tasks.push(TaskSpec {
+        id: tid("model:events_by_city"),
+        schedule: Some(schedule.clone()),
+        triggered: true,
+        start: None,
+        catchup: true,
+        max_active: 1,
+        downstream: Vec::new(),
+    });
     let scheduler =
         Scheduler::new(store, tasks, recorder, fast_options(now)).with_notifier(notifier);
     tokio::time::timeout(
@@ -132,14 +143,15 @@ async fn one_summary_per_tick_lists_every_source_its_failure_and_the_alerts() {
     let mail = &readable(&mails[0]);
     assert!(
         mail.contains("Subject: [affluent] culture: run of ")
-            && mail.contains("1 failed, 2 alert(s)"),
+            && mail.contains("1 failed, 3 alert(s)"),
         "{mail}"
     );
     for line in [
         "- source:events: 1 record(s) fetched in 1 request(s), 1 row(s) loaded",
         "- source:economy: 1 record(s) fetched in 1 request(s), 1 row(s) loaded",
         "- source:matches: FAILED: injected failure, 0 left (retried later)",
-        "Alerts fired (2):",
+        "- model:events_by_city: 1 row(s) written",
+        "Alerts fired (3):",
         "- Paris : 12 événements (médiane 3) ***",
     ] {
         assert!(mail.contains(line), "{line:?} not in {mail}");
@@ -149,8 +161,8 @@ async fn one_summary_per_tick_lists_every_source_its_failure_and_the_alerts() {
     assert_eq!(hooks.len(), 1, "{hooks:?}");
     assert_eq!(hooks[0]["event"], "tick");
     assert_eq!(hooks[0]["failed"], 1);
-    assert_eq!(hooks[0]["runs"].as_array().map(Vec::len), Some(3));
-    assert_eq!(hooks[0]["alerts"].as_array().map(Vec::len), Some(2));
+    assert_eq!(hooks[0]["runs"].as_array().map(Vec::len), Some(4));
+    assert_eq!(hooks[0]["alerts"].as_array().map(Vec::len), Some(3));
 }
 
 /// A message as its reader sees it: folded header lines unfolded, quoted-printable decoded.
