@@ -1129,6 +1129,11 @@ fn record_then_replay_with_the_api_gone() {
         ],
     );
     assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("replayed from recordings made for other values of date_time"),
+        "{}",
+        text(&o)
+    );
     assert_eq!(
         query(
             dir.path(),
@@ -1152,6 +1157,21 @@ fn culture_runs_a_tick_offline_and_mails_one_summary() {
     }
     copy_dir(&example.join("cassettes"), &dir.path().join("cassettes"));
     copy_dir(&example.join("geo"), &dir.path().join("geo"));
+    // Recording calls the API: not without its key.
+    let o = Command::new(env!("CARGO_BIN_EXE_affluent"))
+        .arg("--project")
+        .arg(dir.path())
+        .args(["record", "events"])
+        .env_remove("TICKETMASTER_API_KEY")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        text(&o)
+            .contains("recording `events` calls its API, which needs TICKETMASTER_API_KEY: set it"),
+        "{}",
+        text(&o)
+    );
     let o = Command::new(env!("CARGO_BIN_EXE_affluent"))
         .arg("--project")
         .arg(dir.path())
@@ -1165,13 +1185,21 @@ fn culture_runs_a_tick_offline_and_mails_one_summary() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
+    // The run says which sources replay, and why.
+    assert!(
+        text(&o).contains(
+            "source:events: 0 */3 * * *, REPLAYING cassettes/events.json (TICKETMASTER_API_KEY unset or empty): no API call"
+        ),
+        "{}",
+        text(&o)
+    );
     let mails = mails.lock().unwrap().clone();
     assert_eq!(mails.len(), 1, "one summary for the tick: {mails:?}");
     // As a reader sees it: header lines unfolded, quoted-printable decoded.
     let raw = mails[0]
         .replace("\r\n", "\n")
-        .replace("\n ", " ")
-        .replace("=\n", "");
+        .replace("=\n", "")
+        .replace("\n ", " ");
     let mut bytes = Vec::new();
     let mut i = 0;
     while i < raw.len() {
@@ -1191,9 +1219,10 @@ fn culture_runs_a_tick_offline_and_mails_one_summary() {
         "To: culture-team@example.org",
         "Subject: [affluent] culture: run of ",
         "all done, 3 alert(s)",
-        "- source:events: 22 record(s) fetched in 2 request(s), 22 row(s) loaded",
-        "- source:matches: 46 record(s) fetched in 2 request(s), 46 row(s) loaded",
-        "- source:economy: 99 record(s) fetched in 2 request(s), 99 row(s) loaded",
+        "- source:events: 22 record(s) replayed from cassettes/events.json (2 answer(s), no API call), 22 row(s) loaded",
+        "- source:matches: 46 record(s) replayed from cassettes/matches.json (2 answer(s), no API call), 46 row(s) loaded",
+        "- source:economy: 99 record(s) replayed from cassettes/economy.json (2 answer(s), no API call), 99 row(s) loaded",
+        "- source:countries: 250 record(s) fetched in 1 request(s), 250 row(s) loaded",
         "- model:standings: 23 row(s) written",
         "Alerts fired (3):",
         "- Brazil : croissance du PIB inhabituelle en 2020 (-21,2 %, médiane des 8 années précédentes -1,48 %)",

@@ -82,9 +82,12 @@ pub(crate) struct Reporter<'a> {
     pub deferred_sources: BTreeSet<String>,
     /// The problems set aside, per source.
     pub deferred: BTreeMap<String, Vec<Diagnostic>>,
-    /// Per source, the variables it reads that are unset or empty (what `replay = "auto"`
-    /// looks at).
+    /// Per source, the variables it reads that give no value (unset, `${VAR:-}` or empty):
+    /// what `replay = "auto"` looks at.
     pub missing_vars: BTreeMap<String, BTreeSet<String>>,
+    /// Sources with a `cassette` and `replay` other than `"never"`: an unset variable of theirs
+    /// sets them aside (they may replay) rather than failing the load.
+    pub replayable: BTreeSet<String>,
 }
 
 impl<'a> Reporter<'a> {
@@ -98,6 +101,7 @@ impl<'a> Reporter<'a> {
             deferred_sources: BTreeSet::new(),
             deferred: BTreeMap::new(),
             missing_vars: BTreeMap::new(),
+            replayable: BTreeSet::new(),
         }
     }
 

@@ -96,8 +96,27 @@ pub(crate) struct Interpolated {
     pub value: String,
     /// Variables used, with the value each contributed.
     pub used: Vec<(String, String)>,
-    /// Variables read that are unset or empty (a default stood in, or nothing).
+    /// Variables read that gave an empty value (unset with `${VAR:-}`, or set to nothing).
     pub missing: Vec<String>,
+}
+
+/// How the error of an unset variable starts (what a replaying source may do without).
+pub(crate) const UNSET: &str = "environment variable `";
+
+/// The variables of `text` that are unset and have no default.
+pub(crate) fn unset_variables(text: &str, env: &Environment) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("${") {
+        let after = &rest[i + 2..];
+        let Some(close) = after.find('}') else { break };
+        let inner = &after[..close];
+        if !inner.contains(":-") && env.get(inner).is_none() {
+            out.push(inner.to_string());
+        }
+        rest = &after[close + 1..];
+    }
+    out
 }
 
 /// Replaces `${VAR}` and `${VAR:-default}`; `$$` is a literal `$`. Errors name the variable.
@@ -135,17 +154,16 @@ pub(crate) fn interpolate(text: &str, env: &Environment) -> Result<Interpolated,
             (None, Some(d)) => d.to_string(),
             (None, None) => {
                 return Err(format!(
-                    "environment variable `{name}` is not set: export it or add `{name}=...` to the .env file next to affluent.toml (or write `${{{name}:-default}}`)"
+                    "{UNSET}{name}` is not set: export it or add `{name}=...` to the .env file next to affluent.toml (or write `${{{name}:-default}}`)"
                 ));
             }
         };
-        match env.get(name) {
-            Some(v) if !v.is_empty() => used.push((name.to_string(), value.clone())),
-            Some(_) => {
-                used.push((name.to_string(), value.clone()));
-                missing.push(name.to_string());
-            }
-            None => missing.push(name.to_string()),
+        if env.get(name).is_some() {
+            used.push((name.to_string(), value.clone()));
+        }
+        // Unset with an empty default (`${KEY:-}`), or set to nothing: no value to use.
+        if value.is_empty() {
+            missing.push(name.to_string());
         }
         out.push_str(&value);
         rest = &inner_start[close + 1..];

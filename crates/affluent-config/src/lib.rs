@@ -102,6 +102,8 @@ pub struct Project {
     /// The REST sources that answer from their cassette in this process, with the file (see
     /// `replay`): decided when the project is read, or by [`Project::go_offline`].
     pub replaying: BTreeMap<String, PathBuf>,
+    /// Per source, the `${VAR}`s it reads that give no value (unset, `${VAR:-}`, or empty).
+    pub missing_vars: BTreeMap<String, std::collections::BTreeSet<String>>,
 }
 
 impl Project {
@@ -109,20 +111,24 @@ impl Project {
     /// `AFFLUENT_OFFLINE=1` does; `affluent demo` runs this way).
     pub fn go_offline(&mut self) {
         for (name, source) in &self.sources {
+            // A source set aside for more than unset variables stays so.
+            let only_unset = self
+                .unavailable
+                .get(name)
+                .is_none_or(|e| e.0.iter().all(|d| d.message.starts_with(env::UNSET)));
             if let SourceConfig::Rest(rest) = source
                 && let Some(path) = &rest.cassette
                 && rest.replay != Some(schema::ReplayMode::Never)
+                && only_unset
             {
                 self.replaying.insert(name.clone(), self.dir.join(path));
+                self.unavailable.remove(name);
             }
-        }
-        for name in self.replaying.keys() {
-            self.unavailable.remove(name);
         }
     }
 
     /// Checks that the named sources, and the sources they resolve parameters through, can run:
-    /// every `${VAR}` they use is set. The error lists every problem of all of them at once,
+    /// every `${VAR}` they use is set (a source that replays its cassette needs none). The error lists every problem of all of them at once,
     /// with line and column.
     pub fn require_sources<'a>(
         &self,
@@ -267,6 +273,7 @@ pub fn load_str_for(
         }
         return Err(LoadError::Invalid(ConfigErrors(reporter.diagnostics)));
     }
+    reporter.replayable = replayable_sources(root.get_ref());
     interpolate_table(
         root.get_mut(),
         &mut Vec::new(),
@@ -365,9 +372,6 @@ pub fn load_str_for(
         &root_for_spans,
     );
 
-    if !reporter.diagnostics.is_empty() {
-        return Err(LoadError::Invalid(ConfigErrors(reporter.diagnostics)));
-    }
     let mut unavailable: BTreeMap<String, ConfigErrors> = std::mem::take(&mut reporter.deferred)
         .into_iter()
         .map(|(name, errors)| (name, ConfigErrors(errors)))
@@ -395,11 +399,25 @@ pub fn load_str_for(
                         .is_some_and(|v| !v.is_empty())
             }
         };
-        if replays {
-            // A source replaying needs none of its variables.
+        // A source replaying needs none of its variables; any other problem of it stands.
+        let only_unset = unavailable
+            .get(name)
+            .is_none_or(|e| e.0.iter().all(|d| d.message.starts_with(env::UNSET)));
+        if replays && only_unset {
             unavailable.remove(name);
             replaying.insert(name.clone(), project_dir.join(path));
         }
+    }
+    // Every variable required: a source set aside only because it could replay, and that does
+    // not, fails the load as any other.
+    if source_env == SourceEnv::Required {
+        for errors in std::mem::take(&mut unavailable).into_values() {
+            reporter.diagnostics.extend(errors.0);
+        }
+        reporter.diagnostics.sort_by_key(|d| (d.line, d.column));
+    }
+    if !reporter.diagnostics.is_empty() {
+        return Err(LoadError::Invalid(ConfigErrors(reporter.diagnostics)));
     }
 
     let name = settings.name.clone().unwrap_or_else(|| {
@@ -437,7 +455,26 @@ pub fn load_str_for(
         warnings: reporter.warnings,
         unavailable,
         replaying,
+        missing_vars: std::mem::take(&mut reporter.missing_vars),
     })
+}
+
+/// The sources with a `cassette` whose `replay` is not `"never"`, read before interpolation.
+fn replayable_sources(root: &DeTable<'_>) -> std::collections::BTreeSet<String> {
+    let Some(DeValue::Table(sources)) = root.get("sources").map(|v| v.get_ref()) else {
+        return Default::default();
+    };
+    sources
+        .iter()
+        .filter_map(|(name, value)| {
+            let DeValue::Table(t) = value.get_ref() else {
+                return None;
+            };
+            let cassette = matches!(t.get("cassette").map(|v| v.get_ref()), Some(DeValue::String(_)));
+            let never = matches!(t.get("replay").map(|v| v.get_ref()), Some(DeValue::String(m)) if m == "never");
+            (cassette && !never).then(|| name.get_ref().to_string())
+        })
+        .collect()
 }
 
 /// Interpolates `${VAR}` in every string value, registering secrets with the redactor. With
@@ -495,8 +532,15 @@ fn interpolate_value(
                     [top, name, ..] if top == "sources" => Some(name.clone()),
                     _ => None,
                 };
+                if let Some(name) = &source {
+                    reporter
+                        .missing_vars
+                        .entry(name.clone())
+                        .or_default()
+                        .extend(env::unset_variables(s, env));
+                }
                 if let Some(name) = &source
-                    && source_env == SourceEnv::Deferred
+                    && (source_env == SourceEnv::Deferred || reporter.replayable.contains(name))
                 {
                     reporter.defer(name);
                 }

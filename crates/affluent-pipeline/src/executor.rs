@@ -177,6 +177,7 @@ impl Pipeline {
             loaded: reports.iter().map(|r| (r.loaded + r.merged) as i64).sum(),
             requests: summary.requests as i64,
             fired,
+            replayed_from: summary.replayed_from.clone(),
         })
     }
 
@@ -195,6 +196,7 @@ impl Pipeline {
             loaded: rows as i64,
             requests: 0,
             fired,
+            replayed_from: None,
         })
     }
 }

@@ -340,7 +340,7 @@ async fn run_one<E: Executor>(
             trigger: Trigger::Backfill,
             reports: None,
         };
-        match job.run().await {
+        match job.run().await.0 {
             Ok(_) => {
                 outcome.succeeded += claimed.len();
                 return Ok(Ok(()));

@@ -363,7 +363,6 @@ impl<E: Executor> Scheduler<E> {
         Ok(())
     }
 
-    /// The live interval of each scheduled task at `now`.
     /// The scheduled tasks whose live interval at `now` ends at `end`: one tick's runs.
     fn live_ending(&self, now: Timestamp, end: Timestamp) -> Vec<TaskId> {
         self.tasks
@@ -379,12 +378,22 @@ impl<E: Executor> Scheduler<E> {
             .collect()
     }
 
-    async fn send_tick(&self, tick: &tick::Tick) {
-        if let Some(notifier) = &self.notifier {
-            notifier.send_tick(tick).await;
+    /// Sends a tick's summary without holding the loop (SMTP and webhook may be slow).
+    fn send_tick(&self, tick: tick::Tick) -> Option<tokio::task::JoinHandle<()>> {
+        let notifier = self.notifier.clone()?;
+        Some(tokio::spawn(async move { notifier.send_tick(&tick).await }))
+    }
+
+    /// Sends the ticks still open, and waits for them (shutdown, `until`).
+    async fn flush_ticks(&self, ticks: &mut tick::Ticks) {
+        for tick in ticks.drain() {
+            if let Some(sending) = self.send_tick(tick) {
+                let _ = sending.await;
+            }
         }
     }
 
+    /// The live interval of each scheduled task at `now`.
     fn live_intervals(&self, now: Timestamp) -> HashSet<Key> {
         self.tasks
             .iter()
@@ -414,8 +423,12 @@ impl<E: Executor> Scheduler<E> {
         shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> Result<(), SchedulerError> {
         let mut cursor: HashMap<TaskId, Timestamp> = HashMap::new();
-        let mut running: JoinSet<(Key, Option<Interval>, Result<RunCounts, String>)> =
-            JoinSet::new();
+        type Finished = (
+            Key,
+            Option<(Interval, Vec<Timestamp>, std::time::Instant)>,
+            (Result<RunCounts, String>, std::time::Instant),
+        );
+        let mut running: JoinSet<Finished> = JoinSet::new();
         let mut ticks = tick::Ticks::default();
         let summaries = self.notifier.as_ref().is_some_and(|n| n.wants(Event::Tick));
         let mut in_flight: HashSet<Key> = HashSet::new();
@@ -431,7 +444,11 @@ impl<E: Executor> Scheduler<E> {
                 && now >= until
                 && self.covered_until(until).await?
             {
+                self.flush_ticks(&mut ticks).await;
                 return Ok(());
+            }
+            for stale in ticks.expired(std::time::Instant::now(), tick::GRACE) {
+                self.send_tick(stale);
             }
             if now.duration_since(last_reap).as_secs() >= 2 {
                 last_reap = now;
@@ -547,18 +564,18 @@ impl<E: Executor> Scheduler<E> {
                     trigger,
                     reports: self.reports.clone(),
                 };
-                // A tick's summary covers its live runs and the models they trigger.
-                let live_interval =
-                    (is_live || trigger == Trigger::Upstream).then_some(job.interval);
-                if summaries && is_live {
-                    let expected = self.live_ending(now, job.interval.end);
-                    for done in ticks.start(&job.task.id, job.interval.end, expected) {
-                        self.send_tick(&done).await;
-                    }
-                }
+                // A tick's summary covers its live runs and the models they trigger (a model's
+                // run counts in the ticks of every interval it covers).
+                let of_tick = (summaries && (is_live || trigger == Trigger::Upstream)).then(|| {
+                    let started = std::time::Instant::now();
+                    let ends: Vec<Timestamp> = job.members.iter().map(|m| m.end).collect();
+                    let live = is_live.then(|| self.live_ending(now, job.interval.end));
+                    ticks.started(&job.task.id, &ends, started, live);
+                    (job.interval, ends, started)
+                });
                 running.spawn(async move {
                     let result = job.run().await;
-                    (key, live_interval, result)
+                    (key, of_tick, result)
                 });
             }
             // Sleep until the next boundary, a finished run, the tick, or shutdown.
@@ -566,21 +583,21 @@ impl<E: Executor> Scheduler<E> {
             tokio::select! {
                 Some(joined) = running.join_next(), if !running.is_empty() => {
                     match joined {
-                        Ok(((task, start), live_interval, result)) => {
+                        Ok(((task, start), of_tick, (result, triggered_at))) => {
                             in_flight.remove(&(task.clone(), start));
                             live_in_flight.remove(&(task.clone(), start));
                             let ok = result.is_ok();
                             self.notify_transition(&mut last_status, &task, start, ok).await;
-                            // What a successful run triggers belongs to its tick too.
-                            let then = match (&result, self.task(&task)) {
-                                (Ok(_), Some(spec)) => spec.downstream.clone(),
-                                _ => Vec::new(),
-                            };
-                            if summaries
-                                && let Some(interval) = live_interval
-                                && let Some(done) = ticks.finish(&task, interval, result, then)
-                            {
-                                self.send_tick(&done).await;
+                            if let Some((interval, ends, started)) = of_tick {
+                                // What a successful run triggers belongs to its tick too.
+                                let then = match (&result, self.task(&task)) {
+                                    (Ok(_), Some(spec)) => spec.downstream.clone(),
+                                    _ => Vec::new(),
+                                };
+                                let run = tick::TickRun { task, interval, result };
+                                for done in ticks.finish(run, &ends, started, &then, triggered_at) {
+                                    self.send_tick(done);
+                                }
                             }
                         }
                         Err(e) => tracing::error!("a run panicked or was aborted: {e}"),
@@ -599,6 +616,7 @@ impl<E: Executor> Scheduler<E> {
                         running.abort_all();
                         while running.join_next().await.is_some() {}
                     }
+                    self.flush_ticks(&mut ticks).await;
                     return Ok(());
                 }
             }
@@ -716,8 +734,9 @@ impl<E: Executor> Job<E> {
         Ok(())
     }
 
-    /// Runs the interval and records the outcome.
-    pub(crate) async fn run(self) -> Result<RunCounts, String> {
+    /// Runs the interval and records the outcome; also returns when its downstream tasks were
+    /// set pending (a run of them that starts later follows this one).
+    pub(crate) async fn run(self) -> (Result<RunCounts, String>, std::time::Instant) {
         let started = std::time::Instant::now();
         let start_delay = Timestamp::now()
             .duration_since(self.interval.end)
@@ -738,8 +757,10 @@ impl<E: Executor> Job<E> {
             .executor
             .execute(&self.task, self.interval, self.trigger)
             .await;
+        let mut triggered_at = std::time::Instant::now();
         let result = match outcome {
             Ok(counts) => {
+                triggered_at = std::time::Instant::now();
                 let recorded = self.record_success(task, worker, &counts).await;
                 match recorded {
                     Ok(()) => Ok(counts),
@@ -779,7 +800,7 @@ impl<E: Executor> Job<E> {
                 tracing::info!(task = %task, interval = %self.interval, trigger = self.trigger.as_str(), records = c.records, loaded = c.loaded, "run done");
             }
         }
-        let outcome = result.clone();
+        let outcome = (result.clone(), triggered_at);
         if let Some(tx) = &self.reports {
             let _ = tx.send(RunReport {
                 task: task.clone(),

@@ -118,7 +118,7 @@ impl Notifier {
                 Ok(c) => serde_json::json!({
                     "task": r.task, "interval_start": r.interval.start.to_string(),
                     "status": "done", "requests": c.requests, "records": c.records,
-                    "loaded": c.loaded, "alerts": c.fired.len(),
+                    "loaded": c.loaded, "alerts": c.fired.len(), "replayed_from": c.replayed_from,
                 }),
                 Err(e) => serde_json::json!({
                     "task": r.task, "interval_start": r.interval.start.to_string(),
@@ -136,10 +136,11 @@ impl Notifier {
             "alerts": fired.iter().map(|m| self.redactor.redact(m)).collect::<Vec<_>>(),
             "at": Timestamp::now().to_string(),
         });
-        let status = if failed > 0 || !tick.missing.is_empty() {
-            format!("{} failed", failed + tick.missing.len())
-        } else {
-            "all done".to_string()
+        let status = match (failed, tick.missing.len()) {
+            (0, 0) => "all done".to_string(),
+            (f, 0) => format!("{f} failed"),
+            (0, m) => format!("{m} not run here"),
+            (f, m) => format!("{f} failed, {m} not run here"),
         };
         let subject = format!(
             "[affluent] {}: run of {}: {status}, {} alert(s)",
@@ -154,10 +155,16 @@ impl Notifier {
         );
         for r in &tick.runs {
             match &r.result {
-                Ok(c) if r.task.is_source() => body.push_str(&format!(
-                    "- {}: {} record(s) fetched in {} request(s), {} row(s) loaded\n",
-                    r.task, c.records, c.requests, c.loaded
-                )),
+                Ok(c) if r.task.is_source() => match &c.replayed_from {
+                    None => body.push_str(&format!(
+                        "- {}: {} record(s) fetched in {} request(s), {} row(s) loaded\n",
+                        r.task, c.records, c.requests, c.loaded
+                    )),
+                    Some(cassette) => body.push_str(&format!(
+                        "- {}: {} record(s) replayed from {cassette} ({} answer(s), no API call), {} row(s) loaded\n",
+                        r.task, c.records, c.requests, c.loaded
+                    )),
+                },
                 Ok(c) => body.push_str(&format!("- {}: {} row(s) written\n", r.task, c.loaded)),
                 Err(e) => body.push_str(&format!(
                     "- {}: FAILED: {} (retried later)\n",
@@ -167,7 +174,9 @@ impl Notifier {
             }
         }
         for t in &tick.missing {
-            body.push_str(&format!("- {t}: did not run before the next tick\n"));
+            body.push_str(&format!(
+                "- {t}: not run by this process for this tick (another worker, a run before a restart, or not yet)\n"
+            ));
         }
         if fired.is_empty() {
             body.push_str("\nNo alert fired.\n");

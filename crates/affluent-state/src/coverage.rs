@@ -115,6 +115,8 @@ pub struct RunCounts {
     /// The messages of the alerts the run fired (not stored: what the summary of a schedule
     /// tick lists).
     pub fired: Vec<String>,
+    /// The cassette a source's answers were replayed from, instead of its API (not stored).
+    pub replayed_from: Option<String>,
 }
 
 impl Store {

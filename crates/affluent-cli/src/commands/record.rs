@@ -57,7 +57,15 @@ pub async fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
             "source `{source}` has no `cassette`: add `cassette = \"cassettes/{source}.json\"` to [sources.{source}], or pass --output FILE"
         ),
     };
-    // Recording calls the API, whatever `replay` says.
+    // Recording calls the API, whatever `replay` says: with every variable it reads.
+    if let Some(vars) = project.missing_vars.get(source).filter(|v| !v.is_empty()) {
+        let vars: Vec<&str> = vars.iter().map(String::as_str).collect();
+        bail!(
+            "recording `{source}` calls its API, which needs {}: set {} (in the environment or the .env file next to affluent.toml)",
+            vars.join(", "),
+            if vars.len() == 1 { "it" } else { "them" }
+        );
+    }
     project.replaying.remove(source);
     let warehouse = affluent_pipeline::open_warehouse(project)?;
     let tz = warehouse.project().source_timezone(source);

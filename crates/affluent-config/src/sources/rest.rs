@@ -68,8 +68,9 @@ pub struct RestSourceConfig {
     /// what `affluent record NAME` writes, and what the source answers from when it replays.
     pub cassette: Option<String>,
     /// When the source answers from its cassette instead of calling the API: `"auto"` (the
-    /// default with a cassette: when a `${VAR}` it reads is unset or empty, such as a missing
-    /// API key, or when `AFFLUENT_OFFLINE=1`), `"always"` or `"never"`.
+    /// default with a cassette: when a `${VAR}` it reads gives no value, being unset without a
+    /// default, `${VAR:-}` or empty, such as a missing API key; or when `AFFLUENT_OFFLINE=1`),
+    /// `"always"` or `"never"`. A replaying source needs none of its variables.
     pub replay: Option<ReplayMode>,
 }
 
@@ -77,7 +78,7 @@ pub struct RestSourceConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReplayMode {
-    /// When a variable the source reads is unset or empty, or `AFFLUENT_OFFLINE=1`.
+    /// When a variable the source reads gives no value, or `AFFLUENT_OFFLINE=1`.
     Auto,
     /// Every run.
     Always,

@@ -143,6 +143,7 @@ impl Executor for Recorder {
             loaded: 1,
             requests: 1,
             fired: self.fired.clone(),
+            replayed_from: None,
         })
     }
 }

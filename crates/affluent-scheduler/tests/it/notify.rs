@@ -169,8 +169,8 @@ async fn one_summary_per_tick_lists_every_source_its_failure_and_the_alerts() {
 fn readable(raw: &str) -> String {
     let text = raw
         .replace("\r\n", "\n")
-        .replace("\n ", " ")
-        .replace("=\n", "");
+        .replace("=\n", "")
+        .replace("\n ", " ");
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -3,16 +3,20 @@
 //!
 //! A replay goes through the same run as a live one (templates, fan-out, pagination, data
 //! selector, landing), only the answer to each request comes from the file. A request matches a
-//! recorded one when the method, the URL's path, the JSON body and the query parameters are
-//! equal (not the host: `client.base_url` may come from the environment), leaving out secrets (a recorded value `***`) and, when no recording
-//! matches exactly, the parameters whose value comes from the data interval
-//! (`startDateTime = "{interval.start...}"`): a cassette recorded once replays for any interval,
-//! and the same interval's recording when it has one.
+//! recorded one when the method, the URL's path (not the host: `client.base_url` may come from
+//! the environment), the JSON body and the query parameters are equal, leaving out secrets (a
+//! recorded value `***`) and, when no recording matches exactly, the query parameters whose
+//! value follows the data interval (`startDateTime = "{interval.start...}"`, a time-grid step):
+//! a cassette recorded once replays for any interval, with the same interval's recording when it
+//! has one, else the newest of those that differ only there (and the run warns that it replayed
+//! answers recorded for other values). The path and a JSON body are always compared.
 //!
 //! The file is JSON, written with secrets scrubbed (the URL through the redactor, the headers
-//! kept with a landed body, the body as landed):
-//! `{"affluent_cassette": 1, "source", "recorded_at", "interactions": [{"method", "url",
-//! "request_body"?, "status", "headers", "body" | "body_text"}]}`.
+//! kept with a landed body, the body as landed: parsed when JSON, else text, else base64; a
+//! non-UTF-8 body that holds a secret is kept as its redacted text):
+//! `{"affluent_cassette": 1, "source", "recorded_at", "note"?, "interactions": [{"method",
+//! "url", "request_body"?, "status", "headers", "body" | "body_text" | "body_base64"}]}`.
+//! A process reads it once: one that runs on sees a cassette recorded since when it restarts.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -52,9 +56,12 @@ pub struct Interaction {
     /// The body, when it is JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<Value>,
-    /// The body, when it is not JSON.
+    /// The body, when it is text but not JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_text: Option<String>,
+    /// The body, when it is not UTF-8 text, in base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_base64: Option<String>,
 }
 
 /// A cassette file.
@@ -146,19 +153,38 @@ impl Cassette {
                 format!("cannot read the cassette {}: {e}", path.display())
             })
         })?;
-        let file: CassetteFile = serde_json::from_str(&text).map_err(|e| {
+        let bad = |e: serde_json::Error| {
             SourceError::Plan(format!(
                 "{}:{}:{}: not a cassette: {e}",
                 path.display(),
                 e.line(),
                 e.column()
             ))
-        })?;
-        if file.affluent_cassette != FORMAT {
+        };
+        // The version first: a newer format is said to be one, not a list of unknown fields.
+        let value: Value = serde_json::from_str(&text).map_err(bad)?;
+        match value.get("affluent_cassette").and_then(Value::as_u64) {
+            Some(v) if v == u64::from(FORMAT) => {}
+            Some(v) => {
+                return Err(SourceError::Plan(format!(
+                    "{}: cassette format {v}, this affluent reads format {FORMAT}: use the affluent that wrote it, or record it again with `affluent record {source}`",
+                    path.display()
+                )));
+            }
+            None => {
+                return Err(SourceError::Plan(format!(
+                    "{}: not a cassette (no `affluent_cassette` format number): record one with `affluent record {source}`",
+                    path.display()
+                )));
+            }
+        }
+        let file: CassetteFile = serde_json::from_value(value)
+            .map_err(|e| SourceError::Plan(format!("{}: not a cassette: {e}", path.display())))?;
+        if file.source != source {
             return Err(SourceError::Plan(format!(
-                "{}: cassette format {} (this affluent reads {FORMAT})",
+                "{} holds the answers of source `{}`, not `{source}`: point `cassette` at this source's file, or record it with `affluent record {source}`",
                 path.display(),
-                file.affluent_cassette
+                file.source
             )));
         }
         let interactions = file
@@ -166,9 +192,23 @@ impl Cassette {
             .into_iter()
             .enumerate()
             .map(|(i, it)| {
-                let key = Key::new(&it.method, &it.url, it.request_body.as_ref()).map_err(|e| {
+                let at = |e: String| {
                     SourceError::Plan(format!("{}: interaction {i}: {e}", path.display()))
-                })?;
+                };
+                if !(200..300).contains(&it.status) {
+                    return Err(at(format!(
+                        "status {}: a cassette holds answers (2xx); an error answer is never data",
+                        it.status
+                    )));
+                }
+                for (k, v) in &it.headers {
+                    if HeaderName::from_bytes(k.as_bytes()).is_err()
+                        || HeaderValue::from_str(v).is_err()
+                    {
+                        return Err(at(format!("header {k:?}: not a valid HTTP header")));
+                    }
+                }
+                let key = Key::new(&it.method, &it.url, it.request_body.as_ref()).map_err(at)?;
                 Ok((key, it))
             })
             .collect::<Result<_, SourceError>>()?;
@@ -193,32 +233,54 @@ impl Cassette {
         self.interactions.is_empty()
     }
 
-    /// The recorded answer to a request (`shown_url`: the URL as landed, secrets scrubbed).
-    /// `free` names the parameters that may differ (they come from the data interval).
+    /// The recorded answer to a request (`shown_url`: the URL as landed, secrets scrubbed), and
+    /// whether it was recorded for other values of the parameters in `free` (those that follow
+    /// the data interval): an exact recording first, else the newest that differs only there.
     pub(crate) fn answer(
         &self,
         method: &str,
         shown_url: &str,
         body: Option<&Value>,
         free: &BTreeSet<String>,
-    ) -> Result<Response, SourceError> {
+    ) -> Result<(Response, bool), SourceError> {
         let key = Key::new(method, shown_url, body).map_err(SourceError::Plan)?;
         let none = BTreeSet::new();
-        let found = self
+        let found = match self
             .interactions
             .iter()
             .find(|(k, _)| key.matches(k, &none))
-            .or_else(|| self.interactions.iter().find(|(k, _)| key.matches(k, free)));
-        let Some((_, it)) = found else {
+        {
+            Some(exact) => Some((exact, false)),
+            None => self
+                .interactions
+                .iter()
+                .rev()
+                .find(|(k, _)| key.matches(k, free))
+                .map(|other| (other, true)),
+        };
+        let Some(((_, it), elsewhere)) = found else {
             return Err(SourceError::Plan(format!(
-                "{} has no recording of {method} {shown_url}: record it again with `affluent record` (its parameters, fan-out or pages changed since)",
+                "{} has no recording of {method} {shown_url}: record it with `affluent record` (a recording answers a request with the same path, body and query parameters; only the query parameters that follow the interval may differ)",
                 self.path.display()
             )));
         };
-        let body = match (&it.body, &it.body_text) {
-            (Some(v), _) => Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
-            (None, Some(t)) => Bytes::from(t.clone().into_bytes()),
-            (None, None) => Bytes::new(),
+        let body = match (&it.body, &it.body_text, &it.body_base64) {
+            (Some(v), _, _) => Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
+            (None, Some(t), _) => Bytes::from(t.clone().into_bytes()),
+            (None, None, Some(b)) => {
+                use base64::Engine;
+                Bytes::from(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b)
+                        .map_err(|e| {
+                            SourceError::Plan(format!(
+                                "{}: the answer to {shown_url}: body_base64 is not base64: {e}",
+                                self.path.display()
+                            ))
+                        })?,
+                )
+            }
+            (None, None, None) => Bytes::new(),
         };
         let mut headers = HeaderMap::new();
         for (k, v) in &it.headers {
@@ -229,12 +291,15 @@ impl Cassette {
                 headers.insert(name, value);
             }
         }
-        Ok(Response {
-            status: it.status,
-            headers,
-            body,
-            received_at: Timestamp::now(),
-        })
+        Ok((
+            Response {
+                status: it.status,
+                headers,
+                body,
+                received_at: Timestamp::now(),
+            },
+            elsewhere,
+        ))
     }
 }
 
@@ -260,9 +325,16 @@ impl Recorder {
         headers: BTreeMap<String, String>,
         body: &[u8],
     ) {
-        let (body, body_text) = match serde_json::from_slice::<Value>(body) {
-            Ok(v) => (Some(v), None),
-            Err(_) => (None, Some(String::from_utf8_lossy(body).into_owned())),
+        let (body, body_text, body_base64) = match serde_json::from_slice::<Value>(body) {
+            Ok(v) => (Some(v), None, None),
+            Err(_) => match std::str::from_utf8(body) {
+                Ok(text) => (None, Some(text.to_string()), None),
+                Err(_) => {
+                    use base64::Engine;
+                    let encoded = base64::engine::general_purpose::STANDARD.encode(body);
+                    (None, None, Some(encoded))
+                }
+            },
         };
         self.interactions
             .lock()
@@ -275,6 +347,7 @@ impl Recorder {
                 headers,
                 body,
                 body_text,
+                body_base64,
             });
     }
 
@@ -295,14 +368,15 @@ impl Recorder {
     /// ones already in the file when `append` (a request recorded again replaces its old
     /// answer). Returns how many interactions the file holds.
     pub fn save(&self, path: &Path, source: &str, append: bool) -> Result<usize, SourceError> {
-        let mut interactions = if append && path.exists() {
+        let (mut interactions, note) = if append && path.exists() {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| SourceError::Plan(format!("cannot read {}: {e}", path.display())))?;
-            serde_json::from_str::<CassetteFile>(&text)
-                .map_err(|e| SourceError::Plan(format!("{}: not a cassette: {e}", path.display())))?
-                .interactions
+            let old = serde_json::from_str::<CassetteFile>(&text).map_err(|e| {
+                SourceError::Plan(format!("{}: not a cassette: {e}", path.display()))
+            })?;
+            (old.interactions, old.note)
         } else {
-            Vec::new()
+            (Vec::new(), None)
         };
         let new = std::mem::take(&mut *self.interactions.lock().unwrap_or_else(|e| e.into_inner()));
         let same = |a: &Interaction, b: &Interaction| {
@@ -314,7 +388,7 @@ impl Recorder {
             affluent_cassette: FORMAT,
             source: source.to_string(),
             recorded_at: Timestamp::now().to_string(),
-            note: None,
+            note,
             interactions,
         };
         let n = file.interactions.len();

@@ -178,7 +178,13 @@ impl Source for RestSource {
                 Some(path) if ctx.recorder.is_none() => Some(self.cassette(path, ctx.name)?),
                 _ => None,
             };
-            summary.replayed_from = replay.as_ref().map(|c| c.path().display().to_string());
+            summary.replayed_from = replay.as_ref().map(|c| {
+                let path = c.path();
+                path.strip_prefix(&project.dir)
+                    .unwrap_or(path)
+                    .display()
+                    .to_string()
+            });
             // A recording wants every body whole: no conditional requests.
             let cache = if rest.change_detection.unwrap_or(true) && ctx.recorder.is_none() {
                 Some(self.change_cache(&project.data_dir, ctx.name)?)
@@ -200,6 +206,7 @@ impl Source for RestSource {
                 recorder: ctx.recorder,
                 interval_params: &self.interval_params,
                 replayed: AtomicU64::new(0),
+                replayed_elsewhere: AtomicU64::new(0),
             };
             let calls = run.plan(ctx.parent_values)?;
             let (records, errors) = run.run(calls, ctx.collect, ctx.observer).await;
@@ -216,6 +223,15 @@ impl Source for RestSource {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone();
+            let elsewhere = run.replayed_elsewhere.load(Ordering::Relaxed);
+            if elsewhere > 0 {
+                let params: Vec<&str> = self.interval_params.iter().map(String::as_str).collect();
+                summary.warnings.push(format!(
+                    "{elsewhere} answer(s) replayed from recordings made for other values of {} (they follow the interval): the records are those recorded then; `affluent record {}` over this interval records its own",
+                    params.join(", "),
+                    ctx.name
+                ));
+            }
             summary
                 .errors
                 .extend(errors.iter().map(ToString::to_string));

@@ -85,6 +85,9 @@ pub(super) struct RestRun<'a> {
     pub interval_params: &'a std::collections::BTreeSet<String>,
     /// Requests answered from the cassette.
     pub replayed: AtomicU64,
+    /// Of those, the ones answered by a recording made for other values of the interval's
+    /// parameters.
+    pub replayed_elsewhere: AtomicU64,
 }
 
 impl RestRun<'_> {
@@ -216,7 +219,15 @@ impl RestRun<'_> {
                 headers
                     .get(*h)
                     .and_then(|v| v.to_str().ok())
-                    .map(|v| (h.to_string(), redactor.redact(v)))
+                    // A `Link` holds URLs: their secret-named parameters are masked too.
+                    .map(|v| {
+                        let shown = if *h == "link" {
+                            redactor.redact_url(v)
+                        } else {
+                            redactor.redact(v)
+                        };
+                        (h.to_string(), shown)
+                    })
             })
             .collect()
     }
@@ -325,8 +336,10 @@ impl RestRun<'_> {
         };
         let max_pages = self.config.max_pages.unwrap_or(1000);
         let redactor = self.client.redactor();
+        // A body whose redaction is no longer JSON is shown (and matched in a cassette) as text.
         let shown_body = body.as_ref().map(|b| {
-            serde_json::from_str::<Value>(&redactor.redact(&b.to_string())).unwrap_or(Value::Null)
+            let text = redactor.redact(&b.to_string());
+            serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text))
         });
         let mut collected = Vec::new();
         let mut previous_hash: Option<String> = None;
@@ -369,13 +382,17 @@ impl RestRun<'_> {
             }
             let response = match &self.replay {
                 Some(cassette) => {
-                    self.replayed.fetch_add(1, Ordering::Relaxed);
-                    cassette.answer(
+                    let (answer, elsewhere) = cassette.answer(
                         method.as_str(),
                         &shown_url,
                         shown_body.as_ref(),
                         self.interval_params,
-                    )?
+                    )?;
+                    self.replayed.fetch_add(1, Ordering::Relaxed);
+                    if elsewhere {
+                        self.replayed_elsewhere.fetch_add(1, Ordering::Relaxed);
+                    }
+                    answer
                 }
                 None => {
                     self.client
@@ -410,13 +427,28 @@ impl RestRun<'_> {
                 body_bytes = redactor.redact_bytes(&response.body).into_owned();
                 hash = content_hash(&body_bytes);
                 if let Some(recorder) = self.recorder {
+                    // The redactor scrubs text: a body that is not UTF-8 and holds a secret is
+                    // recorded as its redacted text, never as it came.
+                    let lossy;
+                    let recorded = match std::str::from_utf8(&body_bytes) {
+                        Err(_)
+                            if redactor.contains_secret(&String::from_utf8_lossy(&body_bytes)) =>
+                        {
+                            self.warn(format!(
+                                "the answer to {shown_url} is not UTF-8 and holds a secret: recorded as its redacted text"
+                            ));
+                            lossy = redactor.redact(&String::from_utf8_lossy(&body_bytes));
+                            lossy.as_bytes()
+                        }
+                        _ => &body_bytes[..],
+                    };
                     recorder.record(
                         method.as_str(),
                         &shown_url,
                         shown_body.as_ref(),
                         response.status,
                         self.kept_headers(&response.headers),
-                        &body_bytes,
+                        recorded,
                     );
                 }
                 if previous_hash.as_deref() == Some(hash.as_str()) {

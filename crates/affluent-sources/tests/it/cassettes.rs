@@ -334,3 +334,143 @@ fn replay_without_a_cassette_is_a_config_error() {
     assert!(err.contains("`replay` needs a `cassette`"), "{err}");
     assert!(err.contains("affluent.toml:3:"), "{err}");
 }
+
+fn load_in(
+    dir: &std::path::Path,
+    toml: &str,
+    env: &[(&str, &str)],
+) -> Result<affluent_config::Project, String> {
+    std::fs::write(dir.join("affluent.toml"), toml).unwrap();
+    let env = affluent_config::Environment::from_map(
+        env.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    affluent_config::load_with_env(dir, &env).map_err(|e| e.to_string())
+}
+
+#[test]
+fn which_sources_replay_and_which_problems_still_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = |auth: &str, extra: &str| {
+        format!(
+            "[sources.api]\ntype = \"rest\"\ncassette = \"rec/api.json\"\nclient.base_url = \"${{API_URL:-http://127.0.0.1:9}}/\"\n{auth}{extra}"
+        )
+    };
+    let key = "client.auth = { type = \"bearer\", token = \"${API_TOKEN}\" }\n";
+    // An unset variable without a default: the source replays (every variable required, as
+    // `affluent run` and `validate` load), and needs none of its variables.
+    let p = load_in(dir.path(), &source(key, ""), &[]).unwrap();
+    assert!(p.replaying.contains_key("api") && p.unavailable.is_empty());
+    assert_eq!(
+        p.missing_vars["api"].iter().collect::<Vec<_>>(),
+        ["API_TOKEN"]
+    );
+    // A default that gives a value is no missing variable: live.
+    let p = load_in(dir.path(), &source(key, ""), &[("API_TOKEN", "t-123456")]).unwrap();
+    assert!(p.replaying.is_empty(), "API_URL's default is a value");
+    // Replaying does not hide the source's other problems.
+    let err = load_in(
+        dir.path(),
+        &source(key, "endpoint.data_selectr = \"x\"\n"),
+        &[],
+    )
+    .unwrap_err();
+    assert!(err.contains("data_selectr"), "{err}");
+    // `replay = "never"`: the unset variable is the error it always was.
+    let err = load_in(dir.path(), &source(key, "replay = \"never\"\n"), &[]).unwrap_err();
+    assert!(
+        err.contains("environment variable `API_TOKEN` is not set"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_cassette_is_checked_when_read_and_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("rec")).unwrap();
+    let toml = "[sources.api]\ntype = \"rest\"\ncassette = \"rec/api.json\"\nreplay = \"always\"\nclient.base_url = \"http://127.0.0.1:9/items\"\n";
+    let write = |doc: serde_json::Value| {
+        std::fs::write(dir.path().join("rec/api.json"), doc.to_string()).unwrap()
+    };
+    let one = |status: u16, source: &str| {
+        json!({"affluent_cassette": 1, "source": source, "recorded_at": "2026-12-01T00:00:00Z",
+            "interactions": [{"method": "GET", "url": "http://x/items", "status": status, "body": [1]}]})
+    };
+    let error = |expected: &str| {
+        let project = load_in(dir.path(), toml, &[]).unwrap();
+        let expected = expected.to_string();
+        async move {
+            let err = Connectors::new(project)
+                .unwrap()
+                .ingest(
+                    "api",
+                    &IngestOptions {
+                        interval: Some(interval(YEARS.0, YEARS.1)),
+                        observer: None,
+                        recorder: None,
+                    },
+                )
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&expected), "{expected:?} not in {err}");
+        }
+    };
+    write(one(500, "api"));
+    error("status 500: a cassette holds answers (2xx)").await;
+    write(one(200, "other"));
+    error("holds the answers of source `other`, not `api`").await;
+    write(json!({"affluent_cassette": 2, "source": "api", "new_field": true}));
+    error("cassette format 2, this affluent reads format 1").await;
+    std::fs::write(
+        dir.path().join("rec/api.json"),
+        "{\"affluent_cassette\": 1,",
+    )
+    .unwrap();
+    error("not a cassette").await;
+    std::fs::remove_file(dir.path().join("rec/api.json")).unwrap();
+    error("does not exist: record it with `affluent record api`").await;
+}
+
+#[tokio::test]
+async fn answers_of_other_intervals_are_replayed_with_a_warning_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("rec")).unwrap();
+    let answer = |from: &str, items: serde_json::Value| json!({"method": "GET", "url": format!("http://x/items?from={from}"), "status": 200, "body": items});
+    std::fs::write(
+        dir.path().join("rec/api.json"),
+        json!({"affluent_cassette": 1, "source": "api", "recorded_at": "2026-12-01T00:00:00Z",
+            "interactions": [answer("2001-01-01", json!([1])), answer("2002-01-01", json!([1, 2]))]})
+        .to_string(),
+    )
+    .unwrap();
+    let toml = "[sources.api]\ntype = \"rest\"\ncassette = \"rec/api.json\"\nreplay = \"always\"\nclient.base_url = \"http://127.0.0.1:9/items\"\nendpoint.params = { from = \"{interval.start:date}\" }\n";
+    let project = load_in(dir.path(), toml, &[]).unwrap();
+    let c = Connectors::new(project).unwrap();
+    let at = |from: &str, to: &str| IngestOptions {
+        interval: Some(interval(from, to)),
+        observer: None,
+        recorder: None,
+    };
+    // Its own interval: its own answer, no warning.
+    let s = c
+        .ingest("api", &at("2001-01-01T00:00:00Z", "2001-01-02T00:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!((s.records, s.warnings.len()), (1, 0), "{:?}", s.warnings);
+    // Another: the newest recording, and the run says so.
+    let s = c
+        .ingest("api", &at("2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(s.records, 2);
+    assert!(
+        s.warnings
+            .iter()
+            .any(|w| w
+                .contains("1 answer(s) replayed from recordings made for other values of from")),
+        "{:?}",
+        s.warnings
+    );
+}
