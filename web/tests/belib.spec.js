@@ -2,7 +2,7 @@
 // offline arrondissements, and availability against the weather on two axes. Expected figures
 // come from `affluent query` on the same tables, not from the dashboard.
 const { test, expect } = require("@playwright/test");
-const { queryIn, loginAsAda, settled } = require("./helpers");
+const { queryIn, loginAsAda, settled, chartOption } = require("./helpers");
 const path = require("node:path");
 
 test.describe.configure({ mode: "serial" });
@@ -13,20 +13,7 @@ const shots = path.join(__dirname, "..", "screenshots");
 const query = (sql) => queryIn(process.env.AFFLUENT_BELIB_DIR, sql);
 const login = (page) => loginAsAda(page, process.env.AFFLUENT_BELIB_URL);
 
-// The ECharts option of a panel's chart, reduced to what the tests compare.
-async function option(page, panel) {
-  return page.evaluate((id) => {
-    const el = document.querySelector(`#panel-${id} .chart`);
-    const chart = el && echarts.getInstanceByDom(el);
-    if (!chart) return null;
-    const o = chart.getOption();
-    return {
-      geo: (o.geo || []).map((g) => g.map),
-      yAxes: (o.yAxis || []).length,
-      series: o.series.map((s) => ({ name: s.name, type: s.type, n: s.data.length, axis: s.yAxisIndex || 0, color: s.itemStyle && s.itemStyle.color, first: s.data[0] })),
-    };
-  }, panel);
-}
+const option = chartOption;
 
 test("the map shows every charging point, coloured by status, over the arrondissements", async ({ page }) => {
   await login(page);

@@ -2,7 +2,7 @@
 // choropleth, the standings derived from the matches, and the GDP forecast with its interval.
 // Expected figures come from `affluent query` on the same tables, not from the dashboard.
 const { test, expect } = require("@playwright/test");
-const { queryIn, loginAsAda, settled } = require("./helpers");
+const { queryIn, loginAsAda, settled, chartOption } = require("./helpers");
 const fs = require("node:fs");
 const path = require("node:path");
 
@@ -15,25 +15,7 @@ const login = (page) => loginAsAda(page, process.env.AFFLUENT_CULTURE_URL);
 const unquote = (s) => s.replace(/^"|"$/g, "").replace(/""/g, '"');
 const world = JSON.parse(fs.readFileSync(path.join(__dirname, "../../examples/culture/geo/world.geojson")));
 
-// The ECharts option of a panel's chart, reduced to what the tests compare.
-async function option(page, panel) {
-  return page.evaluate((id) => {
-    const el = document.querySelector(`#panel-${id} .chart`);
-    const chart = el && echarts.getInstanceByDom(el);
-    if (!chart) return null;
-    const o = chart.getOption();
-    return {
-      geo: (o.geo || []).map((g) => g.map),
-      visualMap: (o.visualMap || []).length,
-      series: o.series.map((s) => ({
-        name: s.name,
-        type: s.type,
-        n: s.data.length,
-        data: s.type === "map" ? s.data.map((d) => [d.name, d.value]) : s.data.map((d) => (d !== null && typeof d === "object" && !Array.isArray(d) ? d.value : d)),
-      })),
-    };
-  }, panel);
-}
+const option = chartOption;
 
 test("the venues are points on the offline world map, by category", async ({ page }) => {
   await login(page);

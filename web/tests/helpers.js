@@ -24,4 +24,31 @@ async function settled(page) {
   await page.waitForLoadState("networkidle");
 }
 
-module.exports = { queryIn, loginAsAda, settled };
+// The ECharts option of a panel's chart, reduced to what the tests compare: the GeoJSON maps
+// drawn, the axes and visual maps, and per series its name, type, points (`data`: a map's as
+// [name, value], the others' values), axis, colour and first point.
+async function chartOption(page, panel) {
+  return page.evaluate((id) => {
+    const el = document.querySelector(`#panel-${id} .chart`);
+    const chart = el && echarts.getInstanceByDom(el);
+    if (!chart) return null;
+    const o = chart.getOption();
+    const value = (d) => (d !== null && typeof d === "object" && !Array.isArray(d) ? d.value : d);
+    return {
+      geo: (o.geo || []).map((g) => g.map),
+      yAxes: (o.yAxis || []).length,
+      visualMap: (o.visualMap || []).length,
+      series: o.series.map((s) => ({
+        name: s.name,
+        type: s.type,
+        n: s.data.length,
+        data: s.type === "map" ? s.data.map((d) => [d.name, d.value]) : s.data.map(value),
+        axis: s.yAxisIndex || 0,
+        color: s.itemStyle && s.itemStyle.color,
+        first: s.data[0],
+      })),
+    };
+  }, panel);
+}
+
+module.exports = { queryIn, loginAsAda, settled, chartOption };
