@@ -1157,6 +1157,23 @@ fn culture_runs_a_tick_offline_and_mails_one_summary() {
     }
     copy_dir(&example.join("cassettes"), &dir.path().join("cassettes"));
     copy_dir(&example.join("geo"), &dir.path().join("geo"));
+    // validate says which sources replay, and why.
+    let o = Command::new(env!("CARGO_BIN_EXE_affluent"))
+        .arg("--project")
+        .arg(dir.path())
+        .arg("validate")
+        .env_remove("TICKETMASTER_API_KEY")
+        .env_remove("FOOTBALL_DATA_TOKEN")
+        .env_remove("AFFLUENT_OFFLINE")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("source `events` replays cassettes/events.json (TICKETMASTER_API_KEY unset or empty): it calls no API")
+            && !text(&o).contains("source `economy` replays"),
+        "{}",
+        text(&o)
+    );
     // Recording calls the API: not without its key.
     let o = Command::new(env!("CARGO_BIN_EXE_affluent"))
         .arg("--project")

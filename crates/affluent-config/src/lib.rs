@@ -127,6 +127,23 @@ impl Project {
         }
     }
 
+    /// Where a replaying source's answers come from, and why it replays:
+    /// `cassettes/events.json (TICKETMASTER_API_KEY unset or empty)`; `None` when it calls its
+    /// API.
+    pub fn replay_note(&self, source: &str) -> Option<String> {
+        let path = self.replaying.get(source)?;
+        let shown = path.strip_prefix(&self.dir).unwrap_or(path).display();
+        Some(
+            match self.missing_vars.get(source).filter(|v| !v.is_empty()) {
+                Some(vars) => format!(
+                    "{shown} ({} unset or empty)",
+                    vars.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+                None => format!("{shown} (replay on)"),
+            },
+        )
+    }
+
     /// Checks that the named sources, and the sources they resolve parameters through, can run:
     /// every `${VAR}` they use is set (a source that replays its cassette needs none). The error lists every problem of all of them at once,
     /// with line and column.

@@ -81,22 +81,12 @@ pub async fn schedule(
             .filter(|_| t.catchup)
             .map(|s| format!(", covering since {s}"))
             .unwrap_or_default();
-        let replays = project
-            .replaying
-            .get(&t.id.name)
-            .filter(|_| t.id.is_source())
-            .map(|path| {
-                let shown = path.strip_prefix(&project.dir).unwrap_or(path);
-                let why = match project.missing_vars.get(&t.id.name) {
-                    Some(v) if !v.is_empty() => format!(
-                        "{} unset or empty",
-                        v.iter().cloned().collect::<Vec<_>>().join(", ")
-                    ),
-                    _ => "replay on".to_string(),
-                };
-                format!(", REPLAYING {} ({why}): no API call", shown.display())
-            })
-            .unwrap_or_default();
+        let replays =
+            t.id.is_source()
+                .then(|| project.replay_note(&t.id.name))
+                .flatten()
+                .map(|note| format!(", REPLAYING {note}: no API call"))
+                .unwrap_or_default();
         eprintln!("{}: {when}{since}{replays}", t.id);
     }
     eprintln!("worker {}; stop with Ctrl-C", options.worker);

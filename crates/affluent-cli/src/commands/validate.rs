@@ -20,6 +20,11 @@ pub async fn run(ctx: &Context, _args: Args) -> Result<ExitCode> {
         project.timezone.iana_name().unwrap_or("UTC"),
         project.data_dir.display()
     );
+    for source in project.replaying.keys() {
+        if let Some(note) = project.replay_note(source) {
+            println!("source `{source}` replays {note}: it calls no API");
+        }
+    }
     if project.storage.any_remote() {
         let own: Vec<String> = project
             .storage
