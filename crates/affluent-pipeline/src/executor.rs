@@ -159,6 +159,7 @@ impl Pipeline {
             .map_err(|e| RunFailure {
                 error: error_chain(&e),
                 landed,
+                fired: Vec::new(),
             })?
             .unwrap_or_default();
         let (reports, fired) = reports;
@@ -170,6 +171,7 @@ impl Pipeline {
             return Err(RunFailure {
                 error: first_errors(&errors),
                 landed,
+                fired,
             });
         }
         Ok(RunCounts {

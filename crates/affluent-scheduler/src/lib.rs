@@ -78,6 +78,9 @@ pub struct RunFailure {
     pub error: String,
     /// Whether the interval's data was landed before the failure (it stays `landed`).
     pub landed: bool,
+    /// The messages of the alerts the run fired before it failed (what it did load was
+    /// evaluated): the tick's summary lists them too.
+    pub fired: Vec<String>,
 }
 
 impl From<String> for RunFailure {
@@ -85,6 +88,7 @@ impl From<String> for RunFailure {
         Self {
             error,
             landed: false,
+            fired: Vec::new(),
         }
     }
 }
@@ -426,7 +430,7 @@ impl<E: Executor> Scheduler<E> {
         type Finished = (
             Key,
             Option<(Interval, Vec<Timestamp>, std::time::Instant)>,
-            (Result<RunCounts, String>, std::time::Instant),
+            (Result<RunCounts, String>, std::time::Instant, Vec<String>),
         );
         let mut running: JoinSet<Finished> = JoinSet::new();
         let mut ticks = tick::Ticks::default();
@@ -583,7 +587,7 @@ impl<E: Executor> Scheduler<E> {
             tokio::select! {
                 Some(joined) = running.join_next(), if !running.is_empty() => {
                     match joined {
-                        Ok(((task, start), of_tick, (result, triggered_at))) => {
+                        Ok(((task, start), of_tick, (result, triggered_at, failed_fired))) => {
                             in_flight.remove(&(task.clone(), start));
                             live_in_flight.remove(&(task.clone(), start));
                             let ok = result.is_ok();
@@ -594,7 +598,11 @@ impl<E: Executor> Scheduler<E> {
                                     (Ok(_), Some(spec)) => spec.downstream.clone(),
                                     _ => Vec::new(),
                                 };
-                                let run = tick::TickRun { task, interval, result };
+                                let fired = match &result {
+                                    Ok(counts) => counts.fired.clone(),
+                                    Err(_) => failed_fired,
+                                };
+                                let run = tick::TickRun { task, interval, result, fired };
                                 for done in ticks.finish(run, &ends, started, &then, triggered_at) {
                                     self.send_tick(done);
                                 }
@@ -735,8 +743,9 @@ impl<E: Executor> Job<E> {
     }
 
     /// Runs the interval and records the outcome; also returns when its downstream tasks were
-    /// set pending (a run of them that starts later follows this one).
-    pub(crate) async fn run(self) -> (Result<RunCounts, String>, std::time::Instant) {
+    /// set pending (a run of them that starts later follows this one), and the alerts a failed
+    /// run fired before failing.
+    pub(crate) async fn run(self) -> (Result<RunCounts, String>, std::time::Instant, Vec<String>) {
         let started = std::time::Instant::now();
         let start_delay = Timestamp::now()
             .duration_since(self.interval.end)
@@ -758,6 +767,7 @@ impl<E: Executor> Job<E> {
             .execute(&self.task, self.interval, self.trigger)
             .await;
         let mut triggered_at = std::time::Instant::now();
+        let mut failed_fired = Vec::new();
         let result = match outcome {
             Ok(counts) => {
                 triggered_at = std::time::Instant::now();
@@ -785,6 +795,7 @@ impl<E: Executor> Job<E> {
                     }
                 }
                 tracing::warn!(task = %task, interval = %self.interval, attempt = self.attempts, retry_at = %retry_at, "run failed: {}", failure.error);
+                failed_fired = failure.fired;
                 Err(failure.error)
             }
         };
@@ -800,7 +811,7 @@ impl<E: Executor> Job<E> {
                 tracing::info!(task = %task, interval = %self.interval, trigger = self.trigger.as_str(), records = c.records, loaded = c.loaded, "run done");
             }
         }
-        let outcome = (result.clone(), triggered_at);
+        let outcome = (result.clone(), triggered_at, failed_fired);
         if let Some(tx) = &self.reports {
             let _ = tx.send(RunReport {
                 task: task.clone(),

@@ -108,8 +108,7 @@ impl Notifier {
         let fired: Vec<&str> = tick
             .runs
             .iter()
-            .filter_map(|r| r.result.as_ref().ok())
-            .flat_map(|c| c.fired.iter().map(|m| m.as_str()))
+            .flat_map(|r| r.fired.iter().map(String::as_str))
             .collect();
         let runs: Vec<serde_json::Value> = tick
             .runs
@@ -118,11 +117,11 @@ impl Notifier {
                 Ok(c) => serde_json::json!({
                     "task": r.task, "interval_start": r.interval.start.to_string(),
                     "status": "done", "requests": c.requests, "records": c.records,
-                    "loaded": c.loaded, "alerts": c.fired.len(), "replayed_from": c.replayed_from,
+                    "loaded": c.loaded, "alerts": r.fired.len(), "replayed_from": c.replayed_from,
                 }),
                 Err(e) => serde_json::json!({
                     "task": r.task, "interval_start": r.interval.start.to_string(),
-                    "status": "failed", "error": self.redactor.redact(e),
+                    "status": "failed", "error": self.redactor.redact(e), "alerts": r.fired.len(),
                 }),
             })
             .collect();

@@ -27,8 +27,10 @@ pub struct TickRun {
     pub task: TaskId,
     /// Its interval.
     pub interval: Interval,
-    /// Its counts (records fetched, rows loaded, alerts fired), or its error.
+    /// Its counts (records fetched, rows loaded), or its error.
     pub result: Result<RunCounts, String>,
+    /// The messages of the alerts it fired (a failed run too, for what it did load).
+    pub fired: Vec<String>,
 }
 
 /// A schedule tick: the instant its intervals end, the runs done, and the tasks due at it
@@ -171,6 +173,7 @@ mod tests {
                 end: at,
             },
             result: Ok(RunCounts::default()),
+            fired: Vec::new(),
         }
     }
 

@@ -136,6 +136,8 @@ impl Executor for Recorder {
             return Err(RunFailure {
                 error: format!("injected failure, {left} left"),
                 landed: false,
+                // What it loaded before failing was alerted on.
+                fired: self.fired.clone(),
             });
         }
         Ok(RunCounts {

@@ -143,7 +143,7 @@ async fn one_summary_per_tick_lists_every_source_its_failure_and_the_alerts() {
     let mail = &readable(&mails[0]);
     assert!(
         mail.contains("Subject: [affluent] culture: run of ")
-            && mail.contains("1 failed, 3 alert(s)"),
+            && mail.contains("1 failed, 4 alert(s)"),
         "{mail}"
     );
     for line in [
@@ -151,7 +151,7 @@ async fn one_summary_per_tick_lists_every_source_its_failure_and_the_alerts() {
         "- source:economy: 1 record(s) fetched in 1 request(s), 1 row(s) loaded",
         "- source:matches: FAILED: injected failure, 0 left (retried later)",
         "- model:events_by_city: 1 row(s) written",
-        "Alerts fired (3):",
+        "Alerts fired (4):",
         "- Paris : 12 événements (médiane 3) ***",
     ] {
         assert!(mail.contains(line), "{line:?} not in {mail}");
@@ -162,7 +162,7 @@ async fn one_summary_per_tick_lists_every_source_its_failure_and_the_alerts() {
     assert_eq!(hooks[0]["event"], "tick");
     assert_eq!(hooks[0]["failed"], 1);
     assert_eq!(hooks[0]["runs"].as_array().map(Vec::len), Some(4));
-    assert_eq!(hooks[0]["alerts"].as_array().map(Vec::len), Some(3));
+    assert_eq!(hooks[0]["alerts"].as_array().map(Vec::len), Some(4));
 }
 
 /// A message as its reader sees it: folded header lines unfolded, quoted-printable decoded.
