@@ -107,8 +107,16 @@ pub(crate) const UNSET: &str = "environment variable `";
 pub(crate) fn unset_variables(text: &str, env: &Environment) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = text;
-    while let Some(i) = rest.find("${") {
-        let after = &rest[i + 2..];
+    while let Some(i) = rest.find('$') {
+        // `$$` is a literal dollar.
+        if let Some(r) = rest[i + 1..].strip_prefix('$') {
+            rest = r;
+            continue;
+        }
+        let Some(after) = rest[i + 1..].strip_prefix('{') else {
+            rest = &rest[i + 1..];
+            continue;
+        };
         let Some(close) = after.find('}') else { break };
         let inner = &after[..close];
         if !inner.contains(":-") && env.get(inner).is_none() {
@@ -206,6 +214,15 @@ mod tests {
         let r = interpolate("x${A}y${B:-two}$$z", &env()).unwrap();
         assert_eq!(r.value, "x1ytwo$z");
         assert_eq!(r.used, vec![("A".to_string(), "1".to_string())]);
+    }
+
+    #[test]
+    fn unset_variables_are_those_without_a_default() {
+        let env = Environment::from_map([("SET".to_string(), "x".to_string())].into());
+        assert_eq!(
+            unset_variables("$${ESCAPED} ${A} ${B:-} ${SET} ${C:-d} $D ${E}", &env),
+            ["A", "E"]
+        );
     }
 
     #[test]

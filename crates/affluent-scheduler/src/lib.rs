@@ -18,6 +18,8 @@ mod tasks;
 mod tick;
 
 use std::collections::{HashMap, HashSet};
+
+use futures::FutureExt;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -287,6 +289,23 @@ pub struct Scheduler<E: Executor> {
 
 type Key = (TaskId, Timestamp);
 
+/// A run as the loop gets it back: its key, what it counts in (its interval, the ticks it
+/// counts in, when it started), and what `Job::run` returned.
+type Finished = (
+    Key,
+    Option<(Interval, Vec<Timestamp>, std::time::Instant)>,
+    (Result<RunCounts, String>, std::time::Instant, Vec<String>),
+);
+
+/// The loop's state a finished run updates.
+struct Bookkeeping<'a> {
+    in_flight: &'a mut HashSet<Key>,
+    live_in_flight: &'a mut HashSet<Key>,
+    last_status: &'a mut HashMap<TaskId, bool>,
+    ticks: &'a mut tick::Ticks,
+    sends: &'a mut JoinSet<()>,
+}
+
 impl<E: Executor> Scheduler<E> {
     /// A scheduler of `tasks` over a state store, running them with `executor`.
     pub fn new(store: Store, tasks: Vec<TaskSpec>, executor: Arc<E>, options: Options) -> Self {
@@ -383,17 +402,56 @@ impl<E: Executor> Scheduler<E> {
     }
 
     /// Sends a tick's summary without holding the loop (SMTP and webhook may be slow).
-    fn send_tick(&self, tick: tick::Tick) -> Option<tokio::task::JoinHandle<()>> {
-        let notifier = self.notifier.clone()?;
-        Some(tokio::spawn(async move { notifier.send_tick(&tick).await }))
+    fn send_tick(&self, sends: &mut JoinSet<()>, tick: tick::Tick) {
+        if let Some(notifier) = self.notifier.clone() {
+            sends.spawn(async move { notifier.send_tick(&tick).await });
+        }
     }
 
-    /// Sends the ticks still open, and waits for them (shutdown, `until`).
-    async fn flush_ticks(&self, ticks: &mut tick::Ticks) {
+    /// Sends the ticks still open and waits, a while, for every summary on its way (shutdown,
+    /// `until`).
+    async fn flush_ticks(&self, ticks: &mut tick::Ticks, sends: &mut JoinSet<()>) {
         for tick in ticks.drain() {
-            if let Some(sending) = self.send_tick(tick) {
-                let _ = sending.await;
-            }
+            self.send_tick(sends, tick);
+        }
+        let all = async { while sends.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(30), all)
+            .await
+            .is_err()
+        {
+            tracing::warn!("{} run summaries could not be sent in 30 s", sends.len());
+        }
+    }
+
+    /// What follows a finished run: it leaves the runs in flight, its failure or recovery is
+    /// notified, and it counts in its ticks.
+    async fn finished(&self, finished: Finished, state: &mut Bookkeeping<'_>) {
+        let ((task, start), of_tick, (result, triggered_at, failed_fired)) = finished;
+        state.in_flight.remove(&(task.clone(), start));
+        state.live_in_flight.remove(&(task.clone(), start));
+        let ok = result.is_ok();
+        self.notify_transition(state.last_status, &task, start, ok)
+            .await;
+        let Some((interval, ends, started)) = of_tick else {
+            return;
+        };
+        // What a successful run triggers belongs to its tick too.
+        let then = match (&result, self.task(&task)) {
+            (Ok(_), Some(spec)) => spec.downstream.clone(),
+            _ => Vec::new(),
+        };
+        let fired = match &result {
+            Ok(counts) => counts.fired.clone(),
+            Err(_) => failed_fired,
+        };
+        let run = tick::TickRun {
+            task,
+            interval,
+            result,
+            fired,
+        };
+        for done in state.ticks.finish(run, &ends, started, &then, triggered_at) {
+            self.send_tick(state.sends, done);
         }
     }
 
@@ -427,13 +485,9 @@ impl<E: Executor> Scheduler<E> {
         shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> Result<(), SchedulerError> {
         let mut cursor: HashMap<TaskId, Timestamp> = HashMap::new();
-        type Finished = (
-            Key,
-            Option<(Interval, Vec<Timestamp>, std::time::Instant)>,
-            (Result<RunCounts, String>, std::time::Instant, Vec<String>),
-        );
         let mut running: JoinSet<Finished> = JoinSet::new();
         let mut ticks = tick::Ticks::default();
+        let mut sends: JoinSet<()> = JoinSet::new();
         let summaries = self.notifier.as_ref().is_some_and(|n| n.wants(Event::Tick));
         let mut in_flight: HashSet<Key> = HashSet::new();
         let mut live_in_flight: HashSet<Key> = HashSet::new();
@@ -448,12 +502,10 @@ impl<E: Executor> Scheduler<E> {
                 && now >= until
                 && self.covered_until(until).await?
             {
-                self.flush_ticks(&mut ticks).await;
+                self.flush_ticks(&mut ticks, &mut sends).await;
                 return Ok(());
             }
-            for stale in ticks.expired(std::time::Instant::now(), tick::GRACE) {
-                self.send_tick(stale);
-            }
+
             if now.duration_since(last_reap).as_secs() >= 2 {
                 last_reap = now;
                 reap_dead_owners(&self.store).await?;
@@ -484,6 +536,15 @@ impl<E: Executor> Scheduler<E> {
                 })
             });
             let all_candidates = candidates.clone();
+            // A tick waits while what it awaits is pending here (a model waiting for a slot).
+            let pending: HashSet<(TaskId, Timestamp)> = all_candidates
+                .iter()
+                .map(|r| (r.task.clone(), r.interval.end))
+                .collect();
+            let waiting = |task: &TaskId, at: Timestamp| pending.contains(&(task.clone(), at));
+            for stale in ticks.expired(std::time::Instant::now(), tick::GRACE, &waiting) {
+                self.send_tick(&mut sends, stale);
+            }
             for row in candidates {
                 let key = (row.task.clone(), row.interval.start);
                 if in_flight.contains(&key) {
@@ -570,15 +631,33 @@ impl<E: Executor> Scheduler<E> {
                 };
                 // A tick's summary covers its live runs and the models they trigger (a model's
                 // run counts in the ticks of every interval it covers).
-                let of_tick = (summaries && (is_live || trigger == Trigger::Upstream)).then(|| {
+                // (A triggered model may run as a retry: its attempts are not reset by a
+                // trigger.)
+                let of_tick = (summaries && (is_live || job.task.triggered)).then(|| {
                     let started = std::time::Instant::now();
                     let ends: Vec<Timestamp> = job.members.iter().map(|m| m.end).collect();
                     let live = is_live.then(|| self.live_ending(now, job.interval.end));
-                    ticks.started(&job.task.id, &ends, started, live);
-                    (job.interval, ends, started)
+                    let counted = ticks.started(&job.task.id, &ends, started, live);
+                    (job.interval, counted, started)
                 });
                 running.spawn(async move {
-                    let result = job.run().await;
+                    // A panic is this run's failure: its key and its tick come back all the same.
+                    let result = std::panic::AssertUnwindSafe(job.run())
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|panic| {
+                            let text = panic
+                                .downcast_ref::<&str>()
+                                .map(|s| s.to_string())
+                                .or_else(|| panic.downcast_ref::<String>().cloned())
+                                .unwrap_or_default();
+                            tracing::error!("a run panicked: {text}");
+                            (
+                                Err(format!("the run panicked: {text}")),
+                                std::time::Instant::now(),
+                                Vec::new(),
+                            )
+                        });
                     (key, of_tick, result)
                 });
             }
@@ -587,30 +666,20 @@ impl<E: Executor> Scheduler<E> {
             tokio::select! {
                 Some(joined) = running.join_next(), if !running.is_empty() => {
                     match joined {
-                        Ok(((task, start), of_tick, (result, triggered_at, failed_fired))) => {
-                            in_flight.remove(&(task.clone(), start));
-                            live_in_flight.remove(&(task.clone(), start));
-                            let ok = result.is_ok();
-                            self.notify_transition(&mut last_status, &task, start, ok).await;
-                            if let Some((interval, ends, started)) = of_tick {
-                                // What a successful run triggers belongs to its tick too.
-                                let then = match (&result, self.task(&task)) {
-                                    (Ok(_), Some(spec)) => spec.downstream.clone(),
-                                    _ => Vec::new(),
-                                };
-                                let fired = match &result {
-                                    Ok(counts) => counts.fired.clone(),
-                                    Err(_) => failed_fired,
-                                };
-                                let run = tick::TickRun { task, interval, result, fired };
-                                for done in ticks.finish(run, &ends, started, &then, triggered_at) {
-                                    self.send_tick(done);
-                                }
-                            }
+                        Ok(finished) => {
+                            let mut state = Bookkeeping {
+                                in_flight: &mut in_flight,
+                                live_in_flight: &mut live_in_flight,
+                                last_status: &mut last_status,
+                                ticks: &mut ticks,
+                                sends: &mut sends,
+                            };
+                            self.finished(finished, &mut state).await;
                         }
-                        Err(e) => tracing::error!("a run panicked or was aborted: {e}"),
+                        Err(e) => tracing::error!("a run was aborted: {e}"),
                     }
                 }
+                Some(_) = sends.join_next(), if !sends.is_empty() => {}
                 _ = tokio::time::sleep(wake) => {}
                 _ = shutdown.as_mut() => {
                     tracing::info!(
@@ -618,13 +687,27 @@ impl<E: Executor> Scheduler<E> {
                         running.len(),
                         self.options.shutdown_grace
                     );
-                    let drain = async { while running.join_next().await.is_some() {} };
+                    // What finishes in the grace is recorded as always (its tick too).
+                    let drain = async {
+                        while let Some(joined) = running.join_next().await {
+                            if let Ok(finished) = joined {
+                                let mut state = Bookkeeping {
+                                    in_flight: &mut in_flight,
+                                    live_in_flight: &mut live_in_flight,
+                                    last_status: &mut last_status,
+                                    ticks: &mut ticks,
+                                    sends: &mut sends,
+                                };
+                                self.finished(finished, &mut state).await;
+                            }
+                        }
+                    };
                     if tokio::time::timeout(self.options.shutdown_grace, drain).await.is_err() {
                         tracing::warn!("aborting {} run(s); their intervals run again on restart", running.len());
                         running.abort_all();
                         while running.join_next().await.is_some() {}
                     }
-                    self.flush_ticks(&mut ticks).await;
+                    self.flush_ticks(&mut ticks, &mut sends).await;
                     return Ok(());
                 }
             }

@@ -65,13 +65,14 @@ impl Ticks {
     /// A run of `task` covering intervals ending at `ends` started at `started`. A live run
     /// opens its tick (`expected`: the tasks due at it); any run is then in flight in the open
     /// ticks it covers.
+    /// Returns the ends of the ticks it counts in (to hand back to [`Ticks::finish`]).
     pub(crate) fn started(
         &mut self,
         task: &TaskId,
         ends: &[Timestamp],
         started: Instant,
         live: Option<Vec<TaskId>>,
-    ) {
+    ) -> Vec<Timestamp> {
         if let (Some(expected), Some(&at)) = (live, ends.last()) {
             let tick = self.open.entry(at).or_insert_with(|| Open {
                 awaited: BTreeMap::new(),
@@ -83,12 +84,15 @@ impl Ticks {
                 tick.awaited.entry(t).or_insert(started);
             }
         }
+        let mut counted = Vec::new();
         for at in ends {
             if let Some(tick) = self.open.get_mut(at) {
                 tick.in_flight += 1;
                 tick.last_activity = started;
+                counted.push(*at);
             }
         }
+        counted
     }
 
     /// A run of `task` that started at `started` finished; `then` are the tasks it triggered
@@ -123,8 +127,19 @@ impl Ticks {
         done
     }
 
-    /// The ticks with nothing in flight and nothing new for `grace`: they will not complete.
-    pub(crate) fn expired(&mut self, now: Instant, grace: Duration) -> Vec<Tick> {
+    /// The ticks with nothing in flight, nothing of them `waiting` to run (a task, for the
+    /// tick's end), and nothing new for `grace`: they will not complete.
+    pub(crate) fn expired(
+        &mut self,
+        now: Instant,
+        grace: Duration,
+        waiting: &dyn Fn(&TaskId, Timestamp) -> bool,
+    ) -> Vec<Tick> {
+        for (at, tick) in &mut self.open {
+            if tick.awaited.keys().any(|t| waiting(t, *at)) {
+                tick.last_activity = now;
+            }
+        }
         let stale: Vec<Timestamp> = self
             .open
             .iter()
@@ -226,16 +241,25 @@ mod tests {
                 .is_empty()
         );
         assert!(
-            ticks.expired(t0 + GRACE / 2, GRACE).is_empty(),
+            ticks
+                .expired(t0 + GRACE / 2, GRACE, &|_, _| false)
+                .is_empty(),
             "within the grace"
         );
-        let done = ticks.expired(t0 + GRACE * 2, GRACE);
+        // While b is pending here, the tick waits for it.
+        let pending = |t: &TaskId, _: Timestamp| t == &id("source:b");
+        assert!(ticks.expired(t0 + GRACE * 2, GRACE, &pending).is_empty());
+        let done = ticks.expired(t0 + GRACE * 4, GRACE, &|_, _| false);
         assert_eq!(done.len(), 1);
         assert_eq!(done[0].missing, vec![id("source:b")]);
         assert_eq!(done[0].runs.len(), 1);
         // A run in flight keeps its tick open however long it takes; shutdown sends it.
         ticks.started(&id("source:a"), &[at], t0, Some(vec![id("source:a")]));
-        assert!(ticks.expired(t0 + GRACE * 10, GRACE).is_empty());
+        assert!(
+            ticks
+                .expired(t0 + GRACE * 10, GRACE, &|_, _| false)
+                .is_empty()
+        );
         let left = ticks.drain();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].missing, vec![id("source:a")]);

@@ -70,7 +70,8 @@ pub struct RestSourceConfig {
     /// When the source answers from its cassette instead of calling the API: `"auto"` (the
     /// default with a cassette: when a `${VAR}` it reads gives no value, being unset without a
     /// default, `${VAR:-}` or empty, such as a missing API key; or when `AFFLUENT_OFFLINE=1`),
-    /// `"always"` or `"never"`. A replaying source needs none of its variables.
+    /// `"always"` or `"never"`. A replaying source needs none of its secrets (a variable of
+    /// `client.base_url` or `endpoint.path` needs a default).
     pub replay: Option<ReplayMode>,
 }
 

@@ -96,6 +96,8 @@ struct Recorder {
     hold_background: std::sync::atomic::AtomicBool,
     /// The alert messages each successful run reports.
     fired: Vec<String>,
+    /// Tasks slower than `delay`, by how much more.
+    slow: HashMap<TaskId, Duration>,
 }
 
 impl Recorder {
@@ -123,7 +125,7 @@ impl Executor for Recorder {
         interval: Interval,
         trigger: Trigger,
     ) -> Result<RunCounts, RunFailure> {
-        tokio::time::sleep(self.delay).await;
+        tokio::time::sleep(self.delay + self.slow.get(&task.id).copied().unwrap_or_default()).await;
         self.calls
             .lock()
             .expect("lock")
@@ -144,7 +146,12 @@ impl Executor for Recorder {
             records: 1,
             loaded: 1,
             requests: 1,
-            fired: self.fired.clone(),
+            // Sources' loads fire alerts here, models do not.
+            fired: if task.id.is_source() {
+                self.fired.clone()
+            } else {
+                Vec::new()
+            },
             replayed_from: None,
         })
     }

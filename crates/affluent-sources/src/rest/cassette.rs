@@ -374,6 +374,14 @@ impl Recorder {
             let old = serde_json::from_str::<CassetteFile>(&text).map_err(|e| {
                 SourceError::Plan(format!("{}: not a cassette: {e}", path.display()))
             })?;
+            if old.source != source || old.affluent_cassette != FORMAT {
+                return Err(SourceError::Plan(format!(
+                    "{} holds format {} answers of source `{}`: --append adds to a cassette of `{source}` in format {FORMAT} only (record without --append to replace it)",
+                    path.display(),
+                    old.affluent_cassette,
+                    old.source
+                )));
+            }
             (old.interactions, old.note)
         } else {
             (Vec::new(), None)

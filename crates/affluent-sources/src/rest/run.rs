@@ -222,7 +222,7 @@ impl RestRun<'_> {
                     // A `Link` holds URLs: their secret-named parameters are masked too.
                     .map(|v| {
                         let shown = if *h == "link" {
-                            redactor.redact_url(v)
+                            redact_link(redactor, v)
                         } else {
                             redactor.redact(v)
                         };
@@ -553,6 +553,26 @@ impl RestRun<'_> {
     }
 }
 
+/// A `Link` header with each `<URL>` redacted as a URL (its secret-named parameters masked) and
+/// the rest as text: the `<`, `>` and `rel` around them stay.
+fn redact_link(redactor: &affluent_core::Redactor, link: &str) -> String {
+    let mut out = String::with_capacity(link.len());
+    let mut rest = link;
+    while let Some(open) = rest.find('<') {
+        out.push_str(&redactor.redact(&rest[..=open]));
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('>') else {
+            rest = after;
+            break;
+        };
+        out.push_str(&redactor.redact_url(&after[..close]));
+        out.push('>');
+        rest = &after[close + 1..];
+    }
+    out.push_str(&redactor.redact(rest));
+    out
+}
+
 fn multiply(calls: Vec<Call>, name: &str, values: &[String]) -> Vec<Call> {
     let mut out = Vec::with_capacity(calls.len() * values.len());
     for call in &calls {
@@ -605,4 +625,20 @@ pub(super) fn time_grid(
         }
     }
     Ok(steps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_link;
+
+    #[test]
+    fn a_link_header_keeps_its_shape_when_a_secret_is_masked() {
+        let r = affluent_core::Redactor::new();
+        r.add("s3cr3t-key");
+        let link = "<https://x/i?page=2&api_key=s3cr3t-key>; rel=\"next\", <https://x/i?page=9&token=abc>; rel=\"last\"";
+        assert_eq!(
+            redact_link(&r, link),
+            "<https://x/i?page=2&api_key=***>; rel=\"next\", <https://x/i?page=9&token=***>; rel=\"last\""
+        );
+    }
 }
