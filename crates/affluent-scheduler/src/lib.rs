@@ -493,6 +493,18 @@ impl<E: Executor> Scheduler<E> {
         let mut live_in_flight: HashSet<Key> = HashSet::new();
         let mut last_status: HashMap<TaskId, bool> = HashMap::new();
         let mut last_reap = Timestamp::MIN;
+        // The loop's state a finished run updates (in the loop and in the shutdown grace).
+        macro_rules! bookkeeping {
+            () => {
+                Bookkeeping {
+                    in_flight: &mut in_flight,
+                    live_in_flight: &mut live_in_flight,
+                    last_status: &mut last_status,
+                    ticks: &mut ticks,
+                    sends: &mut sends,
+                }
+            };
+        }
         loop {
             let now = Timestamp::now();
             self.materialize(now, &mut cursor).await?;
@@ -667,14 +679,7 @@ impl<E: Executor> Scheduler<E> {
                 Some(joined) = running.join_next(), if !running.is_empty() => {
                     match joined {
                         Ok(finished) => {
-                            let mut state = Bookkeeping {
-                                in_flight: &mut in_flight,
-                                live_in_flight: &mut live_in_flight,
-                                last_status: &mut last_status,
-                                ticks: &mut ticks,
-                                sends: &mut sends,
-                            };
-                            self.finished(finished, &mut state).await;
+                            self.finished(finished, &mut bookkeeping!()).await;
                         }
                         Err(e) => tracing::error!("a run was aborted: {e}"),
                     }
@@ -691,14 +696,7 @@ impl<E: Executor> Scheduler<E> {
                     let drain = async {
                         while let Some(joined) = running.join_next().await {
                             if let Ok(finished) = joined {
-                                let mut state = Bookkeeping {
-                                    in_flight: &mut in_flight,
-                                    live_in_flight: &mut live_in_flight,
-                                    last_status: &mut last_status,
-                                    ticks: &mut ticks,
-                                    sends: &mut sends,
-                                };
-                                self.finished(finished, &mut state).await;
+                                self.finished(finished, &mut bookkeeping!()).await;
                             }
                         }
                     };
