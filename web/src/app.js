@@ -270,6 +270,7 @@ function header() {
   }
   refreshBadges();
   nav.append(el("a", { href: "/favourites", class: location.pathname === "/favourites" ? "active" : "" }, "★ My favourites"));
+  nav.append(el("a", { href: "/pipeline", class: location.pathname === "/pipeline" ? "active" : "" }, "Pipeline"));
   if (session.role === "admin") nav.append(el("a", { href: "/admin", class: location.pathname === "/admin" ? "active" : "" }, "Users"));
   nav.append(el("a", { href: "/api/docs" }, "API"));
   who.textContent = session.user + (session.role === "admin" ? " (admin)" : "");
@@ -1074,6 +1075,227 @@ async function adminView() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The pipeline: tasks, the coverage of their intervals, runs, backfills
+
+const RANGES = [
+  ["1 year", 365 * 24],
+  ["90 days", 90 * 24],
+  ["30 days", 30 * 24],
+  ["7 days", 7 * 24],
+  ["1 day", 24],
+  ["6 hours", 6],
+];
+
+/** `<input type=datetime-local>`'s value of an instant, in UTC. */
+function utcInput(ms) {
+  return new Date(ms).toISOString().slice(0, 16);
+}
+
+async function pipelineView() {
+  const q = params();
+  const now = Date.now();
+  const to = q.get("to") ? Date.parse(q.get("to")) : now;
+  const from = q.get("from") ? Date.parse(q.get("from")) : to - 30 * 24 * 3600e3;
+  const range = { from: isNaN(from) ? now - 30 * 24 * 3600e3 : from, to: isNaN(to) ? now : to };
+  const iso = (ms) => new Date(ms).toISOString().replace(".000Z", "Z");
+  const go = (a, b) => {
+    const p = new URLSearchParams({ from: iso(a), to: iso(b) });
+    history.replaceState(null, "", `/pipeline?${p}`);
+    pipelineView();
+  };
+  const [tasks, coverage, runs, backfills] = await Promise.all([
+    api("GET", "/api/pipeline/tasks"),
+    api("GET", `/api/pipeline/coverage?from=${encodeURIComponent(iso(range.from))}&to=${encodeURIComponent(iso(range.to))}`),
+    api("GET", "/api/pipeline/runs?limit=30"),
+    api("GET", "/api/pipeline/backfills"),
+  ]);
+  const admin = session.role === "admin";
+
+  // The range: presets ending now, or any from/to (UTC).
+  const fromInput = el("input", { type: "datetime-local", name: "from", value: utcInput(range.from) });
+  const toInput = el("input", { type: "datetime-local", name: "to", value: utcInput(range.to) });
+  const rangeForm = el(
+    "form",
+    { class: "filters", id: "range" },
+    RANGES.map(([label, hours]) =>
+      el("button", { type: "button", "data-hours": hours, onclick: () => go(Date.now() - hours * 3600e3, Date.now()) }, label),
+    ),
+    el("label", { class: "filter" }, "from (UTC)", fromInput),
+    el("label", { class: "filter" }, "to (UTC)", toInput),
+    el("button", { type: "submit" }, "Show"),
+  );
+  rangeForm.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const a = Date.parse(fromInput.value + "Z");
+    const b = Date.parse(toInput.value + "Z");
+    if (!isNaN(a) && !isNaN(b) && b > a) go(a, b);
+  });
+
+  // What a click on a segment selects: its range, to zoom into or (admins) backfill.
+  const detail = el("div", { class: "card segment-detail", id: "segment", hidden: true });
+  const message = el("p", { class: "error", role: "alert" });
+  const select = (c, s) => {
+    const a = Date.parse(s.start);
+    const b = Date.parse(s.end);
+    const zoom = el("button", { type: "button", onclick: () => go(a, b) }, "Zoom in");
+    const children = [
+      el("h2", {}, `${c.task}: ${s.intervals} interval(s) ${s.state}`),
+      el("p", {}, `${fmtInstant(s.start)} → ${fmtInstant(s.end)}`),
+      s.error ? el("p", { class: "error" }, s.error) : null,
+      zoom,
+    ];
+    if (admin && s.hole) {
+      const reprocess = s.state === "failed" ? "failed" : "none";
+      const start = el("button", { type: "button", id: "backfill" }, s.state === "failed" ? "Retry these intervals" : "Backfill these intervals");
+      start.addEventListener("click", async () => {
+        start.disabled = true;
+        try {
+          await api("POST", "/api/pipeline/backfills", { task: c.task, from: s.start, to: s.end, reprocess });
+          message.textContent = "";
+          await followBackfills();
+        } catch (e) {
+          message.textContent = e.message;
+          start.disabled = false;
+        }
+      });
+      children.push(" ", start);
+    }
+    detail.replaceChildren(...children);
+    detail.hidden = false;
+  };
+
+  const span = range.to - range.from;
+  const timelines = el(
+    "div",
+    { class: "timelines", id: "coverage" },
+    coverage.map((c) => {
+      const bar = el("div", { class: "timeline", "data-task": c.task });
+      for (const s of c.segments) {
+        const a = Math.max(Date.parse(s.start), range.from);
+        const b = Math.min(Date.parse(s.end), range.to);
+        if (b <= a) continue;
+        const seg = el("button", {
+          type: "button",
+          class: `segment state-${s.state}${s.hole ? " hole" : ""}`,
+          "data-state": s.state,
+          "data-start": s.start,
+          "data-end": s.end,
+          title: `${s.state}: ${s.intervals} interval(s), ${fmtInstant(s.start)} → ${fmtInstant(s.end)}${s.error ? "\n" + s.error : ""}`,
+          style: `left: ${((a - range.from) / span) * 100}%; width: ${((b - a) / span) * 100}%`,
+        });
+        seg.addEventListener("click", () => select(c, s));
+        bar.append(seg);
+      }
+      const counts = Object.entries(c.counts).map(([k, v]) => `${v} ${k}`).join(", ") || "no interval in this range";
+      return el(
+        "div",
+        { class: "timeline-row" },
+        el("div", { class: "timeline-label" }, el("strong", {}, c.task), el("span", { class: "muted" }, ` ${c.schedule}`),
+          el("div", { class: c.holes ? "holes" : "muted", "data-holes": c.holes }, c.holes ? `${c.holes} hole(s) · ${counts}` : counts)),
+        bar,
+      );
+    }),
+  );
+  const legend = el(
+    "p",
+    { class: "legend" },
+    ["done", "landed", "pending", "running", "failed", "missing"].map((s) => el("span", { class: `key state-${s}` }, s)),
+  );
+
+  const taskTable = el(
+    "table",
+    { class: "data", id: "tasks" },
+    el("thead", {}, el("tr", {}, ["task", "schedule", "last success", "next run", "holes", "failed", "quota today", "last error"].map((h) => el("th", {}, h)))),
+    el(
+      "tbody",
+      {},
+      tasks.map((t) =>
+        el(
+          "tr",
+          { "data-task": t.task },
+          el("td", {}, t.task),
+          el("td", {}, t.schedule),
+          el("td", {}, t.last_success ? fmtInstant(t.last_success) : "–"),
+          el("td", {}, t.next_run ? fmtInstant(t.next_run) : "–"),
+          el("td", { class: "number" }, t.holes),
+          el("td", { class: "number" }, t.failed),
+          el("td", {}, t.quota_today || "–"),
+          el("td", { class: "error" }, t.last_error ? el("div", { class: "clamp", title: t.last_error }, t.last_error) : ""),
+        ),
+      ),
+    ),
+  );
+  const runTable = el(
+    "table",
+    { class: "data", id: "runs" },
+    el("thead", {}, el("tr", {}, ["started", "task", "interval", "trigger", "status", "seconds", "requests", "records", "loaded", "error"].map((h) => el("th", {}, h)))),
+    el(
+      "tbody",
+      {},
+      runs.map((r) =>
+        el(
+          "tr",
+          { class: `run-${r.status}` },
+          el("td", {}, fmtInstant(r.started)),
+          el("td", {}, r.task),
+          el("td", {}, `${fmtInstant(r.interval_start)} → ${fmtInstant(r.interval_end)}`),
+          el("td", {}, r.trigger),
+          el("td", {}, r.status),
+          el("td", { class: "number" }, r.seconds == null ? "–" : r.seconds.toFixed(2)),
+          el("td", { class: "number" }, r.requests ?? "–"),
+          el("td", { class: "number" }, r.records ?? "–"),
+          el("td", { class: "number" }, r.loaded ?? "–"),
+          el("td", { class: "error" }, r.error ? el("div", { class: "clamp", title: r.error }, r.error) : ""),
+        ),
+      ),
+    ),
+  );
+  const backfillList = el("ul", { class: "backfills", id: "backfills" });
+  const showBackfills = (list) => {
+    const section = document.getElementById("backfills-section");
+    if (section && list.length) section.hidden = false;
+    backfillList.replaceChildren(
+      ...list.map((b) =>
+        el(
+          "li",
+          { "data-status": b.status, "data-id": b.id },
+          el("strong", {}, b.task), ` ${fmtInstant(b.from)} → ${fmtInstant(b.to)}: `,
+          el("span", { class: "status" }, b.status), ` ${b.done + b.failed}/${b.total}`,
+          el("progress", { max: Math.max(b.total, 1), value: b.done + b.failed }),
+          el("span", { class: "muted" }, ` by ${b.started_by}`),
+          b.error ? el("div", { class: "error" }, b.error) : null,
+        ),
+      ),
+    );
+  };
+  showBackfills(backfills);
+  // While a backfill started here runs, its progress is polled; the coverage is drawn again
+  // when it ends.
+  async function followBackfills() {
+    for (;;) {
+      const list = await api("GET", "/api/pipeline/backfills");
+      showBackfills(list);
+      if (!list.some((b) => b.status === "running")) break;
+      await new Promise((r) => setTimeout(r, 1000));
+      if (location.pathname !== "/pipeline") return;
+    }
+    pipelineView();
+  }
+
+  app.replaceChildren(
+    el("div", { class: "page-head" }, el("h1", {}, "Pipeline")),
+    rangeForm,
+    el("section", { class: "card ops" }, el("h2", {}, `Coverage, ${fmtInstant(iso(range.from))} → ${fmtInstant(iso(range.to))}`), legend, timelines),
+    detail,
+    message,
+    el("section", { class: "ops", hidden: !backfills.length, id: "backfills-section" }, el("h2", {}, "Backfills started here"), backfillList),
+    el("section", { class: "ops" }, el("h2", {}, "Sources and models"), taskTable),
+    el("section", { class: "ops" }, el("h2", {}, "Recent runs"), runTable),
+  );
+  if (backfills.some((b) => b.status === "running")) followBackfills();
+}
+
+// ---------------------------------------------------------------------------------------------
 // Routing
 
 async function route() {
@@ -1098,6 +1320,7 @@ async function route() {
     if (path.startsWith("/pages/")) return await pageView(decodeURIComponent(path.slice(7)));
     if (path === "/favourites") return await favouritesView();
     if (path === "/admin") return await adminView();
+    if (path === "/pipeline") return await pipelineView();
     app.replaceChildren(el("p", { class: "error" }, "Not found."));
   } catch (e) {
     app.replaceChildren(el("p", { class: "error" }, e.message));

@@ -4,7 +4,9 @@
 // own `affluent serve`; and a copy of examples/velib with a simulated hour of polls (`affluent
 // demo --no-run --hours 1 --until`) and its `affluent serve`; and a copy of examples/music-radar
 // with 60 simulated days and its `affluent serve`; and a copy of examples/culture replaying its
-// cassettes (`affluent demo --no-run --until`) and its `affluent serve`. The base URLs and the project
+// cassettes (`affluent demo --no-run --until`) and its `affluent serve`; and a copy of
+// examples/footfall served with its visitor-counter API on a port nothing listens to yet (the
+// pipeline page's test starts the simulator there). The base URLs and the project
 // directories reach the tests through the environment.
 const { execFileSync, spawn } = require("node:child_process");
 const fs = require("node:fs");
@@ -84,6 +86,23 @@ module.exports = async function globalSetup() {
   runCulture(["demo", "--no-run", "--until", "2026-12-04T12:00"]);
   runCulture(["user", "add", "ada", "--role", "admin"], "correct horse battery\n");
   const culture = await serve(bin, cultureDir);
+  // The pipeline page: a copy of examples/footfall whose visitor-counter API is a simulator on
+  // a port chosen here, which the test starts and stops (nothing listens there until then).
+  const opsDir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "affluent-ui-ops-")), "footfall");
+  fs.cpSync(path.join(repo, "examples/footfall"), opsDir, {
+    recursive: true,
+    filter: (src) => !src.includes(`${path.sep}.affluent`),
+  });
+  const opsPort = await freePort();
+  const opsEnv = { FOOTFALL_API_URL: `http://127.0.0.1:${opsPort}` };
+  // The agencies and holidays the models join; the API's intervals are never run.
+  for (const source of ["agencies", "holidays"]) execFileSync(bin, ["--project", opsDir, "ingest", source], { stdio: ["ignore", "pipe", "pipe"] });
+  execFileSync(bin, ["--project", opsDir, "user", "add", "ada", "--role", "admin"], { input: "correct horse battery\n", stdio: ["pipe", "pipe", "pipe"] });
+  execFileSync(bin, ["--project", opsDir, "user", "add", "vic", "--role", "viewer"], { input: "viewer password\n", stdio: ["pipe", "pipe", "pipe"] });
+  const ops = await serve(bin, opsDir, opsEnv);
+  process.env.AFFLUENT_OPS_URL = ops.url;
+  process.env.AFFLUENT_OPS_DIR = opsDir;
+  process.env.AFFLUENT_OPS_API_PORT = String(opsPort);
   process.env.AFFLUENT_CULTURE_URL = culture.url;
   process.env.AFFLUENT_CULTURE_DIR = cultureDir;
   process.env.AFFLUENT_MUSIC_URL = music.url;
@@ -101,6 +120,8 @@ module.exports = async function globalSetup() {
     velib.server.kill("SIGTERM");
     music.server.kill("SIGTERM");
     culture.server.kill("SIGTERM");
+    ops.server.kill("SIGTERM");
+    fs.rmSync(path.dirname(opsDir), { recursive: true, force: true });
     fs.rmSync(path.dirname(cultureDir), { recursive: true, force: true });
     fs.rmSync(path.dirname(musicDir), { recursive: true, force: true });
     fs.rmSync(path.dirname(velibDir), { recursive: true, force: true });
@@ -110,8 +131,11 @@ module.exports = async function globalSetup() {
 };
 
 // `affluent serve` on a free port: its URL (first line of stdout) and the process.
-async function serve(bin, dir) {
-  const server = spawn(bin, ["--project", dir, "serve", "--listen", "127.0.0.1:0"], { stdio: ["ignore", "pipe", "pipe"] });
+async function serve(bin, dir, env) {
+  const server = spawn(bin, ["--project", dir, "serve", "--listen", "127.0.0.1:0"], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...(env || {}) },
+  });
   let stderr = "";
   server.stderr.on("data", (d) => (stderr += d));
   const url = await new Promise((resolve, reject) => {
@@ -125,4 +149,16 @@ async function serve(bin, dir) {
     setTimeout(() => reject(new Error(`affluent serve did not start: ${stderr}`)), 30_000);
   });
   return { url, server };
+}
+
+// A TCP port free now on 127.0.0.1.
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = require("node:net").createServer();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
 }

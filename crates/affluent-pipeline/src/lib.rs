@@ -8,10 +8,13 @@
 //! - [`streams`]: `[streams.NAME]`, each new version of an input table read as events through
 //!   the window engine, windows written exactly once;
 //! - [`status`]: per task, the last success, the next run, the holes, the quota used today and
-//!   the last error (`affluent status`, and the dashboard's coverage next).
+//!   the last error (`affluent status`, the dashboard's pipeline page);
+//! - [`coverage`]: where each interval of a task stands over a range, in runs of one state
+//!   (`affluent status --coverage`, the pipeline page's timelines).
 //!
 //! Knows no HTTP server, no terminal and no command line: the binary and the dashboard call it.
 
+pub mod coverage;
 mod downstream;
 mod executor;
 pub mod status;
@@ -45,6 +48,9 @@ pub enum PipelineError {
     /// The state store failed.
     #[error(transparent)]
     State(#[from] StateError),
+    /// A request that cannot be answered as asked (a reversed range, too wide a range).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// What a process opens once for a project.

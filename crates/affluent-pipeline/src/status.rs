@@ -1,5 +1,5 @@
 //! Per task: the last success, the next run, the holes, the quota used today and the last
-//! error. `affluent status` prints it; the dashboard's coverage pages read it next.
+//! error. `affluent status` prints it; so does the dashboard's pipeline page.
 
 use std::collections::HashSet;
 
@@ -64,6 +64,15 @@ pub async fn holes(
     Ok(holes)
 }
 
+/// When a task runs: its schedule as written, `after inputs` for a model, `-` when unscheduled.
+pub fn schedule_text(task: &TaskSpec) -> String {
+    match (&task.schedule, task.triggered) {
+        (_, true) => "after inputs".to_string(),
+        (Some(s), false) => s.text().to_string(),
+        (None, false) => "-".to_string(),
+    }
+}
+
 /// The status of every task at `now`.
 pub async fn status(
     store: &Store,
@@ -73,11 +82,7 @@ pub async fn status(
 ) -> Result<Vec<TaskStatus>, PipelineError> {
     let mut out = Vec::with_capacity(tasks.len());
     for t in tasks {
-        let schedule = match (&t.schedule, t.triggered) {
-            (_, true) => "after inputs".to_string(),
-            (Some(s), false) => s.text().to_string(),
-            (None, false) => "-".to_string(),
-        };
+        let schedule = schedule_text(t);
         let holes = holes(store, t, now).await?;
         let failed = store
             .intervals(&t.id, Timestamp::MIN, now)

@@ -1,9 +1,9 @@
 //! A table's rows as events, one commit at a time, for `[streams.NAME]`.
 //!
 //! A stream reads its input table version by version: the events of version `v` are the rows of
-//! the data files that commit added, in the order their landing entries were fetched (a load
-//! writes one commit's rows in parallel files, not in fetch order), and within an entry as the
-//! files hold them. Reading a version again gives the same events in the same order, which a
+//! the data files that commit added, in the order their landing entries were fetched, and
+//! within an entry in the order its response held them (a table write stores its rows in the
+//! order given, `Warehouse::write_in_order`, whatever their number). Reading a version again gives the same events in the same order, which a
 //! stream's restart after a crash relies on. A commit that only reorganizes files (a
 //! compaction, a vacuum) has no events; one that may rewrite or remove rows (a merge, an
 //! overwrite, a delete) cannot be read as events, and says so.

@@ -31,8 +31,11 @@ use affluent_config::Project;
 use affluent_config::schema::ByteSize;
 use affluent_landing::{Landing, LandingError, Quarantine};
 use affluent_sources::{Connectors, SourceError};
+use datafusion::arrow::array::RecordBatch;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use deltalake::DeltaTable;
+use deltalake::delta_datafusion::DeltaSessionContext;
+use deltalake::operations::write::WriteBuilder;
 
 pub use load::{LoadReport, LoadScope};
 pub use models::ModelReport;
@@ -285,6 +288,30 @@ impl Warehouse {
         let runtime = bounds.runtime()?;
         *slot = Some(runtime.clone());
         Ok(runtime)
+    }
+
+    /// A write of `batches` into `table` that stores their rows in the order given.
+    ///
+    /// deltalake runs a write as a DataFusion plan whose partitions feed one writer over a
+    /// channel, each batch stored as it arrives: with more than one partition, the order of
+    /// the stored rows would depend on the engine's planning. One partition pins it to the
+    /// batches' order, which a stream reads from a version as its events (see [`events`]), the
+    /// same whether the load ran once or again after a crash. Parquet encoding runs in the
+    /// writer's one task either way.
+    pub(crate) fn write_in_order(
+        name: &str,
+        table: DeltaTable,
+        batches: Vec<RecordBatch>,
+    ) -> Result<WriteBuilder, TableError> {
+        let overrides = std::collections::HashMap::from([(
+            "datafusion.execution.target_partitions".to_string(),
+            "1".to_string(),
+        )]);
+        let session = DeltaSessionContext::new_with_session_overrides(&overrides)
+            .map_err(TableError::delta(name))?;
+        Ok(table
+            .write(batches)
+            .with_session_state(Arc::new(session.state())))
     }
 
     /// The project.

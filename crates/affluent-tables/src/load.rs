@@ -628,8 +628,7 @@ impl Warehouse {
                 Ok((table, Some(inserted), updated))
             }
             WriteKind::ReplaceWhole => {
-                let t = table
-                    .write(batches)
+                let t = Warehouse::write_in_order(name, table, batches)?
                     .with_save_mode(SaveMode::Overwrite)
                     .with_schema_mode(SchemaMode::Overwrite)
                     .with_commit_properties(commit)
@@ -639,7 +638,8 @@ impl Warehouse {
             }
             WriteKind::ReplaceValues(column) if exists => {
                 let values = distinct_literals(&batches, &column)?;
-                let builder = table.write(batches).with_commit_properties(commit);
+                let builder =
+                    Warehouse::write_in_order(name, table, batches)?.with_commit_properties(commit);
                 let t = if values.is_empty() {
                     builder.with_save_mode(SaveMode::Append)
                 } else {
@@ -661,8 +661,7 @@ impl Warehouse {
                     .map(|e| format!("'{}'", e.replace('\'', "''")))
                     .collect::<Vec<_>>()
                     .join(", ");
-                let t = table
-                    .write(batches)
+                let t = Warehouse::write_in_order(name, table, batches)?
                     .with_save_mode(SaveMode::Overwrite)
                     .with_replace_where(format!("{} IN ({list})", quote(ENTRY_COLUMN)))
                     .with_commit_properties(commit)
@@ -671,8 +670,7 @@ impl Warehouse {
                 Ok((t, None, 0))
             }
             _ => {
-                let t = table
-                    .write(batches)
+                let t = Warehouse::write_in_order(name, table, batches)?
                     .with_save_mode(SaveMode::Append)
                     .with_schema_mode(SchemaMode::Merge)
                     .with_commit_properties(commit)

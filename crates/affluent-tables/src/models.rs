@@ -281,8 +281,7 @@ impl Warehouse {
             } else {
                 batches
             };
-            let table = table
-                .write(batches)
+            let table = Warehouse::write_in_order(name, table, batches)?
                 .with_save_mode(SaveMode::Overwrite)
                 .with_schema_mode(SchemaMode::Overwrite)
                 .with_commit_properties(commit)

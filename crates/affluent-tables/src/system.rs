@@ -101,7 +101,8 @@ impl Warehouse {
         let commit = CommitProperties::default()
             .with_application_transaction(Transaction::new(app, version))
             .with_metadata([("affluent.writer".to_string(), serde_json::json!(app))]);
-        let builder = table.write(vec![batch]).with_commit_properties(commit);
+        let builder =
+            Warehouse::write_in_order(name, table, vec![batch])?.with_commit_properties(commit);
         let builder = if exists && !values.is_empty() {
             let list = values
                 .iter()
@@ -132,8 +133,7 @@ impl Warehouse {
         let commit = CommitProperties::default()
             .with_application_transaction(Transaction::new(app, version))
             .with_metadata([("affluent.writer".to_string(), serde_json::json!(app))]);
-        let table = table
-            .write(vec![batch])
+        let table = Warehouse::write_in_order(name, table, vec![batch])?
             .with_save_mode(mode)
             .with_schema_mode(if mode == SaveMode::Overwrite {
                 SchemaMode::Overwrite

@@ -67,6 +67,11 @@ use crate::{AppState, ErrorBody, WebError, assets};
         add_user,
         remove_user,
         events,
+        crate::pipeline::list_tasks,
+        crate::pipeline::coverage,
+        crate::pipeline::runs,
+        crate::pipeline::list_backfills,
+        crate::pipeline::start_backfill,
         healthz
     ),
     components(schemas(
@@ -95,7 +100,15 @@ use crate::{AppState, ErrorBody, WebError, assets};
         NewUser,
         Role,
         crate::live::Change,
-        ServerSentEvent
+        ServerSentEvent,
+        crate::pipeline::TaskView,
+        crate::pipeline::CoverageView,
+        crate::pipeline::SegmentView,
+        crate::pipeline::SegmentState,
+        crate::pipeline::RunView,
+        crate::pipeline::NewBackfill,
+        crate::pipeline::ReprocessMode,
+        crate::pipeline::BackfillView
     ))
 )]
 #[derive(Debug)]
@@ -136,6 +149,13 @@ pub fn router(state: AppState, sessions: SqlSessions) -> Router {
         .route("/api/users", get(list_users).post(add_user))
         .route("/api/users/{name}", delete(remove_user))
         .route("/api/events", get(events))
+        .route("/api/pipeline/tasks", get(crate::pipeline::list_tasks))
+        .route("/api/pipeline/coverage", get(crate::pipeline::coverage))
+        .route("/api/pipeline/runs", get(crate::pipeline::runs))
+        .route(
+            "/api/pipeline/backfills",
+            get(crate::pipeline::list_backfills).post(crate::pipeline::start_backfill),
+        )
         .route("/api/openapi.json", get(openapi))
         .route("/api/docs", get(docs))
         .route("/", get(home))
@@ -144,6 +164,7 @@ pub fn router(state: AppState, sessions: SqlSessions) -> Router {
         .route("/pages/{page}", get(shell_page))
         .route("/favourites", get(shell_private))
         .route("/admin", get(shell_private))
+        .route("/pipeline", get(shell_private))
         .route("/assets/{file}", get(asset))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/healthz", get(healthz))
@@ -252,7 +273,7 @@ fn rejected(status: StatusCode, text: &str) -> Response {
 /// `axum::Json`, whose rejections (415 without a JSON `Content-Type`, 400 not JSON, 422 JSON of
 /// another shape, 413 too large) answer with the error body of every other error.
 #[derive(Debug)]
-struct ApiJson<T>(T);
+pub(crate) struct ApiJson<T>(pub(crate) T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = Response;
@@ -300,7 +321,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
 /// `axum::extract::Query`, whose rejection (a query string that does not decode) is an API
 /// error.
 #[derive(Debug)]
-struct ApiQuery<T>(T);
+pub(crate) struct ApiQuery<T>(pub(crate) T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = Response;

@@ -10,6 +10,8 @@
 //! - [`api`]: the JSON API (OpenAPI at `/api/docs`) and the HTML shell; [`assets`]: the
 //!   front-end (ECharts, Swagger UI and our own script), embedded at build time.
 //! - [`alerts`]: the alerts panel (firings of `[alerts.*]`) and each user's "seen" state.
+//! - [`pipeline`]: the pipeline's own page: tasks, coverage of their intervals, runs, and
+//!   backfills an admin starts (run here, with the scheduler's claims).
 //! - [`metrics`]: `/metrics` for Prometheus; `/healthz`.
 //!
 //! This crate knows no DataFusion: queries go through `affluent-tables`.
@@ -22,6 +24,7 @@ pub mod lists;
 pub mod live;
 pub mod metrics;
 pub mod pages;
+pub mod pipeline;
 pub mod sessions;
 pub mod throttle;
 
@@ -252,6 +255,8 @@ pub struct AppState {
     pub lists: lists::Lists,
     /// The alert firings each user has seen.
     pub seen: alerts::Seen,
+    /// The backfills started from the dashboard.
+    pub backfills: pipeline::Backfills,
     /// CSRF cookies and tokens.
     pub csrf: CsrfConfig,
     /// Metrics.
@@ -344,6 +349,7 @@ impl AppState {
             throttle: throttle::Throttle::new(pool.clone()),
             session_check: Duration::from_secs(5),
             seen: alerts::Seen::new(pool.clone()),
+            backfills: pipeline::Backfills::default(),
             lists: lists::Lists::new(pool.clone(), list_names),
             favourites: sessions::Favourites::new(pool),
             store,

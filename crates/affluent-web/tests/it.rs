@@ -23,6 +23,8 @@ mod alerts;
 mod lists;
 #[path = "it/login.rs"]
 mod login;
+#[path = "it/pipeline.rs"]
+mod pipeline;
 
 const PROJECT: &str = r#"
 name = "visits"
@@ -132,6 +134,11 @@ async fn fixture_with(dashboard: &str) -> Fixture {
 
 /// The fixture with another project file.
 async fn fixture_from(project: &str) -> Fixture {
+    fixture_env(project, &[]).await
+}
+
+/// The fixture with another project file and these environment variables.
+async fn fixture_env(project: &str, env: &[(&str, &str)]) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("affluent.toml"), project).unwrap();
     std::fs::write(dir.path().join("counts.csv"), counts_csv()).unwrap();
@@ -140,9 +147,11 @@ async fn fixture_from(project: &str) -> Fixture {
         r#"{"type":"FeatureCollection","features":[]}"#,
     )
     .unwrap();
-    let project =
-        affluent_config::load_with_env(dir.path(), &Environment::from_map(BTreeMap::new()))
-            .unwrap();
+    let env = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect::<BTreeMap<_, _>>();
+    let project = affluent_config::load_with_env(dir.path(), &Environment::from_map(env)).unwrap();
     let connectors = Arc::new(Connectors::new(project).unwrap());
     connectors
         .ingest(

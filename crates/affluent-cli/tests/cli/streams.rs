@@ -359,8 +359,8 @@ fn stream_windows_of_polled_stations_follow_the_definitions_and_the_simulators_t
     );
     check(dir.path(), &want, "after a replay of the input");
 
-    // The same polls landed first and loaded in one commit (whose rows a load writes in
-    // parallel files): the stream still reads them in the order they were fetched.
+    // The same polls landed first and loaded in one commit: the stream still reads them in
+    // the order they were fetched.
     let dir = tempfile::tempdir().unwrap();
     project(dir.path(), &run.server.url());
     for poll in &run.polls {
@@ -431,11 +431,17 @@ fn a_stream_killed_at_any_point_writes_each_window_once() {
     let mut child = load(None);
     child.wait().unwrap();
     let load_ms = started.elapsed().as_millis() as u64;
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    eprintln!("kill delays seed {seed}, uninterrupted load {load_ms} ms");
+    // A failing seed is replayed with AFFLUENT_TEST_KILL_SEED.
+    let mut seed = std::env::var("AFFLUENT_TEST_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("kill delays seed {seed} (AFFLUENT_TEST_KILL_SEED), uninterrupted load {load_ms} ms");
     let mut interrupted = 0;
     let mut round = 0;
     while polled < run.polls.len() {

@@ -414,3 +414,68 @@ async fn a_reject_past_the_first_chunk_keeps_its_record_number() {
     assert_eq!(rejects.len(), 1);
     assert_eq!(rejects[0].location, "record 20000");
 }
+
+/// A stream reads the rows a version added as its events, in fetch order: a commit of more
+/// rows than DataFusion's batch size (8,192), whose entries come in several pieces that a
+/// parallel write would store in no fixed order, is read back as it was fetched, entry after
+/// entry and record after record.
+#[tokio::test]
+async fn a_commit_of_many_rows_is_read_back_as_events_in_fetch_order() {
+    use affluent_tables::events::{Commit, EventColumns};
+    let p = TestProject::new(PROJECT);
+    // Each entry larger than a mapping chunk (16,384 records): its rows come in several pieces.
+    let (entries, per_entry) = (3, 40_000);
+    for e in 0..entries {
+        let records: Vec<String> = (0..per_entry)
+            .map(|i| {
+                let n = e * per_entry + i;
+                format!(r#"{{"id": {n}, "value": {n}, "at": "2024-01-01T00:00:00Z"}}"#)
+            })
+            .collect();
+        p.land(
+            "readings",
+            &format!("r{e}"),
+            format!("[{}]", records.join(",")).as_bytes(),
+        );
+        // Entry ids start with their fetch time (milliseconds).
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let reports = load(&p).await;
+    let report = reports.iter().find(|r| r.table == "readings").unwrap();
+    assert_eq!(
+        (report.entries, report.loaded, report.commits),
+        (3, 120_000, 1),
+        "{report:?}"
+    );
+    let columns = EventColumns {
+        key: "id".into(),
+        time: "at".into(),
+        values: vec!["value".into()],
+    };
+    let expected: Vec<Option<f64>> = (0..entries * per_entry).map(|n| Some(n as f64)).collect();
+    let values = |events: &[affluent_tables::events::Event]| -> Vec<Option<f64>> {
+        events.iter().map(|e| e.values[0]).collect()
+    };
+    match p
+        .warehouse
+        .commit_events("readings", 0, &columns)
+        .await
+        .unwrap()
+    {
+        Commit::Events(events) => assert!(
+            values(&events.events) == expected,
+            "version 0 is not read back in fetch order"
+        ),
+        Commit::Rewritten(why) => panic!("{why}"),
+    }
+    let (_, events) = p
+        .warehouse
+        .table_events("readings", &columns)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        values(&events.events) == expected,
+        "the table is not read back in fetch order"
+    );
+}
