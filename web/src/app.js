@@ -1091,6 +1091,8 @@ function utcInput(ms) {
   return new Date(ms).toISOString().slice(0, 16);
 }
 
+let following = false; // a backfill's progress is being polled
+
 async function pipelineView() {
   const q = params();
   const now = Date.now();
@@ -1145,7 +1147,8 @@ async function pipelineView() {
       zoom,
     ];
     if (admin && s.hole) {
-      const reprocess = s.state === "failed" ? "failed" : "none";
+      // Every interval of the hole that is not done runs: missing, pending, landed or failed.
+      const reprocess = "failed";
       const start = el("button", { type: "button", id: "backfill" }, s.state === "failed" ? "Retry these intervals" : "Backfill these intervals");
       start.addEventListener("click", async () => {
         start.disabled = true;
@@ -1272,6 +1275,16 @@ async function pipelineView() {
   // While a backfill started here runs, its progress is polled; the coverage is drawn again
   // when it ends.
   async function followBackfills() {
+    // One follower at a time, whatever the redraws.
+    if (following) return;
+    following = true;
+    try {
+      await followLoop();
+    } finally {
+      following = false;
+    }
+  }
+  async function followLoop() {
     for (;;) {
       const list = await api("GET", "/api/pipeline/backfills");
       showBackfills(list);

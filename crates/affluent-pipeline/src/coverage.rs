@@ -5,7 +5,10 @@
 //! An interval is `done`, `landed` (fetched, not loaded), `pending` (due, not run yet),
 //! `running` (a live lease holds it), `failed` (its last attempt), or `missing`: a task that
 //! covers since a start date and catches up has a hole for every interval that ended and was
-//! never recorded (the scheduler was not running), the same holes as [`crate::status`].
+//! never recorded (the scheduler was not running), as [`crate::status`] counts them. A hole is
+//! an interval landed, pending, failed or missing; one a worker holds is `running`, not a hole
+//! (`status` counts it among its holes until it is done). Recorded intervals are those that
+//! overlap the range, so the first and last segments may reach past it.
 
 use std::collections::{BTreeMap, HashMap};
 

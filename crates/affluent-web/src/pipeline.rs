@@ -25,6 +25,8 @@ const MAX_RUNS: i64 = 500;
 /// Tries per interval of a backfill started here: once (a source's own retries still apply to
 /// each request); what still fails stays a hole, retried by the scheduler or the next click.
 const ATTEMPTS: u32 = 1;
+/// Backfills started here running at once.
+const MAX_RUNNING: usize = 4;
 /// Backfills kept in the list once finished (the newest).
 const KEPT_BACKFILLS: usize = 50;
 
@@ -135,6 +137,8 @@ pub struct CoverageView {
     pub holes: usize,
     /// Oldest first; a gap between two is time no interval of the task covers.
     pub segments: Vec<SegmentView>,
+    /// Why the range cannot be shown for this task (too many intervals: narrow it).
+    pub error: Option<String>,
 }
 
 /// Which runs.
@@ -308,6 +312,7 @@ fn pipeline_error(what: &str) -> impl FnOnce(affluent_pipeline::PipelineError) -
 #[utoipa::path(get, path = "/api/pipeline/tasks", tag = "pipeline",
     responses((status = 200, description = "Every source and model: schedule, last success, next run, holes, quota, last error", body = Vec<TaskView>),
         (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 500, description = "The project's tasks could not be read; the server's log has the details", body = ErrorBody),
         (status = 503, description = "The state store does not answer: try again shortly", body = ErrorBody)))]
 pub(crate) async fn list_tasks(
     State(state): State<AppState>,
@@ -348,6 +353,7 @@ pub(crate) async fn list_tasks(
         (status = 400, description = "A time that does not parse, a reversed range, or one of too many intervals", body = ErrorBody),
         (status = 401, description = "Not logged in", body = ErrorBody),
         (status = 404, description = "No such task", body = ErrorBody),
+        (status = 500, description = "The project's tasks could not be read; the server's log has the details", body = ErrorBody),
         (status = 503, description = "The state store does not answer: try again shortly", body = ErrorBody)))]
 pub(crate) async fn coverage(
     State(state): State<AppState>,
@@ -376,10 +382,27 @@ pub(crate) async fn coverage(
                 "`to` ({to}) must be after `from` ({from})"
             )));
         }
-        let c = coverage::coverage(&state.store, task, from, to, now)
-            .await
-            .map_err(pipeline_error("coverage"))?;
+        let c = match coverage::coverage(&state.store, task, from, to, now).await {
+            Ok(c) => c,
+            // Asked for every task, one whose range is too wide says so and the others show.
+            Err(affluent_pipeline::PipelineError::Invalid(m)) if query.task.is_none() => {
+                out.push(CoverageView {
+                    task: task.id.to_string(),
+                    schedule: affluent_pipeline::status::schedule_text(task),
+                    start: task.start.map(|s| s.to_string()),
+                    from: from.to_string(),
+                    to: to.to_string(),
+                    counts: BTreeMap::new(),
+                    holes: 0,
+                    segments: Vec::new(),
+                    error: Some(m),
+                });
+                continue;
+            }
+            Err(e) => return Err(pipeline_error("coverage")(e)),
+        };
         out.push(CoverageView {
+            error: None,
             task: c.task.to_string(),
             holes: c.holes(),
             schedule: c.schedule,
@@ -469,7 +492,7 @@ pub(crate) async fn list_backfills(
 
 #[utoipa::path(post, path = "/api/pipeline/backfills", tag = "pipeline", request_body = NewBackfill,
     responses((status = 202, description = "Started: it runs in the server, `GET /api/pipeline/backfills` follows it", body = BackfillView),
-        (status = 400, description = "Not JSON, a time that does not parse, a reversed range, a task without a schedule, or a source that lacks its settings", body = ErrorBody),
+        (status = 400, description = "Not JSON, a time that does not parse, a reversed range or one ending in the future, a task without a schedule, or a source that lacks its settings", body = ErrorBody),
         (status = 401, description = "Not logged in", body = ErrorBody),
         (status = 403, description = "Not an admin, or no valid CSRF token", body = ErrorBody),
         (status = 404, description = "No such task", body = ErrorBody),
@@ -477,6 +500,7 @@ pub(crate) async fn list_backfills(
         (status = 413, description = "The body is larger than 2 MiB", body = ErrorBody),
         (status = 415, description = "The body is not sent as `Content-Type: application/json`", body = ErrorBody),
         (status = 422, description = "JSON, but not of the request body's schema (a missing or mistyped field)", body = ErrorBody),
+        (status = 500, description = "The backfill could not be planned; the server's log has the details", body = ErrorBody),
         (status = 503, description = "The state store does not answer: try again shortly", body = ErrorBody)))]
 pub(crate) async fn start_backfill(
     State(state): State<AppState>,
@@ -498,18 +522,64 @@ pub(crate) async fn start_backfill(
     let from = parse_time("from", &body.from, &tz, now)?;
     let to = parse_time("to", &body.to, &tz, now)?;
     let range = Interval::new(from, to).map_err(WebError::Invalid)?;
-    let running = state
-        .backfills
-        .list()
-        .into_iter()
-        .any(|b| b.task == task.id.to_string() && b.status == "running");
-    if running {
-        return Err(WebError::Conflict(format!(
-            "a backfill of {} started here is still running: wait for it (GET /api/pipeline/backfills)",
-            task.id
+    if range.end > now {
+        return Err(WebError::Invalid(format!(
+            "the range ends at {to}, in the future: a backfill runs intervals that have ended"
         )));
     }
-    let plan = backfill::plan(
+    let id = state
+        .backfills
+        .next
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        + 1;
+    let mut view = BackfillView {
+        id,
+        task: task.id.to_string(),
+        from: range.start.to_string(),
+        to: range.end.to_string(),
+        reprocess: body.reprocess,
+        started_by: admin.name.clone(),
+        started: now.to_string(),
+        finished: None,
+        status: "running".into(),
+        total: 0,
+        done: 0,
+        failed: 0,
+        error: None,
+    };
+    // Checked and taken under one lock: two requests at once start one backfill.
+    {
+        let mut list = state
+            .backfills
+            .list
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if list
+            .iter()
+            .any(|b| b.task == view.task && b.status == "running")
+        {
+            return Err(WebError::Conflict(format!(
+                "a backfill of {} started here is still running: wait for it (GET /api/pipeline/backfills)",
+                task.id
+            )));
+        }
+        if list.iter().filter(|b| b.status == "running").count() >= MAX_RUNNING {
+            return Err(WebError::Conflict(format!(
+                "{MAX_RUNNING} backfills started here are running: wait for one to end"
+            )));
+        }
+        list.insert(0, view.clone());
+        // The newest finished ones are kept; running ones always.
+        let mut finished = 0;
+        list.retain(|b| {
+            if b.status == "running" {
+                return true;
+            }
+            finished += 1;
+            finished <= KEPT_BACKFILLS
+        });
+    }
+    let planned = backfill::plan(
         &state.store,
         &task,
         range.start,
@@ -522,36 +592,23 @@ pub(crate) async fn start_backfill(
     .map_err(|e| match e {
         affluent_scheduler::SchedulerError::Invalid(m) => WebError::Invalid(m),
         other => WebError::internal("planning the backfill", other),
-    })?;
-    let id = state
-        .backfills
-        .next
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        + 1;
-    let view = BackfillView {
-        id,
-        task: task.id.to_string(),
-        from: range.start.to_string(),
-        to: range.end.to_string(),
-        reprocess: body.reprocess,
-        started_by: admin.name.clone(),
-        started: now.to_string(),
-        finished: None,
-        status: "running".into(),
-        total: plan.to_run.len(),
-        done: 0,
-        failed: 0,
-        error: None,
+    });
+    let plan = match planned {
+        Ok(plan) => plan,
+        Err(e) => {
+            // Not started: not listed.
+            let mut list = state
+                .backfills
+                .list
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            list.retain(|b| b.id != id);
+            return Err(e);
+        }
     };
-    {
-        let mut list = state
-            .backfills
-            .list
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        list.insert(0, view.clone());
-        list.truncate(KEPT_BACKFILLS);
-    }
+    view.total = plan.to_run.len();
+    let total = view.total;
+    state.backfills.update(id, |b| b.total = total);
     tracing::info!(
         "dashboard: {} started a backfill of {} over {range} ({} interval(s) to run)",
         admin.name,
@@ -581,32 +638,52 @@ pub(crate) async fn start_backfill(
                 }
             }
         };
-        let outcome = backfill::run(
-            &store,
-            &all,
-            Arc::new(Pipeline::new(warehouse)),
-            &options,
-            &plan,
-            range.start,
-            range.end,
-            ATTEMPTS,
-            &observer,
-        )
-        .await;
+        // Its own task, so that a panic in it ends the backfill as failed, not "running".
+        let run = tokio::spawn(async move {
+            backfill::run(
+                &store,
+                &all,
+                Arc::new(Pipeline::new(warehouse)),
+                &options,
+                &plan,
+                range.start,
+                range.end,
+                ATTEMPTS,
+                &observer,
+            )
+            .await
+        });
+        let outcome = run.await;
         let finished = Timestamp::now().to_string();
         backfills.update(id, |b| {
             b.finished = Some(finished);
             match outcome {
-                Ok(o) if o.failed.is_empty() => b.status = "succeeded".into(),
-                Ok(o) => {
+                Ok(Ok(o)) if o.failed.is_empty() => {
+                    b.status = "succeeded".into();
+                    if !o.skipped.is_empty() {
+                        b.error = Some(format!(
+                            "{} interval(s) were left to another process running them",
+                            o.skipped.len()
+                        ));
+                    }
+                }
+                Ok(Ok(o)) => {
                     b.status = "failed".into();
                     if let Some((task, interval, e)) = o.failed.last() {
                         b.error = Some(format!("{task} {interval}: {e}"));
                     }
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     b.status = "failed".into();
                     b.error = Some(e.to_string());
+                }
+                Err(e) => {
+                    tracing::error!("dashboard: backfill {id} stopped: {e}");
+                    b.status = "failed".into();
+                    b.error = Some(
+                        "the backfill stopped unexpectedly; the server's log has the details"
+                            .into(),
+                    );
                 }
             }
         });

@@ -300,6 +300,11 @@ async fn pipeline_requests_that_cannot_be_answered_say_why() {
             "after",
         ),
         (
+            json!({"task": "items", "from": "2024-01-01", "to": "2099-01-01"}),
+            StatusCode::BAD_REQUEST,
+            "in the future",
+        ),
+        (
             json!({"task": "items", "from": "2024-01-01T00:10:00Z", "to": "2024-01-01T00:20:00Z"}),
             StatusCode::BAD_REQUEST,
             "no complete interval",
