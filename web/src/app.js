@@ -1092,6 +1092,48 @@ function utcInput(ms) {
 }
 
 let following = false; // a backfill's progress is being polled
+let logTimer = null; // the log's poll
+
+/** The process's log (admins): filtered by level and text, followed every two seconds. */
+function logsSection() {
+  clearTimeout(logTimer);
+  const level = el("select", { name: "level" }, ["error", "warn", "info", "debug", "trace"].map((l) => el("option", { value: l, selected: l === "info" }, l)));
+  const task = el("input", { name: "task", placeholder: "task or text (source:NAME)" });
+  const lines = el("pre", { class: "log", id: "log" });
+  let after = 0;
+  const poll = async (restart) => {
+    clearTimeout(logTimer);
+    if (location.pathname !== "/pipeline" || !document.body.contains(lines)) return;
+    if (restart) {
+      after = 0;
+      lines.replaceChildren();
+    }
+    try {
+      const q = new URLSearchParams({ after, level: level.value, limit: 500 });
+      if (task.value.trim()) q.set("task", task.value.trim());
+      const page = await api("GET", `/api/pipeline/logs?${q}`);
+      for (const r of page.records) {
+        lines.append(el("div", { class: `log-${r.level}`, "data-seq": r.seq }, `${r.time.slice(0, 19).replace("T", " ")} ${r.level.toUpperCase().padEnd(5)} ${r.target}: ${r.message}`));
+      }
+      while (lines.childElementCount > 2000) lines.firstElementChild.remove();
+      if (page.records.length) lines.scrollTop = lines.scrollHeight;
+      after = page.last;
+    } catch (e) {
+      lines.append(el("div", { class: "error" }, e.message));
+    }
+    logTimer = setTimeout(() => poll(false), 2000);
+  };
+  level.addEventListener("change", () => poll(true));
+  task.addEventListener("change", () => poll(true));
+  setTimeout(() => poll(true), 0);
+  return el(
+    "section",
+    { class: "ops", id: "logs" },
+    el("h2", {}, "Log of this server"),
+    el("div", { class: "filters" }, el("label", { class: "filter" }, "level", level), el("label", { class: "filter" }, "filter", task)),
+    lines,
+  );
+}
 
 async function pipelineView() {
   const q = params();
@@ -1105,11 +1147,12 @@ async function pipelineView() {
     history.replaceState(null, "", `/pipeline?${p}`);
     pipelineView();
   };
-  const [tasks, coverage, runs, backfills] = await Promise.all([
+  const [tasks, coverage, runs, backfills, limits] = await Promise.all([
     api("GET", "/api/pipeline/tasks"),
     api("GET", `/api/pipeline/coverage?from=${encodeURIComponent(iso(range.from))}&to=${encodeURIComponent(iso(range.to))}`),
     api("GET", "/api/pipeline/runs?limit=30"),
     api("GET", "/api/pipeline/backfills"),
+    api("GET", "/api/pipeline/limits"),
   ]);
   const admin = session.role === "admin";
 
@@ -1295,6 +1338,30 @@ async function pipelineView() {
     pipelineView();
   }
 
+  const limitTable = el(
+    "table",
+    { class: "data", id: "limits" },
+    el("thead", {}, el("tr", {}, ["scope", "per second", "per minute", "per day", "used today", "next request", "waiting for"].map((h) => el("th", {}, h)))),
+    el(
+      "tbody",
+      {},
+      limits.map((l) =>
+        el(
+          "tr",
+          { "data-scope": l.scope },
+          el("td", {}, l.scope),
+          el("td", { class: "number" }, l.per_second ?? "–"),
+          el("td", { class: "number" }, l.per_minute ?? "–"),
+          el("td", { class: "number" }, l.per_day ?? "–"),
+          el("td", { class: "number" }, l.used_today == null ? "–" : `${l.used_today}/${l.per_day}`),
+          el("td", {}, l.next_allowed ? fmtInstant(l.next_allowed) : "now"),
+          el("td", {}, l.waiting_for || ""),
+        ),
+      ),
+    ),
+  );
+  const logSection = admin ? logsSection() : null;
+
   app.replaceChildren(
     el("div", { class: "page-head" }, el("h1", {}, "Pipeline")),
     rangeForm,
@@ -1304,6 +1371,8 @@ async function pipelineView() {
     el("section", { class: "ops", hidden: !backfills.length, id: "backfills-section" }, el("h2", {}, "Backfills started here"), backfillList),
     el("section", { class: "ops" }, el("h2", {}, "Sources and models"), taskTable),
     el("section", { class: "ops" }, el("h2", {}, "Recent runs"), runTable),
+    el("section", { class: "ops" }, el("h2", {}, "Rate limits and quotas"), limits.length ? limitTable : el("p", { class: "empty" }, "No source or host declares a rate limit.")),
+    logSection,
   );
   if (backfills.some((b) => b.status === "running")) followBackfills();
 }

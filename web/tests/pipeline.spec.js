@@ -72,6 +72,8 @@ test("an outage leaves failed holes; the admin's retry fills them", async ({ pag
     await expect(segmentAt(page, "done")).toHaveCount(1);
     await expect(segmentAt(page, "done")).toHaveAttribute("data-end", iso(to));
     await expect(timeline(page).locator('.segment[data-state="failed"]')).toHaveCount(0);
+    // The server's log tells who started it.
+    await expect(page.locator("#log")).toContainText("ada started a backfill of source:footfall_api");
     await page.screenshot({ path: path.join(shots, "pipeline-filled.png"), fullPage: true });
   } finally {
     sim.kill("SIGTERM");
@@ -88,6 +90,7 @@ test("a viewer sees the coverage and runs, without the backfill button", async (
   await expect(page.locator("#segment h2")).toContainText("missing");
   await expect(page.locator("#backfill")).toHaveCount(0);
   await expect(page.locator("#runs tbody tr").first()).toBeVisible();
+  await expect(page.locator("#logs")).toHaveCount(0);
   // Zooming in on a segment narrows the range to it.
   await page.locator("#segment button", { hasText: "Zoom in" }).click();
   await expect(page).toHaveURL(/\/pipeline\?from=/);

@@ -63,6 +63,7 @@ enum Command {
     Runs(runs::Args),
     Simulate(simulate::Args),
     Landing(landing::Args),
+    Lineage(lineage::Args),
     Quarantine(quarantine::Args),
     Alerts(alerts::Args),
     Ml(ml::Args),
@@ -110,6 +111,7 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode> {
         Command::Runs(a) => runs::run(ctx, a).await,
         Command::Simulate(a) => simulate::run(a).await,
         Command::Landing(a) => landing::run(ctx, a).await,
+        Command::Lineage(a) => lineage::run(ctx, a).await,
         Command::Quarantine(a) => quarantine::run(ctx, a).await,
         Command::Alerts(a) => alerts::run(ctx, a).await,
         Command::Ml(a) => ml::run(ctx, a).await,
@@ -152,13 +154,21 @@ fn init_logs(format: LogFormat, verbose: u8) {
         1 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Human => builder.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
+    };
+    let terminal = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let terminal = match format {
+        LogFormat::Human => terminal.with_ansi(std::io::stderr().is_terminal()).boxed(),
+        LogFormat::Json => terminal.json().boxed(),
+    };
+    // The same lines, kept in memory for the dashboard's pipeline page.
+    tracing_subscriber::registry()
+        .with(terminal.with_filter(filter()))
+        .with(affluent_web::logs::layer().with_filter(filter()))
+        .init();
 }

@@ -929,6 +929,24 @@ fn an_outage_of_the_footfall_simulator_is_healed_exactly_once() {
         .find(|t| t["task"] == "source:footfall_api")
         .unwrap();
     assert_eq!(api["failed"], 0, "{api}");
+    // Its coverage since the start date: every hour that ended is done, no hole.
+    let c = affluent(
+        &project,
+        &["status", "--coverage", "footfall_api", "--format", "json"],
+    );
+    assert!(c.status.success(), "{}", text(&c));
+    let c: serde_json::Value = serde_json::from_slice(&c.stdout).unwrap();
+    assert_eq!(c["task"], "source:footfall_api");
+    let done = c["counts"]["done"].as_u64().unwrap_or(0);
+    assert!((11..=12).contains(&done), "{c}");
+    assert_eq!(c["counts"].as_object().unwrap().len(), 1, "only done: {c}");
+    assert_eq!(c["segments"].as_array().unwrap().len(), 1, "{c}");
+    let table = affluent(&project, &["status", "--coverage", "footfall_api"]);
+    assert!(
+        text(&table).contains("0 hole(s)") && !text(&table).contains("← hole"),
+        "{}",
+        text(&table)
+    );
 
     let q = affluent(
         &project,
@@ -988,6 +1006,100 @@ fn an_outage_of_the_footfall_simulator_is_healed_exactly_once() {
     );
     let _ = sim.kill();
     let _ = sim.wait();
+}
+
+#[test]
+fn lineage_traces_a_models_rows_to_the_entries_they_were_loaded_from() {
+    let dir = tempfile::tempdir().unwrap();
+    footfall_project(dir.path());
+    let toml = std::fs::read_to_string(dir.path().join("affluent.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("affluent.toml"),
+        format!(
+            "{toml}\n[models.per_agency]\nsql = \"SELECT agency_name, sum(visitor_count) AS visits FROM raw_events GROUP BY agency_name\"\n"
+        ),
+    )
+    .unwrap();
+    for args in [&["ingest", "footfall"][..], &["transform"]] {
+        let o = affluent(dir.path(), args);
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let o = affluent(
+        dir.path(),
+        &[
+            "lineage",
+            "per_agency",
+            "--where",
+            "agency_name = 'Lyon_1'",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let l: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let nodes: Vec<(&str, &str)> = l["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["name"].as_str().unwrap(), n["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(nodes, [("per_agency", "model"), ("raw_events", "table")]);
+    assert!(
+        l["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("do not carry their landing entry"),
+        "{l}"
+    );
+    // The entries of the rows it was computed from, as the table itself counts them.
+    let mut want = rows_per_entry_where(dir.path(), "raw_events", "agency_name = 'Lyon_1'");
+    assert_eq!(want.len(), 3, "one entry per file: {want:?}");
+    for e in l["entries"].as_array().unwrap() {
+        assert_eq!(e["table"], "raw_events");
+        assert_eq!(e["source"], "footfall");
+        assert_eq!(e["status"], 200, "{e}");
+        assert!(e["url"].as_str().unwrap().ends_with(".csv"), "{e}");
+        let rows = want
+            .remove(e["entry"].as_str().unwrap())
+            .unwrap_or_else(|| panic!("{e}"));
+        assert_eq!(e["rows"].as_u64().unwrap(), rows, "{e}");
+    }
+    assert!(want.is_empty(), "entries not listed: {want:?}");
+    // A condition naming no column of the sources says so; an unknown table is an error.
+    let o = affluent(
+        dir.path(),
+        &["lineage", "per_agency", "--where", "nope = 1"],
+    );
+    assert!(
+        o.status.success() && text(&o).contains("the condition does not apply to `raw_events`"),
+        "{}",
+        text(&o)
+    );
+    let o = affluent(dir.path(), &["lineage", "per_agnecy"]);
+    assert!(
+        !o.status.success() && text(&o).contains("did you mean `per_agency`"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// Rows of `table` matching `condition`, per landing entry.
+fn rows_per_entry_where(
+    project: &Path,
+    table: &str,
+    condition: &str,
+) -> std::collections::BTreeMap<String, u64> {
+    query(
+        project,
+        &format!("SELECT _affluent_entry, count(*) FROM {table} WHERE {condition} GROUP BY 1"),
+    )
+    .lines()
+    .skip(1)
+    .map(|l| {
+        let (e, n) = l.rsplit_once(',').unwrap();
+        (e.to_string(), n.parse().unwrap())
+    })
+    .collect()
 }
 
 #[test]

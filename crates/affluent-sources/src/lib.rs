@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use affluent_config::Project;
+use affluent_config::schema::RateLimitConfig;
 use affluent_core::progress::Observer;
 use affluent_core::{Interval, JsonPath, TaskId};
 use affluent_landing::{Entry, Landing, Quarantine, Reject};
@@ -115,6 +116,25 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
+/// One rate-limited scope as it stands now.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LimitStatus {
+    /// `source:NAME` or `host:NAME`.
+    pub scope: String,
+    /// Requests a second, if limited.
+    pub per_second: Option<u32>,
+    /// Requests a minute, if limited.
+    pub per_minute: Option<u32>,
+    /// Requests a day (in the project's time zone), if limited.
+    pub per_day: Option<u32>,
+    /// Requests counted today against `per_day`.
+    pub used_today: Option<u32>,
+    /// When the next request may go, if not now.
+    pub next_allowed: Option<Timestamp>,
+    /// Why it waits.
+    pub waiting_for: Option<String>,
+}
+
 /// The process-wide runtime of connectors: each source's connector, built once, and what their
 /// runs share.
 pub struct Connectors {
@@ -162,9 +182,63 @@ impl Connectors {
         Some((
             self.shared
                 .quotas
-                .used(&TaskId::source(source).to_string(), &day),
+                .used_by_any(&TaskId::source(source).to_string(), &day),
             limit,
         ))
+    }
+
+    /// Every rate-limited scope (a source's `rate_limit`, a `[hosts.NAME]`): its limits, what
+    /// today's daily quota has used, and when the next request may go (`None`: now).
+    pub fn limits(&self, now: Timestamp) -> Vec<LimitStatus> {
+        let tz = self.project().timezone.clone();
+        let today = now.to_zoned(tz.clone());
+        let day = today.date().to_string();
+        let tomorrow = today
+            .date()
+            .tomorrow()
+            .ok()
+            .and_then(|d| d.to_zoned(tz).ok())
+            .map(|z| z.timestamp());
+        let status = |scope: String, host: Option<&str>, l: &RateLimitConfig| {
+            let used = l
+                .per_day
+                .map(|_| self.shared.quotas.used_by_any(&scope, &day));
+            let (next_allowed, waiting_for) = match (l.per_day, used) {
+                (Some(limit), Some(used)) if used >= limit => {
+                    (tomorrow, Some(format!("today's {limit} requests are used")))
+                }
+                _ => match host.and_then(|h| self.shared.pauses.until(h)) {
+                    Some(wait) => (
+                        jiff::SignedDuration::try_from(wait)
+                            .ok()
+                            .and_then(|w| now.checked_add(w).ok()),
+                        Some("the server asked to wait (Retry-After)".to_string()),
+                    ),
+                    None => (None, None),
+                },
+            };
+            LimitStatus {
+                scope,
+                per_second: l.per_second,
+                per_minute: l.per_minute,
+                per_day: l.per_day,
+                used_today: used,
+                next_allowed,
+                waiting_for,
+            }
+        };
+        let mut out: Vec<LimitStatus> = self
+            .sources
+            .iter()
+            .filter_map(|(name, s)| {
+                s.rate_limit()
+                    .map(|l| status(TaskId::source(name).to_string(), None, l))
+            })
+            .collect();
+        for (host, l) in &self.project().hosts {
+            out.push(status(format!("host:{host}"), Some(host), l));
+        }
+        out
     }
 
     /// The landing zone.

@@ -39,6 +39,11 @@ pub trait Source: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// The source's own rate limits, if it has some.
+    fn rate_limit(&self) -> Option<&RateLimitConfig> {
+        None
+    }
+
     /// The source whose records give one of this source's parameters, and the field read.
     fn parent(&self) -> Option<(&str, &JsonPath)> {
         None

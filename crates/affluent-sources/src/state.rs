@@ -86,6 +86,17 @@ impl QuotaStore {
         Ok(used)
     }
 
+    /// Requests counted today for a scope, by this process or another one sharing the data
+    /// directory (the file is read again: a dashboard shows what the scheduler used).
+    pub fn used_by_any(&self, scope: &str, day: &str) -> u32 {
+        let on_disk: BTreeMap<String, DayCount> = read_json(&self.path).unwrap_or_default();
+        let theirs = on_disk
+            .get(scope)
+            .filter(|c| c.day == day)
+            .map_or(0, |c| c.count);
+        theirs.max(self.used(scope, day))
+    }
+
     /// Requests counted today for a scope.
     pub fn used(&self, scope: &str, day: &str) -> u32 {
         let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());

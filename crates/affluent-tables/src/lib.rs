@@ -14,6 +14,7 @@ mod bounds;
 pub mod changes;
 pub mod compact;
 pub mod events;
+pub mod lineage;
 pub mod load;
 pub mod mapping;
 pub mod models;

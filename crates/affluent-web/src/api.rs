@@ -72,6 +72,8 @@ use crate::{AppState, ErrorBody, WebError, assets};
         crate::pipeline::runs,
         crate::pipeline::list_backfills,
         crate::pipeline::start_backfill,
+        crate::pipeline::limits,
+        crate::pipeline::logs,
         healthz
     ),
     components(schemas(
@@ -108,7 +110,11 @@ use crate::{AppState, ErrorBody, WebError, assets};
         crate::pipeline::RunView,
         crate::pipeline::NewBackfill,
         crate::pipeline::ReprocessMode,
-        crate::pipeline::BackfillView
+        crate::pipeline::BackfillView,
+        crate::pipeline::LimitView,
+        crate::pipeline::LevelName,
+        crate::pipeline::LogPage,
+        crate::logs::LogRecord
     ))
 )]
 #[derive(Debug)]
@@ -156,6 +162,8 @@ pub fn router(state: AppState, sessions: SqlSessions) -> Router {
             "/api/pipeline/backfills",
             get(crate::pipeline::list_backfills).post(crate::pipeline::start_backfill),
         )
+        .route("/api/pipeline/limits", get(crate::pipeline::limits))
+        .route("/api/pipeline/logs", get(crate::pipeline::logs))
         .route("/api/openapi.json", get(openapi))
         .route("/api/docs", get(docs))
         .route("/", get(home))

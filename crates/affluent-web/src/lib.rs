@@ -10,8 +10,9 @@
 //! - [`api`]: the JSON API (OpenAPI at `/api/docs`) and the HTML shell; [`assets`]: the
 //!   front-end (ECharts, Swagger UI and our own script), embedded at build time.
 //! - [`alerts`]: the alerts panel (firings of `[alerts.*]`) and each user's "seen" state.
-//! - [`pipeline`]: the pipeline's own page: tasks, coverage of their intervals, runs, and
-//!   backfills an admin starts (run here, with the scheduler's claims).
+//! - [`pipeline`]: the pipeline's own page: tasks, coverage of their intervals, runs, rate
+//!   limits and quotas, and backfills an admin starts (run here, with the scheduler's claims);
+//!   [`logs`]: the process's last log lines, for that page.
 //! - [`metrics`]: `/metrics` for Prometheus; `/healthz`.
 //!
 //! This crate knows no DataFusion: queries go through `affluent-tables`.
@@ -22,6 +23,7 @@ pub mod assets;
 pub mod auth;
 pub mod lists;
 pub mod live;
+pub mod logs;
 pub mod metrics;
 pub mod pages;
 pub mod pipeline;

@@ -25,6 +25,8 @@ const MAX_RUNS: i64 = 500;
 /// Tries per interval of a backfill started here: once (a source's own retries still apply to
 /// each request); what still fails stays a hole, retried by the scheduler or the next click.
 const ATTEMPTS: u32 = 1;
+/// Intervals one backfill started here may run.
+const MAX_BACKFILL_INTERVALS: usize = 1_000;
 /// Backfills started here running at once.
 const MAX_RUNNING: usize = 4;
 /// Backfills kept in the list once finished (the newest).
@@ -150,6 +152,7 @@ pub struct RunsQuery {
     /// Only failed runs.
     pub failed: Option<bool>,
     /// How many, newest first (1 to 500; default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 
@@ -492,7 +495,7 @@ pub(crate) async fn list_backfills(
 
 #[utoipa::path(post, path = "/api/pipeline/backfills", tag = "pipeline", request_body = NewBackfill,
     responses((status = 202, description = "Started: it runs in the server, `GET /api/pipeline/backfills` follows it", body = BackfillView),
-        (status = 400, description = "Not JSON, a time that does not parse, a reversed range or one ending in the future, a task without a schedule, or a source that lacks its settings", body = ErrorBody),
+        (status = 400, description = "Not JSON, a time that does not parse, a reversed range or one ending in the future, more than 1,000 intervals, a task without a schedule, or a source that lacks its settings", body = ErrorBody),
         (status = 401, description = "Not logged in", body = ErrorBody),
         (status = 403, description = "Not an admin, or no valid CSRF token", body = ErrorBody),
         (status = 404, description = "No such task", body = ErrorBody),
@@ -525,6 +528,17 @@ pub(crate) async fn start_backfill(
     if range.end > now {
         return Err(WebError::Invalid(format!(
             "the range ends at {to}, in the future: a backfill runs intervals that have ended"
+        )));
+    }
+    // Checked before anything is recorded: the range's intervals, done or not.
+    let in_range = task
+        .schedule
+        .as_ref()
+        .map_or(0, |sch| sch.intervals(range.start, range.end).len());
+    if in_range > MAX_BACKFILL_INTERVALS {
+        return Err(WebError::Invalid(format!(
+            "{in_range} intervals of {} in the range: a backfill from the dashboard covers at most {MAX_BACKFILL_INTERVALS}; narrow the range, or run `affluent backfill`",
+            task.id
         )));
     }
     let id = state
@@ -689,4 +703,139 @@ pub(crate) async fn start_backfill(
         });
     });
     Ok((StatusCode::ACCEPTED, Json(view)))
+}
+
+/// One rate-limited scope: a source's `rate_limit` or a `[hosts.NAME]`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LimitView {
+    /// `source:NAME` or `host:NAME`.
+    pub scope: String,
+    /// Requests a second, if limited.
+    pub per_second: Option<u32>,
+    /// Requests a minute, if limited.
+    pub per_minute: Option<u32>,
+    /// Requests a day (in the project's time zone), if limited.
+    pub per_day: Option<u32>,
+    /// Requests counted today against `per_day` (by every process of the project).
+    pub used_today: Option<u32>,
+    /// When the next request may go, if not now (RFC 3339).
+    pub next_allowed: Option<String>,
+    /// Why it waits.
+    pub waiting_for: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/pipeline/limits", tag = "pipeline",
+    responses((status = 200, description = "Every rate-limited source and host: its limits, today's requests against its daily quota, when the next request may go", body = Vec<LimitView>),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 503, description = "The state store does not answer: try again shortly", body = ErrorBody)))]
+pub(crate) async fn limits(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+) -> Json<Vec<LimitView>> {
+    let limits = state.live.warehouse().connectors().limits(Timestamp::now());
+    Json(
+        limits
+            .into_iter()
+            .map(|l| LimitView {
+                scope: l.scope,
+                per_second: l.per_second,
+                per_minute: l.per_minute,
+                per_day: l.per_day,
+                used_today: l.used_today,
+                next_allowed: l.next_allowed.map(|t| t.to_string()),
+                waiting_for: l.waiting_for,
+            })
+            .collect(),
+    )
+}
+
+/// A level of the log.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LevelName {
+    /// Errors only.
+    Error,
+    /// Warnings and errors.
+    Warn,
+    /// Information, warnings and errors.
+    Info,
+    /// Also debugging details.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+impl From<LevelName> for tracing::Level {
+    fn from(l: LevelName) -> Self {
+        match l {
+            LevelName::Error => tracing::Level::ERROR,
+            LevelName::Warn => tracing::Level::WARN,
+            LevelName::Info => tracing::Level::INFO,
+            LevelName::Debug => tracing::Level::DEBUG,
+            LevelName::Trace => tracing::Level::TRACE,
+        }
+    }
+}
+
+/// Which log lines.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LogsQuery {
+    /// Only lines numbered after this one (the `last` of the previous answer): what came since.
+    #[param(minimum = 0)]
+    pub after: Option<i64>,
+    /// This level or more severe (default `info`).
+    #[param(inline)]
+    pub level: Option<LevelName>,
+    /// Only lines whose message or module holds this text (a task: `source:NAME`).
+    #[param(max_length = 200)]
+    pub task: Option<String>,
+    /// At most this many, the newest (1 to 1000; default 200).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<usize>,
+}
+
+/// Lines of the log.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LogPage {
+    /// Oldest first.
+    pub records: Vec<crate::logs::LogRecord>,
+    /// The number of the newest line kept: ask `after` it next time.
+    pub last: u64,
+}
+
+#[utoipa::path(get, path = "/api/pipeline/logs", tag = "pipeline", params(LogsQuery),
+    responses((status = 200, description = "The running process's log (its last 5,000 lines), filtered; poll with `after` to follow it", body = LogPage),
+        (status = 400, description = "A limit out of 1 to 1000, a negative `after`, a task filter longer than 200 characters, or a query that does not decode", body = ErrorBody),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 503, description = "The state store does not answer: try again shortly", body = ErrorBody)))]
+pub(crate) async fn logs(
+    _admin: AdminUser,
+    ApiQuery(query): ApiQuery<LogsQuery>,
+) -> Result<Json<LogPage>, WebError> {
+    let limit = query.limit.unwrap_or(200);
+    if !(1..=1000).contains(&limit) {
+        return Err(WebError::Invalid(format!(
+            "`limit` must be between 1 and 1000, got {limit}"
+        )));
+    }
+    if query.task.as_ref().is_some_and(|t| t.chars().count() > 200) {
+        return Err(WebError::Invalid(
+            "`task` is longer than 200 characters".to_string(),
+        ));
+    }
+    let after = query.after.unwrap_or(0);
+    let Ok(after) = u64::try_from(after) else {
+        return Err(WebError::Invalid(format!(
+            "`after` must be 0 or more, got {after}"
+        )));
+    };
+    let (records, last) = crate::logs::global().read(
+        after,
+        query.level.unwrap_or(LevelName::Info).into(),
+        query.task.as_deref().filter(|t| !t.is_empty()),
+        limit,
+    );
+    Ok(Json(LogPage { records, last }))
 }

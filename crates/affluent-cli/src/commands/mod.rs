@@ -6,6 +6,7 @@ pub mod demo;
 pub mod export;
 pub mod ingest;
 pub mod landing;
+pub mod lineage;
 pub mod load;
 pub mod ml;
 pub mod quarantine;

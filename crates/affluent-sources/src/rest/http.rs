@@ -88,6 +88,14 @@ impl HostPauses {
         *entry = (*entry).max(until);
     }
 
+    /// When the pause of `host` ends, if one runs.
+    pub fn until(&self, host: &str) -> Option<Duration> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let until = *map.get(&host.to_ascii_lowercase())?;
+        let now = tokio::time::Instant::now();
+        (until > now).then(|| until - now)
+    }
+
     /// Waits out the pause of `host`, if any.
     pub async fn wait(&self, host: &str) {
         loop {

@@ -143,6 +143,10 @@ impl Source for RestSource {
         self.config.rate_limit.as_ref()?.per_day
     }
 
+    fn rate_limit(&self) -> Option<&affluent_config::schema::RateLimitConfig> {
+        self.config.rate_limit.as_ref()
+    }
+
     fn parent(&self) -> Option<(&str, &JsonPath)> {
         self.parent
             .as_ref()

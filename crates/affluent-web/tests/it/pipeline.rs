@@ -54,6 +54,10 @@ client.headers = {{ Authorization = "Bearer ${{API_TOKEN}}" }}
 endpoint.path = "items"
 endpoint.params = {{ key = "${{API_TOKEN}}", hour = "{{interval.start:utc:%Y-%m-%dT%H:%M:%SZ}}" }}
 retry = {{ max_attempts = 1 }}
+rate_limit = {{ per_second = 50, per_day = 100 }}
+
+[hosts."127.0.0.1"]
+per_minute = 6000
 
 [tables.items]
 source = "items"
@@ -224,12 +228,56 @@ async fn coverage_shows_holes_and_an_admins_backfill_fills_them() {
     let rows = f.warehouse.query("SELECT count(*) AS n FROM items").await;
     assert!(rows.is_ok(), "the backfill loaded its table");
 
+    // The daily quota counts each request of both backfills (one per interval: no retry).
+    let limits = vic.send(&f.app, "GET", "/api/pipeline/limits", None).await;
+    assert_eq!(limits.status, StatusCode::OK, "{}", limits.text());
+    let limits = limits.json();
+    let items = limits
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["scope"] == "source:items")
+        .unwrap_or_else(|| panic!("{limits}"))
+        .clone();
+    assert_eq!(
+        (
+            &items["per_second"],
+            &items["per_day"],
+            &items["used_today"]
+        ),
+        (&json!(50), &json!(100), &json!(2 * missing)),
+        "{items}"
+    );
+    assert_eq!(items["next_allowed"], Value::Null);
+    let host = limits
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["scope"] == "host:127.0.0.1")
+        .unwrap_or_else(|| panic!("{limits}"))
+        .clone();
+    assert_eq!(host["per_minute"], 6000);
+
+    // The log is for admins.
+    let r = vic.send(&f.app, "GET", "/api/pipeline/logs", None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    let r = ada
+        .send(&f.app, "GET", "/api/pipeline/logs?level=warn&after=0", None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(
+        r.json()["records"].is_array() && r.json()["last"].is_u64(),
+        "{}",
+        r.text()
+    );
+
     // No page of the pipeline shows the secret, whoever asks.
     for path in [
         "/api/pipeline/tasks",
         "/api/pipeline/coverage",
         "/api/pipeline/runs",
         "/api/pipeline/backfills",
+        "/api/pipeline/limits",
     ] {
         for client in [&mut vic, &mut ada] {
             let r = client.send(&f.app, "GET", path, None).await;
@@ -273,6 +321,16 @@ async fn pipeline_requests_that_cannot_be_answered_say_why() {
             "/api/pipeline/runs?limit=0",
             StatusCode::BAD_REQUEST,
             "limit",
+        ),
+        (
+            "/api/pipeline/logs?limit=0",
+            StatusCode::BAD_REQUEST,
+            "limit",
+        ),
+        (
+            "/api/pipeline/logs?level=loud",
+            StatusCode::BAD_REQUEST,
+            "level",
         ),
         (
             "/api/pipeline/runs?failed=maybe",
