@@ -958,7 +958,7 @@ async function renderPanel(entry, data, reload) {
   }
   const type = data.kind === "bar" ? "bar" : "line";
   const right = new Set(spec.y2 || []);
-  chart(body, {
+  const drawn = chart(body, {
     tooltip: { trigger: "axis" },
     legend: { top: 0, type: "scroll" },
     grid: { left: 8, right: 16, top: 32, bottom: 40, containLabel: true },
@@ -983,6 +983,82 @@ async function renderPanel(entry, data, reload) {
       };
     }),
   });
+  // A click on a point: where does it come from.
+  drawn.on("click", (p) => {
+    if (p.dataIndex === undefined || p.dataIndex >= xs.length) return;
+    const point = { [xName]: xs[p.dataIndex] };
+    if (spec.series && p.seriesName) point[spec.series] = p.seriesName.replace(BASELINE, "");
+    showLineage(entry, point);
+  });
+}
+
+/** The tables and models behind a panel, and the landing entries of the rows behind `point`
+ * (with the panel's `lineage`); admins open each raw response. */
+async function showLineage(entry, point) {
+  const { box, spec } = entry;
+  const page = decodeURIComponent(location.pathname.slice("/pages/".length));
+  const q = new URLSearchParams(location.search);
+  for (const [k, v] of Object.entries(point)) q.set(`point.${k}`, v == null ? "" : String(v));
+  let holder = box.querySelector(".lineage");
+  if (!holder) {
+    holder = el("div", { class: "lineage", id: `lineage-${spec.name}` });
+    box.append(holder);
+  }
+  const close = el("button", { type: "button", class: "link", title: "Close" }, "✕");
+  close.addEventListener("click", () => holder.remove());
+  const head = el("div", { class: "panel-head" }, el("h2", {}, "Where does this come from? " + Object.entries(point).map(([k, v]) => `${k} = ${v}`).join(", ")), close);
+  holder.replaceChildren(head, el("p", { class: "muted" }, "…"));
+  let l;
+  try {
+    l = await api("GET", `/api/pages/${encodeURIComponent(page)}/panels/${encodeURIComponent(spec.name)}/lineage?${q}`);
+  } catch (e) {
+    holder.replaceChildren(head, el("p", { class: "error" }, e.message));
+    return;
+  }
+  const nodes = el(
+    "ul",
+    { class: "upstream" },
+    l.upstream.map((n) =>
+      el("li", { "data-node": n.name }, el("strong", {}, n.name), " ", el("span", { class: "muted" }, n.kind === "model" ? `model, reads ${n.reads.join(", ")}` : n.kind === "table" ? `table, from source ${n.source}` : "written by affluent")),
+    ),
+  );
+  const raw = el("pre", { class: "raw", id: `raw-${spec.name}`, hidden: true });
+  const entries = el(
+    "table",
+    { class: "data entries" },
+    el("thead", {}, el("tr", {}, ["fetched", "source", "status", "request", "rows", ""].map((h) => el("th", {}, h)))),
+    el(
+      "tbody",
+      {},
+      l.entries.map((e) => {
+        let open = null;
+        if (session.role === "admin") {
+          open = el("button", { type: "button", class: "link raw-open", "data-entry": e.entry }, "raw response");
+          open.addEventListener("click", async () => {
+            raw.hidden = false;
+            raw.textContent = "…";
+            try {
+              const r = await api("GET", `/api/landing/${encodeURIComponent(e.source)}/${encodeURIComponent(e.entry)}`);
+              raw.textContent = `${[r.entry.method, r.entry.url].filter(Boolean).join(" ")}\n${r.entry.status} ${r.content_type || ""} · fetched ${r.entry.fetched_at}${r.truncated ? " · first MiB" : ""}\n\n${r.body}`;
+            } catch (err) {
+              raw.textContent = err.message;
+            }
+          });
+        }
+        return el(
+          "tr",
+          { "data-entry": e.entry },
+          el("td", {}, fmtInstant(e.fetched_at)),
+          el("td", {}, e.source),
+          el("td", { class: "number" }, e.status),
+          el("td", {}, el("div", { class: "clamp", title: e.url }, [e.method, e.url].filter(Boolean).join(" "))),
+          el("td", { class: "number" }, e.rows ?? "–"),
+          el("td", {}, open),
+        );
+      }),
+    ),
+  );
+  holder.replaceChildren(head, nodes, l.entries.length ? entries : el("p", { class: "empty" }, l.note || "No landing entry."), raw);
 }
 
 // A series' declared colour (`colors` in the project file), own keys only.

@@ -292,6 +292,12 @@ pub struct PanelConfig {
     /// For `table` and `cards`: a checkbox on each row that adds the value of column `key` to
     /// the current user's list `list` (`[dashboard.lists.NAME]`), or removes it.
     pub toggle: Option<ToggleConfig>,
+    /// "Where does this come from" for a point or row: a query selecting `_affluent_entry`
+    /// from the tables the panel's data is computed from, bound with the page's filters and
+    /// with `$point_COLUMN`, each column of the point or row clicked (`$point_date`). Its rows'
+    /// landing entries are shown with their requests; admins open the raw responses.
+    #[serde(default)]
+    pub lineage: Option<String>,
 }
 
 /// How a cell is shown.
@@ -587,6 +593,25 @@ pub(crate) fn check(
                     reporter.error(at(&["panels", name]), format!("panel `{name}` needs `sql`"))
                 }
                 (_, Some(sql), _) => check_sql(reporter, sql, &["panels", name, "sql"]),
+            }
+            if let Some(lineage) = &panel.lineage {
+                // `$point_*` are the columns of the point clicked, known only then.
+                let mut points: Vec<String> = placeholders(lineage)
+                    .into_iter()
+                    .filter(|p| p.starts_with("point_"))
+                    .collect();
+                points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+                let mut rest = lineage.clone();
+                for p in &points {
+                    rest = rest.replace(&format!("${p}"), "NULL");
+                }
+                check_sql(reporter, &rest, &["panels", name, "lineage"]);
+                if !lineage.contains("_affluent_entry") {
+                    reporter.error(
+                        at(&["panels", name, "lineage"]),
+                        format!("the `lineage` of panel `{name}` must select `_affluent_entry`, the landing entry of each row"),
+                    );
+                }
             }
             if panel.baseline.is_some()
                 && !matches!(

@@ -13,6 +13,8 @@ use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type};
 
+pub use affluent_landing::EntryMeta;
+
 use crate::mapping::ENTRY_COLUMN;
 use crate::{TableError, Warehouse};
 
@@ -78,42 +80,7 @@ impl Warehouse {
         limit: usize,
     ) -> Result<Lineage, TableError> {
         let project = self.project();
-        if !self.names().iter().any(|n| n == table) {
-            return Err(self.unknown("table or model", table, &self.names()));
-        }
-        let deps = self.model_dependencies()?;
-        let mut nodes = Vec::new();
-        let mut seen = BTreeSet::new();
-        let mut queue = VecDeque::from([table.to_string()]);
-        while let Some(name) = queue.pop_front() {
-            if !seen.insert(name.clone()) {
-                continue;
-            }
-            let node = if let Some(reads) = deps.get(&name) {
-                queue.extend(reads.iter().cloned());
-                Node {
-                    name,
-                    kind: NodeKind::Model,
-                    source: None,
-                    reads: reads.iter().cloned().collect(),
-                }
-            } else if let Some(t) = project.tables.get(&name) {
-                Node {
-                    source: Some(t.source.clone()),
-                    name,
-                    kind: NodeKind::Table,
-                    reads: Vec::new(),
-                }
-            } else {
-                Node {
-                    name,
-                    kind: NodeKind::System,
-                    source: None,
-                    reads: Vec::new(),
-                }
-            };
-            nodes.push(node);
-        }
+        let nodes = self.upstream(table)?;
         let mut lineage = Lineage {
             table: table.to_string(),
             nodes,
@@ -186,6 +153,85 @@ impl Warehouse {
             }
         }
         Ok(lineage)
+    }
+
+    /// `table` (or model), then what it is computed from, breadth first, down to the tables
+    /// loaded from sources.
+    pub fn upstream(&self, table: &str) -> Result<Vec<Node>, TableError> {
+        let project = self.project();
+        if !self.names().iter().any(|n| n == table) {
+            return Err(self.unknown("table or model", table, &self.names()));
+        }
+        let deps = self.model_dependencies()?;
+        let mut nodes = Vec::new();
+        let mut seen = BTreeSet::new();
+        let mut queue = VecDeque::from([table.to_string()]);
+        while let Some(name) = queue.pop_front() {
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            let node = if let Some(reads) = deps.get(&name) {
+                queue.extend(reads.iter().cloned());
+                Node {
+                    name,
+                    kind: NodeKind::Model,
+                    source: None,
+                    reads: reads.iter().cloned().collect(),
+                }
+            } else if let Some(t) = project.tables.get(&name) {
+                Node {
+                    source: Some(t.source.clone()),
+                    name,
+                    kind: NodeKind::Table,
+                    reads: Vec::new(),
+                }
+            } else {
+                Node {
+                    name,
+                    kind: NodeKind::System,
+                    source: None,
+                    reads: Vec::new(),
+                }
+            };
+            nodes.push(node);
+        }
+        Ok(nodes)
+    }
+
+    /// A landing entry of one of `sources`, by id: its metadata (the request as landed, secrets
+    /// masked), or `None` when no such entry is there (any more).
+    pub fn landing_entry(&self, sources: &[String], entry: &str) -> Option<EntryMeta> {
+        let landing = self.landing();
+        sources
+            .iter()
+            .find_map(|s| landing.get(s, entry).ok())
+            .map(|e| e.meta)
+    }
+
+    /// The body of a landing entry, decompressed, at most `max` bytes (and whether it was cut).
+    pub fn landing_body(
+        &self,
+        meta: &EntryMeta,
+        max: usize,
+    ) -> Result<(Vec<u8>, bool), TableError> {
+        let mut body = self.landing().read_body(meta)?;
+        let cut = body.len() > max;
+        body.truncate(max);
+        Ok((body, cut))
+    }
+
+    /// The sources whose landing entries the rows of `tables` (and what they are computed from)
+    /// came from.
+    pub fn sources_of(&self, tables: &[String]) -> Result<Vec<String>, TableError> {
+        let mut out = BTreeSet::new();
+        for t in tables {
+            for n in self.upstream(t)? {
+                if let Some(s) = n.source {
+                    out.insert(s);
+                }
+            }
+        }
+        Ok(out.into_iter().collect())
     }
 
     /// Per landing entry, the rows of `table` (matching `condition`), newest entry first.

@@ -74,6 +74,8 @@ use crate::{AppState, ErrorBody, WebError, assets};
         crate::pipeline::start_backfill,
         crate::pipeline::limits,
         crate::pipeline::logs,
+        crate::lineage::panel_lineage,
+        crate::lineage::raw_response,
         healthz
     ),
     components(schemas(
@@ -114,7 +116,11 @@ use crate::{AppState, ErrorBody, WebError, assets};
         crate::pipeline::LimitView,
         crate::pipeline::LevelName,
         crate::pipeline::LogPage,
-        crate::logs::LogRecord
+        crate::logs::LogRecord,
+        crate::lineage::NodeView,
+        crate::lineage::EntryView,
+        crate::lineage::LineageView,
+        crate::lineage::RawView
     ))
 )]
 #[derive(Debug)]
@@ -163,6 +169,14 @@ pub fn router(state: AppState, sessions: SqlSessions) -> Router {
             get(crate::pipeline::list_backfills).post(crate::pipeline::start_backfill),
         )
         .route("/api/pipeline/limits", get(crate::pipeline::limits))
+        .route(
+            "/api/pages/{page}/panels/{panel}/lineage",
+            get(crate::lineage::panel_lineage),
+        )
+        .route(
+            "/api/landing/{source}/{entry}",
+            get(crate::lineage::raw_response),
+        )
         .route("/api/pipeline/logs", get(crate::pipeline::logs))
         .route("/api/openapi.json", get(openapi))
         .route("/api/docs", get(docs))
@@ -313,7 +327,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 
 /// `axum::extract::Path`, whose rejection (a segment that is not UTF-8) is an API error.
 #[derive(Debug)]
-struct ApiPath<T>(T);
+pub(crate) struct ApiPath<T>(pub(crate) T);
 
 impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
     type Rejection = Response;
@@ -384,7 +398,7 @@ impl FromRequestParts<AppState> for Visitor {
 
 impl Visitor {
     /// The visitor may see a page: it is public, or they are logged in.
-    fn may_see(&self, page: &PageConfig) -> Result<(), WebError> {
+    pub(crate) fn may_see(&self, page: &PageConfig) -> Result<(), WebError> {
         if page.public || self.0.is_some() {
             Ok(())
         } else {
@@ -392,7 +406,7 @@ impl Visitor {
         }
     }
 
-    fn name(&self) -> Option<&str> {
+    pub(crate) fn name(&self) -> Option<&str> {
         self.0.as_ref().map(|u| u.name.as_str())
     }
 }
@@ -932,7 +946,7 @@ async fn list_pages(State(state): State<AppState>, _user: CurrentUser) -> Json<V
     Json(summaries(&state, true))
 }
 
-fn find_page<'a>(state: &'a AppState, page: &str) -> Result<&'a PageConfig, WebError> {
+pub(crate) fn find_page<'a>(state: &'a AppState, page: &str) -> Result<&'a PageConfig, WebError> {
     state.project.pages.get(page).ok_or_else(|| {
         WebError::NotFound(format!(
             "no page `{page}` (pages: {})",
@@ -947,7 +961,7 @@ fn find_page<'a>(state: &'a AppState, page: &str) -> Result<&'a PageConfig, WebE
     })
 }
 
-fn find_panel<'a>(
+pub(crate) fn find_panel<'a>(
     page_cfg: &'a PageConfig,
     page: &str,
     panel: &str,
@@ -958,7 +972,7 @@ fn find_panel<'a>(
         .ok_or_else(|| WebError::NotFound(format!("page `{page}` has no panel `{panel}`")))
 }
 
-fn today(state: &AppState) -> jiff::civil::Date {
+pub(crate) fn today(state: &AppState) -> jiff::civil::Date {
     jiff::Timestamp::now()
         .to_zoned(state.project.timezone.clone())
         .date()
@@ -985,7 +999,7 @@ fn table_view(q: &[(String, String)]) -> Result<TableView, WebError> {
 
 /// Query parameters: the page's filters by name (`?agency=lyon_1&period=last_8_weeks`), and
 /// for tables `_sort`, `_dir` (`asc`/`desc`), `_offset`, `_limit`.
-type FilterQuery = ApiQuery<Vec<(String, String)>>;
+pub(crate) type FilterQuery = ApiQuery<Vec<(String, String)>>;
 
 #[utoipa::path(get, path = "/api/pages/{page}/filters", tag = "pages",
     description = "The page's filters are query parameters named after them (`?agency=lyon_1&period=last_8_weeks`; see GET /api/pages/{page}/filters); a filter left out takes its default.",

@@ -21,6 +21,7 @@ pub mod alerts;
 pub mod api;
 pub mod assets;
 pub mod auth;
+pub mod lineage;
 pub mod lists;
 pub mod live;
 pub mod logs;

@@ -396,3 +396,137 @@ async fn pipeline_requests_that_cannot_be_answered_say_why() {
         json!([])
     );
 }
+
+/// The fixture's project with a `lineage` on its daily chart.
+fn with_lineage(lineage: &str) -> String {
+    let text = PROJECT.replace(
+        "\n[pages.visits.panels.rows]",
+        &format!("lineage = \"{lineage}\"\n\n[pages.visits.panels.rows]"),
+    );
+    assert_ne!(text, PROJECT);
+    text
+}
+
+#[tokio::test]
+async fn a_chart_points_lineage_lists_its_entries_and_admins_open_the_raw_response() {
+    let f = fixture_from(&with_lineage(
+        "SELECT _affluent_entry FROM counts WHERE agency = $agency AND day = $point_day",
+    ))
+    .await;
+    let mut vic = Client::default();
+    vic.login(&f.app, "vic", "viewer pass").await;
+    let path = "/api/pages/visits/panels/daily/lineage?agency=a&point.day=2024-03-05";
+    let r = vic.send(&f.app, "GET", path, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let l = r.json();
+    assert_eq!(
+        l["upstream"],
+        json!([{"name": "counts", "kind": "table", "source": "counts", "reads": []}])
+    );
+    let entries = l["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{l}");
+    let e = &entries[0];
+    // Agency a has counters 0 and 1 that day: two rows of the CSV's one entry.
+    assert_eq!(
+        (&e["source"], &e["rows"]),
+        (&json!("counts"), &json!(2)),
+        "{e}"
+    );
+    assert!(e["url"].as_str().unwrap().ends_with("counts.csv"), "{e}");
+    let entry = e["entry"].as_str().unwrap().to_string();
+    // The same as the table's own lineage column says.
+    let want = f
+        .warehouse
+        .query("SELECT DISTINCT CAST(_affluent_entry AS VARCHAR) FROM counts")
+        .await
+        .unwrap();
+    let want = affluent_tables::query::render(&want, affluent_tables::OutputFormat::Csv).unwrap();
+    assert!(want.contains(&entry), "{want}");
+
+    // The raw response is for admins: the file as it was landed.
+    let raw = format!("/api/landing/counts/{entry}");
+    assert_eq!(
+        vic.send(&f.app, "GET", &raw, None).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let mut ada = Client::default();
+    ada.login(&f.app, "ada", "correct horse").await;
+    let r = ada.send(&f.app, "GET", &raw, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let body = r.json()["body"].as_str().unwrap().to_string();
+    assert!(
+        body.starts_with("day,agency,counter,visits\n") && body.contains("\n2024-03-05,a,1,14\n"),
+        "{body}"
+    );
+    assert_eq!(r.json()["truncated"], false);
+
+    // What cannot be answered says why.
+    for (path, status, says) in [
+        (
+            "/api/pages/visits/panels/daily/lineage?agency=a",
+            StatusCode::BAD_REQUEST,
+            "point.day",
+        ),
+        (
+            "/api/pages/visits/panels/daily/lineage?agency=a&point.day%3B=1",
+            StatusCode::BAD_REQUEST,
+            "not a point column",
+        ),
+        (
+            "/api/landing/nope/x",
+            StatusCode::NOT_FOUND,
+            "no source named `nope`",
+        ),
+        (
+            "/api/landing/counts/not-an-entry",
+            StatusCode::NOT_FOUND,
+            "no landing entry",
+        ),
+    ] {
+        let r = ada.send(&f.app, "GET", path, None).await;
+        assert_eq!(r.status, status, "{path}: {}", r.text());
+        assert!(r.text().contains(says), "{path}: {}", r.text());
+    }
+    // A panel without `lineage` still tells what it reads.
+    let r = ada
+        .send(
+            &f.app,
+            "GET",
+            "/api/pages/visits/panels/top/lineage?point.agency=a",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["upstream"][0]["name"], "counts");
+    assert!(
+        r.json()["note"]
+            .as_str()
+            .unwrap()
+            .contains("declares no `lineage`")
+    );
+}
+
+#[test]
+fn a_lineage_must_select_the_entry_and_bind_only_filters_and_points() {
+    let dir = tempfile::tempdir().unwrap();
+    for (lineage, says) in [
+        (
+            "SELECT day FROM counts WHERE day = $point_day",
+            "must select `_affluent_entry`",
+        ),
+        (
+            "SELECT _affluent_entry FROM counts WHERE agency = $agencyy",
+            "`$agencyy` is not a filter of page `visits`; did you mean `$agency`?",
+        ),
+    ] {
+        let err = affluent_config::load_str(
+            dir.path(),
+            &dir.path().join("affluent.toml"),
+            &with_lineage(lineage),
+            &Environment::from_map(BTreeMap::new()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains(says), "{lineage}: {err}");
+    }
+}
