@@ -985,7 +985,7 @@ async function renderPanel(entry, data, reload) {
   });
   // A click on a point: where does it come from.
   drawn.on("click", (p) => {
-    if (p.dataIndex === undefined || p.dataIndex >= xs.length) return;
+    if (!session.user || p.dataIndex === undefined || p.dataIndex >= xs.length) return;
     const point = { [xName]: xs[p.dataIndex] };
     if (spec.series && p.seriesName) point[spec.series] = p.seriesName.replace(BASELINE, "");
     showLineage(entry, point);

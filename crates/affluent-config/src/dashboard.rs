@@ -292,9 +292,9 @@ pub struct PanelConfig {
     /// For `table` and `cards`: a checkbox on each row that adds the value of column `key` to
     /// the current user's list `list` (`[dashboard.lists.NAME]`), or removes it.
     pub toggle: Option<ToggleConfig>,
-    /// "Where does this come from" for a point or row: a query selecting `_affluent_entry`
+    /// "Where does this come from" for a chart's point: a query selecting `_affluent_entry`
     /// from the tables the panel's data is computed from, bound with the page's filters and
-    /// with `$point_COLUMN`, each column of the point or row clicked (`$point_date`). Its rows'
+    /// with `$point_COLUMN`, the point's x column and series column (`$point_date`). Its rows'
     /// landing entries are shown with their requests; admins open the raw responses.
     #[serde(default)]
     pub lineage: Option<String>,

@@ -107,7 +107,7 @@ pub async fn status(
         };
         let quota_today =
             t.id.is_source()
-                .then(|| connectors.quota_today(&t.id.name))
+                .then(|| connectors.quota_today_recorded(&t.id.name))
                 .flatten()
                 .map(|(used, limit)| format!("{used}/{limit}"));
         out.push(TaskStatus {

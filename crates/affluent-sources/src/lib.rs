@@ -174,17 +174,28 @@ impl Connectors {
     /// Today's requests against a source's daily quota, and the quota (`None` without one). The
     /// day is the project's, as the quota counts it.
     pub fn quota_today(&self, source: &str) -> Option<(u32, u32)> {
+        self.quota_today_in(source, false)
+    }
+
+    /// [`Connectors::quota_today`] as the project's quota file records it (what the scheduler
+    /// process used, seen from a dashboard or `affluent status`): the file is read again.
+    pub fn quota_today_recorded(&self, source: &str) -> Option<(u32, u32)> {
+        self.quota_today_in(source, true)
+    }
+
+    fn quota_today_in(&self, source: &str, from_file: bool) -> Option<(u32, u32)> {
         let limit = self.sources.get(source)?.daily_quota()?;
         let day = Timestamp::now()
             .to_zoned(self.project().timezone.clone())
             .date()
             .to_string();
-        Some((
-            self.shared
-                .quotas
-                .used_by_any(&TaskId::source(source).to_string(), &day),
-            limit,
-        ))
+        let scope = TaskId::source(source).to_string();
+        let used = if from_file {
+            self.shared.quotas.used_by_any(&scope, &day)
+        } else {
+            self.shared.quotas.used(&scope, &day)
+        };
+        Some((used, limit))
     }
 
     /// Every rate-limited scope (a source's `rate_limit`, a `[hosts.NAME]`): its limits, what

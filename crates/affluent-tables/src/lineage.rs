@@ -201,11 +201,31 @@ impl Warehouse {
     /// A landing entry of one of `sources`, by id: its metadata (the request as landed, secrets
     /// masked), or `None` when no such entry is there (any more).
     pub fn landing_entry(&self, sources: &[String], entry: &str) -> Option<EntryMeta> {
+        self.landing_entries(sources, &[entry.to_string()])
+            .remove(entry)
+    }
+
+    /// The landing entries of `sources` among `ids`, by id: one pass over each source's index
+    /// (only the blocks holding them are read).
+    pub fn landing_entries(
+        &self,
+        sources: &[String],
+        ids: &[String],
+    ) -> std::collections::HashMap<String, EntryMeta> {
+        let wanted: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
         let landing = self.landing();
-        sources
-            .iter()
-            .find_map(|s| landing.get(s, entry).ok())
-            .map(|e| e.meta)
+        let mut out = std::collections::HashMap::new();
+        for source in sources {
+            if out.len() == wanted.len() {
+                break;
+            }
+            if let Ok(found) = landing.list_where(source, |id, _| wanted.contains(id)) {
+                for e in found {
+                    out.insert(e.meta.entry_id.clone(), e.meta);
+                }
+            }
+        }
+        out
     }
 
     /// The body of a landing entry, decompressed, at most `max` bytes (and whether it was cut).

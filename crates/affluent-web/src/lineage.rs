@@ -93,22 +93,23 @@ fn entry_view(meta: &EntryMeta, rows: Option<u64>) -> EntryView {
     }
 }
 
-/// A value of the point clicked, typed as it reads: an integer, a number, a date, else text.
+/// A value of the point clicked, typed as it reads: an integer or a number written as one
+/// (`01000` stays text), a date, else text (a date-time too: compared with a timestamp
+/// column, the engine reads it as one).
 fn point_param(value: &str) -> Param {
-    if let Ok(i) = value.parse::<i64>() {
+    if let Ok(i) = value.parse::<i64>()
+        && i.to_string() == value
+    {
         return Param::Int(i);
     }
     if let Ok(f) = value.parse::<f64>()
         && f.is_finite()
+        && f.to_string() == value
     {
         return Param::Float(f);
     }
     if let Ok(d) = value.parse::<jiff::civil::Date>() {
         return Param::Date(d);
-    }
-    // A chart's time axis gives instants: their day.
-    if let Ok(t) = value.parse::<jiff::Timestamp>() {
-        return Param::Date(t.to_zoned(jiff::tz::TimeZone::UTC).date());
     }
     Param::Text(value.to_string())
 }
@@ -208,8 +209,10 @@ pub(crate) async fn panel_lineage(
             )));
         }
     }
+    // On lines of its own: a trailing `--` comment in the project's query ends there.
+    let inner = lineage.trim().trim_end_matches(';');
     let sql = format!(
-        "SELECT CAST(\"_affluent_entry\" AS VARCHAR) AS entry, count(*) AS n FROM ({lineage}) AS lineage GROUP BY 1 ORDER BY 1 DESC LIMIT {MAX_ENTRIES}"
+        "SELECT CAST(\"_affluent_entry\" AS VARCHAR) AS entry, count(*) AS n FROM (\n{inner}\n) AS lineage GROUP BY 1 ORDER BY 1 DESC LIMIT {MAX_ENTRIES}"
     );
     let rows = reader
         .rows(&sql, &params)
@@ -223,16 +226,24 @@ pub(crate) async fn panel_lineage(
     let sources = warehouse
         .sources_of(&lineage_reads)
         .map_err(WebError::query(format!("the lineage of panel `{panel}`")))?;
-    let mut entries = Vec::new();
-    for row in &rows.rows {
-        let Some(id) = row.first().and_then(|v| v.as_str()) else {
-            continue;
-        };
-        let count = row.get(1).and_then(serde_json::Value::as_u64);
-        if let Some(meta) = warehouse.landing_entry(&sources, id) {
-            entries.push(entry_view(&meta, count));
-        }
-    }
+    let found: Vec<(String, Option<u64>)> = rows
+        .rows
+        .iter()
+        .filter_map(|row| {
+            let id = row.first()?.as_str()?.to_string();
+            Some((id, row.get(1).and_then(serde_json::Value::as_u64)))
+        })
+        .collect();
+    // The landing index is read from disk: off the async threads.
+    let ids: Vec<String> = found.iter().map(|(id, _)| id.clone()).collect();
+    let lookup = warehouse.clone();
+    let metas = tokio::task::spawn_blocking(move || lookup.landing_entries(&sources, &ids))
+        .await
+        .map_err(|e| WebError::internal("reading the landing index", e))?;
+    let entries: Vec<EntryView> = found
+        .iter()
+        .filter_map(|(id, count)| metas.get(id).map(|m| entry_view(m, *count)))
+        .collect();
     let note = entries.is_empty().then(|| {
         "no row behind this point came from a landing entry still kept (or none matches)"
             .to_string()

@@ -72,9 +72,11 @@ impl Logs {
         ));
     }
 
-    /// The events after `after` of `level` or more severe whose message or target holds
-    /// `task` (when given), oldest first, at most the last `limit` of them; and the number of
-    /// the newest event kept (to ask after next time).
+    /// The events of `level` or more severe whose message or target holds `task` (when
+    /// given), oldest first: from the start (`after` 0), the last `limit` of them; after
+    /// `after`, the first `limit` that follow it, so that a reader asking again with the
+    /// number returned misses none still kept. Returns them and the number of the last event
+    /// looked at (to ask after next time).
     pub fn read(
         &self,
         after: u64,
@@ -83,19 +85,37 @@ impl Logs {
         limit: usize,
     ) -> (Vec<LogRecord>, u64) {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<LogRecord> = inner
-            .1
-            .iter()
-            .rev()
-            .filter(|(_, r)| r.seq > after)
-            // `Level`'s order: ERROR is the least, TRACE the greatest.
-            .filter(|(l, _)| *l <= level)
-            .filter(|(_, r)| task.is_none_or(|t| r.message.contains(t) || r.target.contains(t)))
-            .take(limit)
-            .map(|(_, r)| r.clone())
-            .collect();
-        out.reverse();
-        (out, inner.0)
+        // `Level`'s order: ERROR is the least, TRACE the greatest.
+        let wanted = |l: &Level, r: &LogRecord| {
+            *l <= level && task.is_none_or(|t| r.message.contains(t) || r.target.contains(t))
+        };
+        if after == 0 {
+            let mut out: Vec<LogRecord> = inner
+                .1
+                .iter()
+                .rev()
+                .filter(|(l, r)| wanted(l, r))
+                .take(limit)
+                .map(|(_, r)| r.clone())
+                .collect();
+            out.reverse();
+            return (out, inner.0);
+        }
+        let mut out = Vec::new();
+        let mut last = after;
+        for (l, r) in inner.1.iter().filter(|(_, r)| r.seq > after) {
+            if out.len() == limit {
+                break;
+            }
+            last = r.seq;
+            if wanted(l, r) {
+                out.push(r.clone());
+            }
+        }
+        if out.len() < limit {
+            last = last.max(inner.0);
+        }
+        (out, last)
     }
 }
 
@@ -185,5 +205,15 @@ mod tests {
             [before + 3, before + 4]
         );
         assert!(global().read(last, Level::TRACE, None, KEPT).0.is_empty());
+        // Following: after a number, the first `limit` that come next, and where to go on.
+        let (first, next) = global().read(before + 1, Level::TRACE, None, 2);
+        assert_eq!(
+            first.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            [before + 2, before + 3]
+        );
+        assert_eq!(next, before + 3);
+        let (rest, end) = global().read(next, Level::TRACE, None, 2);
+        assert_eq!(rest.iter().map(|r| r.seq).collect::<Vec<_>>(), [before + 4]);
+        assert_eq!(end, last);
     }
 }

@@ -716,7 +716,7 @@ pub struct LimitView {
     pub per_minute: Option<u32>,
     /// Requests a day (in the project's time zone), if limited.
     pub per_day: Option<u32>,
-    /// Requests counted today against `per_day` (by every process of the project).
+    /// Requests counted today against `per_day`, as the project's quota file records them.
     pub used_today: Option<u32>,
     /// When the next request may go, if not now (RFC 3339).
     pub next_allowed: Option<String>,

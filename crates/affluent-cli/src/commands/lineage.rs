@@ -50,16 +50,20 @@ pub async fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
     let lineage = warehouse
         .lineage(&args.table, args.condition.as_deref(), args.limit)
         .await?;
-    let landing = warehouse.landing();
+    let sources: Vec<String> = lineage
+        .entries
+        .iter()
+        .filter_map(|e| e.source.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let ids: Vec<String> = lineage.entries.iter().map(|e| e.entry.clone()).collect();
+    let metas = warehouse.landing_entries(&sources, &ids);
     let entries: Vec<EntryLine> = lineage
         .entries
         .iter()
         .map(|e| {
-            let meta = e
-                .source
-                .as_deref()
-                .and_then(|s| landing.get(s, &e.entry).ok())
-                .map(|x| x.meta);
+            let meta = metas.get(&e.entry).cloned();
             EntryLine {
                 table: e.table.clone(),
                 entry: e.entry.clone(),
